@@ -1,0 +1,3 @@
+from lossbench.app import main
+
+main()

@@ -1,0 +1,63 @@
+"""Datasets as tensors in memory: the trainer batches them by index slicing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from lossbench.losses import Task
+
+
+@dataclass
+class Dataset:
+    name: str
+    task: Task
+    n_classes: int
+    x_train: torch.Tensor  # float32 (N, features)
+    y_train: torch.Tensor  # long (N,) class indices, or float32 (N, classes) multi-hot
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    source: str  # full | sample | synthetic: results from different sources are never pooled
+    origin: str  # where exactly the data came from, for the log and the summary
+
+    @property
+    def n_features(self) -> int:
+        return self.x_train.shape[1]
+
+    def to(self, device: torch.device) -> "Dataset":
+        for field in ("x_train", "y_train", "x_test", "y_test"):
+            setattr(self, field, getattr(self, field).to(device))
+        return self
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    task: Task
+    load: Callable[[Any], Dataset]
+    # Raises DataError when the configured source cannot be had; must not read the data.
+    check: Callable[[Any], None]
+
+
+def _registry() -> dict[str, DatasetInfo]:
+    from lossbench.data import mnist, multilabel
+
+    return {
+        "mnist": DatasetInfo(Task.single_label, mnist.load_mnist, mnist.check_mnist),
+        "fashion_mnist": DatasetInfo(
+            Task.single_label, mnist.load_fashion_mnist, mnist.check_fashion_mnist
+        ),
+        "multilabel": DatasetInfo(Task.multi_label, multilabel.load, lambda cfg: None),
+    }
+
+
+DATASETS = _registry()
+
+
+def check_source_available(dataset_cfg: Any) -> None:
+    DATASETS[dataset_cfg.name].check(dataset_cfg)
+
+
+def load_dataset(dataset_cfg: Any) -> Dataset:
+    return DATASETS[dataset_cfg.name].load(dataset_cfg)

