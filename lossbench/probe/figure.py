@@ -1,0 +1,79 @@
+"""One panel per loss: loss value and |gradient| against z, per dtype, on a log scale."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .grid import exact
+
+COLORS = {"float64": "black", "float32": "tab:blue", "bfloat16": "tab:green", "float16": "tab:red"}
+YLIM = (1e-46, 1e16)  # down to float32's smallest subnormal; headroom above the data for the rugs
+
+
+def _mark(ax, z: np.ndarray, y_axes: float, marker: str, color: str) -> None:
+    """Rug at a fixed height: inf, NaN and exact zeros have no place on a log axis."""
+    if z.size:
+        ax.plot(z, np.full(z.shape, y_axes), marker, color=color, ms=3, transform=ax.get_xaxis_transform())
+
+
+def _panel(ax, g: pd.DataFrame, loss: str) -> None:
+    z = np.unique(g.z.to_numpy())
+    ref_value, ref_grad = exact(loss, z)
+    ax.plot(z, ref_value, color="0.6", lw=3, alpha=0.5)
+    ax.plot(z, np.abs(ref_grad), color="0.6", lw=3, alpha=0.5, ls="--")
+    for i, (dtype, d) in enumerate(g.groupby("dtype", observed=True, sort=False)):
+        color = COLORS.get(dtype, None)
+        lw = 2.2 - 0.4 * i  # later dtypes drawn thinner on top, so coinciding curves stay visible
+        ax.plot(d.z, d.value.where(d.value > 0), color=color, lw=lw)
+        ax.plot(d.z, np.abs(d.grad).where(d.grad != 0), color=color, lw=lw, ls="--")
+        _mark(ax, d.z[~d.grad_finite].to_numpy(), 0.975 - 0.025 * i, "x", color)
+        _mark(ax, d.z[~d.value_finite].to_numpy(), 0.875 - 0.025 * i, "^", color)
+        _mark(ax, d.z[d.grad == 0].to_numpy(), 0.02 + 0.025 * i, "|", color)
+    ax.set_yscale("log")
+    ax.set_ylim(*YLIM)
+    ax.set_title(loss)
+    ax.set_xlabel("z (margin of the target logit; < 0 = confidently wrong)")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def _legend(ax, dtypes) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=COLORS.get(d), label=d) for d in dtypes]
+    handles += [
+        Line2D([], [], color="0.6", lw=3, alpha=0.5, label="exact (float64 closed form)"),
+        Line2D([], [], color="k", label="loss value"),
+        Line2D([], [], color="k", ls="--", label="|d loss / d z|"),
+        Line2D([], [], color="k", marker="x", ls="", label="gradient inf/NaN (rug at top)"),
+        Line2D([], [], color="k", marker="^", ls="", label="loss inf/NaN (rug below it)"),
+        Line2D([], [], color="k", marker="|", ls="", label="gradient exactly 0 (bottom rug)"),
+    ]
+    ax.legend(handles=handles, loc="center", frameon=False)
+    ax.axis("off")
+
+
+def plot_probe(df: pd.DataFrame, path) -> Path:
+    """Write the figure to `path` (PNG). matplotlib is imported here so the probe runs without it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    losses = list(df.loss.cat.categories)
+    ncols = 3
+    nrows = -(-(len(losses) + 1) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 4.2 * nrows), squeeze=False)
+    axes = axes.ravel()
+    for ax, loss in zip(axes, losses):
+        _panel(ax, df[df.loss == loss], loss)
+    _legend(axes[len(losses)], list(df["dtype"].cat.categories))
+    for ax in axes[len(losses) + 1:]:
+        ax.axis("off")
+    fig.suptitle("Loss and gradient of each loss against the target-logit margin z, per dtype")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
