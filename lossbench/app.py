@@ -41,6 +41,13 @@ def main(cfg: DictConfig) -> None:
         if in_sweep:
             raise
         sys.exit(130)
+    except Exception:
+        if not in_sweep:
+            raise
+        # A bug in one job must not cut the sweep short: Hydra would stop before collecting.
+        # The traceback goes to this run's log; summary.json already says failed.
+        log.exception(f"run failed: {run_dir}")
+        return
     status = summary["status"]
     if status == "interrupted":
         log.warning(f"interrupted; what was measured is in {run_dir}")
@@ -49,4 +56,5 @@ def main(cfg: DictConfig) -> None:
         sys.exit(130)
     if status == "diverged":
         log.warning(f"diverged: {summary['error']}")
-    log.info(f"results: {run_dir}")
+    if status != "skipped":
+        log.info(f"results: {run_dir}")

@@ -81,12 +81,14 @@ class StopFlag:
 
 
 def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict:
-    """Run one configuration into run_dir and return its summary. Raises UserError (after
-    recording it) for a configuration or data the run cannot use."""
+    """Run one configuration into run_dir and return its summary (status `skipped` if an identical
+    run had completed there). Raises UserError, after recording it, for a configuration or data
+    the run cannot use."""
     config = comparable_config(cfg)
     if cfg.resume and already_completed(run_dir, config):
-        log.info(f"skipped: {run_dir} already completed with this config (resume=false reruns it)")
-        return read_summary(run_dir)
+        # Printed, not logged: a skipped run's own files, its log included, stay as they were.
+        print(f"skipped: {run_dir} already completed with this config (resume=false reruns it)")
+        return {**read_summary(run_dir), "status": "skipped"}  # on disk it stays completed
 
     spec_name, dataset_name = cfg.loss.name, cfg.dataset.name
     summary: dict[str, Any] = {

@@ -1,0 +1,91 @@
+"""Sweeps: presets compose, the smoke grid runs under each launcher, reruns resume, failures
+are listed and make the sweep exit non-zero without stopping the other runs."""
+
+import json
+import os
+import shutil
+
+import pandas as pd
+import pytest
+
+from conftest import compose_config, run_cli
+
+SMALL = ["model.hidden=[32]"]  # the smoke grid, cheaper still: these tests check plumbing
+# Run directories are named from the job's overrides, sorted by key.
+SMOKE_RUNS = {f"loss={loss},model.hidden=[32],seed={seed}" for loss in ("ce", "bce_logits") for seed in (0, 1)}
+CE_SEED_1 = "loss=ce,model.hidden=[32],seed=1"
+
+
+def run_dirs(sweep):
+    return {p.parent.name for p in sweep.glob("*/summary.json")}
+
+
+def statuses(sweep):
+    return {d: json.loads((sweep / d / "summary.json").read_text())["status"] for d in run_dirs(sweep)}
+
+
+@pytest.fixture(scope="module")
+def smoke_sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke")
+    result = run_cli("-m", "experiment=smoke", *SMALL, f"hydra.sweep.dir={root / 'sweep'}", cwd=root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return root / "sweep", result
+
+
+@pytest.mark.parametrize("preset, n_runs", [("smoke", 4), ("compare_single_label", 20), ("compare_multi_label", 10)])
+def test_presets_compose(preset, n_runs):
+    cfg = compose_config(f"experiment={preset}")
+    assert cfg.experiment == preset
+    if preset == "compare_multi_label":
+        assert cfg.dataset.name == "multilabel" and cfg.trainer.epochs == 20
+
+
+def test_smoke_grid_with_the_basic_launcher(smoke_sweep):
+    sweep, result = smoke_sweep
+    assert run_dirs(sweep) == SMOKE_RUNS  # named from the overrides, not the clock
+    assert set(statuses(sweep).values()) == {"completed"}
+    summary = pd.read_parquet(sweep / "summary.parquet")
+    assert len(summary) == 4 and set(summary["loss"]) == {"ce", "bce_logits"}
+    assert "4 ran, 0 skipped" in result.stdout
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_smoke_grid_with_parallel_launchers(tmp_path, launcher):
+    result = run_cli("-m", "experiment=smoke", *SMALL, f"hydra/launcher={launcher}",
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert statuses(tmp_path / "sweep") == dict.fromkeys(SMOKE_RUNS, "completed")
+    threads = {json.loads(p.read_text())["threads"] for p in (tmp_path / "sweep").glob("*/summary.json")}
+    if launcher == "joblib":  # parallel jobs share the cores instead of oversubscribing them
+        assert threads == {max(1, (os.cpu_count() or 1) // (os.cpu_count() or 1))}
+
+
+def test_rerunning_a_sweep_reruns_only_the_missing_run(smoke_sweep, tmp_path):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(smoke_sweep[0], sweep)
+    (sweep / CE_SEED_1 / "summary.json").unlink()
+    # Everything but .hydra/, Hydra's record of the latest invocation, which it rewrites per job.
+    untouched = {p: p.stat().st_mtime_ns for d in SMOKE_RUNS - {CE_SEED_1} for p in (sweep / d).iterdir() if p.is_file()}
+    assert {p.name for p in untouched} >= {"summary.json", "metrics.parquet", "calibration.parquet", "lossbench.log"}
+    result = run_cli("-m", "experiment=smoke", *SMALL, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 ran, 3 skipped" in result.stdout
+    assert statuses(sweep)[CE_SEED_1] == "completed"
+    assert {p: p.stat().st_mtime_ns for p in untouched} == untouched
+
+    forced = run_cli("-m", "experiment=smoke", *SMALL, "resume=false", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert forced.returncode == 0 and "4 ran, 0 skipped" in forced.stdout
+    assert run_dirs(sweep) == SMOKE_RUNS  # resume=false stays out of the directory names
+
+
+def test_a_failed_run_does_not_stop_the_sweep_and_is_listed(tmp_path):
+    result = run_cli("-m", "dataset=multilabel", "loss=ce,bce_logits", "trainer.epochs=1",
+                     "dataset.n_samples=400", *SMALL, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode != 0
+    assert statuses(tmp_path / "sweep") == {
+        "dataset.n_samples=400,dataset=multilabel,loss=ce,model.hidden=[32],trainer.epochs=1": "failed",
+        "dataset.n_samples=400,dataset=multilabel,loss=bce_logits,model.hidden=[32],trainer.epochs=1": "completed",
+    }
+    assert "1 of 2 runs failed" in result.stdout + result.stderr
+    assert "loss=ce cannot train dataset=multilabel" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
