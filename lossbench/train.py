@@ -69,6 +69,54 @@ def evaluate(model, spec, criterion, x, y_enc, y_raw, task, device, precision) -
     return {"loss_value": float(loss_sum) / len(x), **values}, table
 
 
+class Signals:
+    """Stability signals. The counters stay on the device; a logged row is the only read."""
+
+    def __init__(self, spec: LossSpec, device: torch.device):
+        self.spec = spec
+        self.bad_loss = torch.zeros((), dtype=torch.long, device=device)
+        self.bad_grad = torch.zeros((), dtype=torch.long, device=device)
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.skipped = 0
+        self.rows: list[dict] = []
+
+    def observe(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor) -> torch.Tensor:
+        """Count this step's non-finite loss or gradient; returns whether it had one (on device)."""
+        loss_bad, grad_bad = ~torch.isfinite(loss.detach()), ~torch.isfinite(grad_norm)
+        self.bad_loss += loss_bad
+        self.bad_grad += grad_bad
+        bad = loss_bad | grad_bad
+        self.first_bad = torch.where((self.first_bad < 0) & bad, step, self.first_bad)
+        return bad
+
+    def log(self, step: int, epoch: int, loss, grad_norm, logits: torch.Tensor) -> None:
+        logits = logits.detach()
+        self.rows.append({
+            "step": step, "epoch": epoch,
+            "loss_value": float("nan") if loss is None else float(loss.detach()),
+            "grad_norm": float("nan") if grad_norm is None else float(grad_norm),
+            "max_abs_logit": float(logits.abs().max()),
+            "saturated_frac": float(saturated_fraction(self.spec, logits)),
+            "nonfinite_loss": int(self.bad_loss), "nonfinite_grad": int(self.bad_grad),
+            "skipped_steps": self.skipped,
+        })
+
+    def first_nonfinite_step(self) -> int:
+        return int(self.first_bad)
+
+    def divergence(self) -> str:
+        what = "loss" if int(self.bad_loss) else "gradient"
+        return (
+            f"non-finite {what} at step {self.first_nonfinite_step()} ({int(self.bad_loss)} non-finite "
+            f"losses, {int(self.bad_grad)} non-finite gradients so far); trainer.on_nonfinite=skip "
+            "skips such steps instead"
+        )
+
+    def flush(self) -> list[dict]:
+        rows, self.rows = self.rows, []
+        return rows
+
+
 def train(
     model: nn.Module,
     spec: LossSpec,
@@ -81,31 +129,33 @@ def train(
     stop_requested: Callable[[], bool] = lambda: False,
 ) -> Outcome:
     criterion = spec.criterion()
-    precision, log_every = trainer.precision.name, trainer.log_every
-    skip_nonfinite = trainer.on_nonfinite.name == "skip"
+    precision, skip_nonfinite = trainer.precision.name, trainer.on_nonfinite.name == "skip"
     x, y = data.x_train, encode_targets(spec, data.y_train, data.n_classes)
     y_test = encode_targets(spec, data.y_test, data.n_classes)
     n, batch = len(x), trainer.batch_size
-    steps_per_epoch = math.ceil(n / batch)
-    params = [p for p in model.parameters()]
-
+    total_steps = trainer.epochs * math.ceil(n / batch)
+    params = list(model.parameters())
     with autocast(device, precision):
         check_loss_inputs(criterion, spec.activation(model(x[:batch])), y[:batch])
 
-    # Running counters live on the device; reading them is the only sync.
-    bad_loss = torch.zeros((), dtype=torch.long, device=device)
-    bad_grad = torch.zeros((), dtype=torch.long, device=device)
-    first_bad = torch.full((), -1, dtype=torch.long, device=device)
-    step, skipped = 0, 0
-    bar = tqdm(total=trainer.epochs * steps_per_epoch, disable=None, unit="step", leave=False)
+    signals, step, epoch = Signals(spec, device), 0, 0
+    loss = grad_norm = logits = None
+
+    def end(status: str, message: Optional[str]) -> Outcome:
+        if not signals.rows or signals.rows[-1]["step"] != step:
+            signals.log(step, epoch, loss, grad_norm, logits)
+        on_epoch([], [], signals.flush())
+        return Outcome(status, epoch - 1, message, signals.skipped)
+
+    bar = tqdm(total=total_steps, disable=None, unit="step", leave=False)
     try:
         for epoch in range(1, trainer.epochs + 1):
             model.train()
             order = torch.randperm(n, generator=generator).to(device)
-            signals: list[dict] = []
             started = time.perf_counter()
             for start in range(0, n, batch):
                 idx = order[start : start + batch]
+                loss = grad_norm = None
                 with autocast(device, precision):
                     logits = model(x[idx])
                     loss = criterion(spec.activation(logits), y[idx])
@@ -113,35 +163,21 @@ def train(
                 loss.backward()
                 grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
                 step += 1
-                loss_bad, grad_bad = ~torch.isfinite(loss), ~torch.isfinite(grad_norm)
-                bad_loss += loss_bad
-                bad_grad += grad_bad
-                first_bad = torch.where((first_bad < 0) & (loss_bad | grad_bad), step, first_bad)
-                if skip_nonfinite and bool(loss_bad | grad_bad):
-                    skipped += 1
+                bad = signals.observe(step, loss, grad_norm)
+                if skip_nonfinite and bool(bad):
+                    signals.skipped += 1
                 else:
                     optimizer.step()
                 bar.update()
-                last_step = step == trainer.epochs * steps_per_epoch
-                if step % log_every == 0 or last_step:
-                    signals.append({
-                        "step": step, "epoch": epoch,
-                        "loss_value": float(loss.detach()), "grad_norm": float(grad_norm),
-                        "max_abs_logit": float(logits.detach().abs().max()),
-                        "saturated_frac": float(saturated_fraction(spec, logits.detach())),
-                        "nonfinite_loss": int(bad_loss), "nonfinite_grad": int(bad_grad),
-                        "skipped_steps": skipped,
-                    })
-                    if not skip_nonfinite and int(first_bad) > 0:
-                        return _diverged(int(first_bad), int(bad_loss), int(bad_grad), epoch - 1, on_epoch, signals)
+                if step % trainer.log_every == 0 or start + batch >= n:
+                    signals.log(step, epoch, loss, grad_norm, logits)
+                    if not skip_nonfinite and signals.first_nonfinite_step() > 0:
+                        return end("diverged", signals.divergence())
                 if stop_requested():
-                    on_epoch([], [], signals)
-                    return Outcome("interrupted", epoch - 1, "interrupted by the user", skipped)
+                    return end("interrupted", "interrupted by the user")
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - started
-            if not skip_nonfinite and int(first_bad) > 0:
-                return _diverged(int(first_bad), int(bad_loss), int(bad_grad), epoch - 1, on_epoch, signals)
             train_row, _ = evaluate(model, spec, criterion, x, y, data.y_train, data.task, device, precision)
             test_row, table = evaluate(model, spec, criterion, data.x_test, y_test, data.y_test, data.task, device, precision)
             train_row.update(epoch_time_s=seconds, samples_per_s=n / seconds)
@@ -149,25 +185,22 @@ def train(
                 [{"epoch": epoch, "split": "train", **train_row},
                  {"epoch": epoch, "split": "test", **test_row, "epoch_time_s": float("nan"), "samples_per_s": float("nan")}],
                 table,
-                signals,
+                signals.flush(),
             )
             bar.set_postfix_str(_postfix(test_row))
+    except RuntimeError as error:
+        # BCELoss checks its input range and raises on NaN instead of returning NaN: the
+        # weights went non-finite between two signal reads. That is divergence, not a crash.
+        if "should be between 0 and 1" not in str(error):
+            raise
+        step += 1
+        return end("diverged", f"BCELoss refused its input at step {step} ({error}): its sigmoid "
+                   f"outputs were NaN because the weights had gone non-finite; {signals.divergence()}")
     finally:
         bar.close()
-    return Outcome("completed", trainer.epochs, None, skipped)
+    return Outcome("completed", trainer.epochs, None, signals.skipped)
 
 
 def _postfix(row: dict) -> str:
     main = "acc" if "acc" in row else "map"
     return f"test loss {row['loss_value']:.4f} {main} {row[main]:.4f}"
-
-
-def _diverged(step: int, bad_loss: int, bad_grad: int, epochs_done: int, on_epoch, signals) -> Outcome:
-    on_epoch([], [], signals)
-    what = "loss" if bad_loss else "gradient"
-    return Outcome(
-        "diverged",
-        epochs_done,
-        f"non-finite {what} at step {step} ({bad_loss} non-finite losses, {bad_grad} non-finite "
-        "gradients so far); trainer.on_nonfinite=skip skips such steps instead",
-    )

@@ -33,3 +33,14 @@ def run_cli(*args: str, cwd: Path, timeout: float = 240) -> subprocess.Completed
 @pytest.fixture
 def compose_cfg():
     return compose_config
+
+
+def sweep_grid(preset: str) -> dict[str, list[str]]:
+    """The values each swept key takes in a preset, expanded by Hydra's own override parser."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"experiment={preset}"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    return {o.key_or_group: list(o.sweep_string_iterator()) for o in parsed}

@@ -8,7 +8,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from conftest import compose_config, run_cli
+from conftest import compose_config, run_cli, sweep_grid
 
 SMALL = ["model.hidden=[32]"]  # the smoke grid, cheaper still: these tests check plumbing
 # Run directories are named from the job's overrides, sorted by key.
@@ -32,12 +32,16 @@ def smoke_sweep(tmp_path_factory):
     return root / "sweep", result
 
 
-@pytest.mark.parametrize("preset, n_runs", [("smoke", 4), ("compare_single_label", 20), ("compare_multi_label", 10)])
-def test_presets_compose(preset, n_runs):
+@pytest.mark.parametrize("preset, dataset, losses, seeds, epochs", [
+    ("smoke", "mnist", ["ce", "bce_logits"], 2, 1),
+    ("compare_single_label", "mnist", ["ce", "nll", "bce", "bce_logits"], 5, 10),
+    ("compare_multi_label", "multilabel", ["bce", "bce_logits"], 5, 20),
+])
+def test_presets_compose(preset, dataset, losses, seeds, epochs):
     cfg = compose_config(f"experiment={preset}")
-    assert cfg.experiment == preset
-    if preset == "compare_multi_label":
-        assert cfg.dataset.name == "multilabel" and cfg.trainer.epochs == 20
+    assert (cfg.experiment, cfg.dataset.name, cfg.trainer.epochs) == (preset, dataset, epochs)
+    grid = sweep_grid(preset)
+    assert grid["loss"] == losses and len(grid["seed"]) == seeds
 
 
 def test_smoke_grid_with_the_basic_launcher(smoke_sweep):

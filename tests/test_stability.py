@@ -1,0 +1,69 @@
+"""Training-stability signals: divergence stops or skips, steps.parquet carries the signals."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from lossbench.run import execute
+
+from conftest import compose_config, sweep_grid
+
+SIGNALS = {"step", "epoch", "loss_value", "grad_norm", "max_abs_logit", "saturated_frac",
+           "nonfinite_loss", "nonfinite_grad", "skipped_steps"}
+# float16 sigmoid outputs saturate at logit scale 100, and BCELoss's backward then divides 0 by 0.
+STRESS = ["loss=bce", "trainer.precision=16", "model.logit_scale=100", "trainer.epochs=1",
+          "dataset.source=sample", "trainer.log_every=10"]
+
+
+def run(tmp_path, *overrides):
+    cfg = compose_config(*overrides)
+    summary = execute(cfg, tmp_path, threads=2, overrides=list(overrides))
+    return summary, pd.read_parquet(tmp_path / "steps.parquet")
+
+
+def test_steps_parquet_has_the_signal_columns(tmp_path):
+    summary, steps = run(tmp_path, "loss=bce_logits", "trainer.epochs=1", "dataset.source=sample", "trainer.log_every=20")
+    assert summary["status"] == "completed"
+    assert SIGNALS <= set(steps)
+    assert steps["step"].tolist() == [20, 40, 60, 63]  # every log_every steps, and each epoch's last
+    assert (steps["grad_norm"] > 0).all() and (steps["nonfinite_grad"] == 0).all()
+
+
+def test_a_nonfinite_gradient_stops_the_run_as_diverged(tmp_path):
+    summary, steps = run(tmp_path, *STRESS)
+    assert summary["status"] == "diverged"
+    assert "non-finite gradient at step 1" in summary["error"]
+    assert steps["nonfinite_grad"].iloc[-1] >= 1
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["status"] == "diverged" and on_disk["error"] == summary["error"]
+
+
+def test_skip_counts_nonfinite_steps_and_completes(tmp_path):
+    summary, steps = run(tmp_path, *STRESS, "trainer.on_nonfinite=skip")
+    assert summary["status"] == "completed"
+    assert summary["skipped_steps"] == steps["skipped_steps"].iloc[-1] > 0
+    assert summary["skipped_steps"] == steps["nonfinite_grad"].iloc[-1]
+
+
+def test_bce_with_logits_trains_through_the_same_stress(tmp_path):
+    summary, steps = run(tmp_path, *STRESS[1:], "loss=bce_logits")
+    assert summary["status"] == "completed" and summary["test_acc"] > 0.8
+    assert steps["nonfinite_grad"].iloc[-1] == 0
+
+
+@pytest.mark.parametrize("preset, dataset, losses, n_runs", [
+    ("stability", "mnist", ["ce", "nll", "bce", "bce_logits"], 216),
+    ("stability_multi_label", "multilabel", ["bce", "bce_logits"], 108),
+    ("stability_smoke", "mnist", ["bce", "bce_logits"], 8),
+])
+def test_stability_presets_compose(preset, dataset, losses, n_runs):
+    cfg = compose_config(f"experiment={preset}")
+    assert cfg.experiment == preset and cfg.dataset.name == dataset
+    grid = sweep_grid(preset)
+    assert grid["loss"] == losses
+    assert len(grid.get("seed", ["0"])) * len(grid["trainer.precision"]) * len(grid["model.logit_scale"]) \
+        * len(grid.get("optim.lr", ["x"])) * len(losses) == n_runs
+    if preset != "stability_smoke":
+        assert grid["trainer.precision"] == ["32", "bf16", "16"] and grid["model.logit_scale"] == ["1", "10", "100"]
+        assert [float(v) for v in grid["optim.lr"]] == [1e-3, 1e-1] and len(grid["seed"]) >= 3
