@@ -1,0 +1,222 @@
+"""Gather every run under a directory into four tidy tables (docs/results-schema.md).
+
+    python -m lossbench.collect results/sweeps/smoke
+
+finds each run dir (a dir holding `summary.json`) and writes into DIR:
+`summary.parquet` (one row per run), `runs.parquet` (every metrics row), `calibration.parquet`
+and, when any run logged them, `steps.parquet`. Each gets a `run` column: the run dir relative to
+DIR. A run whose summary.json cannot be read (half-written, killed mid-write) is kept as a
+`failed` row with the reason, so it shows up in the report instead of silently vanishing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+SUMMARY = "summary.json"
+REPORT_DIR = "report"  # DIR/report is the report's default output: never a run
+STATUSES = ("completed", "running", "failed", "interrupted", "diverged")
+
+
+@dataclass
+class Collected:
+    summary: pd.DataFrame
+    runs: pd.DataFrame
+    calibration: pd.DataFrame
+    steps: pd.DataFrame | None  # None when no run logged steps
+
+    def status_counts(self) -> dict[str, int]:
+        """Runs per status, known statuses first, in a fixed order."""
+        counts = self.summary["status"].value_counts()
+        order = [s for s in STATUSES if s in counts] + sorted(set(counts.index) - set(STATUSES))
+        return {status: int(counts[status]) for status in order}
+
+
+class CollectError(Exception):
+    """Bad input a user can fix (missing dir, no runs); the CLI prints it and exits 2."""
+
+
+def find_run_dirs(directory: Path) -> list[Path]:
+    """Dirs holding summary.json, sorted. Skips hidden dirs, DIR/report, and a run's own subdirs."""
+    found = []
+    for root, dirs, files in os.walk(directory):
+        here = Path(root)
+        if SUMMARY in files:
+            found.append(here)
+            dirs[:] = []  # a run dir holds no other runs
+            continue
+        dirs[:] = [
+            d for d in dirs
+            if not d.startswith(".") and not (here == directory and d == REPORT_DIR)
+        ]
+    return sorted(found, key=lambda p: p.relative_to(directory).as_posix())
+
+
+def flatten(config: dict, prefix: str = "cfg.") -> dict:
+    """{'optim': {'lr': 0.1}} -> {'cfg.optim.lr': 0.1}; lists become their string form."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        elif isinstance(value, (list, tuple)):
+            flat[f"{prefix}{key}"] = str(list(value))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def read_summary(run_dir: Path, run: str) -> dict:
+    """One summary.parquet row. Unreadable or malformed summary.json -> a `failed` row saying why."""
+    try:
+        summary = json.loads((run_dir / SUMMARY).read_text())
+        if not isinstance(summary, dict):
+            raise ValueError(f"expected a JSON object, got {type(summary).__name__}")
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        return {"run": run, "status": "failed", "error": f"unreadable {SUMMARY}: {e}"}
+    row = {"run": run}
+    for key, value in summary.items():
+        if key in ("config", "overrides") or isinstance(value, dict):
+            continue
+        row[key] = str(list(value)) if isinstance(value, (list, tuple)) else value
+    if "status" not in row:
+        row["status"], row["error"] = "failed", f"{SUMMARY} has no 'status' field"
+    if isinstance(summary.get("config"), dict):
+        row.update(flatten(summary["config"]))
+    return row
+
+
+def read_table(run_dir: Path, name: str, run: str) -> pd.DataFrame | None:
+    """A run's parquet table with `run` as first column; None if absent. Raises if unreadable."""
+    path = run_dir / name
+    if not path.exists():
+        return None
+    table = pd.read_parquet(path)
+    table.insert(0, "run", run)
+    return table
+
+
+def tidy_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Object columns mixing types (cfg.trainer.precision: 32 | 'bf16') -> strings, so parquet
+    can store them. Missing values stay missing."""
+    for column in frame.columns:
+        if frame[column].dtype != object:
+            continue
+        kinds = {type(v) for v in frame[column] if v is not None and not pd.isna(v)}
+        if len(kinds) > 1:
+            frame[column] = frame[column].map(
+                lambda v: v if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
+            )
+    return frame
+
+
+def concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    if not parts:
+        return pd.DataFrame({"run": pd.Series([], dtype="str")})
+    return tidy_columns(pd.concat(parts, ignore_index=True))
+
+
+def collect(directory: str | os.PathLike, *, write: bool = True) -> Collected:
+    """Read every run under `directory` into tables; with write=True also write them into it."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise CollectError(f"{directory} {what}")
+    run_dirs = find_run_dirs(directory)
+    if not run_dirs:
+        raise CollectError(f"{directory} holds no runs (no {SUMMARY} anywhere under it)")
+
+    rows, metrics, calibration, steps = [], [], [], []
+    for run_dir in run_dirs:
+        run = run_dir.relative_to(directory).as_posix()
+        row = read_summary(run_dir, run)
+        tables = {}
+        for name in ("metrics.parquet", "calibration.parquet", "steps.parquet"):
+            try:
+                tables[name] = read_table(run_dir, name, run)
+            except Exception as e:  # noqa: BLE001 - pyarrow raises many kinds on a torn file
+                tables[name] = None
+                if row["status"] == "completed":
+                    row["status"], row["error"] = "failed", f"unreadable {name}: {e}"
+        if row["status"] == "completed" and tables["metrics.parquet"] is None:
+            row["status"], row["error"] = "failed", "status completed but metrics.parquet is missing"
+        rows.append(row)
+        for table, parts in zip(tables.values(), (metrics, calibration, steps)):
+            if table is not None:
+                parts.append(table)
+
+    summary = pd.DataFrame(rows)
+    plain = [c for c in summary.columns if not c.startswith("cfg.")]
+    summary = tidy_columns(summary[plain + sorted(set(summary.columns) - set(plain))].copy())
+    if "error" not in summary.columns:
+        summary["error"] = None
+    summary["error"] = summary["error"].astype("str")
+    collected = Collected(
+        summary=summary,
+        runs=concat(metrics),
+        calibration=concat(calibration),
+        steps=concat(steps) if steps else None,
+    )
+    if write:
+        write_tables(collected, directory)
+    return collected
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Write atomically: a temp file in the same dir, then os.replace (readers never see half)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_tables(collected: Collected, directory: Path) -> list[Path]:
+    written = []
+    for name, frame in [
+        ("summary.parquet", collected.summary),
+        ("runs.parquet", collected.runs),
+        ("calibration.parquet", collected.calibration),
+        ("steps.parquet", collected.steps),
+    ]:
+        path = directory / name
+        if frame is None:
+            path.unlink(missing_ok=True)  # a stale one from an earlier collect would mislead
+            continue
+        write_parquet(frame, path)
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lossbench.collect",
+        description="Collect every run dir (summary.json) under DIR into parquet tables in DIR.",
+    )
+    parser.add_argument("dir", metavar="DIR", help="a sweep or results dir holding run dirs")
+    args = parser.parse_args(argv)
+    try:
+        collected = collect(args.dir)
+    except CollectError as e:
+        print(f"lossbench.collect: error: {e}", file=sys.stderr)
+        return 2
+    counts = ", ".join(f"{n} {status}" for status, n in collected.status_counts().items())
+    print(f"found {len(collected.summary)} runs under {args.dir}: {counts}")
+    names = ["summary.parquet", "runs.parquet", "calibration.parquet"]
+    names += ["steps.parquet"] if collected.steps is not None else []
+    print(f"wrote {', '.join(names)} to {args.dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

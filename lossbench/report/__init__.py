@@ -1,0 +1,69 @@
+"""Comparison report of collected runs: `python -m lossbench.report DIR [DIR ...] [--out OUT]`.
+
+load.py reads the collected tables -> groups.py splits them into comparable groups -> tables.py and
+stats.py compute the numbers -> findings.py and figures.py turn them into sentences and PNGs ->
+sections.py assembles a Document -> render.py writes it as markdown and html. `generate` runs the
+chain and writes OUT/report.md, OUT/report.html, OUT/figures/*.png, OUT/tables/*.csv.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from lossbench.report.document import Document, Figure, Table
+from lossbench.report.load import ReportInputError, load
+from lossbench.report.render import FIGURES, TABLES, to_html, to_markdown
+from lossbench.report.sections import build_document
+
+__all__ = ["ReportInputError", "generate", "write_report"]
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Atomic: a reader never sees a half-written report."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(doc: Document, out: Path) -> Path:
+    """Write md, html, PNGs and CSVs into `out`; stale PNG/CSV files of earlier reports go."""
+    figures_dir, tables_dir = out / FIGURES, out / TABLES
+    for directory, pattern in ((figures_dir, "*.png"), (tables_dir, "*.csv")):
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob(pattern):
+            stale.unlink()
+    for block in doc.walk():
+        if isinstance(block, Figure):
+            write_bytes(figures_dir / f"{block.name}.png", block.png)
+            if block.data is not None:
+                write_bytes(tables_dir / f"{block.name}.csv", block.data.to_csv(index=False).encode())
+        elif isinstance(block, Table):
+            write_bytes(tables_dir / f"{block.name}.csv", block.data.to_csv(index=False).encode())
+    write_bytes(out / "report.md", to_markdown(doc).encode())
+    write_bytes(out / "report.html", to_html(doc).encode())
+    return out / "report.md"
+
+
+def generate(dirs: list[str | Path], out: str | Path | None = None, probe: str | Path | None = None,
+             say: Callable[[str], None] = print) -> Path:
+    """Report on the runs under `dirs` into `out` (default: <first dir>/report). Returns report.md."""
+    if not dirs:
+        raise ReportInputError("give at least one DIR")
+    if probe is not None:
+        probe = Path(probe)
+        if not probe.is_dir():
+            raise ReportInputError(f"probe dir {probe} does not exist")
+        if not any((probe / name).exists() for name in ("probe.png", "thresholds.md")):
+            raise ReportInputError(f"probe dir {probe} holds neither probe.png nor thresholds.md "
+                                   "(write them with python -m lossbench.probe --out DIR)")
+    inputs = load(dirs, say)
+    doc = build_document(inputs, probe)
+    return write_report(doc, Path(out) if out is not None else Path(dirs[0]) / "report")

@@ -1,0 +1,33 @@
+"""CLI: python -m lossbench.report DIR [DIR ...] [--out OUT] [--probe PROBE_DIR]"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lossbench.report import ReportInputError, generate
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lossbench.report",
+        description="Compare losses across the runs under one or more DIRs (collected with "
+        "python -m lossbench.collect; collected here if not yet). Writes report.md, report.html, "
+        "figures/*.png and tables/*.csv.",
+    )
+    parser.add_argument("dirs", nargs="+", metavar="DIR", help="sweep or results dir(s)")
+    parser.add_argument("--out", help="output dir (default: <first DIR>/report)")
+    parser.add_argument("--probe", metavar="PROBE_DIR",
+                        help="a probe output dir (probe.png, thresholds.md) for the Stability section")
+    args = parser.parse_args(argv)
+    try:
+        path = generate(args.dirs, args.out, args.probe)
+    except ReportInputError as e:
+        print(f"lossbench.report: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} and {path.with_suffix('.html').name}, figures/, tables/ in {path.parent}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

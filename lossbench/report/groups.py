@@ -1,0 +1,171 @@
+"""Split completed runs into groups whose numbers may be compared.
+
+A group is one (dataset, data_source, task): full MNIST and the sample never share a table. Within
+it, a cfg.* column that differs between runs of the same loss and seed is a *setting* (a sweep over
+optim.lr, trainer.precision, ...): each combination of settings becomes its own group, so that
+"paired by seed" pairs runs that differ in the loss only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+
+LOSS_ORDER = ("ce", "nll", "bce", "bce_logits")
+MAX_SLUG = 80  # file names stay well below the usual 255-byte limit
+MAX_TITLE_SETTINGS = 3
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    label: str
+    metric: str  # the primary metric: curves, dot plot, largest effect
+    baseline: str  # the loss every other loss is compared against
+    metrics: tuple[str, ...]  # final test metrics in the tables (summary `test_<metric>`)
+
+
+TASKS = {
+    "single_label": TaskKind("single-label", "acc", "ce", ("acc", "nll", "ece", "brier")),
+    "multi_label": TaskKind(
+        "multi-label", "map", "bce_logits", ("map", "f1_micro", "f1_macro", "subset_acc", "hamming")
+    ),
+}
+# Metrics where a larger value is worse (for the words "better"/"worse" in findings).
+LOWER_IS_BETTER = {"nll", "ece", "brier", "hamming", "loss_value"}
+
+
+def loss_sort_key(loss: str):
+    return (LOSS_ORDER.index(loss), "") if loss in LOSS_ORDER else (len(LOSS_ORDER), loss)
+
+
+def format_value(value) -> str:
+    """A cfg value as text: 0.001 -> '0.001', 32.0 -> '32', NaN/None -> 'unset'."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "unset"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def value_sort_key(text: str):
+    try:
+        return (0, float(text), text)
+    except ValueError:
+        return (1, 0.0, text)
+
+
+@dataclass
+class Group:
+    dataset: str
+    data_source: str
+    task: str
+    settings: tuple[tuple[str, str], ...]  # (cfg key without "cfg.", value), sorted by key
+    runs: pd.DataFrame  # its completed summary rows, sorted by run
+    slug: str = ""
+
+    @property
+    def kind(self) -> TaskKind:
+        return TASKS[self.task]
+
+    @property
+    def baseline(self) -> str:
+        """The task's baseline; if it has no completed run here (a bce vs bce_logits study), the
+        first loss present in the order ce, bce_logits, nll, bce, others."""
+        losses = self.losses
+        if self.kind.baseline in losses or not losses:
+            return self.kind.baseline
+        fallback = ("ce", "bce_logits", "nll", "bce")
+        return next((loss for loss in fallback if loss in losses), losses[0])
+
+    @property
+    def losses(self) -> list[str]:
+        return sorted(self.runs["loss"].unique(), key=loss_sort_key)
+
+    @property
+    def title(self) -> str:
+        title = f"{self.dataset} / {self.data_source} ({self.kind.label})"
+        if len(self.settings) > MAX_TITLE_SETTINGS:  # listed in full in the section itself
+            return f"{title}: config variant {self.digest}"
+        if self.settings:
+            title += ": " + ", ".join(f"{k}={v}" for k, v in self.settings)
+        return title
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha1(repr(self.settings).encode()).hexdigest()[:10]
+
+    def members(self, summary: pd.DataFrame) -> pd.DataFrame:
+        """Rows of `summary` (any status) that belong to this group: same dataset, data source,
+        task and settings. Used to say which runs a group's statistics left out."""
+        rows = summary.copy()
+        rows["task"] = infer_task(rows)
+        keep = pd.Series(True, index=rows.index)
+        for column, value in (("dataset", self.dataset), ("data_source", self.data_source),
+                              ("task", self.task)):
+            if column not in rows.columns:
+                return rows.iloc[0:0]
+            keep &= rows[column].fillna("unknown").astype("str") == value
+        for key, value in self.settings:
+            if f"cfg.{key}" not in rows.columns:
+                return rows.iloc[0:0]
+            keep &= rows[f"cfg.{key}"].map(format_value) == value
+        return summary[keep]
+
+    def base_slug(self) -> str:
+        """File-name stem; settings too long for a file name are replaced by a stable hash."""
+        parts = [self.dataset, self.data_source] + [f"{k}={v}" for k, v in self.settings]
+        slug = re.sub(r"[^A-Za-z0-9.=_-]+", "_", "-".join(parts))
+        if len(slug) > MAX_SLUG:
+            slug = re.sub(r"[^A-Za-z0-9.=_-]+", "_",
+                          f"{self.dataset}-{self.data_source}-{self.digest}")
+        return slug
+
+
+def infer_task(summary: pd.DataFrame) -> pd.Series:
+    """The `task` column; where missing, multi-label if the run reports a test mAP."""
+    task = summary["task"] if "task" in summary.columns else pd.Series(pd.NA, index=summary.index)
+    has_map = (summary["test_map"].notna() if "test_map" in summary.columns
+               else pd.Series(False, index=summary.index))
+    guessed = pd.Series("single_label", index=summary.index).where(~has_map, "multi_label")
+    return task.where(task.isin(list(TASKS)), guessed).astype("str")
+
+
+def setting_columns(block: pd.DataFrame) -> list[str]:
+    """cfg.* columns that differ between runs of the same loss and seed."""
+    settings = []
+    for column in sorted(c for c in block.columns if c.startswith("cfg.")):
+        text = block[column].map(format_value)
+        if (text.groupby([block["loss"], block["seed"]]).nunique() > 1).any():
+            settings.append(column)
+    return settings
+
+
+def find_groups(completed: pd.DataFrame) -> list[Group]:
+    runs = completed.copy()
+    runs["task"] = infer_task(runs)
+    for column in ("dataset", "data_source", "loss"):
+        runs[column] = (runs[column] if column in runs.columns else pd.NA)
+        runs[column] = runs[column].fillna("unknown").astype("str")
+    runs["seed"] = runs["seed"] if "seed" in runs.columns else 0
+    groups = []
+    for (dataset, source, task), block in runs.groupby(["dataset", "data_source", "task"], sort=True):
+        columns = setting_columns(block)
+        if not columns:
+            groups.append(Group(dataset, source, task, (), block.sort_values("run")))
+            continue
+        keys = block[columns].map(format_value)
+        for values, sub in block.groupby([keys[c] for c in columns], sort=False):
+            settings = tuple((c.removeprefix("cfg."), v) for c, v in zip(columns, values))
+            groups.append(Group(dataset, source, task, settings, sub.sort_values("run")))
+    groups.sort(key=lambda g: (g.dataset, g.data_source, g.task,
+                               [value_sort_key(v) for _, v in g.settings]))
+    seen: dict[str, int] = {}
+    for g in groups:
+        slug = g.base_slug()
+        seen[slug] = seen.get(slug, 0) + 1
+        g.slug = slug if seen[slug] == 1 else f"{slug}-{seen[slug]}"
+    return groups

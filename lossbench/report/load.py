@@ -1,0 +1,116 @@
+"""Read the collected tables of one or more DIRs (collecting a DIR first if it has none).
+
+The report is a function of these tables alone. Bad input raises ReportInputError, whose message
+names the DIR; the CLI turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from lossbench.collect import CollectError, collect, find_run_dirs
+
+TABLES = ("summary", "runs", "calibration", "steps")
+
+
+class ReportInputError(Exception):
+    """A DIR the report cannot use; the message says which and why."""
+
+
+@dataclass
+class Inputs:
+    summary: pd.DataFrame  # every run, every status; `run` unique, `source` = the DIR's label
+    runs: pd.DataFrame
+    calibration: pd.DataFrame
+    steps: pd.DataFrame | None
+    sources: list[str]  # one label per DIR, in the order given
+
+    @property
+    def completed(self) -> pd.DataFrame:
+        return self.summary[self.summary["status"] == "completed"]
+
+    @property
+    def excluded(self) -> pd.DataFrame:
+        return self.summary[self.summary["status"] != "completed"]
+
+
+def read_dir(directory: Path, say: Callable[[str], None]) -> dict[str, pd.DataFrame | None]:
+    if not directory.exists():
+        raise ReportInputError(f"{directory} does not exist")
+    if not directory.is_dir():
+        raise ReportInputError(f"{directory} is not a directory")
+    if not (directory / "summary.parquet").exists():
+        if not find_run_dirs(directory):
+            raise ReportInputError(
+                f"{directory} holds no runs (no summary.parquet, no summary.json under it)"
+            )
+        say(f"{directory} has no summary.parquet: collecting it first")
+        try:
+            collect(directory)
+        except CollectError as e:
+            raise ReportInputError(str(e)) from None
+    tables = {}
+    for name in TABLES:
+        path = directory / f"{name}.parquet"
+        try:
+            tables[name] = pd.read_parquet(path) if path.exists() else None
+        except Exception as e:  # noqa: BLE001 - a torn parquet file raises many kinds
+            raise ReportInputError(f"{path} is unreadable ({e}); rerun python -m lossbench.collect")
+    summary = tables["summary"]
+    if summary is None or summary.empty:
+        raise ReportInputError(f"{directory} holds no runs (summary.parquet is empty)")
+    if not (summary["status"] == "completed").any():
+        counts = summary["status"].value_counts().sort_index()
+        listed = ", ".join(f"{n} {status}" for status, n in counts.items())
+        raise ReportInputError(
+            f"{directory} holds no completed runs ({listed}): nothing to compare"
+        )
+    return tables
+
+
+def labels_for(dirs: list[Path]) -> list[str]:
+    """Short unique labels (the dir names) to prefix run ids with; never absolute paths."""
+    labels = []
+    for d in dirs:
+        base = d.resolve().name or "root"
+        label, k = base, 2
+        while label in labels:
+            label, k = f"{base}-{k}", k + 1
+        labels.append(label)
+    return labels
+
+
+def load(dirs: list[str | Path], say: Callable[[str], None] = print) -> Inputs:
+    dirs = [Path(d) for d in dirs]
+    labels = labels_for(dirs)
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES}
+    for directory, label in zip(dirs, labels):
+        tables = read_dir(directory, say)
+        for name, table in tables.items():
+            if table is None:
+                continue
+            table = table.copy()
+            if len(dirs) > 1:  # keep run ids unique across DIRs
+                table["run"] = label + "/" + table["run"].astype("str")
+            if name == "summary":
+                table["source"] = label
+            parts[name].append(table)
+
+    def joined(name: str) -> pd.DataFrame | None:
+        if not parts[name]:
+            return None
+        return pd.concat(parts[name], ignore_index=True).sort_values("run", kind="stable")
+
+    empty = pd.DataFrame({"run": pd.Series([], dtype="str")})
+    runs, calibration = joined("runs"), joined("calibration")
+    return Inputs(
+        summary=joined("summary").reset_index(drop=True),
+        runs=(runs if runs is not None else empty).reset_index(drop=True),
+        calibration=(calibration if calibration is not None else empty).reset_index(drop=True),
+        steps=joined("steps"),
+        sources=labels,
+    )
