@@ -77,6 +77,21 @@ def test_paired_test_edge_cases_say_why():
     assert six.significant and six.wilcoxon_p < 0.05 and "Wilcoxon" not in six.note
 
 
+def test_groups_split_by_settings_that_differ_within_a_loss_and_seed():
+    from lossbench.report.groups import find_groups
+
+    rows = [{"run": f"{loss}-{p}-{seed}", "loss": loss, "seed": seed, "dataset": "mnist",
+             "data_source": "sample", "task": "single_label", "cfg.trainer.precision": p,
+             "cfg.trainer.epochs": 5 if p == "16" else 10, "cfg.loss.name": loss,
+             "cfg.seed": seed, "cfg.data.root": "data"}
+            for loss in ("ce", "bce") for p in ("32", "16") for seed in (0, 1)]
+    groups = find_groups(pd.DataFrame(rows))
+    assert [g.title for g in groups] == ["mnist / sample (single-label): trainer.precision=16",
+                                         "mnist / sample (single-label): trainer.precision=32"]
+    assert groups[0].settings == (("trainer.epochs", "5"), ("trainer.precision", "16"))
+    assert [len(g.runs) for g in groups] == [4, 4] and groups[0].baseline == "ce"
+
+
 # ---- the report on a fixture sweep ----
 
 def test_table_numbers_equal_a_groupby_over_summary(sweep, report_md):
@@ -201,9 +216,9 @@ def test_stability_section_with_steps_and_probe(tmp_path):
     # the comparisons split by precision and leave the diverged runs out
     assert "## mnist / sample (single-label): trainer.precision=16" in md
     heat = pd.read_csv(root / "report" / "tables" / "stability-mnist-sample-single_label-acc-heatmap.csv")
-    heat = heat.set_index("loss")
-    assert pd.isna(heat.loc["bce", "precision=16"])  # every bce run diverged: no value, no crash
-    assert heat.loc["bce", "precision=32"] > 0
+    heat = heat.set_index("setting")
+    assert pd.isna(heat.loc["precision=16", "bce"])  # every bce run diverged: no value, no crash
+    assert heat.loc["precision=32", "bce"] > 0
 
 
 # ---- bad input ----

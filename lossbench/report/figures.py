@@ -152,8 +152,9 @@ def grad_norm_curves(curves: pd.DataFrame, panels: list[str], losses: list[str])
 
 
 def heatmap(values: pd.DataFrame, labels: pd.DataFrame, title: str) -> bytes:
-    """Loss x stress setting grid: colour = value (grey where none), text = labels."""
-    fig = Figure(figsize=(2.0 + 1.5 * values.shape[1], 1.2 + 0.6 * values.shape[0]),
+    """Stress setting (rows) x loss (columns) grid: colour = value in [0, 1] (grey where none),
+    text = labels."""
+    fig = Figure(figsize=(3.5 + 1.6 * values.shape[1], 1.3 + 0.32 * values.shape[0]),
                  layout="constrained")
     ax = fig.subplots()
     grid = np.ma.masked_invalid(values.to_numpy(dtype=float))
@@ -162,8 +163,8 @@ def heatmap(values: pd.DataFrame, labels: pd.DataFrame, title: str) -> bytes:
     for (i, j), text in np.ndenumerate(labels.to_numpy()):
         dark = not np.ma.is_masked(grid[i, j]) and grid[i, j] < 0.6
         ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
-    ax.set_xticks(range(values.shape[1]), list(values.columns), rotation=30, ha="right", fontsize=7)
-    ax.set_yticks(range(values.shape[0]), list(values.index))
+    ax.set_xticks(range(values.shape[1]), list(values.columns))
+    ax.set_yticks(range(values.shape[0]), list(values.index), fontsize=7)
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, shrink=0.8)
     return png(fig)

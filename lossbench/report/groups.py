@@ -17,7 +17,8 @@ import pandas as pd
 
 LOSS_ORDER = ("ce", "nll", "bce", "bce_logits")
 MAX_SLUG = 80  # file names stay well below the usual 255-byte limit
-MAX_TITLE_SETTINGS = 3
+MAX_TITLE_SETTINGS = 5
+TITLE_ORDER = ("cfg.experiment", "cfg.trainer.precision", "cfg.model.logit_scale", "cfg.optim.lr")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class Group:
     task: str
     settings: tuple[tuple[str, str], ...]  # (cfg key without "cfg.", value), sorted by key
     runs: pd.DataFrame  # its completed summary rows, sorted by run
+    # the settings that name the group: those not implied by others (experiment=stability
+    # implies its trainer.epochs), in TITLE_ORDER; the full list is in `settings`
+    named: tuple[tuple[str, str], ...] = ()
     slug: str = ""
 
     @property
@@ -88,10 +92,10 @@ class Group:
     @property
     def title(self) -> str:
         title = f"{self.dataset} / {self.data_source} ({self.kind.label})"
-        if len(self.settings) > MAX_TITLE_SETTINGS:  # listed in full in the section itself
+        if len(self.named) > MAX_TITLE_SETTINGS:  # listed in full in the section itself
             return f"{title}: config variant {self.digest}"
-        if self.settings:
-            title += ": " + ", ".join(f"{k}={v}" for k, v in self.settings)
+        if self.named:
+            title += ": " + ", ".join(f"{k}={v}" for k, v in self.named)
         return title
 
     @property
@@ -117,7 +121,7 @@ class Group:
 
     def base_slug(self) -> str:
         """File-name stem; settings too long for a file name are replaced by a stable hash."""
-        parts = [self.dataset, self.data_source] + [f"{k}={v}" for k, v in self.settings]
+        parts = [self.dataset, self.data_source] + [f"{k}={v}" for k, v in self.named]
         slug = re.sub(r"[^A-Za-z0-9.=_-]+", "_", "-".join(parts))
         if len(slug) > MAX_SLUG:
             slug = re.sub(r"[^A-Za-z0-9.=_-]+", "_",
@@ -144,6 +148,19 @@ def setting_columns(block: pd.DataFrame) -> list[str]:
     return settings
 
 
+def naming_columns(block: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The setting columns not implied by the ones kept before them (in TITLE_ORDER first)."""
+    ordered = sorted(columns, key=lambda c: (TITLE_ORDER.index(c) if c in TITLE_ORDER
+                                             else len(TITLE_ORDER), c))
+    text = block[ordered].map(format_value)
+    kept: list[str] = []
+    for column in ordered:
+        implied = kept and (text.groupby([text[k] for k in kept])[column].nunique() <= 1).all()
+        if not implied:
+            kept.append(column)
+    return kept
+
+
 def find_groups(completed: pd.DataFrame) -> list[Group]:
     runs = completed.copy()
     runs["task"] = infer_task(runs)
@@ -158,10 +175,14 @@ def find_groups(completed: pd.DataFrame) -> list[Group]:
             groups.append(Group(dataset, source, task, (), block.sort_values("run")))
             continue
         keys = block[columns].map(format_value)
+        naming = naming_columns(block, columns)
         for values, sub in block.groupby([keys[c] for c in columns], sort=False):
-            settings = tuple((c.removeprefix("cfg."), v) for c, v in zip(columns, values))
-            groups.append(Group(dataset, source, task, settings, sub.sort_values("run")))
+            value = dict(zip(columns, values))
+            settings = tuple((c.removeprefix("cfg."), value[c]) for c in columns)
+            named = tuple((c.removeprefix("cfg."), value[c]) for c in naming)
+            groups.append(Group(dataset, source, task, settings, sub.sort_values("run"), named))
     groups.sort(key=lambda g: (g.dataset, g.data_source, g.task,
+                               [value_sort_key(v) for _, v in g.named],
                                [value_sort_key(v) for _, v in g.settings]))
     seen: dict[str, int] = {}
     for g in groups:

@@ -20,7 +20,7 @@ from lossbench.report.load import Inputs
 from lossbench.report.tables import fmt
 
 STRESS = ("cfg.trainer.precision", "cfg.model.logit_scale", "cfg.optim.lr")
-MAX_PANELS = 12  # grad-norm panels per group; more settings than this are listed, not drawn
+MAX_PANELS = 24  # grad-norm panels per group; more settings than this are listed, not drawn
 
 
 def with_settings(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -89,19 +89,20 @@ def grad_curves(runs: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
 
 
 def heat(runs: pd.DataFrame, metric: str, losses: list[str], settings: list[str]):
-    """Mean final test metric of completed runs; labels add 'k/n div.' where runs diverged."""
-    values = pd.DataFrame(np.nan, index=losses, columns=settings)
-    labels = pd.DataFrame("", index=losses, columns=settings)
+    """Mean final test metric of completed runs (settings x losses); labels add 'k/n div.' where
+    runs diverged."""
+    values = pd.DataFrame(np.nan, index=settings, columns=losses)
+    labels = pd.DataFrame("", index=settings, columns=losses)
     for (loss, setting), part in runs.groupby(["loss", "setting"]):
         done = part[part["status"] == "completed"]
         column = f"test_{metric}"
         mean = done[column].mean() if column in done.columns and len(done) else np.nan
-        values.loc[loss, setting] = mean
+        values.loc[setting, loss] = mean
         text = fmt(float(mean), ".3f") if not pd.isna(mean) else "none completed"
         diverged = int((part["status"] == "diverged").sum())
         if diverged:
-            text += f"\n{diverged}/{len(part)} div."
-        labels.loc[loss, setting] = text
+            text += f" ({diverged}/{len(part)} div.)"
+        labels.loc[setting, loss] = text
     return values, labels
 
 
@@ -128,9 +129,9 @@ def group_section(title: str, slug: str, runs: pd.DataFrame, steps: pd.DataFrame
                     blocks.append(Paragraph(f"Only the first {MAX_PANELS} of {len(settings)} "
                                             "settings are drawn; the CSV holds all."))
     values, labels = heat(runs, metric, losses, settings)
-    data = values.reset_index(names="loss")
+    data = values.reset_index(names="setting")
     blocks.append(Figure(f"{slug}-{metric}-heatmap",
-                         figures.heatmap(values, labels, f"final test {metric} by loss and setting"),
+                         figures.heatmap(values, labels, f"final test {metric} by stress setting and loss"),
                          f"Mean final test {metric} of completed runs by loss and stress setting; "
                          "'k/n div.' counts runs that diverged; grey = no completed run.", data))
     return Section(title, blocks)
