@@ -93,7 +93,7 @@ def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict
     spec_name, dataset_name = cfg.loss.name, cfg.dataset.name
     summary: dict[str, Any] = {
         "status": "running", "error": None,
-        "loss": spec_name, "dataset": dataset_name, "seed": cfg.seed,
+        "loss": spec_name, "dataset": dataset_name, "seed": cfg.seed, "experiment": cfg.experiment,
         "task": DATASETS[dataset_name].task.value if dataset_name in DATASETS else None,
         "epochs": cfg.trainer.epochs, "epochs_completed": 0,
         "torch_version": torch.__version__, "lossbench_version": lossbench.__version__,
