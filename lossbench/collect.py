@@ -15,13 +15,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-SUMMARY = "summary.json"
+from lossbench.results import CALIBRATION, METRICS, STEPS, SUMMARY, atomic_write
+
 REPORT_DIR = "report"  # DIR/report is the report's default output: never a run
 STATUSES = ("completed", "running", "failed", "interrupted", "diverged")
 
@@ -138,14 +138,14 @@ def collect(directory: str | os.PathLike, *, write: bool = True) -> Collected:
         run = run_dir.relative_to(directory).as_posix()
         row = read_summary(run_dir, run)
         tables = {}
-        for name in ("metrics.parquet", "calibration.parquet", "steps.parquet"):
+        for name in (METRICS, CALIBRATION, STEPS):
             try:
                 tables[name] = read_table(run_dir, name, run)
             except Exception as e:  # noqa: BLE001 - pyarrow raises many kinds on a torn file
                 tables[name] = None
                 if row["status"] == "completed":
                     row["status"], row["error"] = "failed", f"unreadable {name}: {e}"
-        if row["status"] == "completed" and tables["metrics.parquet"] is None:
+        if row["status"] == "completed" and tables[METRICS] is None:
             row["status"], row["error"] = "failed", "status completed but metrics.parquet is missing"
         rows.append(row)
         for table, parts in zip(tables.values(), (metrics, calibration, steps)):
@@ -169,18 +169,6 @@ def collect(directory: str | os.PathLike, *, write: bool = True) -> Collected:
     return collected
 
 
-def write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    """Write atomically: a temp file in the same dir, then os.replace (readers never see half)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_tables(collected: Collected, directory: Path) -> list[Path]:
     written = []
     for name, frame in [
@@ -193,7 +181,7 @@ def write_tables(collected: Collected, directory: Path) -> list[Path]:
         if frame is None:
             path.unlink(missing_ok=True)  # a stale one from an earlier collect would mislead
             continue
-        write_parquet(frame, path)
+        atomic_write(path, lambda tmp, frame=frame: frame.to_parquet(tmp, index=False))
         written.append(path)
     return written
 

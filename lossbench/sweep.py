@@ -10,9 +10,13 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from lossbench.results import SUMMARY, read_summary
+from lossbench.collect import CollectError, collect, find_run_dirs
+from lossbench.results import SUMMARY
 
 log = logging.getLogger("lossbench")
+# Statuses that mean the run must be looked at; diverged and interrupted are results, and a
+# rerun of the sweep picks interrupted ones up again.
+FAILED = ("failed", "running")
 
 
 class SweepCallback(Callback):
@@ -21,19 +25,19 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        runs = sorted(p.parent for p in sweep_dir.glob(f"**/{SUMMARY}"))
         # A run whose summary predates this invocation was found completed and skipped.
-        fresh = [r for r in runs if (r / SUMMARY).stat().st_mtime >= self.started]
-        skipped = len(runs) - len(fresh)
-        failed = [(r, s) for r in runs if (s := read_summary(r)) is None or s.get("status") in ("failed", "running", None)]
-        from lossbench.collect import collect
-
-        collect(sweep_dir)
-        log.info(f"sweep: {len(runs)} runs in {sweep_dir}; {len(fresh)} ran, {skipped} skipped "
-                 f"(already completed with the same config); collected into {sweep_dir}/summary.parquet")
-        if failed:
-            for run_dir, summary in failed:
-                why = summary.get("error") if summary else "no readable summary.json"
-                log.error(f"failed: {run_dir.relative_to(sweep_dir)}: {why}")
-            log.error(f"{len(failed)} of {len(runs)} runs failed")
+        ran = sum((d / SUMMARY).stat().st_mtime >= self.started for d in find_run_dirs(sweep_dir))
+        try:
+            summary = collect(sweep_dir).summary
+        except CollectError as error:  # every job died before writing a summary
+            log.error(f"sweep: nothing to collect: {error}")
+            sys.exit(1)
+        log.info(f"sweep: {len(summary)} runs in {sweep_dir}; {ran} ran, {len(summary) - ran} "
+                 f"skipped (already completed with the same config); collected into "
+                 f"{sweep_dir}/summary.parquet")
+        failed = summary[summary["status"].isin(FAILED)]
+        for run, error in zip(failed["run"], failed["error"]):
+            log.error(f"failed: {run}: {error}")
+        if len(failed):
+            log.error(f"{len(failed)} of {len(summary)} runs failed")
             sys.exit(1)
