@@ -1,10 +1,14 @@
 """Training-stability signals: divergence stops or skips, steps.parquet carries the signals."""
 
+import dataclasses
 import json
 
 import pandas as pd
 import pytest
+from torch import nn
 
+from lossbench.errors import UserError
+from lossbench.losses import LOSSES
 from lossbench.run import execute
 
 from conftest import compose_config, sweep_grid
@@ -67,3 +71,21 @@ def test_stability_presets_compose(preset, dataset, losses, n_runs):
     if preset != "stability_smoke":
         assert grid["trainer.precision"] == ["32", "bf16", "16"] and grid["model.logit_scale"] == ["1", "10", "100"]
         assert [float(v) for v in grid["optim.lr"]] == [1e-3, 1e-1] and len(grid["seed"]) >= 3
+
+
+# torch's own message (aten/src/ATen/autocast_mode.cpp), raised by CUDA autocast; no GPU here.
+CUDA_REFUSAL = ("torch.nn.functional.binary_cross_entropy and torch.nn.BCELoss are unsafe to autocast.\n"
+                "Many models use a sigmoid layer right before the binary cross entropy layer.")
+
+
+def test_cuda_autocast_refusing_bce_is_recorded_as_the_runs_result(tmp_path, monkeypatch):
+    class RefusedUnderAutocast(nn.BCELoss):
+        def forward(self, input, target):
+            raise RuntimeError(CUDA_REFUSAL)
+
+    monkeypatch.setitem(LOSSES, "bce", dataclasses.replace(LOSSES["bce"], criterion=RefusedUnderAutocast))
+    cfg = compose_config("loss=bce", "trainer.precision=16", "trainer.epochs=1", "dataset.source=sample")
+    with pytest.raises(UserError, match="autocast refused this loss"):
+        execute(cfg, tmp_path, threads=2, overrides=[])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "failed" and "unsafe to autocast" in summary["error"]
