@@ -2,7 +2,8 @@
 
 Unlike the comparisons, it looks at every run, diverged ones included: a run that diverged under
 float16 or a large logit scale is the result here. Stress settings are the columns
-cfg.trainer.precision, cfg.model.logit_scale and cfg.optim.lr of summary.parquet.
+cfg.trainer.precision, cfg.model.logit_scale and cfg.optim.lr of summary.parquet. Each group opens
+with a generated Findings paragraph (stability_findings.py): where bce and bce_logits part ways.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from lossbench.report import figures
 from lossbench.report.document import Figure, Paragraph, Section, Table, Verbatim
 from lossbench.report.groups import TASKS, format_value, infer_task, loss_sort_key, value_sort_key
 from lossbench.report.load import Inputs
+from lossbench.report.stability_findings import findings_paragraph
 from lossbench.report.tables import fmt
 
 STRESS = ("cfg.trainer.precision", "cfg.model.logit_scale", "cfg.optim.lr")
@@ -111,6 +113,9 @@ def group_section(title: str, slug: str, runs: pd.DataFrame, steps: pd.DataFrame
     losses = sorted(runs["loss"].unique(), key=loss_sort_key)
     settings = ordered_settings(runs)
     blocks = []
+    text = findings_paragraph(runs, steps, metric)
+    if text:
+        blocks.append(Paragraph(text))
     if steps is not None:
         mine = steps[steps["run"].isin(runs["run"])]
         if len(mine):
