@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,9 +31,29 @@ def run_cli(*args: str, cwd: Path, timeout: float = 240) -> subprocess.Completed
     )
 
 
-@pytest.fixture
-def compose_cfg():
-    return compose_config
+# The smoke grid, cheaper still: tests that run it check plumbing, not accuracy.
+SMALL = ("model.hidden=[32]",)
+
+
+def run_sweep(preset: str, sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """`python -m lossbench -m experiment=PRESET` into sweep_dir, from its parent."""
+    return run_cli("-m", f"experiment={preset}", *SMALL, *overrides, f"hydra.sweep.dir={sweep_dir}",
+                   cwd=sweep_dir.parent)
+
+
+@dataclass
+class Sweep:
+    dir: Path
+    result: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(tmp_path_factory) -> Sweep:
+    """One real smoke sweep (2 losses x 2 seeds x 1 epoch) shared by the tests that only read it."""
+    sweep = tmp_path_factory.mktemp("smoke") / "sweep"
+    result = run_sweep("smoke", sweep)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return Sweep(sweep, result)
 
 
 def sweep_grid(preset: str) -> dict[str, list[str]]:

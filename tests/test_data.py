@@ -2,7 +2,6 @@
 itself, refusals of missing or broken files, and the synthetic multi-label set."""
 
 import gzip
-import shutil
 
 import numpy as np
 import pytest

@@ -8,6 +8,7 @@ the last test runs the real smoke sweep end to end.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,6 @@ from lossbench.report.__main__ import main
 from lossbench.report.stats import paired_test, t_interval
 from test_collect import make_sweep, write_run
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -260,24 +260,12 @@ def test_cli_process_has_no_traceback(tmp_path):
 
 # ---- end to end: the real smoke sweep ----
 
-@pytest.fixture(scope="session")
-def smoke_sweep(tmp_path_factory) -> Path:
-    if not (REPO / "conf" / "experiment" / "smoke.yaml").exists():
-        pytest.skip("conf/experiment/smoke.yaml is not there yet")
-    tmp = tmp_path_factory.mktemp("smoke")
-    done = subprocess.run(
-        [sys.executable, "-m", "lossbench", "-m", "experiment=smoke",
-         f"hydra.sweep.dir={tmp / 'sweep'}", "trainer.threads=1"],
-        capture_output=True, text=True, cwd=tmp, timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return tmp / "sweep"
-
-
 @pytest.mark.slow
-def test_smoke_sweep_collects_and_reports(smoke_sweep):
+def test_smoke_sweep_collects_and_reports(smoke_sweep, tmp_path):
     from lossbench.collect import collect
 
+    # A copy: the shared sweep is read by other tests and must not gain a report dir.
+    smoke_sweep = Path(shutil.copytree(smoke_sweep.dir, tmp_path / "sweep"))
     collected = collect(smoke_sweep)
     assert len(collected.summary) == 4 and collected.status_counts() == {"completed": 4}
     assert len(collected.runs) == collected.summary["epochs_completed"].sum() * 2

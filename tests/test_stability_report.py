@@ -7,8 +7,6 @@ A hand-built summary/steps frame with known answers tests the rule; the real sta
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,8 @@ from scipy import stats
 from lossbench.report import generate
 from lossbench.report.stability_findings import boxes, fp, stability_findings
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import run_sweep
+
 P, S = "cfg.trainer.precision", "cfg.model.logit_scale"
 
 
@@ -134,13 +133,8 @@ def test_boxes_cover_exactly_the_settings():
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory) -> Path:
-    if not (REPO / "conf" / "experiment" / "stability_smoke.yaml").exists():
-        pytest.skip("conf/experiment/stability_smoke.yaml is not there")
     tmp = tmp_path_factory.mktemp("stability_smoke")
-    done = subprocess.run(
-        [sys.executable, "-m", "lossbench", "-m", "experiment=stability_smoke", "model.hidden=[32]",
-         f"hydra.sweep.dir={tmp / 'sweep'}", "trainer.threads=1"],
-        capture_output=True, text=True, cwd=tmp, timeout=300)
+    done = run_sweep("stability_smoke", tmp / "sweep")
     assert done.returncode == 0, done.stderr[-3000:]  # diverged runs do not fail the sweep
     generate([tmp / "sweep"], out=tmp / "report", say=lambda _: None)
     return tmp

@@ -8,9 +8,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from conftest import compose_config, run_cli, sweep_grid
+from conftest import SMALL, compose_config, run_cli, run_sweep, sweep_grid
 
-SMALL = ["model.hidden=[32]"]  # the smoke grid, cheaper still: these tests check plumbing
 # Run directories are named from the job's overrides, sorted by key.
 SMOKE_RUNS = {f"loss={loss},model.hidden=[32],seed={seed}" for loss in ("ce", "bce_logits") for seed in (0, 1)}
 CE_SEED_1 = "loss=ce,model.hidden=[32],seed=1"
@@ -22,14 +21,6 @@ def run_dirs(sweep):
 
 def statuses(sweep):
     return {d: json.loads((sweep / d / "summary.json").read_text())["status"] for d in run_dirs(sweep)}
-
-
-@pytest.fixture(scope="module")
-def smoke_sweep(tmp_path_factory):
-    root = tmp_path_factory.mktemp("smoke")
-    result = run_cli("-m", "experiment=smoke", *SMALL, f"hydra.sweep.dir={root / 'sweep'}", cwd=root)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return root / "sweep", result
 
 
 @pytest.mark.parametrize("preset, dataset, losses, seeds, epochs", [
@@ -45,7 +36,7 @@ def test_presets_compose(preset, dataset, losses, seeds, epochs):
 
 
 def test_smoke_grid_with_the_basic_launcher(smoke_sweep):
-    sweep, result = smoke_sweep
+    sweep, result = smoke_sweep.dir, smoke_sweep.result
     assert run_dirs(sweep) == SMOKE_RUNS  # named from the overrides, not the clock
     assert set(statuses(sweep).values()) == {"completed"}
     summary = pd.read_parquet(sweep / "summary.parquet")
@@ -55,8 +46,7 @@ def test_smoke_grid_with_the_basic_launcher(smoke_sweep):
 
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_smoke_grid_with_parallel_launchers(tmp_path, launcher):
-    result = run_cli("-m", "experiment=smoke", *SMALL, f"hydra/launcher={launcher}",
-                     f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    result = run_sweep("smoke", tmp_path / "sweep", f"hydra/launcher={launcher}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert statuses(tmp_path / "sweep") == dict.fromkeys(SMOKE_RUNS, "completed")
     threads = {json.loads(p.read_text())["threads"] for p in (tmp_path / "sweep").glob("*/summary.json")}
@@ -66,18 +56,18 @@ def test_smoke_grid_with_parallel_launchers(tmp_path, launcher):
 
 def test_rerunning_a_sweep_reruns_only_the_missing_run(smoke_sweep, tmp_path):
     sweep = tmp_path / "sweep"
-    shutil.copytree(smoke_sweep[0], sweep)
+    shutil.copytree(smoke_sweep.dir, sweep)
     (sweep / CE_SEED_1 / "summary.json").unlink()
     # Everything but .hydra/, Hydra's record of the latest invocation, which it rewrites per job.
     untouched = {p: p.stat().st_mtime_ns for d in SMOKE_RUNS - {CE_SEED_1} for p in (sweep / d).iterdir() if p.is_file()}
     assert {p.name for p in untouched} >= {"summary.json", "metrics.parquet", "calibration.parquet", "lossbench.log"}
-    result = run_cli("-m", "experiment=smoke", *SMALL, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    result = run_sweep("smoke", sweep)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 ran, 3 skipped" in result.stdout
     assert statuses(sweep)[CE_SEED_1] == "completed"
     assert {p: p.stat().st_mtime_ns for p in untouched} == untouched
 
-    forced = run_cli("-m", "experiment=smoke", *SMALL, "resume=false", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    forced = run_sweep("smoke", sweep, "resume=false")
     assert forced.returncode == 0 and "4 ran, 0 skipped" in forced.stdout
     assert run_dirs(sweep) == SMOKE_RUNS  # resume=false stays out of the directory names
 
