@@ -101,3 +101,33 @@ def test_multilabel_set_is_deterministic_and_multi_hot():
     assert float(a.y_train.sum(dim=1).mean()) > 1.5  # several positives per sample: multi-label
     other = load_dataset(compose_config("dataset=multilabel", "dataset.n_samples=500", "dataset.seed=1").dataset)
     assert not torch.equal(a.x_train, other.x_train)
+
+
+def test_a_failed_download_falls_back_to_the_sample_under_auto(tmp_path, monkeypatch, capsys):
+    from lossbench.data import mnist
+
+    attempts = []
+    monkeypatch.setattr(mnist, "_download", lambda family, root: attempts.append(root) or "URLError: offline")
+    data = load_dataset(compose_config(f"dataset.root={tmp_path}", "dataset.download=true").dataset)
+    assert attempts == [tmp_path] and data.source == "sample"
+    assert "download of MNIST failed (URLError: offline); using the shipped sample" in capsys.readouterr().err
+
+
+def test_a_failed_download_under_full_says_why_and_where(tmp_path, monkeypatch):
+    from lossbench.data import mnist
+
+    monkeypatch.setattr(mnist, "_download", lambda family, root: "URLError: offline")
+    cfg = compose_config(f"dataset.root={tmp_path}", "dataset.download=true", "dataset.source=full")
+    with pytest.raises(DataError, match="download=true failed \\(URLError: offline\\)"):
+        load_dataset(cfg.dataset)
+
+
+def test_a_download_that_lands_files_is_read_as_the_full_set(tmp_path, monkeypatch):
+    from lossbench.data import mnist
+
+    def fake_download(family, root):  # what torchvision leaves behind: <root>/MNIST/raw/*
+        write_mnist_idx(root / "MNIST" / "raw", gz=False)
+
+    monkeypatch.setattr(mnist, "_download", fake_download)
+    data = load_dataset(compose_config(f"dataset.root={tmp_path}", "dataset.download=true").dataset)
+    assert data.source == "full" and len(data.x_train) == 600

@@ -35,6 +35,19 @@ def test_presets_compose(preset, dataset, losses, seeds, epochs):
     assert grid["loss"] == losses and len(grid["seed"]) == seeds
 
 
+@pytest.mark.parametrize("launcher, target", [
+    ("joblib", "JoblibLauncher"), ("submitit_local", "LocalLauncher"), ("submitit_slurm", "SlurmLauncher"),
+])
+def test_launchers_resolve(launcher, target):
+    from hydra import compose, initialize_config_dir
+
+    from conftest import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=smoke", f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
+
+
 def test_smoke_grid_with_the_basic_launcher(smoke_sweep):
     sweep, result = smoke_sweep.dir, smoke_sweep.result
     assert run_dirs(sweep) == SMOKE_RUNS  # named from the overrides, not the clock
