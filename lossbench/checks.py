@@ -15,12 +15,18 @@ from torch import Tensor, nn
 
 from lossbench.errors import LossInputError
 
-# Float tolerance for "this row sums to 1" / "logsumexp is 0": loose enough for float16 inputs.
-_TOL = 1e-3
+
+
+def _tolerance(x: Tensor) -> float:
+    """How far "rows sum to 1" / "logsumexp is 0" may miss in x's dtype. Rounding each entry to
+    relative eps moves logsumexp by at most eps times the entropy (<= eps * ln C): 10 eps covers
+    ten classes in bfloat16 and float16, and raw logits still miss by far more."""
+    return max(1e-3, 10 * torch.finfo(x.dtype).eps) if x.is_floating_point() else 1e-3
 
 
 def _is_distribution(x: Tensor) -> bool:
-    return bool(((x >= 0) & (x <= 1)).all() and torch.allclose(x.sum(dim=1), x.new_ones(len(x)), atol=_TOL))
+    sums = x.float().sum(dim=1)
+    return bool(((x >= 0) & (x <= 1)).all() and torch.allclose(sums, torch.ones_like(sums), atol=_tolerance(x)))
 
 
 def _check_index_target(name: str, input: Tensor, target: Tensor) -> None:
@@ -63,7 +69,8 @@ def _check_cross_entropy(input: Tensor, target: Tensor) -> None:
 
 def _check_nll(input: Tensor, target: Tensor) -> None:
     detached = input.detach()
-    if bool((detached > _TOL).any()):
+    tolerance = _tolerance(detached)
+    if bool((detached > tolerance).any()):
         raise LossInputError(
             f"NLLLoss got positive values (max {float(detached.max()):.3g}): it expects "
             "log-probabilities (<= 0), e.g. raw logits were passed. Apply log_softmax(dim=1) "
@@ -74,7 +81,8 @@ def _check_nll(input: Tensor, target: Tensor) -> None:
             "NLLLoss got probabilities (rows summing to 1); it expects log-probabilities. Use "
             "log_softmax instead of softmax, or CrossEntropyLoss on the logits"
         )
-    if not torch.allclose(detached.float().logsumexp(dim=1), detached.new_zeros(len(detached)).float(), atol=_TOL):
+    lse = detached.float().logsumexp(dim=1)
+    if not torch.allclose(lse, torch.zeros_like(lse), atol=tolerance):
         raise LossInputError(
             "NLLLoss got rows that are not log-probabilities (logsumexp != 0): apply "
             "log_softmax(dim=1) to the logits first, or use CrossEntropyLoss on the logits"

@@ -48,3 +48,19 @@ def test_classic_mistake_is_caught_with_its_fix(criterion, input, target, messag
 def test_correct_use_passes(criterion, input, target):
     check_loss_inputs(criterion, input, target)
     criterion(input, target)  # and torch agrees it is usable
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_correct_use_passes_in_low_precision(dtype):
+    logits = (torch.randn(64, 10) * 4).to(dtype)  # what autocast hands the criterion
+    check_loss_inputs(nn.NLLLoss(), F.log_softmax(logits, dim=1), torch.randint(0, 10, (64,)))
+    check_loss_inputs(nn.CrossEntropyLoss(), logits, torch.randint(0, 10, (64,)))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_mistakes_are_still_caught_in_low_precision(dtype):
+    logits = (torch.randn(64, 10) * 4 - 20).to(dtype)  # all negative: only logsumexp betrays them
+    with pytest.raises(LossInputError, match="not log-probabilities"):
+        check_loss_inputs(nn.NLLLoss(), logits, torch.randint(0, 10, (64,)))
+    with pytest.raises(LossInputError, match="drop the softmax"):
+        check_loss_inputs(nn.CrossEntropyLoss(), F.softmax(logits.float(), dim=1).to(dtype), torch.randint(0, 10, (64,)))
