@@ -3,8 +3,9 @@
     python experiments/reference.py [--launcher basic|joblib] [--seeds 10]
 
 Runs the comparison sweeps (10 seeds each), the stress sweeps (3 seeds), the analytic probe,
-then copies each sweep's collected tables into results/reference/tables/ (small, committed) and
-writes the report from those tables alone. The sweeps live under results/sweeps/reference/
+then copies each sweep's collected tables into results/reference/data/ (small, committed) and
+writes the report from those tables alone: the comparison sweeps as compared groups, the stress
+sweeps in the Stability section. The sweeps live under results/sweeps/reference/
 (git-ignored) and resume: rerunning this after an interruption only runs what is missing.
 Prints each step's wall time.
 """
@@ -37,25 +38,22 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10, help="seeds of the comparison sweeps")
     args = parser.parse_args()
     launcher = [] if args.launcher == "basic" else [f"hydra/launcher={args.launcher}"]
-    sweeps = {
-        "compare_single_label": [f"seed=range({args.seeds})"],
-        "compare_multi_label": [f"seed=range({args.seeds})"],
-        "stability": [],
-        "stability_multi_label": [],
-    }
-    for name, overrides in sweeps.items():
+    compared = {name: [f"seed=range({args.seeds})"] for name in ("compare_single_label", "compare_multi_label")}
+    stressed = {name: [] for name in ("stability", "stability_multi_label")}
+    for name, overrides in {**compared, **stressed}.items():
         timed(f"sweep {name} ({args.launcher})", [
             sys.executable, "-m", "lossbench", "-m", f"experiment={name}", *overrides, *launcher,
             f"hydra.sweep.dir={SWEEPS / name}",
         ])
-        target = OUT / "tables" / name
+        target = OUT / "data" / name
         target.mkdir(parents=True, exist_ok=True)
         for table in TABLES:
             if (SWEEPS / name / table).exists():
                 shutil.copy2(SWEEPS / name / table, target / table)
     timed("probe", [sys.executable, "-m", "lossbench.probe", "--out", str(OUT / "probe")])
     timed("report", [
-        sys.executable, "-m", "lossbench.report", *(str(OUT / "tables" / name) for name in sweeps),
+        sys.executable, "-m", "lossbench.report", *(str(OUT / "data" / name) for name in compared),
+        "--stress", *(str(OUT / "data" / name) for name in stressed),
         "--probe", str(OUT / "probe"), "--out", str(OUT),
     ])
 

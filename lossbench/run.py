@@ -171,10 +171,15 @@ def _epoch_line(rows: list[dict], epochs: int) -> str:
 
 
 def default_threads(launcher: Optional[Any]) -> int:
-    """All cores for one run; an even share of them per job when joblib runs jobs in parallel."""
+    """All cores for one run; under a parallel launcher, the share each job can have."""
     cores = os.cpu_count() or 1
-    if launcher is not None and "joblib" in str(launcher.get("_target_", "")):
+    target = str(launcher.get("_target_", "")) if launcher is not None else ""
+    if "joblib" in target:
         jobs = launcher.get("n_jobs", -1)
         jobs = cores if jobs is None or jobs < 1 else jobs
         return max(1, cores // jobs)
+    if "submitit" in target:
+        # Slurm allocates cpus_per_task to each job; submitit's local executor starts every job
+        # of the grid at once, so one thread each is the only share that never oversubscribes.
+        return launcher.get("cpus_per_task") or 1
     return cores

@@ -174,3 +174,17 @@ def test_smoke_sweep_findings_match_the_summary(smoke):
         same = sentence(text, "They do not part ways at ")
         assert covered(same.removeprefix("They do not part ways at ").split(":")[0]).isdisjoint(apart)
     assert "nan" not in text.lower()
+
+
+@pytest.mark.slow
+def test_stress_dirs_feed_only_the_stability_section(smoke, smoke_sweep, tmp_path):
+    md = generate([smoke_sweep.dir], out=tmp_path / "report", stress=[smoke / "sweep"],
+                  say=lambda _: None).read_text()
+    compared = md.split("## Stability")[0]
+    # the comparison part holds only the smoke sweep's one group, not one per stress setting
+    assert compared.count("### Paired comparison vs") == 1 and "logit_scale" not in compared
+    assert "Stress sweeps, in the Stability section only: `sweep` (8 runs" in compared
+    stability = md.split("## Stability")[1].split("\n## ")[0]
+    assert "varied: trainer.precision, model.logit_scale" in stability
+    excluded = md.split("## Excluded runs")[1]
+    assert "diverged" in excluded  # the stress grid's diverged bce run is still listed

@@ -53,8 +53,11 @@ def write_report(doc: Document, out: Path) -> Path:
 
 
 def generate(dirs: list[str | Path], out: str | Path | None = None, probe: str | Path | None = None,
-             say: Callable[[str], None] = print) -> Path:
-    """Report on the runs under `dirs` into `out` (default: <first dir>/report). Returns report.md."""
+             say: Callable[[str], None] = print, stress: list[str | Path] | None = None) -> Path:
+    """Report on the runs under `dirs` into `out` (default: <first dir>/report). Returns report.md.
+
+    `stress` dirs (stress sweeps) feed the Stability section only: each of their settings is a
+    stress condition, not a configuration to compare losses in."""
     if not dirs:
         raise ReportInputError("give at least one DIR")
     if probe is not None:
@@ -65,5 +68,5 @@ def generate(dirs: list[str | Path], out: str | Path | None = None, probe: str |
             raise ReportInputError(f"probe dir {probe} holds neither probe.png nor thresholds.md "
                                    "(write them with python -m lossbench.probe --out DIR)")
     inputs = load(dirs, say)
-    doc = build_document(inputs, probe)
+    doc = build_document(inputs, probe, load(stress, say) if stress else None)
     return write_report(doc, Path(out) if out is not None else Path(dirs[0]) / "report")

@@ -1,4 +1,4 @@
-"""CLI: python -m lossbench.report DIR [DIR ...] [--out OUT] [--probe PROBE_DIR]"""
+"""CLI: python -m lossbench.report DIR [DIR ...] [--out OUT] [--stress DIR ...] [--probe PROBE_DIR]"""
 
 from __future__ import annotations
 
@@ -17,11 +17,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="sweep or results dir(s)")
     parser.add_argument("--out", help="output dir (default: <first DIR>/report)")
+    parser.add_argument("--stress", nargs="+", metavar="DIR", default=[],
+                        help="stress sweep dir(s) for the Stability section only (their settings "
+                             "are not compared as groups)")
     parser.add_argument("--probe", metavar="PROBE_DIR",
                         help="a probe output dir (probe.png, thresholds.md) for the Stability section")
     args = parser.parse_args(argv)
     try:
-        path = generate(args.dirs, args.out, args.probe)
+        path = generate(args.dirs, args.out, args.probe, stress=args.stress)
     except ReportInputError as e:
         print(f"lossbench.report: error: {e}", file=sys.stderr)
         return 2

@@ -65,14 +65,17 @@ def count_text(summary: pd.DataFrame) -> str:
     return f"{len(summary)} runs: " + ", ".join(f"{counts[s]} {s}" for s in order)
 
 
-def overview(inputs: Inputs, results: list[GroupResults]) -> Section:
-    sources = [f"`{label}` ({count_text(inputs.summary[inputs.summary['source'] == label])})"
-               for label in inputs.sources]
+def describe_sources(inputs: Inputs) -> str:
+    return "; ".join(f"`{label}` ({count_text(inputs.summary[inputs.summary['source'] == label])})"
+                     for label in inputs.sources)
+
+
+def overview(inputs: Inputs, results: list[GroupResults], stress: Inputs | None) -> Section:
     groups = [f"{r.group.title}: {plural(len(r.group.runs), 'completed run')}, losses "
               + ", ".join(f"`{loss}`" for loss in r.group.losses) for r in results]
     excluded = len(inputs.excluded)
     blocks = [
-        Paragraph("Inputs: " + "; ".join(sources) + "."),
+        Paragraph("Inputs: " + describe_sources(inputs) + "."),
         Paragraph(METHOD),
         Paragraph(f"{plural(excluded, 'run')} left out of the statistics, listed under "
                   "Excluded runs."
@@ -80,6 +83,9 @@ def overview(inputs: Inputs, results: list[GroupResults]) -> Section:
         Paragraph("Groups (each compared on its own; full data and samples are never mixed):"),
         Bullets(groups),
     ]
+    if stress is not None:
+        blocks.insert(1, Paragraph("Stress sweeps, in the Stability section only: "
+                                   + describe_sources(stress) + "."))
     return Section("Overview", blocks)
 
 
@@ -151,8 +157,9 @@ def group_section(r: GroupResults) -> Section:
     return Section(g.title, intro, subsections)
 
 
-def excluded_section(inputs: Inputs) -> Section:
-    excluded = tables.excluded_runs(inputs.summary)
+def excluded_section(inputs: Inputs, stress: Inputs | None) -> Section:
+    summaries = [inputs.summary] + ([stress.summary] if stress is not None else [])
+    excluded = tables.excluded_runs(pd.concat(summaries, ignore_index=True))
     if excluded.empty:
         return Section("Excluded runs", [Paragraph("None: every run completed.")])
     return Section("Excluded runs", [Table(
@@ -161,12 +168,12 @@ def excluded_section(inputs: Inputs) -> Section:
         "of every statistic above.")])
 
 
-def build_document(inputs: Inputs, probe: Path | None = None) -> Document:
+def build_document(inputs: Inputs, probe: Path | None = None, stress: Inputs | None = None) -> Document:
     results = [analyse(g, inputs) for g in find_groups(inputs.completed)]
-    sections = [overview(inputs, results), findings_section(results)]
+    sections = [overview(inputs, results, stress), findings_section(results)]
     sections += [group_section(r) for r in results]
-    for optional in (stability_section(inputs, probe),):
+    for optional in (stability_section(stress if stress is not None else inputs, probe),):
         if optional is not None:
             sections.append(optional)
-    sections.append(excluded_section(inputs))
+    sections.append(excluded_section(inputs, stress))
     return Document("lossbench report", sections)
