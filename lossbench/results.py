@@ -20,7 +20,8 @@ STEPS = "steps.parquet"
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """Call write(tmp_path) for a temp file beside `path`, then move it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # The temp name ends in the target's suffix: writers such as matplotlib infer the format from it.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
     os.close(fd)
     try:
         write(tmp)

@@ -128,7 +128,7 @@ def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict
                    n_test=len(data.x_test), n_classes=data.n_classes, device=str(device))
     model = build_model(cfg.model, data.n_features, data.n_classes).to(device)
     optimizer = build_optimizer(cfg.optim, model.parameters())
-    data.to(device)
+    data = data.to(device)
 
     def on_epoch(rows: list[dict], calibration: list[dict], steps: list[dict]) -> None:
         files.add_epoch(rows, calibration, steps)

@@ -131,3 +131,16 @@ def test_a_download_that_lands_files_is_read_as_the_full_set(tmp_path, monkeypat
     monkeypatch.setattr(mnist, "_download", fake_download)
     data = load_dataset(compose_config(f"dataset.root={tmp_path}", "dataset.download=true").dataset)
     assert data.source == "full" and len(data.x_train) == 600
+
+
+def test_a_sweep_process_loads_a_dataset_config_once(tmp_path, monkeypatch):
+    from lossbench.data import mnist
+
+    reads = []
+    real = mnist._read_sample
+    monkeypatch.setattr(mnist, "_read_sample", lambda: reads.append(1) or real())
+    cfg = compose_config(f"dataset.root={tmp_path}", "dataset.source=sample").dataset
+    first, second = load_dataset(cfg), load_dataset(cfg)
+    assert len(reads) == 1 and second is first
+    load_dataset(compose_config(f"dataset.root={tmp_path / 'other'}", "dataset.source=sample").dataset)
+    assert len(reads) == 2  # another config is another dataset

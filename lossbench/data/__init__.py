@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+from omegaconf import OmegaConf
 
 from lossbench.losses import Task
 
@@ -27,9 +29,10 @@ class Dataset:
         return self.x_train.shape[1]
 
     def to(self, device: torch.device) -> "Dataset":
-        for field in ("x_train", "y_train", "x_test", "y_test"):
-            setattr(self, field, getattr(self, field).to(device))
-        return self
+        """A copy on `device`; this one stays as it is (it may be the cached one)."""
+        return dataclasses.replace(self, **{
+            name: getattr(self, name).to(device) for name in ("x_train", "y_train", "x_test", "y_test")
+        })
 
 
 @dataclass(frozen=True)
@@ -59,5 +62,14 @@ def check_source_available(dataset_cfg: Any) -> None:
     DATASETS[dataset_cfg.name].check(dataset_cfg)
 
 
+# The last dataset loaded in this process: a sweep under the basic launcher runs every job in
+# one process, and most of its jobs share one dataset config. Training never writes to it.
+_last: dict[str, Dataset] = {}
+
+
 def load_dataset(dataset_cfg: Any) -> Dataset:
-    return DATASETS[dataset_cfg.name].load(dataset_cfg)
+    key = OmegaConf.to_yaml(dataset_cfg) if OmegaConf.is_config(dataset_cfg) else repr(dataset_cfg)
+    if key not in _last:
+        _last.clear()
+        _last[key] = DATASETS[dataset_cfg.name].load(dataset_cfg)
+    return _last[key]

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lossbench.results import atomic_write
+
 from .explain import dtype_notes, explain
 from .figure import plot_probe
 from .grid import N_CLASSES, run_probe
@@ -50,13 +52,13 @@ def write_outputs(df: pd.DataFrame, thresholds: pd.DataFrame, findings: list[str
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / name for name in
              ("probe.parquet", "probe.csv", "thresholds.csv", "thresholds.md", "probe.png")]
-    df.to_parquet(paths[0], index=False)
-    df.to_csv(paths[1], index=False)
-    thresholds[THRESHOLD_COLUMNS].to_csv(paths[2], index=False)
+    atomic_write(paths[0], lambda tmp: df.to_parquet(tmp, index=False))
+    atomic_write(paths[1], lambda tmp: df.to_csv(tmp, index=False))
+    atomic_write(paths[2], lambda tmp: thresholds[THRESHOLD_COLUMNS].to_csv(tmp, index=False))
     notes = dtype_notes(df["dtype"].cat.categories)
     z = np.unique(df.z.to_numpy())
     zmax, step = z[-1], z[1] - z[0]
-    paths[3].write_text(
+    text = (
         "# Numerical thresholds of classification losses\n\n"
         f"Setup: binary losses get one logit z with target 1; multi-class losses get {N_CLASSES} "
         f"logits, the target's z and the others 0. Grid: z = -{zmax:g}..{zmax:g} step {step:g}.\n\n"
@@ -67,7 +69,8 @@ def write_outputs(df: pd.DataFrame, thresholds: pd.DataFrame, findings: list[str
         + "\n".join(f"- {n}" for n in notes)
         + "\n\n## Findings and their causes\n\n"
         + "\n".join(f"- {line}" for line in findings) + "\n")
-    plot_probe(df, paths[4])
+    atomic_write(paths[3], lambda tmp: Path(tmp).write_text(text))
+    atomic_write(paths[4], lambda tmp: plot_probe(df, tmp))
     return paths
 
 

@@ -8,8 +8,6 @@ chain and writes OUT/report.md, OUT/report.html, OUT/figures/*.png, OUT/tables/*
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -17,20 +15,14 @@ from lossbench.report.document import Document, Figure, Table
 from lossbench.report.load import ReportInputError, load
 from lossbench.report.render import FIGURES, TABLES, to_html, to_markdown
 from lossbench.report.sections import build_document
+from lossbench.results import atomic_write
 
 __all__ = ["ReportInputError", "generate", "write_report"]
 
 
 def write_bytes(path: Path, data: bytes) -> None:
     """Atomic: a reader never sees a half-written report."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def write_report(doc: Document, out: Path) -> Path:
