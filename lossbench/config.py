@@ -94,7 +94,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seed: int = 0
-    # Sweeps skip runs that already completed with the same config; resume=false reruns them.
+    # Sweeps skip runs that already completed (or diverged) with the same config; resume=false reruns them.
     resume: bool = True
     # Set by experiment presets; names the sweep directory.
     experiment: Optional[str] = None

@@ -43,9 +43,14 @@ def comparable_config(cfg: Any) -> dict:
     return config
 
 
-def already_completed(run_dir: Path, config: dict) -> bool:
+# A diverged run ended by itself with a result a rerun would repeat; failed, interrupted and
+# still-running ones are worth another try.
+FINISHED = ("completed", "diverged")
+
+
+def already_finished(run_dir: Path, config: dict) -> bool:
     summary = read_summary(run_dir)
-    return bool(summary and summary.get("status") == "completed" and summary.get("config") == config)
+    return bool(summary and summary.get("status") in FINISHED and summary.get("config") == config)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -82,13 +87,14 @@ class StopFlag:
 
 def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict:
     """Run one configuration into run_dir and return its summary (status `skipped` if an identical
-    run had completed there). Raises UserError, after recording it, for a configuration or data
+    run had completed or diverged there). Raises UserError, after recording it, for a configuration or data
     the run cannot use."""
     config = comparable_config(cfg)
-    if cfg.resume and already_completed(run_dir, config):
+    if cfg.resume and already_finished(run_dir, config):
         # Printed, not logged: a skipped run's own files, its log included, stay as they were.
-        print(f"skipped: {run_dir} already completed with this config (resume=false reruns it)")
-        return {**read_summary(run_dir), "status": "skipped"}  # on disk it stays completed
+        finished = read_summary(run_dir)
+        print(f"skipped: {run_dir} already {finished['status']} with this config (resume=false reruns it)")
+        return {**finished, "status": "skipped"}  # on disk it keeps its status
 
     spec_name, dataset_name = cfg.loss.name, cfg.dataset.name
     summary: dict[str, Any] = {

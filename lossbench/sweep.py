@@ -25,7 +25,7 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        # A run whose summary predates this invocation was found completed and skipped.
+        # A run whose summary predates this invocation was found finished and skipped.
         ran = sum((d / SUMMARY).stat().st_mtime >= self.started for d in find_run_dirs(sweep_dir))
         try:
             summary = collect(sweep_dir).summary
@@ -33,7 +33,7 @@ class SweepCallback(Callback):
             log.error(f"sweep: nothing to collect: {error}")
             sys.exit(1)
         log.info(f"sweep: {len(summary)} runs in {sweep_dir}; {ran} ran, {len(summary) - ran} "
-                 f"skipped (already completed with the same config); collected into "
+                 f"skipped (already completed or diverged with the same config); collected into "
                  f"{sweep_dir}/summary.parquet")
         failed = summary[summary["status"].isin(FAILED)]
         for run, error in zip(failed["run"], failed["error"]):

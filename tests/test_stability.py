@@ -43,6 +43,17 @@ def test_a_nonfinite_gradient_stops_the_run_as_diverged(tmp_path):
     assert on_disk["status"] == "diverged" and on_disk["error"] == summary["error"]
 
 
+def test_resume_skips_a_diverged_run_and_reruns_a_failed_one(tmp_path):
+    cfg = compose_config(*STRESS)
+    assert execute(cfg, tmp_path, threads=2, overrides=[])["status"] == "diverged"
+    written = (tmp_path / "summary.json").stat().st_mtime_ns
+    assert execute(cfg, tmp_path, threads=2, overrides=[])["status"] == "skipped"
+    assert (tmp_path / "summary.json").stat().st_mtime_ns == written
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    (tmp_path / "summary.json").write_text(json.dumps({**summary, "status": "failed"}))
+    assert execute(cfg, tmp_path, threads=2, overrides=[])["status"] == "diverged"  # ran again
+
+
 def test_skip_counts_nonfinite_steps_and_completes(tmp_path):
     summary, steps = run(tmp_path, *STRESS, "trainer.on_nonfinite=skip")
     assert summary["status"] == "completed"
