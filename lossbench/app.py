@@ -31,6 +31,8 @@ def main(cfg: DictConfig) -> None:
     threads = cfg.trainer.threads or default_threads(hydra_cfg.launcher if in_sweep else None)
     try:
         summary = execute(cfg, run_dir, threads, list(hydra_cfg.overrides.task))
+        if summary["status"] == "interrupted":  # stopped at a step boundary by the first Ctrl-C
+            raise KeyboardInterrupt
     except UserError as error:
         log.error(f"error: {error}")
         if in_sweep:  # the sweep goes on; its end lists this run among the failures
@@ -49,11 +51,6 @@ def main(cfg: DictConfig) -> None:
         log.exception(f"run failed: {run_dir}")
         return
     status = summary["status"]
-    if status == "interrupted":
-        log.warning(f"interrupted; what was measured is in {run_dir}")
-        if in_sweep:
-            raise KeyboardInterrupt
-        sys.exit(130)
     if status == "diverged":
         log.warning(f"diverged: {summary['error']}")
     if status != "skipped":

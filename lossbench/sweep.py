@@ -10,7 +10,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from lossbench.collect import CollectError, collect, find_run_dirs
+from lossbench.collect import CollectError, collect
 from lossbench.results import SUMMARY
 
 log = logging.getLogger("lossbench")
@@ -25,13 +25,13 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        # A run whose summary predates this invocation was found finished and skipped.
-        ran = sum((d / SUMMARY).stat().st_mtime >= self.started for d in find_run_dirs(sweep_dir))
         try:
             summary = collect(sweep_dir).summary
         except CollectError as error:  # every job died before writing a summary
             log.error(f"sweep: nothing to collect: {error}")
             sys.exit(1)
+        # A run whose summary predates this invocation was found finished and skipped.
+        ran = sum((sweep_dir / run / SUMMARY).stat().st_mtime >= self.started for run in summary["run"])
         log.info(f"sweep: {len(summary)} runs in {sweep_dir}; {ran} ran, {len(summary) - ran} "
                  f"skipped (already completed or diverged with the same config); collected into "
                  f"{sweep_dir}/summary.parquet")

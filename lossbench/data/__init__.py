@@ -68,7 +68,7 @@ _last: dict[str, Dataset] = {}
 
 
 def load_dataset(dataset_cfg: Any) -> Dataset:
-    key = OmegaConf.to_yaml(dataset_cfg) if OmegaConf.is_config(dataset_cfg) else repr(dataset_cfg)
+    key = OmegaConf.to_yaml(dataset_cfg)
     if key not in _last:
         _last.clear()
         _last[key] = DATASETS[dataset_cfg.name].load(dataset_cfg)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from lossbench.metrics import MULTI_LABEL, SINGLE_LABEL
+
 LOSS_ORDER = ("ce", "nll", "bce", "bce_logits")
 MAX_SLUG = 80  # file names stay well below the usual 255-byte limit
 MAX_TITLE_SETTINGS = 5
@@ -30,10 +32,8 @@ class TaskKind:
 
 
 TASKS = {
-    "single_label": TaskKind("single-label", "acc", "ce", ("acc", "nll", "ece", "brier")),
-    "multi_label": TaskKind(
-        "multi-label", "map", "bce_logits", ("map", "f1_micro", "f1_macro", "subset_acc", "hamming")
-    ),
+    "single_label": TaskKind("single-label", "acc", "ce", SINGLE_LABEL),
+    "multi_label": TaskKind("multi-label", "map", "bce_logits", MULTI_LABEL),
 }
 # Metrics where a larger value is worse (for the words "better"/"worse" in findings).
 LOWER_IS_BETTER = {"nll", "ece", "brier", "hamming", "loss_value"}

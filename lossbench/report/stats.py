@@ -39,8 +39,10 @@ def t_interval(values, confidence: float = CONFIDENCE) -> Interval:
     mean = float(np.mean(x))
     if n < 2:
         return Interval(mean, math.nan, math.nan, 1)
-    half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * np.std(x, ddof=1) / math.sqrt(n))
-    return Interval(mean, mean - half, mean + half, n)
+    if np.all(x == mean):  # scipy returns NaN for a zero-width interval
+        return Interval(mean, mean, mean, n)
+    low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=stats.sem(x))
+    return Interval(mean, float(low), float(high), n)
 
 
 @dataclass(frozen=True)
