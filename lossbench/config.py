@@ -13,6 +13,10 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 
 from lossbench.errors import ConfigError
+from lossbench.losses import LOSSES, LossParams, loss_params
+
+# conf/loss/<name>.yaml lists `/loss_schema/<name>@_here_` in its defaults: the loss's typed knobs.
+LOSS_SCHEMA_GROUP = "loss_schema"
 
 
 class Source(str, Enum):
@@ -55,11 +59,6 @@ class DatasetConfig:
 
 
 @dataclass
-class LossConfig:
-    name: str = "ce"
-
-
-@dataclass
 class ModelConfig:
     name: str = "mlp"
     hidden: list[int] = field(default_factory=lambda: [256])
@@ -89,7 +88,8 @@ class TrainerConfig:
 @dataclass
 class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    # Each conf/loss/<name>.yaml takes its loss's params dataclass (lossbench/losses.py) as schema.
+    loss: LossParams = field(default_factory=LossParams)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -101,7 +101,10 @@ class Config:
 
 
 def register_configs() -> None:
-    ConfigStore.instance().store(name="base_config", node=Config)
+    store = ConfigStore.instance()
+    store.store(name="base_config", node=Config)
+    for spec in LOSSES.values():
+        store.store(group=LOSS_SCHEMA_GROUP, name=spec.name, node=spec.params)
 
 
 def _accepted(values) -> str:
@@ -111,7 +114,6 @@ def _accepted(values) -> str:
 def validate(cfg: Any) -> None:
     """Refuse values the types allow but the run cannot use. Cheap: no data is touched."""
     from lossbench.data import DATASETS, check_source_available
-    from lossbench.losses import LOSSES
     from lossbench.model import MODELS
     from lossbench.optim import OPTIMIZERS
 
@@ -132,9 +134,10 @@ def validate(cfg: Any) -> None:
         raise ConfigError("\n".join(problems))
 
     spec = LOSSES[cfg.loss.name]
-    task = DATASETS[cfg.dataset.name].task
-    if task not in spec.tasks:
-        raise ConfigError(spec.refusal(cfg.dataset.name, task))
+    dataset = DATASETS[cfg.dataset.name]
+    if dataset.task not in spec.tasks:
+        raise ConfigError(spec.refusal(cfg.dataset.name, dataset.task))
+    problems += loss_params(cfg.loss).problems(dataset.n_classes(cfg.dataset))
 
     def positive(key: str, value, kind: str = "a number > 0") -> None:
         if not value > 0:

@@ -23,7 +23,7 @@ from lossbench.config import validate
 from lossbench.errors import UserError
 from lossbench.data import DATASETS, load_dataset
 from lossbench.device import resolve_device
-from lossbench.losses import LOSSES
+from lossbench.losses import LOSSES, TrainingLabels, head_width, loss_label, loss_params
 from lossbench.model import build_model
 from lossbench.optim import build_optimizer
 from lossbench.results import RunFiles, read_summary
@@ -99,7 +99,7 @@ def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict
     spec_name, dataset_name = cfg.loss.name, cfg.dataset.name
     summary: dict[str, Any] = {
         "status": "running", "error": None,
-        "loss": spec_name, "dataset": dataset_name, "seed": cfg.seed, "experiment": cfg.experiment,
+        "loss": spec_name, "loss_name": spec_name, "dataset": dataset_name, "seed": cfg.seed, "experiment": cfg.experiment,
         "task": DATASETS[dataset_name].task.value if dataset_name in DATASETS else None,
         "epochs": cfg.trainer.epochs, "epochs_completed": 0,
         "torch_version": torch.__version__, "lossbench_version": lossbench.__version__,
@@ -128,11 +128,20 @@ def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict
         raise
     log.info(f"data: {dataset_name} from {data.origin} ({data.source}; {len(data.x_train)} train / "
              f"{len(data.x_test)} test)")
-    spec = LOSSES[spec_name]
-    files.identity = {"loss": spec_name, "dataset": dataset_name, "data_source": data.source, "seed": cfg.seed}
-    summary.update(data_source=data.source, data_origin=data.origin, n_train=len(data.x_train),
-                   n_test=len(data.x_test), n_classes=data.n_classes, device=str(device))
-    model = build_model(cfg.model, data.n_features, data.n_classes).to(device)
+    spec, params = LOSSES[spec_name], loss_params(cfg.loss)
+    label = loss_label(params)
+    width = head_width(spec, data.task, data.n_classes)
+    try:
+        criterion, derived = spec.build(params, TrainingLabels(data.y_train, data.n_classes, width))
+    except UserError as error:
+        finish("failed", str(error))
+        raise
+    files.identity = {"loss": label, "dataset": dataset_name, "data_source": data.source, "seed": cfg.seed}
+    summary.update(loss=label, loss_derived=derived, data_source=data.source, data_origin=data.origin,
+                   n_train=len(data.x_train), n_test=len(data.x_test), n_classes=data.n_classes,
+                   outputs=width, device=str(device))
+    model = build_model(cfg.model, data.n_features, width).to(device)
+    criterion = criterion.to(device)
     optimizer = build_optimizer(cfg.optim, model.parameters())
     data = data.to(device)
 
@@ -142,11 +151,12 @@ def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict
             summary["epochs_completed"] = rows[0]["epoch"]
             log.info(_epoch_line(rows, cfg.trainer.epochs))
 
-    log.info(f"loss: {spec_name} = {spec.summary}; model: {cfg.model.name} {list(cfg.model.hidden)}; "
+    derived_text = "".join(f", {key} {[round(v, 4) for v in values]}" for key, values in derived.items())
+    log.info(f"loss: {label} = {spec.summary} ({spec.reduction}{derived_text}); model: {cfg.model.name} {list(cfg.model.hidden)}; "
              f"device: {device}, {threads} threads, precision {cfg.trainer.precision.name}")
     try:
         with StopFlag() as stop:
-            outcome = train(model, spec, data, optimizer, cfg.trainer, device, generator, on_epoch,
+            outcome = train(model, spec, criterion, data, optimizer, cfg.trainer, device, generator, on_epoch,
                             lambda: stop.requested)
     except UserError as error:
         finish("failed", str(error))

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from lossbench import metrics
 from lossbench.checks import check_loss_inputs
 from lossbench.data import Dataset
-from lossbench.losses import LossSpec, Probabilities, Task, encode_targets, probabilities
+from lossbench.losses import LossSpec, Probabilities, Task, encode_targets, head_width, probabilities
 
 EVAL_CHUNK = 8192
 AUTOCAST = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
@@ -120,6 +120,7 @@ class Signals:
 def train(
     model: nn.Module,
     spec: LossSpec,
+    criterion: nn.Module,
     data: Dataset,
     optimizer: torch.optim.Optimizer,
     trainer: Any,
@@ -128,10 +129,10 @@ def train(
     on_epoch: Callable[[list[dict], list[dict], list[dict]], None],
     stop_requested: Callable[[], bool] = lambda: False,
 ) -> Outcome:
-    criterion = spec.criterion()
     precision, skip_nonfinite = trainer.precision.name, trainer.on_nonfinite.name == "skip"
-    x, y = data.x_train, encode_targets(spec, data.y_train, data.n_classes)
-    y_test = encode_targets(spec, data.y_test, data.n_classes)
+    width = head_width(spec, data.task, data.n_classes)
+    x, y = data.x_train, encode_targets(spec, data.y_train, width)
+    y_test = encode_targets(spec, data.y_test, width)
     n, batch = len(x), trainer.batch_size
     total_steps = trainer.epochs * math.ceil(n / batch)
     params = list(model.parameters())

@@ -94,7 +94,7 @@ def test_cuda_autocast_refusing_bce_is_recorded_as_the_runs_result(tmp_path, mon
         def forward(self, input, target):
             raise RuntimeError(CUDA_REFUSAL)
 
-    monkeypatch.setitem(LOSSES, "bce", dataclasses.replace(LOSSES["bce"], criterion=RefusedUnderAutocast))
+    monkeypatch.setitem(LOSSES, "bce", dataclasses.replace(LOSSES["bce"], build=lambda params, labels: (RefusedUnderAutocast(), {})))
     cfg = compose_config("loss=bce", "trainer.precision=16", "trainer.epochs=1", "dataset.source=sample")
     with pytest.raises(UserError, match="autocast refused this loss"):
         execute(cfg, tmp_path, threads=2, overrides=[])

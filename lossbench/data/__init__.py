@@ -41,17 +41,20 @@ class DatasetInfo:
     load: Callable[[Any], Dataset]
     # Raises DataError when the configured source cannot be had; must not read the data.
     check: Callable[[Any], None]
+    # The number of classes the config will give, known before any data loads.
+    n_classes: Callable[[Any], int]
 
 
 def _registry() -> dict[str, DatasetInfo]:
     from lossbench.data import mnist, multilabel
 
     return {
-        "mnist": DatasetInfo(Task.single_label, mnist.load_mnist, mnist.check_mnist),
+        "mnist": DatasetInfo(Task.single_label, mnist.load_mnist, mnist.check_mnist, mnist.n_classes),
         "fashion_mnist": DatasetInfo(
-            Task.single_label, mnist.load_fashion_mnist, mnist.check_fashion_mnist
+            Task.single_label, mnist.load_fashion_mnist, mnist.check_fashion_mnist, mnist.n_classes
         ),
-        "multilabel": DatasetInfo(Task.multi_label, multilabel.load, lambda cfg: None),
+        "multilabel": DatasetInfo(Task.multi_label, multilabel.load, lambda cfg: None,
+                                  lambda cfg: cfg.n_classes),
     }
 
 

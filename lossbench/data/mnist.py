@@ -82,6 +82,10 @@ def _check(family: Family, cfg: Any) -> None:
         )
 
 
+def n_classes(cfg: Any) -> int:
+    return 10
+
+
 def check_mnist(cfg: Any) -> None:
     _check(MNIST, cfg)
 
