@@ -49,7 +49,7 @@ def lossbench_epoch_seconds(images, labels, epochs: int, batch: int) -> float:
     model = MLP(784, [256], 10, 0.0, 1.0)
     trainer = OmegaConf.structured(TrainerConfig(epochs=epochs, batch_size=batch))
     times: list[float] = []
-    train(model, LOSSES["ce"], data, torch.optim.Adam(model.parameters(), 1e-3), trainer,
+    train(model, LOSSES["ce"], nn.CrossEntropyLoss(), data, torch.optim.Adam(model.parameters(), 1e-3), trainer,
           torch.device("cpu"), torch.Generator().manual_seed(0),
           lambda rows, cal, steps: times.extend(r["epoch_time_s"] for r in rows if r["split"] == "train"))
     return float(np.median(times))
