@@ -187,14 +187,14 @@ def outdated(directory: Path, run_dirs: list[Path]) -> str | None:
     written = table.stat().st_mtime_ns
     newer = sum((run_dir / SUMMARY).stat().st_mtime_ns > written for run_dir in run_dirs)
     if newer:
-        return f"has {newer} run summaries newer than its summary.parquet"
+        return f"has {newer} run {'summary' if newer == 1 else 'summaries'} newer than its summary.parquet"
     try:
         listed = set(pd.read_parquet(table, columns=["run"])["run"])
     except Exception:  # noqa: BLE001 - a torn parquet file raises many kinds
         return "has an unreadable summary.parquet"
     missing = sum(run_dir.relative_to(directory).as_posix() not in listed for run_dir in run_dirs)
     if missing:
-        return f"has {missing} runs that are not in its summary.parquet"
+        return f"has {missing} {'run' if missing == 1 else 'runs'} missing from its summary.parquet"
     return None
 
 

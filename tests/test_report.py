@@ -151,8 +151,8 @@ def sweep_collected_a_while_ago(root: Path) -> Path:
 
 
 @pytest.mark.parametrize("change, says", [
-    ("rerun", "has 1 run summaries newer than its summary.parquet"),
-    ("copied-in", "has 1 runs that are not in its summary.parquet"),
+    ("rerun", "has 1 run summary newer than its summary.parquet"),
+    ("copied-in", "has 1 run missing from its summary.parquet"),
 ])
 def test_tables_older_than_their_runs_are_collected_again(tmp_path, change, says):
     root = sweep_collected_a_while_ago(tmp_path)
