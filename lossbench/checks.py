@@ -10,11 +10,12 @@ every step.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 from torch import Tensor, nn
 
 from lossbench.errors import LossInputError
-
 
 
 def _tolerance(x: Tensor) -> float:
@@ -29,45 +30,134 @@ def _is_distribution(x: Tensor) -> bool:
     return bool(((x >= 0) & (x <= 1)).all() and torch.allclose(sums, torch.ones_like(sums), atol=_tolerance(x)))
 
 
-def _check_index_target(name: str, input: Tensor, target: Tensor) -> None:
+def _value_range(x: Tensor) -> str:
+    return f"{float(x.min()):.3g}..{float(x.max()):.3g}"
+
+
+def _check_arguments(name: str, input: Any, target: Any) -> None:
+    """What every criterion needs before its values can be looked at."""
+    for argument, value in (("input", input), ("target", target)):
+        if not isinstance(value, Tensor):
+            raise LossInputError(
+                f"{name}: {argument} is a {type(value).__name__}, not a torch.Tensor; criteria take "
+                "tensors: convert it with torch.as_tensor(...) (torch.stack for a list of tensors)"
+            )
+    if target.device != input.device:
+        raise LossInputError(
+            f"{name}: input is on {input.device} but target on {target.device}; both must be on "
+            "one device: move the target with target.to(input.device)"
+        )
+    if not input.is_floating_point():
+        raise LossInputError(
+            f"{name}: input of dtype {input.dtype}; a loss takes floating-point scores "
+            "(logits, probabilities or log-probabilities): use input.float()"
+        )
+    if input.dim() != 2:
+        raise LossInputError(
+            f"{name}: input of shape {tuple(input.shape)}; lossbench checks (batch, classes) inputs"
+        )
+
+
+def _check_finite(name: str, input: Tensor, target: Tensor) -> None:
+    detached = input.detach()
+    if not bool(torch.isfinite(detached).all()):
+        nan = int(detached.isnan().sum())
+        inf = int(detached.isinf().sum())
+        hint = ""
+        if bool((detached == float("-inf")).any()):
+            hint = (" (-inf is what log(softmax(x)) gives where the softmax underflows; "
+                    "log_softmax(x) stays finite)")
+        raise LossInputError(
+            f"{name}: input holds {nan} NaN and {inf} infinite values (of {detached.numel()}): the "
+            "loss and its gradient would be NaN or inf. Find where they start: the data, the "
+            f"model's outputs, a learning rate too large{hint}"
+        )
+    if target.is_floating_point() and not bool(torch.isfinite(target).all()):
+        raise LossInputError(
+            f"{name}: target holds {int(target.isnan().sum())} NaN and "
+            f"{int(target.isinf().sum())} infinite values: every target must be a finite "
+            "probability or label; look for missing labels in the data"
+        )
+
+
+def _check_classes(name: str, input: Tensor) -> None:
+    if input.shape[1] == 1:
+        raise LossInputError(
+            f"{name}: input {tuple(input.shape)} has a single class column: a softmax over one "
+            "class is always 1, so the loss is always 0 and nothing trains. Give one column per "
+            "class (2 for a binary task), or use BCEWithLogitsLoss on the single logit with "
+            "float 0/1 targets"
+        )
+
+
+def _check_soft_target(name: str, input: Tensor, target: Tensor) -> None:
+    if target.shape != input.shape:
+        raise LossInputError(
+            f"{name}: float target of shape {tuple(target.shape)} does not match input "
+            f"{tuple(input.shape)}; give class indices (long, shape ({input.shape[0]},)) or "
+            "class probabilities of the input's shape"
+        )
+    if bool(((target < 0) | (target > 1)).any()):
+        raise LossInputError(
+            f"{name}: float targets are class probabilities in [0, 1], got range "
+            f"{_value_range(target)}; for class indices give a long tensor of shape "
+            f"({input.shape[0]},)"
+        )
+    positives = (target > 0).sum(dim=1)
+    if bool((positives > 1).any()) and bool(((target == 0) | (target == 1)).all()):
+        raise LossInputError(
+            f"{name}: multi-hot target (up to {int(positives.max())} positives in a row): "
+            "softmax cross-entropy assumes exactly one class per sample. For multi-label "
+            "data use BCEWithLogitsLoss on the logits with these float targets"
+        )
+
+
+def _check_index_target(criterion: nn.Module, name: str, input: Tensor, target: Tensor) -> None:
+    """Class indices in range, except those equal to the criterion's own ignore_index."""
     if target.is_floating_point():
-        if target.shape != input.shape:
-            raise LossInputError(
-                f"{name}: float target of shape {tuple(target.shape)} does not match input "
-                f"{tuple(input.shape)}; give class indices (long, shape ({input.shape[0]},)) or "
-                "class probabilities of the input's shape"
-            )
-        positives = (target > 0).sum(dim=1)
-        if bool((positives > 1).any()) and bool(((target == 0) | (target == 1)).all()):
-            raise LossInputError(
-                f"{name}: multi-hot target (up to {int(positives.max())} positives in a row): "
-                "softmax cross-entropy assumes exactly one class per sample. For multi-label "
-                "data use BCEWithLogitsLoss on the logits with these float targets"
-            )
+        _check_soft_target(name, input, target)
         return
     if target.dim() != 1 or target.shape[0] != input.shape[0]:
         raise LossInputError(
             f"{name}: target of shape {tuple(target.shape)} does not match input "
             f"{tuple(input.shape)}: give one class index per row, shape ({input.shape[0]},)"
         )
-    if bool(((target < 0) | (target >= input.shape[1])).any()):
+    if target.dtype not in (torch.int64, torch.uint8):  # the two index types torch takes
         raise LossInputError(
-            f"{name}: class indices must be in 0..{input.shape[1] - 1}, got "
-            f"{int(target.min())}..{int(target.max())}"
+            f"{name}: class indices of dtype {target.dtype}; torch requires int64 (long) "
+            "indices: use target.long()"
+        )
+    ignore_index = getattr(criterion, "ignore_index", None)  # custom criteria may have none
+    counted = target.long() if ignore_index is None else target.long()[target.long() != ignore_index]
+    if counted.numel() == 0:
+        if getattr(criterion, "reduction", "mean") == "mean":
+            raise LossInputError(
+                f"{name}: every target equals ignore_index={ignore_index}, so the mean loss is "
+                "0/0 = NaN; leave out batches with no labelled sample"
+            )
+        return
+    classes = input.shape[1]
+    if bool(((counted < 0) | (counted >= classes)).any()):
+        raise LossInputError(
+            f"{name}: class indices must be in 0..{classes - 1}"
+            + ("" if ignore_index is None else f" (or ignore_index={ignore_index})")
+            + f", got {int(counted.min())}..{int(counted.max())}"
         )
 
 
-def _check_cross_entropy(input: Tensor, target: Tensor) -> None:
+def _check_cross_entropy(criterion: nn.Module, input: Tensor, target: Tensor) -> None:
+    _check_classes("CrossEntropyLoss", input)
     if _is_distribution(input.detach()):
         raise LossInputError(
             "CrossEntropyLoss got probabilities (rows in [0, 1] summing to 1): it applies "
             "log_softmax itself, so a softmax before it squashes the logits twice. Pass the raw "
             "logits (drop the softmax)"
         )
-    _check_index_target("CrossEntropyLoss", input, target)
+    _check_index_target(criterion, "CrossEntropyLoss", input, target)
 
 
-def _check_nll(input: Tensor, target: Tensor) -> None:
+def _check_nll(criterion: nn.Module, input: Tensor, target: Tensor) -> None:
+    _check_classes("NLLLoss", input)
     detached = input.detach()
     tolerance = _tolerance(detached)
     if bool((detached > tolerance).any()):
@@ -87,7 +177,7 @@ def _check_nll(input: Tensor, target: Tensor) -> None:
             "NLLLoss got rows that are not log-probabilities (logsumexp != 0): apply "
             "log_softmax(dim=1) to the logits first, or use CrossEntropyLoss on the logits"
         )
-    _check_index_target("NLLLoss", input, target)
+    _check_index_target(criterion, "NLLLoss", input, target)
 
 
 def _check_binary(name: str, input: Tensor, target: Tensor) -> None:
@@ -102,24 +192,33 @@ def _check_binary(name: str, input: Tensor, target: Tensor) -> None:
             f"{name}: input {tuple(input.shape)} and target {tuple(target.shape)} differ in shape; "
             "BCE scores every entry on its own, so they must match (one-hot or multi-hot targets)"
         )
+    if bool(((target < 0) | (target > 1)).any()):
+        raise LossInputError(
+            f"{name}: targets must be in [0, 1] (0/1 labels or probabilities), got range "
+            f"{_value_range(target)}: a target above 1 or below 0 rewards pushing the logit "
+            "without bound. Rescale or binarise the labels"
+        )
 
 
-def _check_bce(input: Tensor, target: Tensor) -> None:
+def _check_bce(criterion: nn.Module, input: Tensor, target: Tensor) -> None:
     detached = input.detach()
     if bool(((detached < 0) | (detached > 1)).any()):
         raise LossInputError(
-            f"BCELoss got values outside [0, 1] (range {float(detached.min()):.3g}.."
-            f"{float(detached.max()):.3g}): it expects probabilities. Use BCEWithLogitsLoss on "
-            "the raw logits (stable), or apply sigmoid first"
+            f"BCELoss got values outside [0, 1] (range {_value_range(detached)}): it expects "
+            "probabilities. Use BCEWithLogitsLoss on the raw logits (stable), or apply sigmoid "
+            "first"
         )
     _check_binary("BCELoss", input, target)
 
 
-def _check_bce_logits(input: Tensor, target: Tensor) -> None:
+def _check_bce_logits(criterion: nn.Module, input: Tensor, target: Tensor) -> None:
     _check_binary("BCEWithLogitsLoss", input, target)
 
 
-_CHECKS = {
+# The extension point: one check per criterion class, called with (criterion, input, target)
+# after the checks every criterion shares (tensors, device, dtype, shape, empty, finite). A
+# subclass uses the check of its nearest registered ancestor; a criterion with none is refused.
+_CHECKS: dict[type, Callable[[nn.Module, Tensor, Tensor], None]] = {
     nn.CrossEntropyLoss: _check_cross_entropy,
     nn.NLLLoss: _check_nll,
     nn.BCELoss: _check_bce,
@@ -127,14 +226,29 @@ _CHECKS = {
 }
 
 
+def _check_for(criterion: Any) -> Callable[[nn.Module, Tensor, Tensor], None]:
+    for kind in type(criterion).__mro__:
+        if kind in _CHECKS:
+            return _CHECKS[kind]
+    known = ", ".join(kind.__name__ for kind in _CHECKS)
+    raise TypeError(
+        f"check_loss_inputs has no check for {type(criterion).__name__}; it knows {known} and "
+        "their subclasses. Register one in lossbench.checks._CHECKS"
+    )
+
+
 def check_loss_inputs(criterion: nn.Module, input: Tensor, target: Tensor) -> None:
-    """Raise LossInputError if (input, target) is a known misuse of `criterion`."""
-    if input.dim() != 2:
-        raise LossInputError(
-            f"{type(criterion).__name__}: input of shape {tuple(input.shape)}; lossbench checks "
-            "(batch, classes) inputs"
-        )
-    for kind, check in _CHECKS.items():
-        if isinstance(criterion, kind):
-            check(input, target)
-            return
+    """Raise LossInputError if (input, target) is a known misuse of `criterion`, TypeError if
+    `criterion` is not one this checker knows."""
+    check = _check_for(criterion)
+    name = type(criterion).__name__
+    _check_arguments(name, input, target)
+    if input.numel() == 0:
+        if getattr(criterion, "reduction", "mean") == "mean":
+            raise LossInputError(
+                f"{name}: empty input of shape {tuple(input.shape)}: the mean over no elements "
+                "is NaN. Leave out empty batches (or use reduction='sum')"
+            )
+        return  # summed or per-sample, an empty batch is a valid (empty) loss
+    _check_finite(name, input, target)
+    check(criterion, input, target)

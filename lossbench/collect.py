@@ -41,7 +41,8 @@ class Collected:
 
 
 class CollectError(Exception):
-    """Bad input a user can fix (missing dir, no runs); the CLI prints it and exits 2."""
+    """Bad input a user can fix (missing dir, no runs, a DIR it cannot write into); the CLI
+    prints it and exits 2."""
 
 
 def find_run_dirs(directory: Path) -> list[Path]:
@@ -165,8 +166,36 @@ def collect(directory: str | os.PathLike, *, write: bool = True) -> Collected:
         steps=concat(steps) if steps else None,
     )
     if write:
-        write_tables(collected, directory)
+        try:
+            write_tables(collected, directory)
+        except OSError as e:
+            raise CollectError(f"cannot write the tables into {directory} ({e.strerror or e}); "
+                               "make it writable, or collect a writable copy of it") from None
     return collected
+
+
+def outdated(directory: Path, run_dirs: list[Path]) -> str | None:
+    """Why DIR's summary.parquet does not describe the runs under it, or None if it does: it is
+    missing or unreadable, a run's summary.json changed after it was written, or a run is not in
+    it. `run_dirs` are find_run_dirs(directory). Rows of runs no longer on disk are no reason:
+    tables copied without their run dirs (results/reference/data) stay as they are."""
+    table = directory / "summary.parquet"
+    if not table.exists():
+        return "has no summary.parquet"
+    if not run_dirs:
+        return None
+    written = table.stat().st_mtime_ns
+    newer = sum((run_dir / SUMMARY).stat().st_mtime_ns > written for run_dir in run_dirs)
+    if newer:
+        return f"has {newer} run {'summary' if newer == 1 else 'summaries'} newer than its summary.parquet"
+    try:
+        listed = set(pd.read_parquet(table, columns=["run"])["run"])
+    except Exception:  # noqa: BLE001 - a torn parquet file raises many kinds
+        return "has an unreadable summary.parquet"
+    missing = sum(run_dir.relative_to(directory).as_posix() not in listed for run_dir in run_dirs)
+    if missing:
+        return f"has {missing} {'run' if missing == 1 else 'runs'} missing from its summary.parquet"
+    return None
 
 
 def write_tables(collected: Collected, directory: Path) -> list[Path]:

@@ -100,6 +100,17 @@ class Config:
     experiment: Optional[str] = None
 
 
+# Keys that say where or how a run executes, or what it logs, not what it computes: runs that
+# differ only in these are the same experiment, and the report compares them in one group. Every
+# other key (including any added later) counts as changing results. dataset.source is here
+# because the data actually used is recorded per run (`data_source`) and compared instead; device
+# and threads change results only in the last bits of floating-point sums.
+EXECUTION_KEYS = (
+    "experiment", "resume", "dataset.root", "dataset.download", "dataset.source",
+    "trainer.device", "trainer.threads", "trainer.log_every",
+)
+
+
 def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="base_config", node=Config)

@@ -24,9 +24,39 @@ LABELS = torch.randint(0, 5, (8,))
         (nn.CrossEntropyLoss(), LOGITS, LABELS[:6], "does not match input"),
         (nn.CrossEntropyLoss(), LOGITS, (torch.rand(8, 5) < 0.5).float().index_fill_(1, torch.tensor([0, 1]), 1.0), "BCEWithLogitsLoss"),
         (nn.BCELoss(), LOGITS, F.one_hot(LABELS, 5).float(), "outside [0, 1]"),
+        (nn.BCELoss(), torch.sigmoid(LOGITS).index_fill(0, torch.tensor([2]), float("nan")),
+         F.one_hot(LABELS, 5).float(), "5 NaN and 0 infinite values"),
+        (nn.CrossEntropyLoss(), LOGITS.index_fill(1, torch.tensor([4]), float("inf")), LABELS,
+         "0 NaN and 8 infinite values"),
+        (nn.NLLLoss(), torch.log(F.softmax(LOGITS * 100, dim=1)), LABELS, "log_softmax(x) stays finite"),
+        (nn.BCEWithLogitsLoss(), LOGITS, F.one_hot(LABELS, 5).float().index_fill(0, torch.tensor([0]), float("nan")),
+         "target holds 5 NaN"),
+        (nn.CrossEntropyLoss(), LOGITS, F.softmax(LOGITS, dim=1).index_fill(0, torch.tensor([1]), float("nan")),
+         "target holds 5 NaN"),
+        (nn.BCEWithLogitsLoss(), LOGITS, F.one_hot(LABELS, 5).float() * 2, "targets must be in [0, 1]"),
+        (nn.CrossEntropyLoss(), LOGITS, F.one_hot(LABELS, 5).float() * 2, "class probabilities in [0, 1]"),
+        (nn.CrossEntropyLoss(), LOGITS, LABELS.int(), "torch requires int64 (long) indices"),
+        (nn.NLLLoss(), F.log_softmax(LOGITS, dim=1), LABELS.bool(), "torch requires int64 (long) indices"),
+        (nn.CrossEntropyLoss(), LOGITS[:, :1], torch.zeros(8, dtype=torch.long), "the loss is always 0"),
+        (nn.NLLLoss(), F.log_softmax(LOGITS[:, :1], dim=1), torch.zeros(8, dtype=torch.long),
+         "the loss is always 0"),
+        (nn.CrossEntropyLoss(), LOGITS[:0], LABELS[:0], "empty input of shape (0, 5)"),
+        (nn.BCEWithLogitsLoss(), LOGITS[:0], F.one_hot(LABELS, 5).float()[:0], "mean over no elements"),
+        (nn.CrossEntropyLoss(), LOGITS, torch.full((8,), -100), "every target equals ignore_index=-100"),
+        (nn.CrossEntropyLoss(ignore_index=0), LOGITS, LABELS.index_fill(0, torch.tensor([3]), -100),
+         "class indices must be in 0..4 (or ignore_index=0), got -100"),
+        (nn.CrossEntropyLoss(), LOGITS, LABELS.to("meta"), "input is on cpu but target on meta"),
+        (nn.CrossEntropyLoss(), LOGITS.tolist(), LABELS, "input is a list, not a torch.Tensor"),
+        (nn.BCEWithLogitsLoss(), LOGITS, F.one_hot(LABELS, 5).tolist(), "target is a list"),
+        (nn.CrossEntropyLoss(), LOGITS.long(), LABELS, "use input.float()"),
     ],
     ids=["softmax-before-ce", "logits-to-nll", "long-targets-to-bce-logits", "long-targets-to-bce",
-         "bce-shape-mismatch", "ce-shape-mismatch", "multi-hot-to-ce", "logits-to-bce"],
+         "bce-shape-mismatch", "ce-shape-mismatch", "multi-hot-to-ce", "logits-to-bce",
+         "nan-input", "inf-input", "log-of-underflowed-softmax", "nan-bce-target", "nan-soft-target",
+         "bce-target-2", "soft-target-2", "int32-ce-target", "bool-nll-target",
+         "single-column-ce", "single-column-nll", "empty-ce-batch", "empty-bce-batch",
+         "all-targets-ignored", "other-ignore-index", "target-on-other-device", "list-input",
+         "list-target", "integer-input"],
 )
 def test_classic_mistake_is_caught_with_its_fix(criterion, input, target, message):
     with pytest.raises(LossInputError, match=None) as caught:
@@ -42,8 +72,16 @@ def test_classic_mistake_is_caught_with_its_fix(criterion, input, target, messag
         (nn.BCELoss(), torch.sigmoid(LOGITS), F.one_hot(LABELS, 5).float()),
         (nn.BCEWithLogitsLoss(), LOGITS, (torch.rand(8, 5) < 0.5).float()),
         (nn.CrossEntropyLoss(), LOGITS, F.softmax(torch.randn(8, 5), dim=1)),  # soft targets are fine
+        (nn.CrossEntropyLoss(), LOGITS, LABELS.masked_fill(torch.arange(8) % 3 == 0, -100)),
+        (nn.NLLLoss(ignore_index=7), F.log_softmax(LOGITS, dim=1), LABELS.masked_fill(torch.arange(8) < 4, 7)),
+        (nn.CrossEntropyLoss(), LOGITS, LABELS.to(torch.uint8)),  # torch takes Byte indices too
+        (nn.BCEWithLogitsLoss(), LOGITS, torch.rand(8, 5)),  # soft binary targets
+        (nn.CrossEntropyLoss(reduction="sum"), LOGITS[:0], LABELS[:0]),  # a sum over nothing is 0
+        (nn.CrossEntropyLoss(label_smoothing=0.1), LOGITS, LABELS),
     ],
-    ids=["ce", "nll", "bce", "bce_logits-multi-hot", "ce-soft-targets"],
+    ids=["ce", "nll", "bce", "bce_logits-multi-hot", "ce-soft-targets", "ce-ignore-index",
+         "nll-own-ignore-index", "ce-uint8-targets", "bce_logits-soft-targets", "ce-empty-sum",
+         "ce-label-smoothing"],
 )
 def test_correct_use_passes(criterion, input, target):
     check_loss_inputs(criterion, input, target)
@@ -64,3 +102,19 @@ def test_mistakes_are_still_caught_in_low_precision(dtype):
         check_loss_inputs(nn.NLLLoss(), logits, torch.randint(0, 10, (64,)))
     with pytest.raises(LossInputError, match="drop the softmax"):
         check_loss_inputs(nn.CrossEntropyLoss(), F.softmax(logits.float(), dim=1).to(dtype), torch.randint(0, 10, (64,)))
+
+
+class _TemperedCrossEntropy(nn.CrossEntropyLoss):
+    """A subclass the checker has no entry for: it inherits CrossEntropyLoss's check."""
+
+
+def test_subclass_of_a_known_criterion_uses_its_parents_check():
+    with pytest.raises(LossInputError, match="drop the softmax"):
+        check_loss_inputs(_TemperedCrossEntropy(), F.softmax(LOGITS, dim=1), LABELS)
+    check_loss_inputs(_TemperedCrossEntropy(), LOGITS, LABELS)
+
+
+@pytest.mark.parametrize("criterion", [nn.MSELoss(), nn.KLDivLoss(reduction="batchmean"), F.cross_entropy])
+def test_unknown_criterion_is_refused_not_passed(criterion):
+    with pytest.raises(TypeError, match="no check for .*it knows CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss"):
+        check_loss_inputs(criterion, LOGITS, F.one_hot(LABELS, 5).float())

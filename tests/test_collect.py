@@ -6,7 +6,9 @@ numbers; test_report.py builds its sweeps with the same helpers.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import zlib
 from pathlib import Path
 
@@ -178,3 +180,18 @@ def test_cli_bad_input_exits_2(tmp_path, capsys, case):
     err = capsys.readouterr().err
     assert str(target) in err and "Traceback" not in err
     assert ("does not exist" if case == "missing" else "holds no runs") in err
+
+
+def test_cli_unwritable_dir_exits_2(tmp_path, capsys, monkeypatch):
+    make_sweep(tmp_path, seeds=(0,), extra=False)
+
+    # The tests run as root, whom chmod a-w does not stop: the write fails as a read-only
+    # directory makes it fail for anyone else.
+    def refuse(path, write):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr("lossbench.collect.atomic_write", refuse)
+    assert main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write the tables into {tmp_path} (Permission denied)" in err
+    assert "Traceback" not in err

@@ -7,6 +7,8 @@ the last test runs the real smoke sweep end to end.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 import shutil
 import subprocess
@@ -18,8 +20,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from lossbench.collect import collect
 from lossbench.report import generate
 from lossbench.report.__main__ import main
+from lossbench.report.groups import find_groups
+from lossbench.report.load import load
 from lossbench.report.stats import paired_test, t_interval
 from test_collect import make_sweep, write_run
 
@@ -78,8 +83,6 @@ def test_paired_test_edge_cases_say_why():
 
 
 def test_groups_split_by_settings_that_differ_within_a_loss_and_seed():
-    from lossbench.report.groups import find_groups
-
     rows = [{"run": f"{loss}-{p}-{seed}", "loss": loss, "seed": seed, "dataset": "mnist",
              "data_source": "sample", "task": "single_label", "cfg.trainer.precision": p,
              "cfg.trainer.epochs": 5 if p == "16" else 10, "cfg.loss.name": loss,
@@ -90,6 +93,94 @@ def test_groups_split_by_settings_that_differ_within_a_loss_and_seed():
                                          "mnist / sample (single-label): trainer.precision=32"]
     assert groups[0].settings == (("trainer.epochs", "5"), ("trainer.precision", "16"))
     assert [len(g.runs) for g in groups] == [4, 4] and groups[0].baseline == "ce"
+
+
+def summary_rows(losses, seeds=(0, 1), **cfg) -> list[dict]:
+    """Completed summary rows of a mnist sample sweep; cfg values may be {loss: value} dicts."""
+    return [{"run": f"loss={loss},seed={seed}", "loss": loss, "seed": seed, "dataset": "mnist",
+             "data_source": "sample", "task": "single_label", "test_acc": 0.9, "cfg.seed": seed,
+             "cfg.loss.name": loss,
+             **{f"cfg.{k}": v.get(loss) if isinstance(v, dict) else v for k, v in cfg.items()}}
+            for loss in losses for seed in seeds]
+
+
+def test_a_preset_changed_between_sweeps_is_not_pooled():
+    # Each loss has one lr, so nothing differs within a loss and seed; the lrs still differ.
+    rows = summary_rows(("ce", "bce_logits"), **{"optim.lr": {"ce": 0.05, "bce_logits": 0.01}})
+    groups = find_groups(pd.DataFrame(rows))
+    assert [(g.title, g.losses) for g in groups] == [
+        ("mnist / sample (single-label): optim.lr=0.01", ["bce_logits"]),
+        ("mnist / sample (single-label): optim.lr=0.05", ["ce"]),
+    ]
+
+
+@pytest.mark.parametrize("focal", ["focal(gamma={})", "focal"], ids=["labelled", "one-label"])
+def test_loss_parameters_never_split_the_baseline_off(focal):
+    rows = summary_rows(("ce",), **{"loss.weight": {"ce": "[1.0, 2.0]"}, "optim.lr": 0.001})
+    for gamma in (1.0, 2.0):
+        label = focal.format(gamma)
+        rows += summary_rows((label,), **{"loss.gamma": {label: gamma}, "optim.lr": 0.001})
+    groups = find_groups(pd.DataFrame(rows))
+    assert len(groups) == 1 and groups[0].settings == ()
+    assert groups[0].baseline == "ce" and len(groups[0].runs) == len(rows)
+
+
+def test_where_a_run_executed_never_splits_a_group():
+    where = {"trainer.threads": {"ce": 1, "bce": 4}, "trainer.device": {"ce": "cpu", "bce": "auto"},
+             "experiment": {"ce": "smoke", "bce": None}, "resume": {"ce": True, "bce": False},
+             "dataset.root": {"ce": "data", "bce": "/scratch/mnist"},
+             "dataset.download": {"ce": False, "bce": True}, "trainer.log_every": {"ce": 50, "bce": 10}}
+    groups = find_groups(pd.DataFrame(summary_rows(("ce", "bce"), **where)))
+    assert len(groups) == 1 and groups[0].settings == () and groups[0].losses == ["ce", "bce"]
+
+
+# ---- tables that no longer describe the runs ----
+
+def sweep_collected_a_while_ago(root: Path) -> Path:
+    for loss in ("ce", "bce"):
+        for seed in (0, 1):
+            write_run(root, f"loss={loss},seed={seed}", loss=loss, seed=seed,
+                      status="failed" if (loss, seed) == ("bce", 1) else "completed", error="oom")
+    collect(root)
+    now = (root / "summary.parquet").stat().st_mtime
+    for summary in root.glob("*/summary.json"):  # the runs ended two minutes ago
+        os.utime(summary, (now - 120, now - 120))
+    for name in ("summary", "runs", "calibration"):  # and were collected one minute ago
+        os.utime(root / f"{name}.parquet", (now - 60, now - 60))
+    return root
+
+
+@pytest.mark.parametrize("change, says", [
+    ("rerun", "has 1 run summary newer than its summary.parquet"),
+    ("copied-in", "has 1 run missing from its summary.parquet"),
+])
+def test_tables_older_than_their_runs_are_collected_again(tmp_path, change, says):
+    root = sweep_collected_a_while_ago(tmp_path)
+    if change == "rerun":  # the failed run, rerun to completion after the collect
+        shutil.rmtree(root / "loss=bce,seed=1")
+        write_run(root, "loss=bce,seed=1", loss="bce", seed=1)
+    else:  # a run dir copied in with its old times kept (cp -p, rsync -a)
+        run = write_run(root, "loss=bce,seed=2", loss="bce", seed=2)
+        past = (root / "summary.parquet").stat().st_mtime - 60
+        os.utime(run / "summary.json", (past, past))  # as old as the tables: only its absence tells
+    messages = []
+    summary = load([root], say=messages.append).summary.set_index("run")
+    assert messages == [f"{root} {says}: collecting it first"]
+    assert summary["status"].eq("completed").sum() == 4
+    assert len(pd.read_parquet(root / "summary.parquet")) == len(summary)
+
+
+def test_current_tables_and_tables_without_runs_are_read_as_they_are(tmp_path):
+    root = sweep_collected_a_while_ago(tmp_path / "sweep")
+    copied = tmp_path / "tables"  # like results/reference/data: the tables, no run dirs
+    copied.mkdir()
+    for name in ("summary", "runs", "calibration"):
+        shutil.copy(root / f"{name}.parquet", copied)
+    messages = []
+    for directory in (root, copied):
+        summary = load([directory], say=messages.append).summary
+        assert (summary["status"] == "failed").sum() == 1
+    assert messages == []
 
 
 # ---- the report on a fixture sweep ----
@@ -247,6 +338,26 @@ def test_bad_input_exits_2_with_a_message(tmp_path, capsys, case, says):
 def test_bad_probe_dir_exits_2(sweep, tmp_path, capsys):
     assert main([str(sweep), "--out", str(tmp_path / "r"), "--probe", str(tmp_path)]) == 2
     assert "holds neither probe.png nor thresholds.md" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["a-file", "under-a-file", "read-only"])
+def test_unwritable_out_exits_2(sweep, tmp_path, capsys, monkeypatch, case):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    out = {"a-file": a_file, "under-a-file": a_file / "sub", "read-only": tmp_path / "r"}[case]
+    if case == "read-only":
+        # The tests run as root, whom chmod a-w does not stop: the write fails as a read-only
+        # directory makes it fail for anyone else.
+        def refuse(path, write):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+        monkeypatch.setattr("lossbench.report.atomic_write", refuse)
+    assert main([str(sweep), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    why = {"a-file": "it is a file", "under-a-file": "Not a directory",
+           "read-only": "Permission denied"}[case]
+    assert f"lossbench.report: error: cannot write the report into {out} ({why})" in err
+    assert "Traceback" not in err
 
 
 def test_cli_process_has_no_traceback(tmp_path):

@@ -60,5 +60,20 @@ def generate(dirs: list[str | Path], out: str | Path | None = None, probe: str |
             raise ReportInputError(f"probe dir {probe} holds neither probe.png nor thresholds.md "
                                    "(write them with python -m lossbench.probe --out DIR)")
     inputs = load(dirs, say)
-    doc = build_document(inputs, probe, load(stress, say) if stress else None)
-    return write_report(doc, Path(out) if out is not None else Path(dirs[0]) / "report")
+    stressed = load(stress, say) if stress else None
+    out = Path(out) if out is not None else Path(dirs[0]) / "report"
+    try:
+        out.mkdir(parents=True, exist_ok=True)  # before the figures are drawn: fail fast
+    except OSError as e:
+        raise unwritable(out, e) from None
+    doc = build_document(inputs, probe, stressed)
+    try:
+        return write_report(doc, out)
+    except OSError as e:
+        raise unwritable(out, e) from None
+
+
+def unwritable(out: Path, error: OSError) -> ReportInputError:
+    why = "it is a file" if out.exists() and not out.is_dir() else error.strerror or str(error)
+    return ReportInputError(f"cannot write the report into {out} ({why}); give a writable "
+                            "directory with --out")

@@ -12,7 +12,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lossbench.report",
         description="Compare losses across the runs under one or more DIRs (collected with "
-        "python -m lossbench.collect; collected here if not yet). Writes report.md, report.html, "
+        "python -m lossbench.collect; collected here if not yet, or again if the runs changed "
+        "since). Writes report.md, report.html, "
         "figures/*.png and tables/*.csv.",
     )
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="sweep or results dir(s)")

@@ -1,9 +1,12 @@
 """Split completed runs into groups whose numbers may be compared.
 
 A group is one (dataset, data_source, task): full MNIST and the sample never share a table. Within
-it, a cfg.* column that differs between runs of the same loss and seed is a *setting* (a sweep over
-optim.lr, trainer.precision, ...): each combination of settings becomes its own group, so that
-"paired by seed" pairs runs that differ in the loss only.
+it, a cfg.* column whose value is not the same for every run is a *setting* (a sweep over optim.lr,
+trainer.precision, ..., or a preset changed between two sweeps into one dir): each combination of
+settings becomes its own group, so that "paired by seed" pairs runs that differ in the loss only.
+Never settings: cfg.loss.* (a loss's own parameters are part of its identity, like its name),
+cfg.seed (the pairing key) and the keys that only say where or how a run executed
+(lossbench.config.EXECUTION_KEYS).
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from lossbench.config import EXECUTION_KEYS
 from lossbench.metrics import MULTI_LABEL, SINGLE_LABEL
 
 LOSS_ORDER = ("ce", "nll", "bce", "bce_logits")
 MAX_SLUG = 80  # file names stay well below the usual 255-byte limit
 MAX_TITLE_SETTINGS = 5
-TITLE_ORDER = ("cfg.experiment", "cfg.trainer.precision", "cfg.model.logit_scale", "cfg.optim.lr")
+TITLE_ORDER = ("cfg.trainer.precision", "cfg.model.logit_scale", "cfg.optim.lr")
+NEVER_SETTINGS = {"cfg.seed"} | {f"cfg.{key}" for key in EXECUTION_KEYS}
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,9 @@ class Group:
     task: str
     settings: tuple[tuple[str, str], ...]  # (cfg key without "cfg.", value), sorted by key
     runs: pd.DataFrame  # its completed summary rows, sorted by run
-    # the settings that name the group: those not implied by others (experiment=stability
-    # implies its trainer.epochs), in TITLE_ORDER; the full list is in `settings`
+    # the settings that name the group: those not implied by others (a stress preset's
+    # trainer.precision=16 may imply its trainer.epochs), in TITLE_ORDER; the full list is in
+    # `settings`
     named: tuple[tuple[str, str], ...] = ()
     slug: str = ""
 
@@ -138,14 +144,16 @@ def infer_task(summary: pd.DataFrame) -> pd.Series:
     return task.where(task.isin(list(TASKS)), guessed).astype("str")
 
 
+def is_setting_column(column: str) -> bool:
+    """A cfg.* column that may change results and is not a loss's identity or the pairing key."""
+    return (column.startswith("cfg.") and not column.startswith("cfg.loss.")
+            and column not in NEVER_SETTINGS)
+
+
 def setting_columns(block: pd.DataFrame) -> list[str]:
-    """cfg.* columns that differ between runs of the same loss and seed."""
-    settings = []
-    for column in sorted(c for c in block.columns if c.startswith("cfg.")):
-        text = block[column].map(format_value)
-        if (text.groupby([block["loss"], block["seed"]]).nunique() > 1).any():
-            settings.append(column)
-    return settings
+    """The setting columns whose value is not the same for every run of the block."""
+    return [column for column in sorted(filter(is_setting_column, block.columns))
+            if block[column].map(format_value).nunique() > 1]
 
 
 def naming_columns(block: pd.DataFrame, columns: list[str]) -> list[str]:

@@ -1,4 +1,5 @@
-"""Read the collected tables of one or more DIRs (collecting a DIR first if it has none).
+"""Read the collected tables of one or more DIRs, collecting a DIR first if it has none or if
+they are older than its runs (collect.outdated).
 
 The report is a function of these tables alone. Bad input raises ReportInputError, whose message
 names the DIR; the CLI turns it into exit code 2.
@@ -12,13 +13,14 @@ from typing import Callable
 
 import pandas as pd
 
-from lossbench.collect import CollectError, collect, find_run_dirs
+from lossbench.collect import CollectError, collect, find_run_dirs, outdated
 
 TABLES = ("summary", "runs", "calibration", "steps")
 
 
 class ReportInputError(Exception):
-    """A DIR the report cannot use; the message says which and why."""
+    """A DIR the report cannot use, or an output dir it cannot write; the message says which
+    and why."""
 
 
 @dataclass
@@ -43,12 +45,14 @@ def read_dir(directory: Path, say: Callable[[str], None]) -> dict[str, pd.DataFr
         raise ReportInputError(f"{directory} does not exist")
     if not directory.is_dir():
         raise ReportInputError(f"{directory} is not a directory")
-    if not (directory / "summary.parquet").exists():
-        if not find_run_dirs(directory):
-            raise ReportInputError(
-                f"{directory} holds no runs (no summary.parquet, no summary.json under it)"
-            )
-        say(f"{directory} has no summary.parquet: collecting it first")
+    run_dirs = find_run_dirs(directory)
+    if not (directory / "summary.parquet").exists() and not run_dirs:
+        raise ReportInputError(
+            f"{directory} holds no runs (no summary.parquet, no summary.json under it)"
+        )
+    reason = outdated(directory, run_dirs)
+    if reason is not None:  # a report on stale tables would silently leave runs out
+        say(f"{directory} {reason}: collecting it first")
         try:
             collect(directory)
         except CollectError as e:

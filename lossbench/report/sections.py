@@ -103,8 +103,9 @@ def group_section(r: GroupResults) -> Section:
     subsections = []
     intro = []
     if g.settings:
-        intro.append(Paragraph("Settings of this group (they differ between runs that share a "
-                               "loss and seed, so each combination is compared on its own): "
+        intro.append(Paragraph("Settings of this group (config values that differ between "
+                               "runs of this dataset, so each combination is compared on its "
+                               "own): "
                                + ", ".join(f"`{k}={v}`" for k, v in g.settings) + "."))
 
     blocks = [Table(f"{slug}-final-metrics", tables.show_final(r.final, metrics), r.final,
