@@ -15,6 +15,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
+from lossbench.criteria import SigmoidLoss, SoftmaxLoss
 from lossbench.errors import LossInputError
 
 
@@ -146,14 +147,25 @@ def _check_index_target(criterion: nn.Module, name: str, input: Tensor, target: 
 
 
 def _check_cross_entropy(criterion: nn.Module, input: Tensor, target: Tensor) -> None:
-    _check_classes("CrossEntropyLoss", input)
+    name = type(criterion).__name__
+    _check_classes(name, input)
     if _is_distribution(input.detach()):
         raise LossInputError(
-            "CrossEntropyLoss got probabilities (rows in [0, 1] summing to 1): it applies "
+            f"{name} got probabilities (rows in [0, 1] summing to 1): it applies "
             "log_softmax itself, so a softmax before it squashes the logits twice. Pass the raw "
             "logits (drop the softmax)"
         )
-    _check_index_target(criterion, "CrossEntropyLoss", input, target)
+    _check_index_target(criterion, name, input, target)
+
+
+def _check_softmax_family(criterion: nn.Module, input: Tensor, target: Tensor) -> None:
+    """lossbench's softmax-family criteria: CrossEntropyLoss's input rules, class indices only."""
+    if target.is_floating_point():
+        raise LossInputError(
+            f"{type(criterion).__name__} got {target.dtype} targets: it takes class indices "
+            f"(long, shape ({input.shape[0]},)), not one-hot or soft targets"
+        )
+    _check_cross_entropy(criterion, input, target)
 
 
 def _check_nll(criterion: nn.Module, input: Tensor, target: Tensor) -> None:
@@ -212,7 +224,8 @@ def _check_bce(criterion: nn.Module, input: Tensor, target: Tensor) -> None:
 
 
 def _check_bce_logits(criterion: nn.Module, input: Tensor, target: Tensor) -> None:
-    _check_binary("BCEWithLogitsLoss", input, target)
+    """BCEWithLogitsLoss and lossbench's sigmoid-family criteria: logits, float 0/1 targets."""
+    _check_binary(type(criterion).__name__, input, target)
 
 
 # The extension point: one check per criterion class, called with (criterion, input, target)
@@ -223,6 +236,8 @@ _CHECKS: dict[type, Callable[[nn.Module, Tensor, Tensor], None]] = {
     nn.NLLLoss: _check_nll,
     nn.BCELoss: _check_bce,
     nn.BCEWithLogitsLoss: _check_bce_logits,
+    SoftmaxLoss: _check_softmax_family,
+    SigmoidLoss: _check_bce_logits,
 }
 
 

@@ -10,8 +10,9 @@ from hydra.errors import ConfigCompositionException
 from torch import nn
 
 from lossbench.config import validate
-from lossbench.errors import ConfigError, DataError
-from lossbench.losses import LOSSES, Task, TrainingLabels, encode_targets, head_width, loss_label, loss_params
+from lossbench.checks import check_loss_inputs
+from lossbench.errors import ConfigError, DataError, LossInputError
+from lossbench.losses import LOSSES, Targets, Task, TrainingLabels, encode_targets, head_width, loss_label, loss_params
 from lossbench.metrics import single_label
 
 from conftest import SMALL, compose_config, run_cli
@@ -225,6 +226,21 @@ def test_binary_head_single_logit_equals_two_logit_softmax_on_the_body():
 
 
 @pytest.mark.parametrize("name", LOSSES)
+def test_the_mistake_checker_knows_every_loss(name):
+    spec = LOSSES[name]
+    logits, labels = batch()
+    logits = logits.float()
+    module, _ = spec.build(spec.params(), TrainingLabels(torch.arange(C).repeat(10), C, C))
+    check_loss_inputs(module, spec.activation(logits), encode_targets(spec, labels, C))  # passes
+    if spec.targets == Targets.index:  # the classic mistake of its kind: a softmax first
+        mistake = (F.softmax(logits, dim=1), labels)
+    else:  # integer targets where float 0/1 are needed
+        mistake = (spec.activation(logits), F.one_hot(labels, C))
+    with pytest.raises(LossInputError, match=type(module).__name__):
+        check_loss_inputs(module, *mistake)
+
+
+@pytest.mark.parametrize("name", LOSSES)
 def test_every_loss_yaml_composes_to_its_schema_defaults(name):
     cfg = compose_config(f"loss={name}")
     params = loss_params(cfg.loss)
@@ -309,3 +325,10 @@ def test_every_multi_label_loss_trains_on_the_synthetic_set(tmp_path):
         assert summary["test_map"] > 0.3, name
     pos_weight = runs["bce_pos_weight"]["loss_derived"]["pos_weight"]
     assert len(pos_weight) == 10 and all(w > 0 for w in pos_weight)
+
+
+def test_report_orders_losses_as_the_registry_with_knob_variants_after_their_default():
+    from lossbench.report.groups import loss_sort_key
+
+    labels = ["focal(gamma=1)", "bce", "asl", "ce", "focal", "nll"]
+    assert sorted(labels, key=loss_sort_key) == ["ce", "nll", "bce", "focal", "focal(gamma=1)", "asl"]

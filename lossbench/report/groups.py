@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from lossbench.config import EXECUTION_KEYS
+from lossbench.losses import LOSSES
 from lossbench.metrics import MULTI_LABEL, SINGLE_LABEL
 
-LOSS_ORDER = ("ce", "nll", "bce", "bce_logits")
+LOSS_ORDER = tuple(LOSSES)  # the registry's order: the four torch losses first
 MAX_SLUG = 80  # file names stay well below the usual 255-byte limit
 MAX_TITLE_SETTINGS = 5
 TITLE_ORDER = ("cfg.trainer.precision", "cfg.model.logit_scale", "cfg.optim.lr")
@@ -44,8 +45,10 @@ TASKS = {
 LOWER_IS_BETTER = {"nll", "ece", "brier", "hamming", "loss_value"}
 
 
-def loss_sort_key(loss: str):
-    return (LOSS_ORDER.index(loss), "") if loss in LOSS_ORDER else (len(LOSS_ORDER), loss)
+def loss_sort_key(label: str):
+    """Registry order; a loss with non-default knobs (`focal(gamma=1)`) right after its default."""
+    name = label.split("(")[0]
+    return (LOSS_ORDER.index(name), label) if name in LOSS_ORDER else (len(LOSS_ORDER), label)
 
 
 def format_value(value) -> str:
