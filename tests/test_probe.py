@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
+from lossbench.losses import LOSSES
 from lossbench.probe import exact, explain, find_thresholds, main, run_probe
-from lossbench.probe.grid import N_CLASSES
+from lossbench.probe.grid import loss_and_grad
+from lossbench.probe.probed import N_CLASSES, PROBED, criterion, logits, targets, training_labels
 
 STEP = 0.5
 ZMAX = 120.0
@@ -67,6 +69,44 @@ def test_closed_form_matches_logsumexp_where_no_cancellation():
     value, grad = exact("bce_logits", z)
     np.testing.assert_allclose(value, np.log1p(np.exp(-z)), rtol=1e-12)
     np.testing.assert_allclose(grad, 1 / (1 + np.exp(-z)) - 1, rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("loss", list(PROBED))
+def test_exact_form_matches_float64_criterion(loss):
+    """Checks both: the closed form in exact.py and the registry's criterion, where float64 holds
+    (|z| <= 20). atol: float64 rounding of O(10) terms, for the gradient's and values' zeros."""
+    z = np.linspace(-20, 20, 161)
+    _, value, grad = loss_and_grad(loss, z, torch.float64)
+    ref_value, ref_grad = exact(loss, z)
+    np.testing.assert_allclose(value.numpy(), ref_value, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(grad.numpy(), ref_grad, rtol=1e-10, atol=1e-13)
+
+
+def test_probe_covers_the_registry():
+    assert set(LOSSES) | {"naive_nll"} == set(PROBED)
+
+
+@pytest.mark.parametrize("loss", list(PROBED))
+def test_balanced_knobs_are_one_in_the_probe(loss):
+    """Class weights and pos_weight derived from the probe's labels are 1: it probes the loss,
+    not a reweighting."""
+    _, derived = criterion(loss, torch.float64)
+    assert all(w == 1 for weights in derived.values() for w in weights)
+
+
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_per_row_losses_average_to_the_trained_loss(loss):
+    """The probe reads one loss per row (reduction 'none'); their mean is what training sees."""
+    spec = LOSSES[loss]
+    z = torch.linspace(-8, 8, 7, dtype=torch.float64)
+    x = logits(loss, z)
+    x = x + torch.linspace(-1, 1, x.shape[1], dtype=torch.float64)  # non-target logits not all 0
+    y = targets(loss, len(z), torch.float64)
+    per_row, _ = criterion(loss, torch.float64)
+    trained, _ = spec.build(spec.params(), training_labels(loss))
+    rows = per_row(spec.activation(x), y)
+    assert rows.numel() == len(z)
+    assert rows.mean().item() == pytest.approx(trained.double()(spec.activation(x), y).item(), rel=1e-12)
 
 
 # --- agreement where it should agree ---------------------------------------------------------
@@ -221,7 +261,7 @@ def test_cli_writes_everything(tmp_path, capsys):
     assert list(table.columns) == [
         "loss", "dtype", "z", "value", "grad", "exact_value", "exact_grad",
         "rel_err_value", "rel_err_grad", "value_finite", "grad_finite"]
-    assert len(table) == 5 * 4 * 121
+    assert len(table) == len(PROBED) * 4 * 121
     printed = capsys.readouterr().out
     assert "grad=NaN" in printed and "bce_logits" in printed and "never" in printed
 

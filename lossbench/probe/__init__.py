@@ -27,7 +27,8 @@ CLI: python -m lossbench.probe [--out DIR] [--step 0.1] [--zmax 120]
 from .cli import main, summary_table, write_outputs
 from .explain import explain
 from .figure import plot_probe
-from .grid import exact, run_probe
+from .exact import exact
+from .grid import run_probe
 from .thresholds import find_thresholds
 
 __all__ = [

@@ -13,7 +13,8 @@ from lossbench.results import atomic_write
 
 from .explain import dtype_notes, explain
 from .figure import plot_probe
-from .grid import N_CLASSES, run_probe
+from .grid import run_probe
+from .probed import N_CLASSES
 from .thresholds import THRESHOLD_COLUMNS, find_thresholds
 
 MAX_POINTS = 200_001  # grid points per (loss, dtype); beyond this the run stops being a quick probe

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .grid import exact
+from .exact import exact
 
 COLORS = {"float64": "black", "float32": "tab:blue", "bfloat16": "tab:green", "float16": "tab:red"}
 YLIM = (1e-46, 1e16)  # down to float32's smallest subnormal; headroom above the data for the rugs
