@@ -164,7 +164,8 @@ class SCELoss(SoftmaxLoss):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         log_py, _ = self.target_log_prob(input, target)
-        return self.reduce(self.alpha * -log_py + self.beta * reverse_cross_entropy(log_py, self.log_zero))
+        rce = reverse_cross_entropy(log_py, self.log_zero)
+        return self.reduce(self.alpha * -log_py + self.beta * rce)
 
 
 class NCEandRCE(SoftmaxLoss):

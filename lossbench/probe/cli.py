@@ -61,8 +61,9 @@ def write_outputs(df: pd.DataFrame, thresholds: pd.DataFrame, findings: list[str
     zmax, step = z[-1], z[1] - z[0]
     text = (
         "# Numerical thresholds of classification losses\n\n"
-        f"Setup: binary losses get one logit z with target 1; multi-class losses get {N_CLASSES} "
-        f"logits, the target's z and the others 0. Grid: z = -{zmax:g}..{zmax:g} step {step:g}.\n\n"
+        f"Setup: every loss in the registry with its default knobs, plus naive_nll. Sigmoid-family "
+        f"losses get one logit z with target 1; softmax-family losses get {N_CLASSES} logits, the "
+        f"target's z and the others 0. Grid: z = -{zmax:g}..{zmax:g} step {step:g}.\n\n"
         "First |z| (target-logit margin; wrong side z < 0, right side z > 0) at which each failure "
         "starts; 'never' = not within the grid.\n\n"
         + to_markdown(summary_table(thresholds))

@@ -9,7 +9,8 @@ and, for the losses that see every class, each non-target probability is (1-p)/(
 is log(1-p) - s. softplus is torch.logaddexp(0, .), exact in both tails; never log of a rounded p,
 and never logsumexp(x) - z, which cancels to 0 for large z even in float64 and would make the
 reference wrong exactly where the probe looks. The gradient w.r.t. z is float64 autograd through
-these forms (d log p / dz = 1 - p, d log(1-p) / dz = -p: no cancellation either).
+these forms (d log p / dz = 1 - p, d log(1-p) / dz = -p: no cancellation either; 1 - p^q gets
+its derivative -p^q directly, not through torch's expm1 backward).
 
 Each form uses the loss's default knobs (the probe builds the criteria with them); the
 "balanced" weights of ce_weighted and bce_pos_weight are 1 in the probe's setup.
@@ -51,6 +52,22 @@ class Margin:
         return self.log_q - math.log(self.n_classes - 1)
 
 
+class _OneMinusExp(torch.autograd.Function):
+    """1 - e^x as -expm1(x), with the derivative -e^x taken directly: torch's expm1 backward
+    forms e^x as expm1(x) + 1, which cancels to 0 for x << 0 (a finding of the probe's, which the
+    reference must not share)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.save_for_backward(x)
+        return -torch.expm1(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return -torch.exp(x) * grad
+
+
 def _ce(m: Margin, a: Any) -> Tensor:
     return -m.log_p
 
@@ -88,7 +105,7 @@ EXACT: dict[str, Callable[[Margin, Any], Tensor]] = {
     "brier": lambda m, a: m.q ** 2 * (1 + 1 / (m.n_classes - 1)),  # (1-p)^2 + (K-1) ((1-p)/(K-1))^2
     "mse": lambda m, a: a.k * (m.z - a.m) ** 2 / m.n_classes,  # the other logits are 0 = their targets
     "mae": lambda m, a: 2 * m.q,
-    "gce": lambda m, a: -torch.expm1(a.q * m.log_p) / a.q,
+    "gce": lambda m, a: _OneMinusExp.apply(a.q * m.log_p) / a.q,
     "sce": lambda m, a: a.alpha * -m.log_p - a.beta * a.log_zero * m.q,
     "nce_rce": _nce_rce,
     "focal_sigmoid": _focal_sigmoid,
