@@ -130,7 +130,6 @@ _ROUND_RIGHT = "loss and gradient exactly 0 (exact ~ -{mterm}: harmless)"
 _CANCEL_RIGHT = "the small loss and gradient are off by that rounding error (absolute, at most {meps}: harmless)"
 _SUBNORMAL_LOG = "log of a subnormal p inherits its coarse rounding"
 
-# (family, side, kind) -> candidate (cause, m, consequence), tried in order
 def _m(c: float, k: float) -> float:
     """The m of q = (e^-|z|/m)^k for q = c e^-k|z|."""
     return c ** (-1 / k)
@@ -254,6 +253,7 @@ FAMILY = {
     **{loss: "p_y" for loss in ("poly1", "mae", "gce", "sce", "nce_rce")},
 }
 
+# (loss or family, side, kind) -> candidate (cause, m, consequence[, k]), tried in order
 MECHANISMS = {
     ("bce", "wrong", "grad_relerr_1pct"): [
         ("eps_clamp", 1, "so the gradient is (p-1)*p(1-p)*1e12 instead of p-1 = -1: it decays like "
