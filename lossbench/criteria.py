@@ -10,6 +10,11 @@ BCEWithLogitsLoss does).
 Softmax-family modules take (logits (N, C), class indices (N,)); sigmoid-family modules take
 (logits, float 0/1 targets of the logits' shape). The two base classes say which, for the
 mistake checker.
+
+Like torch's losses, each module reads its `reduction` attribute at every call: "mean" (the
+default, what training uses, as each docstring states) or "none", the unreduced terms whose mean
+that is: one per sample for the softmax family, one per output for the sigmoid family. The probe
+sets it to "none" on every criterion to read one loss per row.
 """
 
 from __future__ import annotations
@@ -21,7 +26,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-class SoftmaxLoss(nn.Module):
+class ReducedLoss(nn.Module):
+    """reduction: "mean" (default) or "none" (the terms, unaveraged), set as on torch's losses."""
+
+    reduction = "mean"
+
+    def reduce(self, terms: Tensor) -> Tensor:
+        if self.reduction not in ("mean", "none"):
+            raise ValueError(f"reduction={self.reduction!r}: use 'mean' or 'none'")
+        return terms.mean() if self.reduction == "mean" else terms
+
+
+class SoftmaxLoss(ReducedLoss):
     """Takes raw logits (N, C) and class indices (N,); classes are mutually exclusive."""
 
     @staticmethod
@@ -31,7 +47,7 @@ class SoftmaxLoss(nn.Module):
         return log_p.gather(1, target[:, None]).squeeze(1), log_p
 
 
-class SigmoidLoss(nn.Module):
+class SigmoidLoss(ReducedLoss):
     """Takes raw logits and float 0/1 targets of the same shape; each output is a Bernoulli."""
 
 
@@ -62,7 +78,7 @@ class FocalLoss(SoftmaxLoss):
             loss = loss * one_minus(log_py).pow(self.gamma)
         if self.alpha is not None:
             loss = loss * self.alpha[target]
-        return loss.mean()
+        return self.reduce(loss)
 
 
 class Poly1CrossEntropy(SoftmaxLoss):
@@ -75,7 +91,7 @@ class Poly1CrossEntropy(SoftmaxLoss):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         ce = F.cross_entropy(input, target, reduction="none")
-        return (ce + self.epsilon * one_minus(-ce)).mean()
+        return self.reduce(ce + self.epsilon * one_minus(-ce))
 
 
 class BrierLoss(SoftmaxLoss):
@@ -84,7 +100,7 @@ class BrierLoss(SoftmaxLoss):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         onehot = F.one_hot(target, input.shape[1]).to(input.dtype)
-        return (torch.softmax(input, dim=1) - onehot).pow(2).sum(dim=1).mean()
+        return self.reduce((torch.softmax(input, dim=1) - onehot).pow(2).sum(dim=1))
 
 
 class LogitMSELoss(SoftmaxLoss):
@@ -103,7 +119,7 @@ class LogitMSELoss(SoftmaxLoss):
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         onehot = F.one_hot(target, input.shape[1]).to(input.dtype)
         squared = (input - self.m * onehot).pow(2)
-        return (squared * (1 + (self.k - 1) * onehot)).mean()
+        return self.reduce((squared * (1 + (self.k - 1) * onehot)).mean(dim=1))
 
 
 class MAELoss(SoftmaxLoss):
@@ -113,7 +129,7 @@ class MAELoss(SoftmaxLoss):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         log_py, _ = self.target_log_prob(input, target)
-        return (2 * one_minus(log_py)).mean()
+        return self.reduce(2 * one_minus(log_py))
 
 
 class GCELoss(SoftmaxLoss):
@@ -128,7 +144,7 @@ class GCELoss(SoftmaxLoss):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         log_py, _ = self.target_log_prob(input, target)
-        return (-torch.expm1(self.q * log_py) / self.q).mean()
+        return self.reduce(-torch.expm1(self.q * log_py) / self.q)
 
 
 def reverse_cross_entropy(log_py: Tensor, log_zero: float) -> Tensor:
@@ -148,7 +164,8 @@ class SCELoss(SoftmaxLoss):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         log_py, _ = self.target_log_prob(input, target)
-        return (self.alpha * -log_py + self.beta * reverse_cross_entropy(log_py, self.log_zero)).mean()
+        rce = reverse_cross_entropy(log_py, self.log_zero)
+        return self.reduce(self.alpha * -log_py + self.beta * rce)
 
 
 class NCEandRCE(SoftmaxLoss):
@@ -163,7 +180,7 @@ class NCEandRCE(SoftmaxLoss):
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         log_py, log_p = self.target_log_prob(input, target)
         nce = log_py / log_p.sum(dim=1)
-        return (self.alpha * nce + self.beta * reverse_cross_entropy(log_py, self.log_zero)).mean()
+        return self.reduce(self.alpha * nce + self.beta * reverse_cross_entropy(log_py, self.log_zero))
 
 
 class SigmoidFocalLoss(SigmoidLoss):
@@ -178,7 +195,8 @@ class SigmoidFocalLoss(SigmoidLoss):
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         from torchvision.ops import sigmoid_focal_loss  # torchvision only where it is used
 
-        return sigmoid_focal_loss(input, target, alpha=self.alpha, gamma=self.gamma, reduction="mean")
+        return sigmoid_focal_loss(input, target, alpha=self.alpha, gamma=self.gamma,
+                                  reduction=self.reduction)
 
 
 class AsymmetricLoss(SigmoidLoss):
@@ -206,4 +224,4 @@ class AsymmetricLoss(SigmoidLoss):
             log_one_minus = F.logsigmoid(-input)
             weight = torch.exp(self.gamma_neg * F.logsigmoid(input))
         negative = log_one_minus * weight
-        return -(target * positive + (1 - target) * negative).mean()
+        return self.reduce(-(target * positive + (1 - target) * negative))

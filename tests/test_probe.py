@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
+from lossbench.losses import LOSSES
 from lossbench.probe import exact, explain, find_thresholds, main, run_probe
-from lossbench.probe.grid import N_CLASSES
+from lossbench.probe.grid import loss_and_grad
+from lossbench.probe.probed import N_CLASSES, PROBED, criterion, logits, targets, training_labels
 
 STEP = 0.5
 ZMAX = 120.0
@@ -67,6 +69,53 @@ def test_closed_form_matches_logsumexp_where_no_cancellation():
     value, grad = exact("bce_logits", z)
     np.testing.assert_allclose(value, np.log1p(np.exp(-z)), rtol=1e-12)
     np.testing.assert_allclose(grad, 1 / (1 + np.exp(-z)) - 1, rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("loss", list(PROBED))
+def test_exact_form_matches_float64_criterion(loss):
+    """Checks both: the closed form in exact.py and the registry's criterion, where float64 holds
+    (|z| <= 20). atol: float64 rounding of O(10) terms, for the gradient's and values' zeros."""
+    z = np.linspace(-20, 20, 161)
+    _, value, grad = loss_and_grad(loss, z, torch.float64)
+    ref_value, ref_grad = exact(loss, z)
+    np.testing.assert_allclose(value.numpy(), ref_value, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(grad.numpy(), ref_grad, rtol=1e-10, atol=1e-13)
+
+
+def test_reference_gradient_survives_where_expm1_backward_cancels():
+    """gce = (1 - p^q)/q: its exact gradient -p^q (1-p) at z = -60 (p^q ~ 1e-19, below float64's
+    eps) is a normal number, not the 0 that torch's expm1 backward would give."""
+    q = PROBED["gce"].params().q
+    log_p = -np.logaddexp(0.0, math.log(N_CLASSES - 1) + 60.0)
+    _, grad = exact("gce", np.array([-60.0]))
+    assert grad[0] == pytest.approx(-np.exp(q * log_p) * -np.expm1(log_p), rel=1e-12)
+
+
+def test_probe_covers_the_registry():
+    assert set(LOSSES) | {"naive_nll"} == set(PROBED)
+
+
+@pytest.mark.parametrize("loss", list(PROBED))
+def test_balanced_knobs_are_one_in_the_probe(loss):
+    """Class weights and pos_weight derived from the probe's labels are 1: it probes the loss,
+    not a reweighting."""
+    _, derived = criterion(loss, torch.float64)
+    assert all(w == 1 for weights in derived.values() for w in weights)
+
+
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_per_row_losses_average_to_the_trained_loss(loss):
+    """The probe reads one loss per row (reduction 'none'); their mean is what training sees."""
+    spec = LOSSES[loss]
+    z = torch.linspace(-8, 8, 7, dtype=torch.float64)
+    x = logits(loss, z)
+    x = x + torch.linspace(-1, 1, x.shape[1], dtype=torch.float64)  # non-target logits not all 0
+    y = targets(loss, len(z), torch.float64)
+    per_row, _ = criterion(loss, torch.float64)
+    trained, _ = spec.build(spec.params(), training_labels(loss))
+    rows = per_row(spec.activation(x), y)
+    assert rows.numel() == len(z)
+    assert rows.mean().item() == pytest.approx(trained.double()(spec.activation(x), y).item(), rel=1e-12)
 
 
 # --- agreement where it should agree ---------------------------------------------------------
@@ -193,7 +242,67 @@ def test_log_softmax_losses_never_blow_up(df, thresholds, loss):
     assert t[t.side == "wrong"].grad_relerr_1pct.isna().all()
 
 
+# --- the family beyond the four ---------------------------------------------------------------
+
+def test_only_probability_losses_go_nonfinite(df):
+    """bce and naive_nll take log of a formed probability; every other loss works from logits
+    (log_softmax, logsigmoid, BCE-with-logits) and stays finite in every dtype."""
+    broken = df[~(df.value_finite & df.grad_finite)].loss.unique()
+    assert set(broken) == {"bce", "naive_nll"}
+
+
+def test_mse_on_logits_never_breaks(thresholds):
+    """No exp anywhere: the gradient 2k(z - M)/C is exact to rounding in every dtype."""
+    t = thresholds[thresholds.loss == "mse"]
+    kinds = ["grad_relerr_1pct", "grad_zero", "grad_nan", "value_relerr_1pct", "saturates"]
+    assert t[kinds].isna().all().all()
+
+
+@pytest.mark.parametrize("loss, power", [("mae", 1.0), ("gce", PROBED["gce"].params().q)])
+def test_expm1_backward_zeroes_a_wrong_logits_gradient(df, thresholds, loss, power):
+    """1 - p^q = -expm1(q log p); expm1's backward forms p^q as expm1 + 1, which is exactly 0 once
+    (e^-|z|/9)^q is below half an ulp of 1, while the exact gradient is still a normal number."""
+    z0 = threshold(thresholds, loss, "float32", "wrong", "grad_zero")
+    lo = math.log(2 / F32.eps) / power - math.log(N_CLASSES - 1)
+    hi = math.log(4 / F32.eps) / power - math.log(N_CLASSES - 1)
+    assert lo <= z0 <= hi + STEP
+    assert abs(at(df, loss, "float32", -z0).exact_grad) > F32.tiny
+
+
+def test_focal_float16_loss_underflows_as_a_cube(thresholds):
+    """Right side: (1-p)^gamma (-log p) ~ (9e^-z)^(gamma+1) leaves float16's range long before
+    p rounds to 1."""
+    k = PROBED["focal"].params().gamma + 1
+    z0 = threshold(thresholds, "focal", "float16", "right", "saturates")
+    assert math.log(1 / F16.tiny) / k + math.log(9) <= z0
+    assert z0 <= math.log(2 / smallest_subnormal(F16)) / k + math.log(9) + STEP
+    assert z0 < threshold(thresholds, "ce", "float16", "right", "saturates")
+
+
+def test_asl_logsigmoid_gradient_outlasts_bce_logits(thresholds):
+    """asl's positive term differentiates logsigmoid (gradient sigmoid(-z), no cancellation):
+    exact until e^-z is subnormal, where BCEWithLogitsLoss's sigmoid(z) - 1 cancels from
+    ln(1/(50 eps))."""
+    asl = threshold(thresholds, "asl", "float32", "right", "grad_relerr_1pct")
+    assert math.log(1 / F32.tiny) <= asl <= math.log(2 / smallest_subnormal(F32))
+    bce_logits = threshold(thresholds, "bce_logits", "float32", "right", "grad_relerr_1pct")
+    assert math.log(1 / (50 * F32.eps)) <= bce_logits <= math.log(4 / F32.eps) + STEP < asl
+
+
 # --- explanations -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def default_grid():
+    df = run_probe()  # the CLI's grid: -120..120, step 0.1
+    return df, find_thresholds(df)
+
+
+def test_every_finding_on_the_default_grid_is_explained(default_grid):
+    df, thresholds = default_grid
+    lines = explain(thresholds, df)
+    assert {line.split()[0] for line in lines} == set(PROBED)
+    assert not [line for line in lines if "UNEXPLAINED" in line]
+
 
 def test_every_finding_has_a_verified_cause(df, thresholds):
     lines = explain(thresholds, df)
@@ -221,7 +330,7 @@ def test_cli_writes_everything(tmp_path, capsys):
     assert list(table.columns) == [
         "loss", "dtype", "z", "value", "grad", "exact_value", "exact_grad",
         "rel_err_value", "rel_err_grad", "value_finite", "grad_finite"]
-    assert len(table) == 5 * 4 * 121
+    assert len(table) == len(PROBED) * 4 * 121
     printed = capsys.readouterr().out
     assert "grad=NaN" in printed and "bce_logits" in printed and "never" in printed
 

@@ -13,7 +13,8 @@ from lossbench.results import atomic_write
 
 from .explain import dtype_notes, explain
 from .figure import plot_probe
-from .grid import N_CLASSES, run_probe
+from .grid import run_probe
+from .probed import N_CLASSES
 from .thresholds import THRESHOLD_COLUMNS, find_thresholds
 
 MAX_POINTS = 200_001  # grid points per (loss, dtype); beyond this the run stops being a quick probe
@@ -60,8 +61,9 @@ def write_outputs(df: pd.DataFrame, thresholds: pd.DataFrame, findings: list[str
     zmax, step = z[-1], z[1] - z[0]
     text = (
         "# Numerical thresholds of classification losses\n\n"
-        f"Setup: binary losses get one logit z with target 1; multi-class losses get {N_CLASSES} "
-        f"logits, the target's z and the others 0. Grid: z = -{zmax:g}..{zmax:g} step {step:g}.\n\n"
+        f"Setup: every loss in the registry with its default knobs, plus naive_nll. Sigmoid-family "
+        f"losses get one logit z with target 1; softmax-family losses get {N_CLASSES} logits, the "
+        f"target's z and the others 0. Grid: z = -{zmax:g}..{zmax:g} step {step:g}.\n\n"
         "First |z| (target-logit margin; wrong side z < 0, right side z > 0) at which each failure "
         "starts; 'never' = not within the grid.\n\n"
         + to_markdown(summary_table(thresholds))

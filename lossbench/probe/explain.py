@@ -4,17 +4,25 @@ Each finding is matched against candidate causes. A cause predicts an interval o
 dtype's floating-point facts (eps, tiny, max, smallest subnormal); the first cause whose interval
 contains the measured threshold (give or take one grid step and the dtype's rounding of z) is the
 explanation. A finding no cause predicts is reported as unexplained rather than forced to fit.
+One check needs no cause: a saturation over which the exact loss itself moves by at most one
+ulp of the pinned value is the dtype's resolution, and is said to be so.
+
+Mechanisms are listed per loss, or per family of losses that run the same operations at the
+probed point (FAMILY): a loss added to the registry without them has its findings reported as
+unexplained, which the tests refuse.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .grid import DTYPES, N_CLASSES
+from .grid import DTYPES
+from .probed import N_CLASSES, PROBED
 from .thresholds import FIRST
 
 BCE_EPS = 1e-12  # EPSILON in aten Loss.cpp: BCELoss backward is (p - y) / max(p(1-p), EPSILON)
@@ -41,42 +49,79 @@ class Facts:
                    holds_bce_eps=torch.tensor(BCE_EPS, dtype=dtype).item() > 0)
 
 
-# cause -> (interval of |z| it predicts given facts and m, or None if it cannot occur; text)
+def _at(log_level: float, m: float, k: float) -> float:
+    """|z| at which (e^-|z|/m)^k falls to e^log_level (logs: float64's denorm/2 is 0)."""
+    return -log_level / k - math.log(m)
+
+
+# cause -> (interval of |z| it predicts given facts, m and k, or None if it cannot occur; text)
 CAUSES = {
     "eps_clamp": (
-        lambda f, m: (math.log(1 / BCE_EPS),) * 2 if f.holds_bce_eps else None,
+        lambda f, m, k: (math.log(1 / BCE_EPS),) * 2 if f.holds_bce_eps else None,
         "p(1-p) drops below the 1e-12 that BCELoss's backward divides by, "
         "dL/dp = (p-y)/max(p(1-p), 1e-12), from |z| = ln(1e12) = {lo:.2f}"),
     "exp_overflow": (
-        lambda f, m: (math.log(f.opmath_max),) * 2,
+        lambda f, m, k: (math.log(f.opmath_max),) * 2,
         "e^-z overflows in sigmoid = 1/(1+e^-z) (|z| > ln(max) = {lo:.2f} of the compute type), "
         "so p = 1/inf = 0 exactly, before p could reach the subnormal range"),
     "p_underflow": (
-        lambda f, m: (math.log(2 / f.denorm) - math.log(m),) * 2,
+        lambda f, m, k: (math.log(2 / f.denorm) - math.log(m),) * 2,
         "the probability ~{pterm} falls below half the smallest subnormal ({denorm:.3g}) "
         "and rounds to 0 (|z| > ln(2/denorm){lnm} = {lo:.2f})"),
     "subnormal": (
-        lambda f, m: (math.log(1 / f.tiny) - math.log(m), math.log(2 / f.denorm) - math.log(m)),
+        lambda f, m, k: (math.log(1 / f.tiny) - math.log(m), math.log(2 / f.denorm) - math.log(m)),
         "a quantity ~{pterm} is subnormal (below tiny = {tiny:.3g}) for |z| in "
         "[{lo:.2f}, {hi:.2f}] and keeps only a few significant bits"),
     "inv_overflow": (
-        lambda f, m: (math.log(f.max) - math.log(m),) * 2,
+        lambda f, m, k: (math.log(f.max) - math.log(m),) * 2,
         "the backward divides by p ~ {pterm}, and 1/p exceeds max = {max:.5g} "
         "(|z| > ln(max){lnm} = {lo:.2f})"),
     "round_to_one": (
-        lambda f, m: (math.log(2 / f.eps), math.log(4 * m / f.eps)),
+        lambda f, m, k: (math.log(2 / f.eps), math.log(4 * m / f.eps)),
         "the denominator 1 + {mterm} (or p itself) rounds to exactly 1, its small part being below "
         "half an ulp of 1 (eps = {eps:.3g}): from ln(2/eps) = {lo:.2f} if each e^-z meets the 1 "
         "on its own, up to ln(4*{m}/eps) = {hi:.2f} if only the result p is rounded"),
     "cancellation": (
-        lambda f, m: (math.log(1 / (50 * f.eps)), math.log(4 * m / f.eps)),
+        lambda f, m, k: (math.log(1 / (50 * k * f.eps)), math.log(4 * m / f.eps)),
         "1 - p ~ {mterm} only exists as a difference from 1, known to eps/2 per rounding "
-        "(eps = {eps:.3g}), over 1% of it from |z| >= ln(1/(50 eps)) = {lo:.2f} on"),
+        "(eps = {eps:.3g}), over 1% of it{kpow} from |z| >= ln(1/(50{kmul} eps)) = {lo:.2f} on"),
+    # The causes below speak of a small quantity q = (e^-|z|/m)^k (qterm) and where it crosses a
+    # level T: |z| = ln(1/T)/k - ln m.
+    "off_one_1pct": (
+        lambda f, m, k: (max(0.0, _at(math.log(50 * f.eps), m, k)), _at(math.log(f.eps / 4), m, k)),
+        "q ~ {qterm} is formed as a difference from 1: torch's expm1 backward computes e^x as "
+        "expm1(x) + 1, with expm1(x) = q - 1 known to eps/2 (eps = {eps:.3g}), an error over 1% "
+        "of q from q < 50 eps, |z| >= {lo:.2f}, until q rounds away at {hi:.2f}"),
+    "off_one_1pct_small_z": (
+        # right side, p = 1/(1 + m e^-z) < 50 eps while z < ln(m 50 eps / (1 - 50 eps))
+        lambda f, m, k: ((0.0, math.log(m * 50 * f.eps / (1 - 50 * f.eps)))
+                         if m * 50 * f.eps > 1 - 50 * f.eps else None),
+        "p = 1/(1 + {mterm}) is still below 50 eps = {fifty_eps:.2g} for |z| < {hi:.2f}, and torch's "
+        "expm1 backward forms it as expm1(log p) + 1, with expm1(log p) = p - 1 known to eps/2: "
+        "over 1% of p"),
+    "off_one": (
+        lambda f, m, k: (_at(math.log(f.eps / 2), m, k), _at(math.log(f.eps / 4), m, k)),
+        "q ~ {qterm} drops below half an ulp of 1 (between eps/4 and eps/2, eps = {eps:.3g}), so "
+        "1 - q (and expm1's e^x = expm1(x) + 1 in the backward) rounds to exactly 1 (resp. 0) "
+        "for |z| in [{lo:.2f}, {hi:.2f}]"),
+    "power_underflow": (
+        lambda f, m, k: (_at(math.log(f.tiny), m, k), _at(math.log(f.denorm) - math.log(2), m, k)),
+        "q ~ {qterm} goes subnormal (below tiny = {tiny:.3g}) from |z| = {lo:.2f} and rounds to 0 "
+        "below half the smallest subnormal ({denorm:.3g}) at |z| = {hi:.2f}"),
+    "short_mantissa": (
+        lambda f, m, k: (0.0, math.inf) if 3 * f.eps / 2 > 0.01 else None,
+        "the dtype keeps {bits} significant bits: each rounding is off by up to eps/2 = "
+        "{half_eps:.2%}, and three roundings in a row already exceed 1% at any z"),
+    "near_root": (
+        lambda f, m, k: (max(0.0, m - 100 * f.eps / k), m + 100 * f.eps / k),
+        "the exact gradient crosses 0 at |z| = {m:.2f} with slope {k:.3g}; it is a difference of O(1) "
+        "terms known to ~eps = {eps:.3g}, which is over 1% of it within 100 eps / slope of the "
+        "root: |z| in [{lo:.2f}, {hi:.2f}]"),
     "log_clamp": (
-        lambda f, m: (LOG_CLAMP,) * 2,
+        lambda f, m, k: (LOG_CLAMP,) * 2,
         "BCELoss clamps log(p) at -100, which binds from |z| = 100 while p is still representable"),
     "log_clamp_1pct": (
-        lambda f, m: (LOG_CLAMP / (1 - 0.01),) * 2,
+        lambda f, m, k: (LOG_CLAMP / (1 - 0.01),) * 2,
         "BCELoss clamps log(p) at -100, so the loss is 100 instead of |z|: 1% short from "
         "|z| = 100/0.99 = {lo:.2f}"),
 }
@@ -85,7 +130,130 @@ _ROUND_RIGHT = "loss and gradient exactly 0 (exact ~ -{mterm}: harmless)"
 _CANCEL_RIGHT = "the small loss and gradient are off by that rounding error (absolute, at most {meps}: harmless)"
 _SUBNORMAL_LOG = "log of a subnormal p inherits its coarse rounding"
 
-# (family, side, kind) -> candidate (cause, m, consequence), tried in order
+def _m(c: float, k: float) -> float:
+    """The m of q = (e^-|z|/m)^k for q = c e^-k|z|."""
+    return c ** (-1 / k)
+
+
+_GAMMA = PROBED["focal"].params().gamma  # focal: the loss ~ (9e^-z)^(gamma+1) on the right side
+_SMOOTH = PROBED["ce_smooth"].params().smoothing
+_SMOOTH_T = 1 - _SMOOTH + _SMOOTH / N_CLASSES  # the target's share of the smoothed one-hot
+_SIGMOID_FOCAL = PROBED["focal_sigmoid"].params()
+_SF_K = _SIGMOID_FOCAL.gamma + 1  # its loss ~ alpha e^-(gamma+1)z on the right side
+_Q = PROBED["gce"].params().q
+_EXPM1_BACKWARD = ("its backward gets e^(log p) = p from that difference: the gradient of a "
+                   "confidently wrong logit")
+
+# The family beyond the four. 1 - p_y = -expm1(log p_y) everywhere in lossbench.criteria, so the
+# losses of p_y share the right side of ce, and on the wrong side their gradient needs p_y back
+# out of expm1(log p_y) = p_y - 1, a difference from 1.
+_FAMILY_MECHANISMS = {
+    ("p_y", "right", "grad_relerr_1pct"): [
+        ("cancellation", M_MULTI, "log p_y = -log(1 + 9e^-z) from log_softmax and 1 - p_y = "
+                                  "-expm1(log p_y): " + _CANCEL_RIGHT),
+        ("off_one_1pct_small_z", M_MULTI, "the gradient of 1 - p_y = -expm1(log p_y) carries it")],
+    ("p_y", "right", "value_relerr_1pct"): [
+        ("cancellation", M_MULTI, "the loss is built from that rounded log p_y")],
+    ("p_y", "right", "grad_zero"): [
+        ("round_to_one", M_MULTI, "log p_y = 0 and 1 - p_y = -expm1(0) = 0: " + _ROUND_RIGHT)],
+    ("p_y", "right", "saturates"): [("round_to_one", M_MULTI, "the loss is exactly 0")],
+    ("focal", "right", "grad_relerr_1pct"): [
+        ("cancellation", M_MULTI, "the loss ~ (1-p)^(gamma+1) multiplies that relative error "
+                                  "by gamma+1 = {k:g}", _GAMMA + 1)],
+    ("focal", "right", "value_relerr_1pct"): [
+        ("cancellation", M_MULTI, "(1-p)^gamma (-log p) multiplies it by gamma+1 = {k:g}", _GAMMA + 1)],
+    ("focal", "right", "grad_zero"): [
+        ("power_underflow", _m((_GAMMA + 1) * M_MULTI ** (_GAMMA + 1), _GAMMA + 1),
+         "the gradient ~ (gamma+1)(9e^-z)^(gamma+1) is 0 (harmless)", _GAMMA + 1),
+        ("round_to_one", M_MULTI, "log p = 0 and 1 - p = -expm1(0) = 0: " + _ROUND_RIGHT)],
+    ("focal", "right", "saturates"): [
+        ("power_underflow", 1 / M_MULTI, "the loss (1-p)^gamma (-log p) ~ (9e^-z)^(gamma+1) "
+                                         "underflows to 0 (harmless)", _GAMMA + 1),
+        ("round_to_one", M_MULTI, "the loss is exactly 0")],
+    **{("focal", "wrong", kind): [
+        ("short_mantissa", 1, "log_softmax, expm1, pow and the product each round")]
+       for kind in ("grad_relerr_1pct", "value_relerr_1pct")},
+    ("ce_smooth", "right", "grad_relerr_1pct"): [
+        ("near_root", math.log(M_MULTI) + math.log(_SMOOTH_T / (1 - _SMOOTH_T)),
+         "the gradient p - (1 - eps + eps/K) of the smoothed target vanishes where p reaches the "
+         "target's share (a relative error of a near-zero gradient: harmless)",
+         _SMOOTH_T * (1 - _SMOOTH_T))],
+    ("ce_smooth", "right", "value_relerr_1pct"): [
+        ("short_mantissa", 1, "the loss averages the K rounded log-probabilities")],
+    ("brier", "right", "grad_relerr_1pct"): [
+        ("cancellation", M_MULTI, "the loss ~ (1-p)^2 doubles that relative error", 2)],
+    ("brier", "right", "value_relerr_1pct"): [
+        ("cancellation", M_MULTI, "(softmax - onehot)^2 doubles it", 2)],
+    ("brier", "right", "grad_zero"): [
+        ("power_underflow", _m(2 * M_MULTI, 2), "once p - 1 has rounded to 0, the gradient is "
+                                                "softmax's backward of the nine non-target terms "
+                                                "2 p_j^2 ~ 2e^-2z, and it is 0", 2),
+        ("round_to_one", M_MULTI, "p - 1 = 0, and the non-target squares have underflowed "
+                                  "before: the gradient is 0 (harmless)")],
+    ("brier", "right", "saturates"): [
+        ("power_underflow", 1, "the non-target squares p_j^2 ~ e^-2z are 0, p - 1 already was: "
+                               "the loss is 0 (harmless)", 2),
+        ("round_to_one", M_MULTI, "p - 1 = 0 and the non-target squares have underflowed before: "
+                                  "the loss is 0")],
+    ("brier", "wrong", "grad_relerr_1pct"): [
+        ("subnormal", M_MULTI, "the gradient -(20/9) p (1-p)^2 is proportional to p")],
+    ("brier", "wrong", "grad_zero"): [
+        ("p_underflow", M_MULTI, "the gradient, proportional to p, is 0 (exact ~ -2e^-|z|/9 "
+                                 "would be subnormal too)")],
+    ("mae", "wrong", "grad_relerr_1pct"): [
+        ("off_one_1pct", M_MULTI, "mae = -2 expm1(log p): " + _EXPM1_BACKWARD + " is that far off")],
+    ("mae", "wrong", "grad_zero"): [
+        ("off_one", M_MULTI, "expm1(log p) = -1 and its backward gives p = 0: " + _EXPM1_BACKWARD
+                             + " vanishes")],
+    ("mae", "wrong", "saturates"): [("off_one", M_MULTI, "the loss 2(1-p) is 2 exactly")],
+    ("gce", "wrong", "grad_relerr_1pct"): [
+        ("off_one_1pct", M_MULTI, "gce = -expm1(q log p)/q: its backward gets p^q from that "
+                                  "difference: the gradient of a confidently wrong logit is "
+                                  "that far off", _Q)],
+    ("gce", "wrong", "grad_zero"): [
+        ("off_one", M_MULTI, "expm1(q log p) = -1 and its backward gives p^q = 0: the gradient "
+                             "of a confidently wrong logit vanishes", _Q)],
+    ("gce", "wrong", "saturates"): [("off_one", M_MULTI, "the loss (1 - p^q)/q is 1/q exactly", _Q)],
+    **{(loss, "wrong", "grad_relerr_1pct"): [
+        ("off_one_1pct", M_MULTI, "the RCE term -A(1-p) = A expm1(log p): " + _EXPM1_BACKWARD
+                                  + " has that error in its RCE part")]
+       for loss in ("sce", "nce_rce")},
+    ("focal_sigmoid", "right", "grad_relerr_1pct"): [
+        ("cancellation", 1, "torchvision forms p = sigmoid(z) and then 1 - p_t, and "
+                            "(1 - p_t)^gamma multiplies that relative error by gamma = {k:g}",
+         _SIGMOID_FOCAL.gamma)],
+    ("focal_sigmoid", "right", "value_relerr_1pct"): [
+        ("cancellation", 1, "torchvision's (1 - p_t)^gamma, with 1 - p_t formed from p = sigmoid(z), "
+                            "multiplies it by gamma = {k:g}", _SIGMOID_FOCAL.gamma)],
+    ("focal_sigmoid", "right", "grad_zero"): [
+        ("power_underflow", _m(_SIGMOID_FOCAL.alpha * _SF_K, _SF_K),
+         "the gradient ~ alpha (gamma+1) e^-(gamma+1)z is 0 (harmless)", _SF_K),
+        ("round_to_one", 1, "sigmoid(z) = 1, so 1 - p_t = 0 and the gradient is 0: "
+                            "(exact ~ -alpha (gamma+1) e^-(gamma+1)z: harmless)")],
+    ("focal_sigmoid", "right", "saturates"): [
+        ("power_underflow", _m(_SIGMOID_FOCAL.alpha, _SF_K),
+         "the loss alpha (1-p)^gamma BCE ~ alpha e^-(gamma+1)z underflows to 0 (harmless)", _SF_K),
+        ("round_to_one", 1, "1 - p_t = 0: the loss is 0")],
+    ("asl", "right", "grad_relerr_1pct"): [
+        ("subnormal", 1, "asl's positive term is logsigmoid(z), whose gradient sigmoid(-z) ~ e^-z "
+                         "torch computes directly, without BCEWithLogitsLoss's sigmoid(z) - 1 "
+                         "cancellation: exact until it is subnormal")],
+    ("asl", "right", "grad_zero"): [
+        ("p_underflow", 1, "logsigmoid's gradient sigmoid(-z) is 0 (harmless)")],
+    ("asl", "right", "value_relerr_1pct"): [
+        ("subnormal", 1, "the loss -logsigmoid(z) ~ e^-z is that number")],
+    ("asl", "right", "saturates"): [
+        ("subnormal", 1, "the loss ~ e^-z underflows to 0 in that range")],
+}
+# Losses whose mechanisms are another's: the same operations at the probed point.
+FAMILY = {
+    "ce": "softmax", "nll": "softmax",
+    "ce_weighted": "softmax",  # weights 1 in the probe: CrossEntropyLoss itself
+    "bce_pos_weight": "bce_logits",  # pos_weight 1 in the probe: BCEWithLogitsLoss itself
+    **{loss: "p_y" for loss in ("poly1", "mae", "gce", "sce", "nce_rce")},
+}
+
+# (loss or family, side, kind) -> candidate (cause, m, consequence[, k]), tried in order
 MECHANISMS = {
     ("bce", "wrong", "grad_relerr_1pct"): [
         ("eps_clamp", 1, "so the gradient is (p-1)*p(1-p)*1e12 instead of p-1 = -1: it decays like "
@@ -154,7 +322,17 @@ MECHANISMS = {
     ("naive_nll", "right", "grad_relerr_1pct"): [("cancellation", M_MULTI, _CANCEL_RIGHT)],
     ("naive_nll", "right", "value_relerr_1pct"): [("cancellation", M_MULTI, "log(p) keeps only the rounding of p")],
     ("naive_nll", "right", "saturates"): [("round_to_one", M_MULTI, "the loss is exactly 0")],
+    **_FAMILY_MECHANISMS,
 }
+
+class Mechanism(NamedTuple):
+    """A cause that may produce a finding, with the m and k of its small quantity."""
+
+    cause: str
+    m: float
+    consequence: str
+    k: float = 1.0
+
 
 # A relative-error threshold that coincides with one of these is explained by it.
 SAME_POINT = {
@@ -169,39 +347,65 @@ LABELS = {
 }
 
 
-def family(loss: str) -> str:
-    return "softmax" if loss in ("ce", "nll") else loss
-
-
 def _tolerance(z: float, facts: Facts, step: float) -> float:
     """A threshold is seen at the first grid point past it, and z itself is rounded to the dtype."""
     ulp = 2.0 ** math.floor(math.log2(z)) * facts.eps
     return step + ulp + 1e-9
 
 
-def _words(m: int, lo: float, hi: float, facts: Facts) -> dict:
-    return dict(vars(facts), m=m, lo=lo, hi=hi,
-                pterm="e^-|z|" if m == 1 else f"e^-|z|/{m}",
-                mterm="e^-z" if m == 1 else f"{m}e^-z",
-                lnm="" if m == 1 else f" - ln {m}",
-                meps="eps/2" if m == 1 else f"{m}*eps/2")
+def _words(m: float, k: float, lo: float, hi: float, facts: Facts) -> dict:
+    c = m ** -k
+    return dict(vars(facts), m=m, k=k, lo=lo, hi=hi,
+                pterm="e^-|z|" if m == 1 else f"e^-|z|/{m:g}",
+                mterm="e^-z" if m == 1 else f"{m:g}e^-z",
+                lnm="" if m == 1 else f" - ln {m:g}",
+                meps="eps/2" if m == 1 else f"{m:g}*eps/2",
+                qterm=("" if c == 1 else f"{c:.3g} ") + ("e^-|z|" if k == 1 else f"e^-{k:g}|z|"),
+                kpow="" if k == 1 else f" (with the error {k:g}-fold)",
+                kmul="" if k == 1 else f"*{k:g}",
+                bits=round(-math.log2(facts.eps)) + 1, half_eps=facts.eps / 2,
+                fifty_eps=50 * facts.eps)
 
 
-def _cause_text(kind: str, row: pd.Series, facts: Facts, step: float) -> str:
+def _ulp(value: float, facts: Facts) -> float:
+    if value == 0:
+        return facts.denorm
+    return max(2.0 ** math.floor(math.log2(abs(value))) * facts.eps, facts.denorm)
+
+
+def _unresolved(row: pd.Series, side: pd.DataFrame, facts: Facts) -> str | None:
+    """A saturation where the exact loss itself moves by at most one ulp of the pinned value:
+    the dtype cannot show the change (the value may sit either side of a rounding boundary)."""
+    value = row["saturated_value"]
+    if not np.isfinite(value):
+        return None
+    tail = side[side.z.abs() >= row["saturates"]].exact_value.to_numpy()
+    moves, ulp = float(np.ptp(tail)), _ulp(value, facts)
+    if moves > ulp:
+        return None
+    return (f"the exact loss moves by only {moves:.2g} over this tail, within one ulp ({ulp:.2g}) of "
+            f"{value:g} in this dtype: the value is pinned by the dtype's resolution (harmless)")
+
+
+def _cause_text(kind: str, row: pd.Series, side: pd.DataFrame, facts: Facts, step: float) -> str:
     z = row[kind]
     if kind in SAME_POINT:
         for other in SAME_POINT[kind]:
             if row[other] == z:
                 return f"same point as '{LABELS[other]}'"
-    candidates = MECHANISMS.get((family(row["loss"]), row["side"], kind), [])
-    for cause, m, consequence in candidates:
+    candidates = [Mechanism(*entry) for entry in (
+        MECHANISMS.get((row["loss"], row["side"], kind), [])
+        + MECHANISMS.get((FAMILY.get(row["loss"]), row["side"], kind), []))]
+    for cause, m, consequence, k in candidates:
         predict, text = CAUSES[cause]
-        interval = predict(facts, m)
+        interval = predict(facts, m, k)
         tol = _tolerance(z, facts, step)
         if interval is not None and interval[0] - tol <= z <= interval[1] + tol:
-            words = _words(m, *interval, facts)
+            words = _words(m, k, *interval, facts)
             return text.format(**words) + "; " + consequence.format(**words)
-    tried = ", ".join(c for c, _, _ in candidates) or "none"
+    if kind == "saturates" and (text := _unresolved(row, side, facts)):
+        return text
+    tried = ", ".join(c.cause for c in candidates) or "none"
     return f"UNEXPLAINED: no known cause predicts this |z| (candidates tried: {tried})"
 
 
@@ -236,7 +440,10 @@ def explain(thresholds: pd.DataFrame, df: pd.DataFrame) -> list[str]:
         if not found:
             lines.append(f"{where}: no threshold within the grid; max |grad error| "
                          f"{row['max_abs_grad_err']:.2g}")
+        sign = -1.0 if row["side"] == "wrong" else 1.0
+        side = df[(df.loss == row["loss"]) & (df["dtype"] == row["dtype"]) & (np.sign(df.z) == sign)]
         for kind in found:
             lines.append(f"{where}: {LABELS[kind]} from |z|={row[kind]:.1f} "
-                         f"{_measured(df, row, row[kind])}: {_cause_text(kind, row, facts, step)}")
+                         f"{_measured(df, row, row[kind])}: "
+                         f"{_cause_text(kind, row, side, facts, step)}")
     return lines

@@ -1,4 +1,5 @@
-"""One panel per loss: loss value and |gradient| against z, per dtype, on a log scale."""
+"""One panel per loss: loss value and |gradient| against z, per dtype, on a log scale; softmax-
+family losses in one block of small multiples, sigmoid-family losses in another."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .grid import exact
+from .exact import exact
+from .probed import is_binary
 
 COLORS = {"float64": "black", "float32": "tab:blue", "bfloat16": "tab:green", "float16": "tab:red"}
 YLIM = (1e-46, 1e16)  # down to float32's smallest subnormal; headroom above the data for the rugs
@@ -34,7 +36,6 @@ def _panel(ax, g: pd.DataFrame, loss: str) -> None:
     ax.set_yscale("log")
     ax.set_ylim(*YLIM)
     ax.set_title(loss)
-    ax.set_xlabel("z (margin of the target logit; < 0 = confidently wrong)")
     ax.grid(True, which="major", alpha=0.3)
 
 
@@ -54,6 +55,30 @@ def _legend(ax, dtypes) -> None:
     ax.axis("off")
 
 
+NCOLS = 5
+FAMILIES = {  # block title -> which losses
+    "softmax family: K = 10 logits, the target's z, the others 0": lambda loss: not is_binary(loss),
+    "sigmoid family: one logit z, target 1": is_binary,
+}
+
+
+def _block(sub, df: pd.DataFrame, losses: list[str], title: str, legend_dtypes) -> None:
+    slots = len(losses) + (legend_dtypes is not None)
+    nrows = -(-slots // NCOLS)
+    axes = sub.subplots(nrows, NCOLS, sharex=True, sharey=True, squeeze=False).ravel()
+    for ax, loss in zip(axes, losses):
+        _panel(ax, df[df.loss == loss], loss)
+    rest = list(axes[len(losses):])
+    if legend_dtypes is not None:
+        _legend(rest.pop(0), legend_dtypes)
+    for ax in rest:
+        ax.axis("off")
+    for ax in axes[-NCOLS:]:
+        ax.xaxis.set_tick_params(labelbottom=True)
+    sub.supxlabel("z (margin of the target logit; < 0 = confidently wrong)")
+    sub.suptitle(title, fontweight="bold")
+
+
 def plot_probe(df: pd.DataFrame, path) -> Path:
     """Write the figure to `path` (PNG). matplotlib is imported here so the probe runs without it."""
     import matplotlib
@@ -62,18 +87,16 @@ def plot_probe(df: pd.DataFrame, path) -> Path:
     import matplotlib.pyplot as plt
 
     losses = list(df.loss.cat.categories)
-    ncols = 3
-    nrows = -(-(len(losses) + 1) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 4.2 * nrows), squeeze=False)
-    axes = axes.ravel()
-    for ax, loss in zip(axes, losses):
-        _panel(ax, df[df.loss == loss], loss)
-    _legend(axes[len(losses)], list(df["dtype"].cat.categories))
-    for ax in axes[len(losses) + 1:]:
-        ax.axis("off")
-    fig.suptitle("Loss and gradient of each loss against the target-logit margin z, per dtype")
-    fig.tight_layout()
+    blocks = [(title, [loss for loss in losses if member(loss)]) for title, member in FAMILIES.items()]
+    blocks = [(title, members) for title, members in blocks if members]
+    rows = [-(-(len(members) + (i == 0)) // NCOLS) for i, (_, members) in enumerate(blocks)]
+    fig = plt.figure(figsize=(4.3 * NCOLS, 3.3 * sum(rows) + 0.8 * len(blocks)), layout="constrained")
+    subs = fig.subfigures(len(blocks), 1, height_ratios=rows, squeeze=False).ravel()
+    for i, (sub, (title, members)) in enumerate(zip(subs, blocks)):
+        _block(sub, df, members, title, list(df["dtype"].cat.categories) if i == 0 else None)
+    fig.suptitle("Loss and gradient of each loss against the target-logit margin z, per dtype",
+                 fontsize="x-large")
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -1,30 +1,23 @@
 """Sweep each loss over the target-logit margin z in each dtype, next to its float64 closed form.
 
-Setup (shared by the docstring of the package and the tests):
-  binary losses (bce, bce_logits): one logit z, target 1.
-  multi-class losses (ce, nll, naive_nll): K = 10 classes, target logit z, the other 9 logits 0.
-Both exact losses are one softplus with a shift s (s = 0 binary, s = log(K-1) multi-class):
-  loss(z) = softplus(s - z) = log(1 + e^(s-z)),   dloss/dz = -sigmoid(s - z).
+The losses and their one-row setup are in probed.py, the closed forms in exact.py.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
-N_CLASSES = 10
-TARGET = 0  # index of the target class in the multi-class setup
+from .exact import exact
+from .probed import PROBED, TARGET, criterion, is_binary, logits, targets
+
 DTYPES = {
     "float64": torch.float64,
     "float32": torch.float32,
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
 }
-BINARY = ("bce", "bce_logits")
-LOSSES = ("ce", "nll", "naive_nll", "bce", "bce_logits")
+LOSSES = tuple(PROBED)
 COLUMNS = [
     "loss", "dtype", "z", "value", "grad", "exact_value", "exact_grad",
     "rel_err_value", "rel_err_grad", "value_finite", "grad_finite",
@@ -37,60 +30,26 @@ def z_grid(zmax: float, step: float) -> np.ndarray:
     return np.arange(-n, n + 1, dtype=np.float64) * step
 
 
-def exact(loss: str, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Float64 loss and d/dz from the closed form.
-
-    Multi-class: logsumexp(x) - z = log(1 + sum_{j != t} e^(x_j - z)) = softplus(log(K-1) - z).
-    Written as a softplus instead of a subtraction because logsumexp(x) - z cancels to 0 for
-    large z even in float64, which would make the reference wrong exactly where we look.
-    """
-    shift = 0.0 if loss in BINARY else math.log(N_CLASSES - 1)
-    u = shift - z
-    value = np.logaddexp(0.0, u)  # softplus(u), stable in both tails
-    grad = -np.exp(-np.logaddexp(0.0, -u))  # -sigmoid(u) without overflow
-    return value, grad
-
-
-def _logits(loss: str, z: torch.Tensor) -> torch.Tensor:
-    if loss in BINARY:
-        return z.clone()
-    x = torch.zeros(z.shape[0], N_CLASSES, dtype=z.dtype)
-    x[:, TARGET] = z
-    return x
-
-
-def _forward(loss: str, x: torch.Tensor) -> torch.Tensor:
-    """Per-row loss, written the way users write it (reduction='none' so rows stay independent)."""
-    if loss in BINARY:
-        target = torch.ones_like(x)
-        if loss == "bce":
-            return F.binary_cross_entropy(torch.sigmoid(x), target, reduction="none")
-        return F.binary_cross_entropy_with_logits(x, target, reduction="none")
-    target = torch.full((x.shape[0],), TARGET, dtype=torch.long)
-    if loss == "ce":
-        return F.cross_entropy(x, target, reduction="none")
-    if loss == "nll":
-        return F.nll_loss(F.log_softmax(x, dim=1), target, reduction="none")
-    return F.nll_loss(torch.log(F.softmax(x, dim=1)), target, reduction="none")
-
-
 def loss_and_grad(loss: str, z: np.ndarray, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-    """Loss per z and its gradient w.r.t. the target logit, all computed in `dtype`.
+    """Loss per z and its gradient w.r.t. the target logit, all computed in `dtype` by the loss's
+    criterion (activation, then the module with reduction "none": one loss per row).
 
     Returns (z as rounded to dtype, value, grad) as float64 tensors. Summing before backward
     is safe: d(sum)/d(row) = 1, and each row's graph touches only its own logits.
     """
     z_d = torch.tensor(z, dtype=torch.float64).to(dtype)
-    x = _logits(loss, z_d).requires_grad_(True)
-    value = _forward(loss, x)
+    module, _ = criterion(loss, dtype)
+    x = logits(loss, z_d).requires_grad_(True)
+    value = module(PROBED[loss].activation(x), targets(loss, len(z), dtype)).reshape(-1)
     value.sum().backward()
-    grad = x.grad if loss in BINARY else x.grad[:, TARGET]
+    grad = x.grad[:, 0 if is_binary(loss) else TARGET]
     return z_d.double(), value.detach().double(), grad.double()
 
 
 def _rel_err(computed: np.ndarray, ref: np.ndarray) -> np.ndarray:
     # A non-finite result is an unbounded error; inf keeps it out of NaN-comparison traps.
-    err = np.abs(computed - ref) / np.abs(ref)
+    with np.errstate(divide="ignore", invalid="ignore"):  # exact 0 (mse's minimum): no ratio
+        err = np.abs(computed - ref) / np.abs(ref)
     return np.where(np.isfinite(computed), err, np.inf)
 
 

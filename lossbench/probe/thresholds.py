@@ -11,7 +11,7 @@ NEVER = np.nan  # a threshold not reached within the grid
 # kind -> what is scanned (the first |z| where the row mask is true)
 FIRST = {
     "grad_relerr_1pct": lambda g: g.rel_err_grad > REL_TOL,
-    "grad_zero": lambda g: g.grad == 0,
+    "grad_zero": lambda g: (g.grad == 0) & (g.exact_grad != 0),  # not at a true minimum (mse's)
     "grad_inf": lambda g: np.isinf(g.grad),
     "grad_nan": lambda g: np.isnan(g.grad),
     "value_relerr_1pct": lambda g: g.rel_err_value > REL_TOL,
