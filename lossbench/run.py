@@ -19,6 +19,7 @@ import torch
 from omegaconf import OmegaConf
 
 import lossbench
+from lossbench.autocast_ops import autocast_dtypes
 from lossbench.config import validate
 from lossbench.errors import UserError
 from lossbench.data import DATASETS, load_dataset
@@ -131,19 +132,25 @@ def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict
     spec = LOSSES[spec_name]
     files.identity = {"loss": spec_name, "dataset": dataset_name, "data_source": data.source, "seed": cfg.seed}
     summary.update(data_source=data.source, data_origin=data.origin, n_train=len(data.x_train),
-                   n_test=len(data.x_test), n_classes=data.n_classes, device=str(device))
-    model = build_model(cfg.model, data.n_features, data.n_classes).to(device)
+                   n_test=len(data.x_test), n_classes=data.n_classes, device=str(device), **data.info)
+    model = build_model(cfg.model, data.n_features, data.n_classes, data.image_shape).to(device)
     optimizer = build_optimizer(cfg.optim, model.parameters())
     data = data.to(device)
 
-    def on_epoch(rows: list[dict], calibration: list[dict], steps: list[dict]) -> None:
-        files.add_epoch(rows, calibration, steps)
+    def on_epoch(rows: list[dict], calibration: list[dict], steps: list[dict], per_class=()) -> None:
+        files.add_epoch(rows, calibration, steps, per_class)
         if rows:
             summary["epochs_completed"] = rows[0]["epoch"]
             log.info(_epoch_line(rows, cfg.trainer.epochs))
 
     log.info(f"loss: {spec_name} = {spec.summary}; model: {cfg.model.name} {list(cfg.model.hidden)}; "
              f"device: {device}, {threads} threads, precision {cfg.trainer.precision.name}")
+    summary["autocast_dtypes"] = autocast_dtypes(device, cfg.trainer.precision.name)
+    if summary["autocast_dtypes"]:
+        log.info("autocast on %s runs: %s", device.type,
+                 ", ".join(f"{op} in {dtype}" for op, dtype in summary["autocast_dtypes"].items()))
+    if data.info:
+        log.info("data conditions: %s", ", ".join(f"{k}={v}" for k, v in data.info.items()))
     try:
         with StopFlag() as stop:
             outcome = train(model, spec, data, optimizer, cfg.trainer, device, generator, on_epoch,
@@ -163,7 +170,8 @@ def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict
         finish("interrupted" if isinstance(error, KeyboardInterrupt) else "failed",
                f"{type(error).__name__}: {error}")
         raise
-    return finish(outcome.status, outcome.message, skipped_steps=outcome.skipped_steps)
+    return finish(outcome.status, outcome.message, skipped_steps=outcome.skipped_steps,
+                  scaler_skipped_steps=outcome.scaler_skipped_steps)
 
 
 def _epoch_line(rows: list[dict], epochs: int) -> str:
