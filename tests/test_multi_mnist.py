@@ -37,17 +37,18 @@ def test_labels_are_the_multi_hot_of_the_digits_in_the_cells_and_k_is_in_range()
 
 
 def test_train_images_use_only_training_digits_and_test_images_only_test_digits():
-    x_train, y_train, x_test, y_test = pools()
+    x_train, _, x_test, _ = pools()
     train_digits = {row.tobytes() for row in x_train}
     test_digits = {row.tobytes() for row in x_test}
     assert not train_digits & test_digits
-    data = compose_config("dataset=multi_mnist", "dataset.source=sample").dataset
-    for pool, labels, own, other, stream in ((x_train, y_train, train_digits, test_digits, 0),
-                                             (x_test, y_test, test_digits, train_digits, 1)):
-        images, _ = compose(pool, labels, 500, data.min_digits, data.max_digits, data.grid,
-                            np.random.default_rng([data.seed, stream]))
-        used = {c.tobytes() for c in cells(images, 2).reshape(-1, CELL * CELL) if c.any()}
-        assert used <= own and not used & other
+    data = load_dataset(compose_config("dataset=multi_mnist", "dataset.source=sample",
+                                       "dataset.n_train=600", "dataset.n_test=300").dataset)
+    # back to bytes: the blank pixel is the training minimum, a full 255 its maximum
+    low, high = float(data.x_train.min()), float(data.x_train.max())
+    for x, own, other in ((data.x_train, train_digits, test_digits), (data.x_test, test_digits, train_digits)):
+        pixels = ((x.numpy() - low) / (high - low) * 255).round().astype(np.uint8).reshape(-1, 56, 56)
+        used = {c.tobytes() for c in cells(pixels, 2).reshape(-1, CELL * CELL) if c.any()}
+        assert used and used <= own and not used & other
 
 
 def test_loaded_set_is_deterministic_carries_its_image_shape_and_records_label_frequency():
