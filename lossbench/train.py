@@ -75,7 +75,7 @@ def evaluate(model, spec, criterion, x, y_enc, y_raw, task, device, precision) -
 class Signals:
     """Stability signals. The counters stay on the device; a logged row is the only read."""
 
-    def __init__(self, spec: LossSpec, device: torch.device):
+    def __init__(self, spec: LossSpec, device: torch.device, scaler: torch.amp.GradScaler):
         self.spec = spec
         self.bad_loss = torch.zeros((), dtype=torch.long, device=device)
         self.bad_grad = torch.zeros((), dtype=torch.long, device=device)
@@ -83,7 +83,7 @@ class Signals:
         self.skipped = 0
         # Steps GradScaler skipped for a non-finite gradient (its normal business, not divergence)
         self.scaler_skipped = torch.zeros((), dtype=torch.long, device=device)
-        self.scaler: Optional[torch.amp.GradScaler] = None
+        self.scaler = scaler
         self.rows: list[dict] = []
 
     def observe(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor) -> torch.Tensor:
@@ -91,7 +91,7 @@ class Signals:
         Under dynamic loss scaling a non-finite gradient alone is a step the scaler skips."""
         loss_bad, grad_bad = ~torch.isfinite(loss.detach()), ~torch.isfinite(grad_norm)
         self.bad_loss += loss_bad
-        if self.scaler is not None:
+        if self.scaler.is_enabled():
             self.scaler_skipped += grad_bad
             grad_bad = torch.zeros_like(grad_bad)
         self.bad_grad += grad_bad
@@ -109,7 +109,7 @@ class Signals:
             "saturated_frac": float(saturated_fraction(self.spec, logits)),
             "nonfinite_loss": int(self.bad_loss), "nonfinite_grad": int(self.bad_grad),
             "skipped_steps": self.skipped,
-            "loss_scale": float("nan") if self.scaler is None else self.scaler.get_scale(),
+            "loss_scale": self.scaler.get_scale() if self.scaler.is_enabled() else float("nan"),
             "scaler_skipped_steps": int(self.scaler_skipped),
         })
 
@@ -151,9 +151,9 @@ def train(
         check_loss_inputs(criterion, spec.activation(model(x[:batch])), y[:batch])
     per_class_inputs = _per_class_inputs(data)
 
-    signals, step, epoch = Signals(spec, device), 0, 0
-    if trainer.loss_scaling.name == "dynamic":
-        signals.scaler = torch.amp.GradScaler(device.type)
+    # Disabled (loss_scaling=none), a GradScaler passes everything through without a sync.
+    scaler = torch.amp.GradScaler(device.type, enabled=trainer.loss_scaling.name == "dynamic")
+    signals, step, epoch = Signals(spec, device, scaler), 0, 0
     loss = grad_norm = logits = None
 
     def outcome(status: str, epochs_completed: int, message: Optional[str]) -> Outcome:
@@ -178,24 +178,16 @@ def train(
                     logits = model(x[idx])
                     loss = criterion(spec.activation(logits), y[idx])
                 optimizer.zero_grad(set_to_none=True)
-                scaler = signals.scaler
-                if scaler is None:
-                    loss.backward()
-                else:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)  # the logged gradient norm is the true one
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)  # the logged gradient norm is the true one
                 grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
                 step += 1
                 bad = signals.observe(step, loss, grad_norm)
                 if skip_nonfinite and bool(bad):
                     signals.skipped += 1
-                    if scaler is not None:
-                        scaler.update()  # lower the scale as a skipped inf step would
-                elif scaler is None:
-                    optimizer.step()
                 else:
                     scaler.step(optimizer)  # skips the update itself when a gradient is not finite
-                    scaler.update()
+                scaler.update()  # lowers the scale after a non-finite gradient
                 bar.update()
                 if step % trainer.log_every == 0 or start + batch >= n:
                     signals.log(step, epoch, loss, grad_norm, logits)
