@@ -31,16 +31,12 @@ def problems(cfg: Any) -> list[str]:
         else:
             unknown = [c for c in classes if c not in info.class_ids]
             repeated = sorted({c for c in classes if classes.count(c) > 1})
-            if unknown or repeated or len(classes) < 2:
-                found.append(
-                    f"dataset.classes={classes} is not accepted ("
-                    + "; ".join(filter(None, [
-                        unknown and f"unknown classes {unknown}",
-                        repeated and f"repeated classes {repeated}",
-                        len(classes) < 2 and "fewer than 2 classes",
-                    ]))
-                    + f"): give 2 or more distinct ids from {list(info.class_ids)}, e.g. [3,8]"
-                )
+            why = [f"unknown classes {unknown}"] if unknown else []
+            why += [f"repeated classes {repeated}"] if repeated else []
+            why += ["fewer than 2 classes"] if len(classes) < 2 else []
+            if why:
+                found.append(f"dataset.classes={classes} is not accepted ({'; '.join(why)}): give 2 "
+                             f"or more distinct ids from {list(info.class_ids)}, e.g. [3,8]")
     if not 0 <= cfg.label_noise < 1:
         found.append(f"dataset.label_noise={cfg.label_noise!r} must be in [0, 1)")
     if cfg.noise_kind.name == "asymmetric" and cfg.label_noise > 0:
