@@ -135,8 +135,8 @@ def _accepted(values) -> str:
 
 
 def _condition_problems(cfg: Any) -> list[str]:
-    """The knobs of issue 10's conditions: class subsets, noise, imbalance, multi_mnist, cnn,
-    loss scaling."""
+    """The knobs of the conditions a loss is compared under: class subsets, noise, imbalance,
+    multi_mnist, cnn, loss scaling."""
     from lossbench.data import DATASETS
     from lossbench.data.conditions import problems as dataset_condition_problems
 
