@@ -4,7 +4,7 @@
 
 finds each run dir (a dir holding `summary.json`) and writes into DIR:
 `summary.parquet` (one row per run), `runs.parquet` (every metrics row), `calibration.parquet`
-and, when any run logged them, `steps.parquet`. Each gets a `run` column: the run dir relative to
+and, when any run logged them, `steps.parquet` and `per_class.parquet`. Each gets a `run` column: the run dir relative to
 DIR. A run whose summary.json cannot be read (half-written, killed mid-write) is kept as a
 `failed` row with the reason, so it shows up in the report instead of silently vanishing.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lossbench.results import CALIBRATION, METRICS, STEPS, SUMMARY, atomic_write
+from lossbench.results import CALIBRATION, METRICS, PER_CLASS, STEPS, SUMMARY, atomic_write
 
 REPORT_DIR = "report"  # DIR/report is the report's default output: never a run
 STATUSES = ("completed", "running", "failed", "interrupted", "diverged")
@@ -32,6 +32,7 @@ class Collected:
     runs: pd.DataFrame
     calibration: pd.DataFrame
     steps: pd.DataFrame | None  # None when no run logged steps
+    per_class: pd.DataFrame | None = None  # None when no run wrote per-class rows
 
     def status_counts(self) -> dict[str, int]:
         """Runs per status, known statuses first, in a fixed order."""
@@ -134,12 +135,12 @@ def collect(directory: str | os.PathLike, *, write: bool = True) -> Collected:
     if not run_dirs:
         raise CollectError(f"{directory} holds no runs (no {SUMMARY} anywhere under it)")
 
-    rows, metrics, calibration, steps = [], [], [], []
+    rows, metrics, calibration, steps, per_class = [], [], [], [], []
     for run_dir in run_dirs:
         run = run_dir.relative_to(directory).as_posix()
         row = read_summary(run_dir, run)
         tables = {}
-        for name in (METRICS, CALIBRATION, STEPS):
+        for name in (METRICS, CALIBRATION, STEPS, PER_CLASS):
             try:
                 tables[name] = read_table(run_dir, name, run)
             except Exception as e:  # noqa: BLE001 - pyarrow raises many kinds on a torn file
@@ -149,7 +150,7 @@ def collect(directory: str | os.PathLike, *, write: bool = True) -> Collected:
         if row["status"] == "completed" and tables[METRICS] is None:
             row["status"], row["error"] = "failed", "status completed but metrics.parquet is missing"
         rows.append(row)
-        for table, parts in zip(tables.values(), (metrics, calibration, steps)):
+        for table, parts in zip(tables.values(), (metrics, calibration, steps, per_class)):
             if table is not None:
                 parts.append(table)
 
@@ -164,6 +165,7 @@ def collect(directory: str | os.PathLike, *, write: bool = True) -> Collected:
         runs=concat(metrics),
         calibration=concat(calibration),
         steps=concat(steps) if steps else None,
+        per_class=concat(per_class) if per_class else None,
     )
     if write:
         try:
@@ -205,6 +207,7 @@ def write_tables(collected: Collected, directory: Path) -> list[Path]:
         ("runs.parquet", collected.runs),
         ("calibration.parquet", collected.calibration),
         ("steps.parquet", collected.steps),
+        (PER_CLASS, collected.per_class),
     ]:
         path = directory / name
         if frame is None:
@@ -231,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"found {len(collected.summary)} runs under {args.dir}: {counts}")
     names = ["summary.parquet", "runs.parquet", "calibration.parquet"]
     names += ["steps.parquet"] if collected.steps is not None else []
+    names += [PER_CLASS] if collected.per_class is not None else []
     print(f"wrote {', '.join(names)} to {args.dir}")
     return 0
 

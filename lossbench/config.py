@@ -42,6 +42,16 @@ class OnNonfinite(str, Enum):
     skip = "skip"
 
 
+class NoiseKind(str, Enum):
+    symmetric = "symmetric"
+    asymmetric = "asymmetric"
+
+
+class LossScaling(str, Enum):
+    none = "none"
+    dynamic = "dynamic"
+
+
 @dataclass
 class DatasetConfig:
     name: str = "mnist"
@@ -55,6 +65,18 @@ class DatasetConfig:
     n_classes: int = 10
     n_labels: int = 3
     test_fraction: float = 0.2
+    # multi_mnist: k digits per image, k uniform in [min_digits, max_digits], on a grid x grid canvas
+    n_train: int = 4000
+    n_test: int = 1000
+    min_digits: int = 1
+    max_digits: int = 4
+    grid: int = 2
+    # conditions (lossbench/data/conditions.py), applied to the training split only
+    classes: Optional[list[int]] = None
+    imbalance_ratio: float = 1.0
+    label_noise: float = 0.0
+    noise_kind: NoiseKind = NoiseKind.symmetric
+    # also seeds the conditions' random draws, so every run of a sweep sees the same data
     seed: int = 0
 
 
@@ -64,6 +86,9 @@ class ModelConfig:
     hidden: list[int] = field(default_factory=lambda: [256])
     dropout: float = 0.0
     logit_scale: float = 1.0
+    # cnn: output channels of its two conv + pool blocks, and their square kernel
+    channels: list[int] = field(default_factory=lambda: [6, 16])
+    kernel_size: int = 5
 
 
 @dataclass
@@ -83,6 +108,7 @@ class TrainerConfig:
     precision: Precision = Precision["32"]
     log_every: int = 50
     on_nonfinite: OnNonfinite = OnNonfinite.stop
+    loss_scaling: LossScaling = LossScaling.none
 
 
 @dataclass
@@ -122,9 +148,40 @@ def _accepted(values) -> str:
     return ", ".join(sorted(values))
 
 
+def _condition_problems(cfg: Any) -> list[str]:
+    """The knobs of the conditions a loss is compared under: class subsets, noise, imbalance,
+    multi_mnist, cnn, loss scaling."""
+    from lossbench.data import DATASETS
+    from lossbench.data.conditions import problems as dataset_condition_problems
+
+    d, found = cfg.dataset, dataset_condition_problems(cfg.dataset)
+    if d.name == "multi_mnist":
+        for key in ("n_train", "n_test", "grid", "min_digits"):
+            if getattr(d, key) < 1:
+                found.append(f"dataset.{key}={getattr(d, key)!r} must be an integer >= 1")
+        if d.max_digits < d.min_digits:
+            found.append(f"dataset.max_digits={d.max_digits} must be >= dataset.min_digits={d.min_digits}")
+        elif d.max_digits > d.grid ** 2:
+            found.append(f"dataset.max_digits={d.max_digits} digits do not fit a {d.grid}x{d.grid} "
+                         f"grid ({d.grid ** 2} cells): lower it or raise dataset.grid")
+    if cfg.model.name == "cnn":
+        if not DATASETS[d.name].images:
+            images = sorted(name for name, info in DATASETS.items() if info.images)
+            found.append(f"model=cnn needs images; dataset={d.name} holds feature vectors. Use "
+                         f"model=mlp, or one of the image datasets: {', '.join(images)}")
+        if not cfg.model.channels or any(c < 1 for c in cfg.model.channels) or cfg.model.kernel_size < 1:
+            found.append(f"model.channels={list(cfg.model.channels)!r} and model.kernel_size="
+                         f"{cfg.model.kernel_size!r} must be widths >= 1 and a size >= 1")
+    if cfg.trainer.loss_scaling.name == "dynamic" and cfg.trainer.precision.name == "32":
+        found.append("trainer.loss_scaling=dynamic is refused with trainer.precision=32: float32 "
+                     "gradients do not underflow, so a GradScaler would only cost syncs. Use it "
+                     "with trainer.precision=16 (or bf16)")
+    return found
+
+
 def validate(cfg: Any) -> None:
     """Refuse values the types allow but the run cannot use. Cheap: no data is touched."""
-    from lossbench.data import DATASETS, check_source_available
+    from lossbench.data import DATASETS, check_source_available, expected_n_classes
     from lossbench.model import MODELS
     from lossbench.optim import OPTIMIZERS
 
@@ -148,7 +205,7 @@ def validate(cfg: Any) -> None:
     dataset = DATASETS[cfg.dataset.name]
     if dataset.task not in spec.tasks:
         raise ConfigError(spec.refusal(cfg.dataset.name, dataset.task))
-    problems += loss_params(cfg.loss).problems(dataset.n_classes(cfg.dataset))
+    problems += loss_params(cfg.loss).problems(expected_n_classes(cfg.dataset))
 
     def positive(key: str, value, kind: str = "a number > 0") -> None:
         if not value > 0:
@@ -182,6 +239,7 @@ def validate(cfg: Any) -> None:
             problems.append(f"dataset.n_classes={d.n_classes} must be >= 2")
         if not 0 < d.test_fraction < 1:
             problems.append(f"dataset.test_fraction={d.test_fraction!r} must be in (0, 1)")
+    problems += _condition_problems(cfg)
     if problems:
         raise ConfigError("\n".join(problems))
 

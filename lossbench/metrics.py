@@ -4,6 +4,11 @@ Single-label: accuracy, NLL of the predicted distribution, ECE (15 bins, top-lab
 (multi-class: squared error against the one-hot label, summed over classes, averaged over samples).
 Multi-label: mAP (macro average precision), micro/macro F1 at the loss's threshold, subset accuracy,
 hamming loss. A reliability table (what ECE is computed from) is kept for the report.
+
+For imbalance (every single-label run): balanced accuracy (mean per-class recall), macro-F1 and
+the mean recall of the rarest third of the classes by training count; per class (and per label
+on multi-label data): recall, precision, F1, support. For label noise: the accuracy on the
+flipped training examples against their noisy and their true labels (memorisation vs robustness).
 """
 
 from __future__ import annotations
@@ -12,11 +17,21 @@ import warnings
 
 import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import accuracy_score, average_precision_score, f1_score, hamming_loss, log_loss
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    f1_score,
+    hamming_loss,
+    log_loss,
+    precision_recall_fscore_support,
+)
 
 N_BINS = 15
 SINGLE_LABEL = ("acc", "nll", "ece", "brier")
 MULTI_LABEL = ("map", "f1_micro", "f1_macro", "subset_acc", "hamming")
+CLASS_BALANCE = ("balanced_acc", "f1_macro", "rare_recall")
+MEMORISATION = ("flipped_acc_noisy", "flipped_acc_true")
 
 
 def reliability_table(confidence: np.ndarray, correct: np.ndarray, n_bins: int = N_BINS) -> list[dict]:
@@ -86,3 +101,64 @@ def multi_label(probs: np.ndarray, labels: np.ndarray, threshold: float) -> tupl
         }
     table = reliability_table(probs.ravel().astype(np.float64), labels.ravel() == 1)
     return metrics, table
+
+
+def rarest_third(train_counts: np.ndarray) -> np.ndarray:
+    """The round(C / 3) classes (at least one) with the fewest training examples; among equal
+    counts the higher class index, which the imbalance profile makes the rarer."""
+    classes = np.arange(len(train_counts))
+    order = np.lexsort((-classes, train_counts))
+    return np.sort(order[: max(1, round(len(train_counts) / 3))])
+
+
+def class_balance(probs: np.ndarray, labels: np.ndarray, rare: np.ndarray) -> dict:
+    """Single-label: balanced accuracy, macro-F1 over all classes, mean recall of the `rare` ones."""
+    if not np.isfinite(probs).all():
+        return dict.fromkeys(CLASS_BALANCE, float("nan"))
+    predicted, classes = probs.argmax(axis=1), np.arange(probs.shape[1])
+    _, recall, _, _ = precision_recall_fscore_support(labels, predicted, labels=classes, zero_division=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a class absent from a small split
+        balanced = balanced_accuracy_score(labels, predicted)
+    return {
+        "balanced_acc": float(balanced),
+        "f1_macro": float(f1_score(labels, predicted, labels=classes, average="macro", zero_division=0)),
+        "rare_recall": float(recall[rare].mean()),
+    }
+
+
+def per_class(probs: np.ndarray, labels: np.ndarray, threshold: float, train_counts) -> list[dict]:
+    """One row per class: recall, precision, f1, support (test examples, or positives per label)
+    and train_count (training examples, or training positives per label); multi-label rows add
+    the label's average precision. Empty when the predictions are not finite."""
+    if not np.isfinite(probs).all():
+        return []
+    classes = np.arange(probs.shape[1])
+    if labels.ndim == 1:
+        predicted, extra = probs.argmax(axis=1), {}
+        labels_arg = dict(labels=classes)
+    else:
+        predicted, labels_arg = (probs >= threshold).astype(np.int64), {}
+        labels = labels.astype(np.int64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # a label without positives: AP undefined
+            extra = {"ap": average_precision_score(labels, probs, average=None)}
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, zero_division=0, **labels_arg)
+    return [
+        {"class": int(c), "recall": float(recall[c]), "precision": float(precision[c]),
+         "f1": float(f1[c]), "support": int(support[c]), "train_count": int(train_counts[c]),
+         **{name: float(values[c]) for name, values in extra.items()}}
+        for c in classes
+    ]
+
+
+def memorisation(probs: np.ndarray, noisy: np.ndarray, clean: np.ndarray) -> dict:
+    """On the training examples whose label was flipped: accuracy against the noisy label (the
+    model memorised the noise) and against the true one (it resisted)."""
+    flipped = noisy != clean
+    if not flipped.any() or not np.isfinite(probs).all():
+        return dict.fromkeys(MEMORISATION, float("nan"))
+    predicted = probs[flipped].argmax(axis=1)
+    return {"flipped_acc_noisy": float((predicted == noisy[flipped]).mean()),
+            "flipped_acc_true": float((predicted == clean[flipped]).mean())}

@@ -15,6 +15,7 @@ SUMMARY = "summary.json"
 METRICS = "metrics.parquet"
 CALIBRATION = "calibration.parquet"
 STEPS = "steps.parquet"
+PER_CLASS = "per_class.parquet"
 
 
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
@@ -61,8 +62,10 @@ class RunFiles:
         self.identity = identity  # loss, dataset, data_source, seed: on every table row
         self.metrics: list[dict] = []
         self.steps: list[dict] = []
+        self.per_class: list[dict] = []
 
-    def add_epoch(self, rows: list[dict], calibration: list[dict], steps: list[dict]) -> None:
+    def add_epoch(self, rows: list[dict], calibration: list[dict], steps: list[dict],
+                  per_class: list[dict] = ()) -> None:
         self.metrics += [{**self.identity, **row} for row in rows]
         write_table(self.run_dir / METRICS, self.metrics)
         if calibration:
@@ -70,6 +73,9 @@ class RunFiles:
         if steps:
             self.steps += [{**self.identity, **row} for row in steps]
             write_table(self.run_dir / STEPS, self.steps)
+        if per_class:
+            self.per_class += [{**self.identity, **row} for row in per_class]
+            write_table(self.run_dir / PER_CLASS, self.per_class)
 
     def final_test_metrics(self) -> dict[str, float]:
         """test_<metric> of the last completed epoch: a fixed budget, nothing selected on test."""

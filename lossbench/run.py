@@ -19,6 +19,7 @@ import torch
 from omegaconf import OmegaConf
 
 import lossbench
+from lossbench.autocast_ops import autocast_dtypes
 from lossbench.config import validate
 from lossbench.errors import UserError
 from lossbench.data import DATASETS, load_dataset
@@ -139,14 +140,14 @@ def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict
     files.identity = {"loss": label, "dataset": dataset_name, "data_source": data.source, "seed": cfg.seed}
     summary.update(loss=label, loss_derived=derived, data_source=data.source, data_origin=data.origin,
                    n_train=len(data.x_train), n_test=len(data.x_test), n_classes=data.n_classes,
-                   outputs=width, device=str(device))
-    model = build_model(cfg.model, data.n_features, width).to(device)
+                   outputs=width, device=str(device), **data.info)
+    model = build_model(cfg.model, data.n_features, width, data.image_shape).to(device)
     criterion = criterion.to(device)
     optimizer = build_optimizer(cfg.optim, model.parameters())
     data = data.to(device)
 
-    def on_epoch(rows: list[dict], calibration: list[dict], steps: list[dict]) -> None:
-        files.add_epoch(rows, calibration, steps)
+    def on_epoch(rows: list[dict], calibration: list[dict], steps: list[dict], per_class=()) -> None:
+        files.add_epoch(rows, calibration, steps, per_class)
         if rows:
             summary["epochs_completed"] = rows[0]["epoch"]
             log.info(_epoch_line(rows, cfg.trainer.epochs))
@@ -154,6 +155,12 @@ def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict
     derived_text = "".join(f", {key} {[round(v, 4) for v in values]}" for key, values in derived.items())
     log.info(f"loss: {label} = {spec.summary} ({spec.reduction}{derived_text}); model: {cfg.model.name} {list(cfg.model.hidden)}; "
              f"device: {device}, {threads} threads, precision {cfg.trainer.precision.name}")
+    summary["autocast_dtypes"] = autocast_dtypes(device, cfg.trainer.precision.name)
+    if summary["autocast_dtypes"]:
+        log.info("autocast on %s runs: %s", device.type,
+                 ", ".join(f"{op} in {dtype}" for op, dtype in summary["autocast_dtypes"].items()))
+    if data.info:
+        log.info("data conditions: %s", ", ".join(f"{k}={v}" for k, v in data.info.items()))
     try:
         with StopFlag() as stop:
             outcome = train(model, spec, criterion, data, optimizer, cfg.trainer, device, generator, on_epoch,
@@ -173,7 +180,8 @@ def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict
         finish("interrupted" if isinstance(error, KeyboardInterrupt) else "failed",
                f"{type(error).__name__}: {error}")
         raise
-    return finish(outcome.status, outcome.message, skipped_steps=outcome.skipped_steps)
+    return finish(outcome.status, outcome.message, skipped_steps=outcome.skipped_steps,
+                  scaler_skipped_steps=outcome.scaler_skipped_steps)
 
 
 def _epoch_line(rows: list[dict], epochs: int) -> str:

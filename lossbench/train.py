@@ -2,8 +2,9 @@
 handed to it; it hands back plain records through `on_epoch`.
 
 No host sync per step: the running counters stay on the device and are read every
-`log_every` steps (and at epoch ends). Only `on_nonfinite=skip` syncs each step, as
-torch's GradScaler does, because skipping an update needs to know before the update.
+`log_every` steps (and at epoch ends). Only `on_nonfinite=skip` syncs each step, and so does
+`trainer.loss_scaling=dynamic`: torch's GradScaler.step reads its found-inf flag on the host to
+decide whether to skip the update.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Outcome:
     epochs_completed: int
     message: Optional[str] = None
     skipped_steps: int = 0
+    scaler_skipped_steps: int = 0
 
 
 def autocast(device: torch.device, precision: str):
@@ -52,6 +54,7 @@ def saturated_fraction(spec: LossSpec, logits: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(model, spec, criterion, x, y_enc, y_raw, task, device, precision) -> tuple[dict, list, np.ndarray]:
+    """Metrics of one split, its reliability table, and the predicted probabilities."""
     model.eval()
     logits, loss_sum = [], torch.zeros((), device=device)
     with autocast(device, precision):
@@ -66,24 +69,31 @@ def evaluate(model, spec, criterion, x, y_enc, y_raw, task, device, precision) -
         values, table = metrics.single_label(probs, labels)
     else:
         values, table = metrics.multi_label(probs, labels, spec.threshold)
-    return {"loss_value": float(loss_sum) / len(x), **values}, table
+    return {"loss_value": float(loss_sum) / len(x), **values}, table, probs
 
 
 class Signals:
     """Stability signals. The counters stay on the device; a logged row is the only read."""
 
-    def __init__(self, spec: LossSpec, device: torch.device):
+    def __init__(self, spec: LossSpec, device: torch.device, scaler: torch.amp.GradScaler):
         self.spec = spec
         self.bad_loss = torch.zeros((), dtype=torch.long, device=device)
         self.bad_grad = torch.zeros((), dtype=torch.long, device=device)
         self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
         self.skipped = 0
+        # Steps GradScaler skipped for a non-finite gradient (its normal business, not divergence)
+        self.scaler_skipped = torch.zeros((), dtype=torch.long, device=device)
+        self.scaler = scaler
         self.rows: list[dict] = []
 
     def observe(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor) -> torch.Tensor:
-        """Count this step's non-finite loss or gradient; returns whether it had one (on device)."""
+        """Count this step's non-finite loss or gradient; returns whether it had one (on device).
+        Under dynamic loss scaling a non-finite gradient alone is a step the scaler skips."""
         loss_bad, grad_bad = ~torch.isfinite(loss.detach()), ~torch.isfinite(grad_norm)
         self.bad_loss += loss_bad
+        if self.scaler.is_enabled():
+            self.scaler_skipped += grad_bad
+            grad_bad = torch.zeros_like(grad_bad)
         self.bad_grad += grad_bad
         bad = loss_bad | grad_bad
         self.first_bad = torch.where((self.first_bad < 0) & bad, step, self.first_bad)
@@ -99,6 +109,8 @@ class Signals:
             "saturated_frac": float(saturated_fraction(self.spec, logits)),
             "nonfinite_loss": int(self.bad_loss), "nonfinite_grad": int(self.bad_grad),
             "skipped_steps": self.skipped,
+            "loss_scale": self.scaler.get_scale() if self.scaler.is_enabled() else float("nan"),
+            "scaler_skipped_steps": int(self.scaler_skipped),
         })
 
     def first_nonfinite_step(self) -> int:
@@ -126,7 +138,7 @@ def train(
     trainer: Any,
     device: torch.device,
     generator: torch.Generator,
-    on_epoch: Callable[[list[dict], list[dict], list[dict]], None],
+    on_epoch: Callable[..., None],
     stop_requested: Callable[[], bool] = lambda: False,
 ) -> Outcome:
     precision, skip_nonfinite = trainer.precision.name, trainer.on_nonfinite.name == "skip"
@@ -138,15 +150,21 @@ def train(
     params = list(model.parameters())
     with autocast(device, precision):
         check_loss_inputs(criterion, spec.activation(model(x[:batch])), y[:batch])
+    per_class_inputs = _per_class_inputs(data)
 
-    signals, step, epoch = Signals(spec, device), 0, 0
+    # Disabled (loss_scaling=none), a GradScaler passes everything through without a sync.
+    scaler = torch.amp.GradScaler(device.type, enabled=trainer.loss_scaling.name == "dynamic")
+    signals, step, epoch = Signals(spec, device, scaler), 0, 0
     loss = grad_norm = logits = None
+
+    def outcome(status: str, epochs_completed: int, message: Optional[str]) -> Outcome:
+        return Outcome(status, epochs_completed, message, signals.skipped, int(signals.scaler_skipped))
 
     def end(status: str, message: Optional[str]) -> Outcome:
         if not signals.rows or signals.rows[-1]["step"] != step:
             signals.log(step, epoch, loss, grad_norm, logits)
         on_epoch([], [], signals.flush())
-        return Outcome(status, epoch - 1, message, signals.skipped)
+        return outcome(status, epoch - 1, message)
 
     bar = tqdm(total=total_steps, disable=None, unit="step", leave=False)
     try:
@@ -161,14 +179,16 @@ def train(
                     logits = model(x[idx])
                     loss = criterion(spec.activation(logits), y[idx])
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)  # the logged gradient norm is the true one
                 grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
                 step += 1
                 bad = signals.observe(step, loss, grad_norm)
                 if skip_nonfinite and bool(bad):
                     signals.skipped += 1
                 else:
-                    optimizer.step()
+                    scaler.step(optimizer)  # skips the update itself when a gradient is not finite
+                scaler.update()  # lowers the scale after a non-finite gradient
                 bar.update()
                 if step % trainer.log_every == 0 or start + batch >= n:
                     signals.log(step, epoch, loss, grad_norm, logits)
@@ -179,14 +199,17 @@ def train(
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - started
-            train_row, _ = evaluate(model, spec, criterion, x, y, data.y_train, data.task, device, precision)
-            test_row, table = evaluate(model, spec, criterion, data.x_test, y_test, data.y_test, data.task, device, precision)
+            train_row, _, train_probs = evaluate(model, spec, criterion, x, y, data.y_train, data.task, device, precision)
+            test_row, table, test_probs = evaluate(model, spec, criterion, data.x_test, y_test, data.y_test, data.task, device, precision)
             train_row.update(epoch_time_s=seconds, samples_per_s=n / seconds)
+            per_class = _add_condition_metrics(data, spec, per_class_inputs, train_row, train_probs,
+                                               test_row, test_probs)
             on_epoch(
                 [{"epoch": epoch, "split": "train", **train_row},
                  {"epoch": epoch, "split": "test", **test_row, "epoch_time_s": float("nan"), "samples_per_s": float("nan")}],
                 table,
                 signals.flush(),
+                [{"epoch": epoch, "split": "test", **row} for row in per_class],
             )
             bar.set_postfix_str(_postfix(test_row))
     except RuntimeError as error:
@@ -199,7 +222,30 @@ def train(
                    f"outputs were NaN because the weights had gone non-finite; {signals.divergence()}")
     finally:
         bar.close()
-    return Outcome("completed", trainer.epochs, None, signals.skipped)
+    return outcome("completed", trainer.epochs, None)
+
+
+def _per_class_inputs(data: Dataset) -> dict:
+    """Host copies the per-epoch condition metrics need: training counts per class (true labels)
+    or positives per label, the rarest third of the classes, the clean and noisy training labels."""
+    clean = data.y_train if data.y_train_clean is None else data.y_train_clean
+    clean = clean.cpu().numpy()
+    if data.task == Task.multi_label:
+        return {"train_counts": clean.sum(axis=0).astype(np.int64)}
+    counts = np.bincount(clean, minlength=data.n_classes)
+    return {"train_counts": counts, "rare": metrics.rarest_third(counts), "clean": clean,
+            "noisy": data.y_train.cpu().numpy()}
+
+
+def _add_condition_metrics(data, spec, inputs, train_row, train_probs, test_row, test_probs) -> list[dict]:
+    """Class-balance and memorisation metrics into the epoch's rows; the test split's per-class rows."""
+    labels = data.y_test.cpu().numpy()
+    if data.task == Task.single_label:
+        train_row.update(metrics.class_balance(train_probs, inputs["noisy"], inputs["rare"]))
+        test_row.update(metrics.class_balance(test_probs, labels, inputs["rare"]))
+        if data.y_train_clean is not None:
+            train_row.update(metrics.memorisation(train_probs, inputs["noisy"], inputs["clean"]))
+    return metrics.per_class(test_probs, labels, spec.threshold, inputs["train_counts"])
 
 
 def _postfix(row: dict) -> str:

