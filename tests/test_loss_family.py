@@ -332,3 +332,17 @@ def test_report_orders_losses_as_the_registry_with_knob_variants_after_their_def
 
     labels = ["focal(gamma=1)", "bce", "asl", "ce", "focal", "nll"]
     assert sorted(labels, key=loss_sort_key) == ["ce", "nll", "bce", "focal", "focal(gamma=1)", "asl"]
+
+
+@pytest.mark.slow
+def test_binary_preset_trains_one_logit_for_sigmoid_losses_and_two_for_ce(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli("-m", "experiment=binary", "seed=0", "trainer.epochs=1", "dataset.source=sample",
+                     *SMALL, f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    runs = {s["loss"]: s for s in (json.loads(p.read_text()) for p in sweep.glob("*/summary.json"))}
+    for name, summary in runs.items():
+        assert summary["status"] == "completed" and summary["class_ids"] == [4, 9]
+        assert summary["outputs"] == head_width(LOSSES[name], Task.single_label, 2)
+        assert summary["test_acc"] > 0.8  # 4 vs 9 after one epoch: learnt, not chance (0.5)
+    assert {runs[n]["outputs"] for n in runs} == {1, 2}
