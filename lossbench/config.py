@@ -195,7 +195,8 @@ def validate(cfg: Any) -> None:
         if not 0 < d.test_fraction < 1:
             problems.append(f"dataset.test_fraction={d.test_fraction!r} must be in (0, 1)")
     problems += [f"logger={name} needs the {name} package, which is not installed: "
-                 f'pip install -e ".[{name}]"' for name in missing_trackers(cfg.logger)]
+                 f'pip install -e ".[{name}]" in a checkout, else pip install {name}'
+                 for name in missing_trackers(cfg.logger)]
     if problems:
         raise ConfigError("\n".join(problems))
 
