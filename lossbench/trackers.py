@@ -15,7 +15,7 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from lossbench.collect import flatten
 
@@ -26,8 +26,8 @@ MLFLOW_STATUS = {"completed": "FINISHED", "diverged": "FAILED", "failed": "FAILE
 
 
 def scalars(row: dict, prefix: str, skip: tuple[str, ...]) -> dict[str, float]:
-    """A record's measured numbers as `prefix/name`; NaN means not measured there (test rows
-    have no epoch time) and is left out."""
+    """A record's numbers as `prefix/name`. NaN is left out: on an epoch row it means not
+    measured (test rows have no epoch time); on a step row the non-finite counters say it."""
     return {f"{prefix}/{key}": float(value) for key, value in row.items()
             if key not in skip and isinstance(value, (int, float)) and not isinstance(value, bool)
             and not math.isnan(value)}
@@ -41,7 +41,20 @@ def summary_scalars(summary: dict) -> dict[str, float]:
     return scalars(summary, "summary", ("seed", "epochs", "threads", "n_classes"))
 
 
-class MlflowTracker:
+class Tracker:
+    """What every tracker logs as a run goes; each says how it writes named numbers at a step."""
+
+    def _log(self, values: dict[str, float], step: int) -> None:
+        raise NotImplementedError
+
+    def log_epoch(self, rows: list[dict], steps: list[dict]) -> None:
+        if rows:
+            self._log(epoch_scalars(rows), rows[0]["epoch"])
+        for row in steps:
+            self._log(scalars(row, "steps", ("step", "epoch")), row["step"])
+
+
+class MlflowTracker(Tracker):
     """One MLflow run per lossbench run, in one experiment per preset: a sweep's runs side by side."""
 
     def __init__(self, options: Any, run_dir: Path, config: dict, preset: Optional[str]):
@@ -74,12 +87,6 @@ class MlflowTracker:
         for start in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics a batch
             self.client.log_batch(self.run_id, metrics=metrics[start : start + 1000])
 
-    def log_epoch(self, rows: list[dict], steps: list[dict]) -> None:
-        if rows:
-            self._log(epoch_scalars(rows), rows[0]["epoch"])
-        for row in steps:
-            self._log(scalars(row, "steps", ("step", "epoch")), row["step"])
-
     def finish(self, summary: dict) -> None:
         from mlflow.entities import RunTag
 
@@ -89,7 +96,7 @@ class MlflowTracker:
         self.client.set_terminated(self.run_id, MLFLOW_STATUS.get(summary["status"], "FAILED"))
 
 
-class TensorboardTracker:
+class TensorboardTracker(Tracker):
     """Event files in the run directory, replaced when the run is rerun (as its parquet files are)."""
 
     def __init__(self, options: Any, run_dir: Path, config: dict, preset: Optional[str]):
@@ -105,10 +112,7 @@ class TensorboardTracker:
             self.writer.add_scalar(name, value, step)
 
     def log_epoch(self, rows: list[dict], steps: list[dict]) -> None:
-        if rows:
-            self._log(epoch_scalars(rows), rows[0]["epoch"])
-        for row in steps:
-            self._log(scalars(row, "steps", ("step", "epoch")), row["step"])
+        super().log_epoch(rows, steps)
         self.writer.flush()  # a run that dies keeps its curves
 
     def finish(self, summary: dict) -> None:
@@ -134,7 +138,9 @@ class Trackers:
 
     def start(self, config: dict) -> None:
         for name, options in self.wanted.items():
-            self._guard(name, lambda: self.active.__setitem__(name, TRACKERS[name](options, self.run_dir, config, self.preset)))
+            tracker = self._guard(name, lambda: TRACKERS[name](options, self.run_dir, config, self.preset))
+            if tracker is not None:
+                self.active[name] = tracker
 
     def log_epoch(self, rows: list[dict], steps: list[dict]) -> None:
         for name, tracker in list(self.active.items()):
@@ -145,10 +151,12 @@ class Trackers:
             self._guard(name, lambda: tracker.finish(summary))
         self.active.clear()
 
-    def _guard(self, name: str, call) -> None:
+    def _guard(self, name: str, call: Callable[[], Any]) -> Any:
+        """call()'s result; if it raises, a warning, None, and the tracker is dropped."""
         try:
-            call()
+            return call()
         except Exception as error:
             self.active.pop(name, None)
             log.warning(f"warning: logger={name} stopped logging this run ({type(error).__name__}: "
                         f"{error}); its files in {self.run_dir} are complete")
+            return None
