@@ -54,30 +54,47 @@ class Tracker:
             self._log(scalars(row, "steps", ("step", "epoch")), row["step"])
 
 
+def mlflow_experiment(options: Any, preset: Optional[str]) -> tuple[Any, str]:
+    """A client of the tracking store and the id of the run's experiment (one per preset: a
+    sweep's runs side by side), created if new. The first client creates a new store's tables."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=options.tracking_uri)
+    name = options.experiment or preset or "lossbench"
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return client, found.experiment_id
+    try:
+        return client, client.create_experiment(name)
+    except MlflowException:  # a parallel job created it first
+        return client, client.get_experiment_by_name(name).experiment_id
+
+
+def prepare_sweep(cfg: Any) -> None:
+    """Before a sweep's jobs start (in parallel, under joblib): create the MLflow store and the
+    experiment once, which parallel jobs would race to create, some losing their logging."""
+    from lossbench.config import missing_trackers
+
+    if cfg.logger.mlflow is None or missing_trackers(cfg.logger):  # each job refuses it with a message
+        return
+    try:
+        mlflow_experiment(cfg.logger.mlflow, cfg.experiment)
+    except Exception as error:
+        log.warning(f"warning: logger=mlflow: {type(error).__name__}: {error}")
+
+
 class MlflowTracker(Tracker):
-    """One MLflow run per lossbench run, in one experiment per preset: a sweep's runs side by side."""
+    """One MLflow run per lossbench run, named after its run dir, the config as its params."""
 
     def __init__(self, options: Any, run_dir: Path, config: dict, preset: Optional[str]):
         from mlflow.entities import Param
-        from mlflow.tracking import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=options.tracking_uri)
-        experiment = options.experiment or preset or "lossbench"
-        run = self.client.create_run(self._experiment_id(experiment), run_name=run_dir.name,
+        self.client, experiment_id = mlflow_experiment(options, preset)
+        run = self.client.create_run(experiment_id, run_name=run_dir.name,
                                      tags={"lossbench.run_dir": str(run_dir.resolve())})
         self.run_id = run.info.run_id
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in flatten(config, "").items()])
-
-    def _experiment_id(self, name: str) -> str:
-        from mlflow.exceptions import MlflowException
-
-        found = self.client.get_experiment_by_name(name)
-        if found is not None:
-            return found.experiment_id
-        try:
-            return self.client.create_experiment(name)
-        except MlflowException:  # a parallel job of the same sweep created it first
-            return self.client.get_experiment_by_name(name).experiment_id
 
     def _log(self, values: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric

@@ -13,6 +13,7 @@ import torch
 from lossbench.config import validate
 from lossbench.errors import ConfigError
 from lossbench.run import execute
+from lossbench.trackers import prepare_sweep
 
 from conftest import SMALL, compose_config, run_sweep
 
@@ -76,16 +77,27 @@ def test_a_failing_tracker_is_a_warning_never_a_lost_run(logger, broken, message
     assert any(message in record.getMessage() for record in caplog.records if record.levelname == "WARNING")
 
 
+def test_a_sweep_creates_its_mlflow_store_and_experiment_before_its_jobs_start(tmp_path):
+    pytest.importorskip("mlflow", reason="mlflow not installed")
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    prepare_sweep(compose_config("logger=mlflow", "experiment=smoke", f"logger.mlflow.tracking_uri='{uri}'"))
+    assert MlflowClient(tracking_uri=uri).get_experiment_by_name("smoke") is not None
+
+
 @pytest.fixture(scope="module")
 def tracked_sweep(tmp_path_factory):
-    """A smoke sweep logging to both trackers, MLflow at its default: a SQLite file under results/."""
+    """A smoke sweep logging to both trackers from parallel jobs, MLflow at its default: a SQLite
+    file under results/, new, so the jobs would race to create it."""
     pytest.importorskip("mlflow", reason="mlflow not installed")
     pytest.importorskip("tensorboard", reason="tensorboard not installed")
     sweep = tmp_path_factory.mktemp("tracked") / "sweep"
     with pytest.MonkeyPatch.context() as env:
         env.delenv("MLFLOW_TRACKING_URI", raising=False)
-        result = run_sweep("smoke", sweep, "logger=[mlflow,tensorboard]")
+        result = run_sweep("smoke", sweep, "logger=[mlflow,tensorboard]", "hydra/launcher=joblib")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "stopped logging" not in result.stdout + result.stderr
     return sweep
 
 
