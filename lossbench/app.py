@@ -18,12 +18,19 @@ from lossbench.run import default_threads, execute
 
 log = logging.getLogger("lossbench")
 register_configs()
-# conf/ sits beside the package (editable install). An absolute path, because a relative one is
-# resolved as a Python module when the app starts with `python -m`.
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def config_path() -> str:
+    """Where Hydra finds conf/. An installed lossbench carries it as the package lossbench.conf;
+    a source checkout (editable install, or PYTHONPATH) has it beside the package, where edits
+    apply without reinstalling. Absolute, because a relative path is resolved as a Python module
+    when the app starts with `python -m`."""
+    if (Path(__file__).parent / "conf" / "config.yaml").is_file():
+        return "pkg://lossbench.conf"
+    return str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=config_path(), config_name="config")
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from importlib.util import find_spec
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -112,6 +113,25 @@ class TrainerConfig:
 
 
 @dataclass
+class MlflowConfig:
+    tracking_uri: str = "sqlite:///results/mlflow.db"
+    experiment: Optional[str] = None  # None: the preset's name, else lossbench
+
+
+@dataclass
+class TensorboardConfig:
+    dir: str = "tensorboard"  # inside the run directory
+
+
+@dataclass
+class LoggerConfig:
+    """The trackers a run also logs to; a tracker is on when its entry is set (logger=mlflow)."""
+
+    mlflow: Optional[MlflowConfig] = None
+    tensorboard: Optional[TensorboardConfig] = None
+
+
+@dataclass
 class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     # Each conf/loss/<name>.yaml takes its loss's params dataclass (lossbench/losses.py) as schema.
@@ -119,6 +139,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 0
     # Sweeps skip runs that already completed (or diverged) with the same config; resume=false reruns them.
     resume: bool = True
@@ -142,6 +163,11 @@ def register_configs() -> None:
     store.store(name="base_config", node=Config)
     for spec in LOSSES.values():
         store.store(group=LOSS_SCHEMA_GROUP, name=spec.name, node=spec.params)
+
+
+def missing_trackers(logger: Any) -> list[str]:
+    """The trackers switched on whose package cannot be imported; looked up, never imported."""
+    return [name for name, options in logger.items() if options is not None and find_spec(name) is None]
 
 
 def _accepted(values) -> str:
@@ -240,6 +266,9 @@ def validate(cfg: Any) -> None:
         if not 0 < d.test_fraction < 1:
             problems.append(f"dataset.test_fraction={d.test_fraction!r} must be in (0, 1)")
     problems += _condition_problems(cfg)
+    problems += [f"logger={name} needs the {name} package, which is not installed: "
+                 f'pip install -e ".[{name}]" in a checkout, else pip install {name}'
+                 for name in missing_trackers(cfg.logger)]
     if problems:
         raise ConfigError("\n".join(problems))
 

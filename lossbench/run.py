@@ -28,13 +28,14 @@ from lossbench.losses import LOSSES, TrainingLabels, head_width, loss_label, los
 from lossbench.model import build_model
 from lossbench.optim import build_optimizer
 from lossbench.results import RunFiles, read_summary
+from lossbench.trackers import Trackers
 from lossbench.train import train
 
 log = logging.getLogger("lossbench")
 
 # Keys that name where or how a run executes, not what it computes: a finished run is reused
 # whatever they say.
-NOT_RESULT_KEYS = ("resume", "experiment")
+NOT_RESULT_KEYS = ("resume", "experiment", "logger")
 
 
 def comparable_config(cfg: Any) -> dict:
@@ -107,6 +108,7 @@ def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict
         "threads": threads, "config": config, "overrides": overrides,
     }
     files = RunFiles(run_dir, {})
+    trackers = Trackers(cfg, run_dir)
     started = time.perf_counter()
 
     def finish(status: str, error: Optional[str] = None, **extra) -> dict:
@@ -115,11 +117,13 @@ def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict
         times = [r["epoch_time_s"] for r in files.metrics if r["split"] == "train"]
         summary["mean_epoch_time_s"] = float(np.mean(times)) if times else None
         files.write_summary(summary)
+        trackers.finish(summary)
         return summary
 
     try:
         validate(cfg)
         files.write_summary(summary)
+        trackers.start(config)
         generator = seed_everything(cfg.seed)
         torch.set_num_threads(threads)
         device = resolve_device(cfg.trainer.device.name)
@@ -148,6 +152,7 @@ def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict
 
     def on_epoch(rows: list[dict], calibration: list[dict], steps: list[dict], per_class=()) -> None:
         files.add_epoch(rows, calibration, steps, per_class)
+        trackers.log_epoch(rows, steps)
         if rows:
             summary["epochs_completed"] = rows[0]["epoch"]
             log.info(_epoch_line(rows, cfg.trainer.epochs))

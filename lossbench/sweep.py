@@ -12,6 +12,7 @@ from hydra.experimental.callback import Callback
 
 from lossbench.collect import CollectError, collect
 from lossbench.results import SUMMARY
+from lossbench.trackers import prepare_sweep
 
 log = logging.getLogger("lossbench")
 # Statuses that mean the run must be looked at; diverged and interrupted are results, and a
@@ -22,6 +23,7 @@ FAILED = ("failed", "running")
 class SweepCallback(Callback):
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         self.started = time.time()
+        prepare_sweep(config)
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

@@ -9,16 +9,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_dir, initialize_config_module
 
+from lossbench.app import config_path
 from lossbench.config import register_configs
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 register_configs()
 
 
+def initialize_config():
+    """Hydra initialised on the app's own config: the checkout's conf/ or the installed package."""
+    path = config_path()
+    if path.startswith("pkg://"):
+        return initialize_config_module(path.removeprefix("pkg://"), version_base="1.3")
+    return initialize_config_dir(config_dir=path, version_base="1.3")
+
+
 def compose_config(*overrides: str):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config():
         return compose(config_name="config", overrides=list(overrides))
 
 
@@ -60,7 +68,7 @@ def sweep_grid(preset: str) -> dict[str, list[str]]:
     """The values each swept key takes in a preset, expanded by Hydra's own override parser."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config():
         cfg = compose(config_name="config", overrides=[f"experiment={preset}"], return_hydra_config=True)
     params = cfg.hydra.sweeper.params
     parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])

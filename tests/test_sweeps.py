@@ -38,11 +38,11 @@ def test_presets_compose(preset, dataset, losses, seeds, epochs):
     ("joblib", "JoblibLauncher"), ("submitit_local", "LocalLauncher"), ("submitit_slurm", "SlurmLauncher"),
 ])
 def test_launchers_resolve(launcher, target):
-    from hydra import compose, initialize_config_dir
+    from hydra import compose
 
-    from conftest import CONF_DIR
+    from conftest import initialize_config
 
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config():
         cfg = compose("config", overrides=["experiment=smoke", f"hydra/launcher={launcher}"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith(target)
 
