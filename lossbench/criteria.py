@@ -1,11 +1,18 @@
 """The losses torch does not ship, as small modules named for what they compute.
 
-Each is written from `log_softmax` or `logsigmoid`, never `log(softmax)`: with p_y the target's
-probability, log p_y comes straight from the logits and 1 - p_y = -expm1(log p_y), so both stay
-exact where the probabilities round to 0 or 1. Each docstring gives the formula, its source and
-the reduction, because the reduction sets the effective learning rate: the softmax family averages
-over the N samples (as CrossEntropyLoss does), the sigmoid family over the N x C outputs (as
-BCEWithLogitsLoss does).
+Each is written from `log_softmax` or `logsigmoid`, never `log(softmax)`. With p_y the target's
+probability, log p_y comes straight from the logits, and log(1 - p_y) is the logsumexp of the other
+classes' log-probabilities (1 - p_y is their sum), so 1 - p_y and its powers are exp of a log that
+is exact on both sides: their values and gradients hold where p_y rounds to 0 as well as where it
+rounds to 1 (-expm1(log p_y) holds the value only: its backward forms p_y as expm1(log p_y) + 1,
+which is 0 once p_y is below half an ulp of 1). gce's 1 - p_y^q is -expm1(q log p_y) with the
+derivative -p_y^q taken from exp (`one_minus_exp`). log p_y itself is log_softmax's: exact for a
+wrong logit, and for a confidently right one as accurate as cross-entropy's, which rounds
+1 + sum_j e^(z_j - z_y).
+
+Each docstring gives the formula, its source and the reduction, because the reduction sets the
+effective learning rate: the softmax family averages over the N samples (as CrossEntropyLoss
+does), the sigmoid family over the N x C outputs (as BCEWithLogitsLoss does).
 
 Softmax-family modules take (logits (N, C), class indices (N,)); sigmoid-family modules take
 (logits, float 0/1 targets of the logits' shape). The two base classes say which, for the
@@ -19,6 +26,7 @@ sets it to "none" on every criterion to read one loss per row.
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -46,14 +54,24 @@ class SoftmaxLoss(ReducedLoss):
         log_p = F.log_softmax(input, dim=1)
         return log_p.gather(1, target[:, None]).squeeze(1), log_p
 
+    @staticmethod
+    def log_one_minus_target(log_p: Tensor, target: Tensor) -> Tensor:
+        """log(1 - p_y) per sample: the logsumexp of the non-target log-probabilities. The target's
+        entry is -inf, which logsumexp weighs by exp(-inf) = 0 in value and gradient (C >= 2)."""
+        return log_p.scatter(1, target[:, None], -math.inf).logsumexp(dim=1)
+
 
 class SigmoidLoss(ReducedLoss):
     """Takes raw logits and float 0/1 targets of the same shape; each output is a Bernoulli."""
 
 
-def one_minus(log_p: Tensor) -> Tensor:
-    """1 - p from log p, exact where p rounds to 1 (where 1 - p would cancel to 0)."""
-    return -torch.expm1(log_p)
+def one_minus_exp(x: Tensor) -> Tensor:
+    """1 - e^x with the value of -expm1(x) (exact as x -> 0) and the derivative -e^x (exact as
+    x -> -inf, where expm1's backward, expm1(x) + 1, cancels to 0)."""
+    # Straight-through rather than an autograd.Function: three plain ops, no ctx or saved
+    # tensors; g - g.detach() is exactly 0 in value and carries g's gradient.
+    g = -torch.exp(x)
+    return -torch.expm1(x).detach() + (g - g.detach())
 
 
 class FocalLoss(SoftmaxLoss):
@@ -72,10 +90,10 @@ class FocalLoss(SoftmaxLoss):
         self.register_buffer("alpha", alpha)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        log_py, _ = self.target_log_prob(input, target)
-        loss = -log_py
-        if self.gamma != 0:  # 0^0 = 1 but its gradient would be 0 * inf where p_y = 1
-            loss = loss * one_minus(log_py).pow(self.gamma)
+        log_py, log_p = self.target_log_prob(input, target)
+        # (1 - p_y)^gamma as exp(gamma log(1 - p_y)): log(1 - p_y) is finite, so gamma = 0 gives
+        # weight 1 and gradient 0, with no 0^0 (whose pow gradient is 0 * inf where p_y = 1).
+        loss = -log_py * torch.exp(self.gamma * self.log_one_minus_target(log_p, target))
         if self.alpha is not None:
             loss = loss * self.alpha[target]
         return self.reduce(loss)
@@ -90,8 +108,9 @@ class Poly1CrossEntropy(SoftmaxLoss):
         self.epsilon = epsilon
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        ce = F.cross_entropy(input, target, reduction="none")
-        return self.reduce(ce + self.epsilon * one_minus(-ce))
+        log_py, log_p = self.target_log_prob(input, target)
+        one_minus_py = torch.exp(self.log_one_minus_target(log_p, target))
+        return self.reduce(-log_py + self.epsilon * one_minus_py)
 
 
 class BrierLoss(SoftmaxLoss):
@@ -128,8 +147,8 @@ class MAELoss(SoftmaxLoss):
     Reduction: mean over the N samples. (The Active Passive Loss code's MAE is half this.)"""
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        log_py, _ = self.target_log_prob(input, target)
-        return self.reduce(2 * one_minus(log_py))
+        _, log_p = self.target_log_prob(input, target)
+        return self.reduce(2 * torch.exp(self.log_one_minus_target(log_p, target)))
 
 
 class GCELoss(SoftmaxLoss):
@@ -144,13 +163,13 @@ class GCELoss(SoftmaxLoss):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         log_py, _ = self.target_log_prob(input, target)
-        return self.reduce(-torch.expm1(self.q * log_py) / self.q)
+        return self.reduce(one_minus_exp(self.q * log_py) / self.q)
 
 
-def reverse_cross_entropy(log_py: Tensor, log_zero: float) -> Tensor:
+def reverse_cross_entropy(log_one_minus_py: Tensor, log_zero: float) -> Tensor:
     """RCE = -sum_k p_k log onehot_k with log 0 := A (`log_zero`): only the non-target classes
-    contribute, so RCE = -A (1 - p_y) (Wang et al. 2019, eq. 5)."""
-    return -log_zero * one_minus(log_py)
+    contribute, so RCE = -A (1 - p_y) (Wang et al. 2019, eq. 5), from log(1 - p_y)."""
+    return -log_zero * torch.exp(log_one_minus_py)
 
 
 class SCELoss(SoftmaxLoss):
@@ -163,8 +182,8 @@ class SCELoss(SoftmaxLoss):
         self.alpha, self.beta, self.log_zero = alpha, beta, log_zero
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        log_py, _ = self.target_log_prob(input, target)
-        rce = reverse_cross_entropy(log_py, self.log_zero)
+        log_py, log_p = self.target_log_prob(input, target)
+        rce = reverse_cross_entropy(self.log_one_minus_target(log_p, target), self.log_zero)
         return self.reduce(self.alpha * -log_py + self.beta * rce)
 
 
@@ -180,7 +199,8 @@ class NCEandRCE(SoftmaxLoss):
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         log_py, log_p = self.target_log_prob(input, target)
         nce = log_py / log_p.sum(dim=1)
-        return self.reduce(self.alpha * nce + self.beta * reverse_cross_entropy(log_py, self.log_zero))
+        rce = reverse_cross_entropy(self.log_one_minus_target(log_p, target), self.log_zero)
+        return self.reduce(self.alpha * nce + self.beta * rce)
 
 
 class SigmoidFocalLoss(SigmoidLoss):

@@ -2,6 +2,7 @@
 float64, 1e-10), its knobs typed and validated, its derived weights from the training labels."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from torch import nn
 from lossbench.config import validate
 from lossbench.checks import check_loss_inputs
 from lossbench.errors import ConfigError, DataError, LossInputError
-from lossbench.losses import LOSSES, Targets, Task, TrainingLabels, encode_targets, head_width, loss_label, loss_params
+from lossbench.losses import LOSSES, Probabilities, Targets, Task, TrainingLabels, encode_targets, head_width, loss_label, loss_params
 from lossbench.metrics import single_label
 
 from conftest import SMALL, compose_config, run_cli
@@ -145,6 +146,55 @@ def test_nce_rce_is_its_formula():
         return (alpha * nce + beta * rce).mean()
 
     assert_same(lambda x: loss(x, labels), by_hand, logits)
+
+
+def target_logit_gradient(name, z):
+    """d/dz of the loss for logits (z, 0, ..., 0) with target 0, derived by hand from its closed
+    form in p = 1/(1 + (C-1) e^-z); each of the C-1 others has p_j = (1-p)/(C-1), and
+    dp/dz = p(1-p), d log p/dz = 1-p, d log p_j/dz = -p. log p = -log(1 + (C-1) e^-z) and
+    1 - p = (C-1) e^-z p: no difference from 1 anywhere, so exact for z << 0."""
+    a = LOSSES[name].params()
+    log_p = -math.log1p((C - 1) * math.exp(-z))
+    p = math.exp(log_p)
+    q = (C - 1) * math.exp(-z) * p  # 1 - p
+    ce = -q
+    gradients = {
+        "ce": lambda: ce, "nll": lambda: ce, "ce_weighted": lambda: ce,  # balanced weights: equal
+        "focal": lambda: q ** a.gamma * (a.gamma * p * log_p - q),
+        "ce_smooth": lambda: p - (1 - a.smoothing + a.smoothing / C),
+        "poly1": lambda: ce - a.epsilon * p * q,
+        "brier": lambda: -2 * (1 + 1 / (C - 1)) * p * q ** 2,  # of (1-p)^2 + (C-1) ((1-p)/(C-1))^2
+        "mse": lambda: 2 * a.k * (z - a.m) / C,
+        "mae": lambda: -2 * p * q,
+        "gce": lambda: -(p ** a.q) * q,
+        "sce": lambda: a.alpha * ce + a.beta * a.log_zero * p * q,  # RCE = -A(1-p)
+        "nce_rce": lambda: a.alpha * nce_gradient(log_p, p, z) + a.beta * a.log_zero * p * q,
+    }
+    return gradients[name]()
+
+
+def nce_gradient(log_p, p, z):
+    """NCE = log p / S with S = log p + (C-1) log p_j = C log p - (C-1) z."""
+    s = C * log_p - (C - 1) * z
+    return ((1 - p) * s - log_p * (C * (1 - p) - (C - 1))) / s ** 2
+
+
+SOFTMAX_LOSSES = [name for name, spec in LOSSES.items() if spec.probabilities == Probabilities.softmax]
+
+
+@pytest.mark.parametrize("z", [-60.0, -200.0])
+@pytest.mark.parametrize("name", SOFTMAX_LOSSES)
+def test_a_confidently_wrong_logit_gets_its_exact_gradient(name, z):
+    """Far past where p rounds away next to 1 (p ~ e^-60/9 is 1e-27): in float64 the target
+    logit's gradient is finite, non-zero and the hand-derived one to 1e-10 relative, where
+    1 - p = -expm1(log p) used to give an exactly-0 gradient for mae and gce."""
+    spec = LOSSES[name]
+    x = torch.zeros(1, C, dtype=torch.float64)
+    x[0, 0] = z
+    _, grad = value_and_grad(lambda v: criterion(name)(spec.activation(v), torch.tensor([0])), x)
+    exact = target_logit_gradient(name, z)
+    assert exact != 0 and math.isfinite(grad[0, 0].item())
+    assert grad[0, 0].item() == pytest.approx(exact, rel=TOL, abs=0)
 
 
 def multi_hot(n=64, c=C, seed=1):

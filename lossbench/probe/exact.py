@@ -54,8 +54,9 @@ class Margin:
 
 class _OneMinusExp(torch.autograd.Function):
     """1 - e^x as -expm1(x), with the derivative -e^x taken directly: torch's expm1 backward
-    forms e^x as expm1(x) + 1, which cancels to 0 for x << 0 (a finding of the probe's, which the
-    reference must not share)."""
+    forms e^x as expm1(x) + 1, which cancels to 0 for x << 0 (the probe found it in the criteria,
+    and the reference must not share it). Written here, not imported: the reference stays
+    independent of lossbench.criteria."""
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:

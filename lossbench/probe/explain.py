@@ -37,6 +37,7 @@ class Facts:
     max: float
     denorm: float  # smallest subnormal
     opmath_max: float  # max of the type torch computes elementwise math in (float32 for 16-bit types)
+    opmath_eps: float  # eps of that type: log_softmax's backward rounds to it, not to the dtype's
     holds_bce_eps: bool  # False in float16: 1e-12 rounds to 0, the guard vanishes
 
     @classmethod
@@ -45,13 +46,21 @@ class Facts:
         fi = torch.finfo(dtype)
         opmath = torch.float32 if fi.bits == 16 else dtype
         return cls(eps=fi.eps, tiny=fi.tiny, max=fi.max, denorm=fi.tiny * fi.eps,
-                   opmath_max=torch.finfo(opmath).max,
+                   opmath_max=torch.finfo(opmath).max, opmath_eps=torch.finfo(opmath).eps,
                    holds_bce_eps=torch.tensor(BCE_EPS, dtype=dtype).item() > 0)
 
 
 def _at(log_level: float, m: float, k: float) -> float:
     """|z| at which (e^-|z|/m)^k falls to e^log_level (logs: float64's denorm/2 is 0)."""
     return -log_level / k - math.log(m)
+
+
+def _solve(c: float, k: float) -> float:
+    """The |z| > 1 at which c |z|^k e^-|z| = 1 (fixed point of z = ln(c z^k))."""
+    z = max(math.log(c), 1.0)
+    for _ in range(50):
+        z = math.log(c * z ** k)
+    return z
 
 
 # cause -> (interval of |z| it predicts given facts, m and k, or None if it cannot occur; text)
@@ -87,23 +96,31 @@ CAUSES = {
         "(eps = {eps:.3g}), over 1% of it{kpow} from |z| >= ln(1/(50{kmul} eps)) = {lo:.2f} on"),
     # The causes below speak of a small quantity q = (e^-|z|/m)^k (qterm) and where it crosses a
     # level T: |z| = ln(1/T)/k - ln m.
-    "off_one_1pct": (
-        lambda f, m, k: (max(0.0, _at(math.log(50 * f.eps), m, k)), _at(math.log(f.eps / 4), m, k)),
-        "q ~ {qterm} is formed as a difference from 1: torch's expm1 backward computes e^x as "
-        "expm1(x) + 1, with expm1(x) = q - 1 known to eps/2 (eps = {eps:.3g}), an error over 1% "
-        "of q from q < 50 eps, |z| >= {lo:.2f}, until q rounds away at {hi:.2f}"),
-    "off_one_1pct_small_z": (
-        # right side, p = 1/(1 + m e^-z) < 50 eps while z < ln(m 50 eps / (1 - 50 eps))
-        lambda f, m, k: ((0.0, math.log(m * 50 * f.eps / (1 - 50 * f.eps)))
-                         if m * 50 * f.eps > 1 - 50 * f.eps else None),
-        "p = 1/(1 + {mterm}) is still below 50 eps = {fifty_eps:.2g} for |z| < {hi:.2f}, and torch's "
-        "expm1 backward forms it as expm1(log p) + 1, with expm1(log p) = p - 1 known to eps/2: "
-        "over 1% of p"),
     "off_one": (
         lambda f, m, k: (_at(math.log(f.eps / 2), m, k), _at(math.log(f.eps / 4), m, k)),
         "q ~ {qterm} drops below half an ulp of 1 (between eps/4 and eps/2, eps = {eps:.3g}), so "
-        "1 - q (and expm1's e^x = expm1(x) + 1 in the backward) rounds to exactly 1 (resp. 0) "
-        "for |z| in [{lo:.2f}, {hi:.2f}]"),
+        "1 - q rounds to exactly 1 for |z| in [{lo:.2f}, {hi:.2f}]"),
+    "log_resolution": (
+        lambda f, m, k: (math.log(1 / (4 * f.eps)) - math.log(m), math.log(4 / f.eps) - math.log(m)),
+        "log(1 - p) ~ -{pterm} is a logsumexp of O(1) log-probabilities, each known to about eps "
+        "(= {eps:.3g}) absolute: once p is within a few eps of 0 (from eps/4 to 4 eps, |z| in "
+        "[{lo:.2f}, {hi:.2f}]) it is lost in that rounding and 1 - p = exp(log(1 - p)) is exactly 1, "
+        "off by ~eps relative (harmless)"),
+    # The active term's weight a on log p_y and the passive term's per non-target class
+    # coefficient c (= m |z|^k a) both enter log_softmax's backward, g_y - p_y sum_j g_j, computed
+    # in the opmath type.
+    "absorbed": (
+        lambda f, m, k: (_solve(2 * m / f.opmath_eps, k), _solve(4 * M_MULTI * m / f.opmath_eps, k)),
+        "log_softmax's backward sums the upstream gradients in its compute type (float32 for 16-bit "
+        "dtypes, eps = {opmath_eps:.3g}): the passive term's gradient per non-target class, "
+        "{ratio}e^-|z| times the active term's weight, is below half an ulp of that weight from "
+        "|z| = {lo:.2f} (each term alone) to {hi:.2f} (all {M} together) and is absorbed; with p_y "
+        "rounded to 1 the target's gradient is then exactly 0 (exact ~ -e^-z: harmless)"),
+    "active_error": (
+        lambda f, m, k: (_solve(M_MULTI * m / (400 * f.eps), k), _solve(M_MULTI * m / (50 * f.eps), k)),
+        "the active term's gradient comes out of log_softmax's backward off by eps/2 to 4 eps "
+        "(eps = {eps:.3g}) of its weight, while the exact gradient is the passive term's "
+        "{M} x {ratio}e^-|z| times that weight: over 1% of it for |z| in [{lo:.2f}, {hi:.2f}]"),
     "power_underflow": (
         lambda f, m, k: (_at(math.log(f.tiny), m, k), _at(math.log(f.denorm) - math.log(2), m, k)),
         "q ~ {qterm} goes subnormal (below tiny = {tiny:.3g}) from |z| = {lo:.2f} and rounds to 0 "
@@ -141,22 +158,85 @@ _SMOOTH_T = 1 - _SMOOTH + _SMOOTH / N_CLASSES  # the target's share of the smoot
 _SIGMOID_FOCAL = PROBED["focal_sigmoid"].params()
 _SF_K = _SIGMOID_FOCAL.gamma + 1  # its loss ~ alpha e^-(gamma+1)z on the right side
 _Q = PROBED["gce"].params().q
-_EXPM1_BACKWARD = ("its backward gets e^(log p) = p from that difference: the gradient of a "
-                   "confidently wrong logit")
+_SCE = PROBED["sce"].params()
+_NCE = PROBED["nce_rce"].params()
+# The passive term c (1 - p_y) of each active-passive loss, next to the weight a of its active
+# term's log p_y: (c, c/a per |z|^k, k). NCE's weight is alpha / |sum_k log p_k| ~ alpha / (9|z|).
+_PASSIVE = {
+    "poly1": (PROBED["poly1"].params().epsilon, PROBED["poly1"].params().epsilon, 0),
+    "sce": (_SCE.beta * abs(_SCE.log_zero), _SCE.beta * abs(_SCE.log_zero) / _SCE.alpha, 0),
+    "nce_rce": (_NCE.beta * abs(_NCE.log_zero), _NCE.beta * abs(_NCE.log_zero) * M_MULTI / _NCE.alpha, 1),
+}
+_ROUNDS = "log_softmax, logsumexp, exp and the sums each round"
 
-# The family beyond the four. 1 - p_y = -expm1(log p_y) everywhere in lossbench.criteria, so the
-# losses of p_y share the right side of ce, and on the wrong side their gradient needs p_y back
-# out of expm1(log p_y) = p_y - 1, a difference from 1.
+# The family beyond the four. lossbench.criteria takes log(1 - p_y) as the logsumexp of the
+# non-target log-probabilities, so 1 - p_y is exact on both sides; log p_y is log_softmax's, so
+# the losses with a -log p_y term share ce's right side. Active-passive losses add a passive term
+# c (1 - p_y) to an active one in log p_y; gce is a function of log p_y alone.
 _FAMILY_MECHANISMS = {
-    ("p_y", "right", "grad_relerr_1pct"): [
-        ("cancellation", M_MULTI, "log p_y = -log(1 + 9e^-z) from log_softmax and 1 - p_y = "
-                                  "-expm1(log p_y): " + _CANCEL_RIGHT),
-        ("off_one_1pct_small_z", M_MULTI, "the gradient of 1 - p_y = -expm1(log p_y) carries it")],
-    ("p_y", "right", "value_relerr_1pct"): [
+    ("gce", "right", "grad_relerr_1pct"): [
+        ("cancellation", M_MULTI, "log p_y = -log(1 + 9e^-z) from log_softmax: " + _CANCEL_RIGHT)],
+    ("gce", "right", "value_relerr_1pct"): [
         ("cancellation", M_MULTI, "the loss is built from that rounded log p_y")],
-    ("p_y", "right", "grad_zero"): [
-        ("round_to_one", M_MULTI, "log p_y = 0 and 1 - p_y = -expm1(0) = 0: " + _ROUND_RIGHT)],
-    ("p_y", "right", "saturates"): [("round_to_one", M_MULTI, "the loss is exactly 0")],
+    ("gce", "right", "grad_zero"): [
+        ("round_to_one", M_MULTI, "log p_y = 0 and 1 - p_y^q = -expm1(0) = 0: " + _ROUND_RIGHT)],
+    ("gce", "right", "saturates"): [("round_to_one", M_MULTI, "the loss is exactly 0")],
+    ("gce", "wrong", "grad_relerr_1pct"): [
+        ("power_underflow", M_MULTI, "the gradient -p^q (1-p), p^q = exp(q log p) taken directly "
+                                     "(not as expm1(q log p) + 1), is proportional to it", _Q),
+        ("short_mantissa", 1, _ROUNDS)],
+    ("gce", "wrong", "grad_zero"): [
+        ("power_underflow", M_MULTI, "p^q is 0, and with it the gradient", _Q)],
+    ("gce", "wrong", "saturates"): [("off_one", M_MULTI, "the loss (1 - p^q)/q is 1/q exactly", _Q)],
+    ("mae", "wrong", "grad_relerr_1pct"): [
+        ("subnormal", M_MULTI, "p = exp(log p) in log_softmax's backward is that coarse, and the "
+                               "gradient -2p(1-p) is proportional to it"),
+        ("subnormal", M_MULTI / 2, "the gradient -2p(1-p) ~ 2e^-|z|/9 (formed in float32 for "
+                                   "16-bit dtypes, then rounded) is that number"),
+        ("short_mantissa", 1, _ROUNDS)],
+    ("mae", "wrong", "grad_zero"): [
+        ("p_underflow", M_MULTI, "p = exp(log p) in log_softmax's backward is 0, and with it the "
+                                 "gradient -2p(1-p)"),
+        ("p_underflow", M_MULTI / 2, "the gradient -2p(1-p) ~ 2e^-|z|/9, formed in float32 for "
+                                     "16-bit dtypes, rounds to 0 in the dtype")],
+    ("mae", "wrong", "value_relerr_1pct"): [("short_mantissa", 1, _ROUNDS)],
+    ("mae", "wrong", "saturates"): [("log_resolution", M_MULTI, "the loss 2(1-p) is 2 exactly")],
+    ("mae", "right", "grad_relerr_1pct"): [
+        ("subnormal", 1 / M_MULTI, "1 - p = exp(log(1 - p)) ~ 9e^-z is that number, and the "
+                                   "gradient -2p(1-p) is proportional to it"),
+        ("short_mantissa", 1, _ROUNDS)],
+    ("mae", "right", "value_relerr_1pct"): [
+        ("subnormal", 1 / M_MULTI, "the loss 2(1-p) is proportional to it"),
+        ("short_mantissa", 1, _ROUNDS)],
+    ("mae", "right", "grad_zero"): [
+        ("p_underflow", 1 / 2, "logsumexp's backward hands each non-target log-probability "
+                               "2(1-p)/9 ~ 2e^-z, which is 0, and the target's gradient is 0 (harmless)")],
+    ("mae", "right", "saturates"): [
+        ("p_underflow", 1 / M_MULTI, "1 - p = exp(log(1 - p)) ~ 9e^-z is 0: the loss is 0 (harmless)")],
+    **{("active_passive", "right", kind): [
+        ("cancellation", M_MULTI, "the active term's log p_y = -log(1 + 9e^-z) comes from "
+                                  "log_softmax, while the passive c(1 - p_y) = c exp(log(1 - p_y)) "
+                                  "is exact: " + _CANCEL_RIGHT),
+        ("subnormal", 1 / M_MULTI, "1 - p_y = exp(log(1 - p_y)) ~ 9e^-z carries the passive term, "
+                                   "all that is left of the loss and its gradient"),
+        ("short_mantissa", 1, _ROUNDS)]
+       for kind in ("grad_relerr_1pct", "value_relerr_1pct")},
+    ("active_passive", "right", "saturates"): [
+        ("p_underflow", 1 / M_MULTI, "1 - p_y ~ 9e^-z is 0 and -log p_y was before: the loss is 0 "
+                                     "(harmless)")],
+    **{("active_passive", "wrong", kind): [("short_mantissa", 1, _ROUNDS)]
+       for kind in ("grad_relerr_1pct", "value_relerr_1pct")},
+    **{(loss, "right", "grad_zero"): [
+        ("absorbed", ratio, f"the passive term is {c:g}(1 - p_y)", k),
+        ("p_underflow", 1 / M_MULTI, "1 - p_y = exp(log(1 - p_y)) ~ 9e^-z is 0, and the active "
+                                     "term's gradient had rounded to 0 before: 0 (harmless)"),
+        ("subnormal", 1 / c, f"logsumexp's backward hands each non-target log-probability the "
+                             f"passive term's gradient {c:g}e^-z in the dtype, where it rounds to 0; "
+                             f"the active term's part has cancelled: 0 (harmless)")]
+       for loss, (c, ratio, k) in _PASSIVE.items()},
+    ("nce_rce", "right", "grad_relerr_1pct"): [
+        ("active_error", _PASSIVE["nce_rce"][1], "NCE's weight alpha / |sum_k log p_k| shrinks like "
+                                                 "1/|z|, so this comes later than for sce", 1)],
     ("focal", "right", "grad_relerr_1pct"): [
         ("cancellation", M_MULTI, "the loss ~ (1-p)^(gamma+1) multiplies that relative error "
                                   "by gamma+1 = {k:g}", _GAMMA + 1)],
@@ -165,13 +245,14 @@ _FAMILY_MECHANISMS = {
     ("focal", "right", "grad_zero"): [
         ("power_underflow", _m((_GAMMA + 1) * M_MULTI ** (_GAMMA + 1), _GAMMA + 1),
          "the gradient ~ (gamma+1)(9e^-z)^(gamma+1) is 0 (harmless)", _GAMMA + 1),
-        ("round_to_one", M_MULTI, "log p = 0 and 1 - p = -expm1(0) = 0: " + _ROUND_RIGHT)],
+        ("round_to_one", M_MULTI, "log p = 0, so the loss (1-p)^gamma (-log p) and its gradient "
+                                  "are 0: " + _ROUND_RIGHT)],
     ("focal", "right", "saturates"): [
         ("power_underflow", 1 / M_MULTI, "the loss (1-p)^gamma (-log p) ~ (9e^-z)^(gamma+1) "
                                          "underflows to 0 (harmless)", _GAMMA + 1),
         ("round_to_one", M_MULTI, "the loss is exactly 0")],
     **{("focal", "wrong", kind): [
-        ("short_mantissa", 1, "log_softmax, expm1, pow and the product each round")]
+        ("short_mantissa", 1, _ROUNDS)]
        for kind in ("grad_relerr_1pct", "value_relerr_1pct")},
     ("ce_smooth", "right", "grad_relerr_1pct"): [
         ("near_root", math.log(M_MULTI) + math.log(_SMOOTH_T / (1 - _SMOOTH_T)),
@@ -200,24 +281,6 @@ _FAMILY_MECHANISMS = {
     ("brier", "wrong", "grad_zero"): [
         ("p_underflow", M_MULTI, "the gradient, proportional to p, is 0 (exact ~ -2e^-|z|/9 "
                                  "would be subnormal too)")],
-    ("mae", "wrong", "grad_relerr_1pct"): [
-        ("off_one_1pct", M_MULTI, "mae = -2 expm1(log p): " + _EXPM1_BACKWARD + " is that far off")],
-    ("mae", "wrong", "grad_zero"): [
-        ("off_one", M_MULTI, "expm1(log p) = -1 and its backward gives p = 0: " + _EXPM1_BACKWARD
-                             + " vanishes")],
-    ("mae", "wrong", "saturates"): [("off_one", M_MULTI, "the loss 2(1-p) is 2 exactly")],
-    ("gce", "wrong", "grad_relerr_1pct"): [
-        ("off_one_1pct", M_MULTI, "gce = -expm1(q log p)/q: its backward gets p^q from that "
-                                  "difference: the gradient of a confidently wrong logit is "
-                                  "that far off", _Q)],
-    ("gce", "wrong", "grad_zero"): [
-        ("off_one", M_MULTI, "expm1(q log p) = -1 and its backward gives p^q = 0: the gradient "
-                             "of a confidently wrong logit vanishes", _Q)],
-    ("gce", "wrong", "saturates"): [("off_one", M_MULTI, "the loss (1 - p^q)/q is 1/q exactly", _Q)],
-    **{(loss, "wrong", "grad_relerr_1pct"): [
-        ("off_one_1pct", M_MULTI, "the RCE term -A(1-p) = A expm1(log p): " + _EXPM1_BACKWARD
-                                  + " has that error in its RCE part")]
-       for loss in ("sce", "nce_rce")},
     ("focal_sigmoid", "right", "grad_relerr_1pct"): [
         ("cancellation", 1, "torchvision forms p = sigmoid(z) and then 1 - p_t, and "
                             "(1 - p_t)^gamma multiplies that relative error by gamma = {k:g}",
@@ -250,7 +313,7 @@ FAMILY = {
     "ce": "softmax", "nll": "softmax",
     "ce_weighted": "softmax",  # weights 1 in the probe: CrossEntropyLoss itself
     "bce_pos_weight": "bce_logits",  # pos_weight 1 in the probe: BCEWithLogitsLoss itself
-    **{loss: "p_y" for loss in ("poly1", "mae", "gce", "sce", "nce_rce")},
+    **{loss: "active_passive" for loss in _PASSIVE},
 }
 
 # (loss or family, side, kind) -> candidate (cause, m, consequence[, k]), tried in order
@@ -364,7 +427,8 @@ def _words(m: float, k: float, lo: float, hi: float, facts: Facts) -> dict:
                 kpow="" if k == 1 else f" (with the error {k:g}-fold)",
                 kmul="" if k == 1 else f"*{k:g}",
                 bits=round(-math.log2(facts.eps)) + 1, half_eps=facts.eps / 2,
-                fifty_eps=50 * facts.eps)
+                fifty_eps=50 * facts.eps, M=M_MULTI,
+                ratio=f"{m:.3g}" + ("" if k == 0 else "|z|" if k == 1 else f"|z|^{k:g}") + " ")
 
 
 def _ulp(value: float, facts: Facts) -> float:
