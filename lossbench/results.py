@@ -3,19 +3,31 @@ leaves the previous complete version, never half a file."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pandas as pd
 
+from lossbench.errors import UserError
+
 SUMMARY = "summary.json"
 METRICS = "metrics.parquet"
 CALIBRATION = "calibration.parquet"
 STEPS = "steps.parquet"
 PER_CLASS = "per_class.parquet"
+LOCK = ".lossbench.lock"
+TABLES = (METRICS, CALIBRATION, STEPS, PER_CLASS)
+
+# mkstemp creates 0600 files; a finished file gets what open() would have given it under the
+# process's umask (read once: os.umask can only be read by setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
 
 
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
@@ -26,6 +38,7 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -43,6 +56,72 @@ def write_json(path: Path, data: dict) -> None:
 
 def write_table(path: Path, records: list[dict]) -> None:
     atomic_write(path, lambda tmp: pd.DataFrame.from_records(records).to_parquet(tmp, index=False))
+
+
+def temp_files(run_dir: Path) -> list[Path]:
+    """Temp files atomic_write leaves behind when its process is killed mid-write."""
+    return sorted(run_dir.glob(".*.tmp*"))
+
+
+def unreadable_files(run_dir: Path, summary: dict) -> list[str]:
+    """Why a run's files do not back up its summary: a table missing (metrics.parquet once an epoch
+    finished) or unreadable. Reads parquet footers only, not the data."""
+    import pyarrow.parquet as pq
+
+    problems = []
+    for name in TABLES:
+        path = run_dir / name
+        if not path.exists():
+            if name == METRICS and summary.get("epochs_completed"):
+                problems.append(f"{name} is missing")
+            continue
+        try:
+            pq.read_metadata(path)
+        except Exception as error:  # noqa: BLE001 - pyarrow raises several kinds on a torn file
+            problems.append(f"{name} is unreadable ({type(error).__name__})")
+    return problems
+
+
+class RunDirBusy(UserError):
+    """Another live process is writing into this run directory."""
+
+
+class RunDirLock:
+    """An exclusive lock on a run directory for a run's lifetime: one writer per directory.
+
+    fcntl.flock on `.lossbench.lock`, which holds the owner's pid and host. The kernel drops the
+    lock when its process dies however it dies, so a lock file left by a dead process is stale by
+    construction and simply taken over. (flock is per host: two machines sharing a directory over
+    NFS are not kept apart.)
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / LOCK
+        self.file = None
+
+    def __enter__(self) -> "RunDirLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        file = open(self.path, "a+")
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "another process"
+            file.close()
+            raise RunDirBusy(
+                f"{self.path.parent} is in use by {holder}: one run writes into a directory at a "
+                "time. Wait for it to end, or give this run another directory (hydra.run.dir=... "
+                "or hydra.sweep.dir=...)"
+            ) from None
+        file.seek(0)
+        file.truncate()
+        file.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
+        file.flush()
+        self.file = file
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()  # closing releases the lock; the file stays, harmless once unlocked
 
 
 def read_summary(run_dir: Path) -> Optional[dict[str, Any]]:

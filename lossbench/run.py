@@ -27,7 +27,7 @@ from lossbench.device import resolve_device
 from lossbench.losses import LOSSES, TrainingLabels, head_width, loss_label, loss_params
 from lossbench.model import build_model
 from lossbench.optim import build_optimizer
-from lossbench.results import RunFiles, read_summary
+from lossbench.results import RunDirLock, RunFiles, read_summary, temp_files, unreadable_files
 from lossbench.trackers import Trackers
 from lossbench.train import train
 
@@ -50,9 +50,19 @@ def comparable_config(cfg: Any) -> dict:
 FINISHED = ("completed", "diverged")
 
 
-def already_finished(run_dir: Path, config: dict) -> bool:
+def already_finished(run_dir: Path, config: dict, dataset_cfg: Any) -> bool:
+    """A finished run with this config, on the data a run would load now, whose files are all
+    readable. Anything less is run again, saying why when it looked finished."""
     summary = read_summary(run_dir)
-    return bool(summary and summary.get("status") in FINISHED and summary.get("config") == config)
+    if not (summary and summary.get("status") in FINISHED and summary.get("config") == config):
+        return False
+    source = DATASETS[dataset_cfg.name].source_now(dataset_cfg)
+    problems = unreadable_files(run_dir, summary)
+    if summary.get("data_source") != source:
+        problems.append(f"it trained on the {summary.get('data_source')} data, a run now loads the {source} data")
+    for problem in problems:
+        print(f"rerunning {run_dir}: {problem}")
+    return not problems
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -90,9 +100,16 @@ class StopFlag:
 def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict:
     """Run one configuration into run_dir and return its summary (status `skipped` if an identical
     run had completed or diverged there). Raises UserError, after recording it, for a configuration or data
-    the run cannot use."""
+    the run cannot use; RunDirBusy, recording nothing, if another process writes into run_dir."""
+    with RunDirLock(run_dir):
+        for leftover in temp_files(run_dir):  # a killed writer's; no one else writes here now
+            leftover.unlink(missing_ok=True)
+        return _execute(cfg, run_dir, threads, overrides)
+
+
+def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict:
     config = comparable_config(cfg)
-    if cfg.resume and already_finished(run_dir, config):
+    if cfg.resume and already_finished(run_dir, config, cfg.dataset):
         # Printed, not logged: a skipped run's own files, its log included, stay as they were.
         finished = read_summary(run_dir)
         print(f"skipped: {run_dir} already {finished['status']} with this config (resume=false reruns it)")

@@ -53,6 +53,8 @@ class DatasetInfo:
     images: bool = False
     # Class ids as the files label them; dataset.classes picks from these (None: set by the config)
     class_ids: Optional[tuple[int, ...]] = None
+    # The data_source a run would record if it loaded now (resume compares it with the old run's).
+    source_now: Callable[[Any], str] = lambda cfg: "synthetic"
 
 
 def _registry() -> dict[str, DatasetInfo]:
@@ -60,12 +62,13 @@ def _registry() -> dict[str, DatasetInfo]:
 
     digits = tuple(range(10))
     return {
-        "mnist": DatasetInfo(Task.single_label, mnist.load_mnist, mnist.check_mnist, True, digits),
-        "fashion_mnist": DatasetInfo(
-            Task.single_label, mnist.load_fashion_mnist, mnist.check_fashion_mnist, True, digits
-        ),
+        "mnist": DatasetInfo(Task.single_label, mnist.load_mnist, mnist.check_mnist, True, digits,
+                             mnist.source_mnist),
+        "fashion_mnist": DatasetInfo(Task.single_label, mnist.load_fashion_mnist,
+                                     mnist.check_fashion_mnist, True, digits, mnist.source_fashion_mnist),
         "multilabel": DatasetInfo(Task.multi_label, multilabel.load, lambda cfg: None),
-        "multi_mnist": DatasetInfo(Task.multi_label, multi_mnist.load, mnist.check_mnist, True, digits),
+        "multi_mnist": DatasetInfo(Task.multi_label, multi_mnist.load, mnist.check_mnist, True, digits,
+                                   mnist.source_mnist),
     }
 
 

@@ -82,6 +82,22 @@ def _check(family: Family, cfg: Any) -> None:
         )
 
 
+def _source_now(family: Family, cfg: Any) -> str:
+    """The source a run would load now: under auto, full once the files are under root."""
+    if cfg.source.name != "auto":
+        return cfg.source.name
+    has_files = find_files(family, Path(cfg.root)) is not None
+    return "full" if has_files or not family.has_sample else "sample"
+
+
+def source_mnist(cfg: Any) -> str:
+    return _source_now(MNIST, cfg)
+
+
+def source_fashion_mnist(cfg: Any) -> str:
+    return _source_now(FASHION_MNIST, cfg)
+
+
 def check_mnist(cfg: Any) -> None:
     _check(MNIST, cfg)
 
