@@ -11,8 +11,9 @@ import random
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from lossbench.losses import LOSSES
 from lossbench.model import build_model
 from lossbench.optim import build_optimizer
 from lossbench.results import RunFiles, read_summary
-from lossbench.train import train
+from lossbench.train import Outcome, train
 
 log = logging.getLogger("lossbench")
 
@@ -62,33 +63,64 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by a signal: Ctrl-C (SIGINT), a scheduler's SIGTERM (Slurm preemption), a
+    closed terminal's SIGHUP. All three end the same way, recorded `interrupted`, resumable."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class StopFlag:
-    """Ctrl-C asks the loop to stop at the next step boundary instead of killing it mid-write."""
+    """Turns a stop signal into Interrupted. Inside `deferred()` (the training loop) the first
+    signal only asks the loop to stop at the next step boundary, so no step or file is cut in
+    half; elsewhere (validation, data loading) and on a second signal it raises at once."""
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
+        self.signum: Optional[int] = None
+        self._deferring = False
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
 
     def __enter__(self) -> "StopFlag":
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self.requested:  # a second Ctrl-C means now
-            raise KeyboardInterrupt
-        self.requested = True
-        log.warning("interrupt: stopping after this step (Ctrl-C again to abort)")
+        if self.requested or not self._deferring:
+            self.signum = self.signum or signum
+            raise Interrupted(signum)
+        self.signum = signum
+        log.warning(f"{signal.Signals(signum).name}: stopping after this step (again to abort)")
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict:
     """Run one configuration into run_dir and return its summary (status `skipped` if an identical
-    run had completed or diverged there). Raises UserError, after recording it, for a configuration or data
-    the run cannot use."""
+    run had completed or diverged there).
+
+    Every way out records a final status in summary.json first: UserError (a configuration or
+    data the run cannot use) and any other exception as `failed` with the error, a stop signal
+    as `interrupted` (raised as Interrupted). The exception is then raised again."""
     config = comparable_config(cfg)
     if cfg.resume and already_finished(run_dir, config):
         # Printed, not logged: a skipped run's own files, its log included, stay as they were.
@@ -113,19 +145,42 @@ def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict
         summary.update(files.final_test_metrics())
         times = [r["epoch_time_s"] for r in files.metrics if r["split"] == "train"]
         summary["mean_epoch_time_s"] = float(np.mean(times)) if times else None
-        files.write_summary(summary)
+        try:
+            files.write_summary(summary)
+        except OSError as write_error:  # a full disk can refuse even this small file
+            log.error(f"could not record status {status} in {run_dir}: {write_error}")
         return summary
 
     try:
-        validate(cfg)
-        files.write_summary(summary)
-        generator = seed_everything(cfg.seed)
-        torch.set_num_threads(threads)
-        device = resolve_device(cfg.trainer.device.name)
-        data = load_dataset(cfg.dataset)
+        with StopFlag() as stop:
+            validate(cfg)
+            files.write_summary(summary)
+            outcome = _train_run(cfg, files, summary, threads, stop)
     except UserError as error:
         finish("failed", str(error))
         raise
+    except BaseException as error:
+        # Anything else (a bug, memory, a full disk) is recorded as well; a stop signal outside
+        # the training loop (during data loading, say) arrives here as Interrupted.
+        if isinstance(error, KeyboardInterrupt):
+            finish("interrupted", f"interrupted by {error or 'KeyboardInterrupt'}")
+        else:
+            finish("failed", f"{type(error).__name__}: {error}")
+        raise
+    if outcome.status == "interrupted":  # the loop stopped at a step boundary
+        finish("interrupted", f"interrupted by {signal.Signals(stop.signum).name}",
+               skipped_steps=outcome.skipped_steps)
+        raise Interrupted(stop.signum)
+    return finish(outcome.status, outcome.message, skipped_steps=outcome.skipped_steps)
+
+
+def _train_run(cfg: Any, files: RunFiles, summary: dict, threads: int, stop: StopFlag) -> Outcome:
+    """Load, build and train; what it learns about the run goes into `summary` as it goes."""
+    spec_name, dataset_name = cfg.loss.name, cfg.dataset.name
+    generator = seed_everything(cfg.seed)
+    torch.set_num_threads(threads)
+    device = resolve_device(cfg.trainer.device.name)
+    data = load_dataset(cfg.dataset)
     log.info(f"data: {dataset_name} from {data.origin} ({data.source}; {len(data.x_train)} train / "
              f"{len(data.x_test)} test)")
     spec = LOSSES[spec_name]
@@ -145,25 +200,15 @@ def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict
     log.info(f"loss: {spec_name} = {spec.summary}; model: {cfg.model.name} {list(cfg.model.hidden)}; "
              f"device: {device}, {threads} threads, precision {cfg.trainer.precision.name}")
     try:
-        with StopFlag() as stop:
-            outcome = train(model, spec, data, optimizer, cfg.trainer, device, generator, on_epoch,
-                            lambda: stop.requested)
-    except UserError as error:
-        finish("failed", str(error))
-        raise
+        with stop.deferred():
+            return train(model, spec, data, optimizer, cfg.trainer, device, generator, on_epoch,
+                         lambda: stop.requested)
     except RuntimeError as error:
         # CUDA autocast refuses binary_cross_entropy outright: a finding about that loss, recorded
         # as the run's result rather than a crash.
         if "unsafe to autocast" not in str(error):
-            finish("failed", f"{type(error).__name__}: {error}")
             raise
-        finish("failed", f"autocast refused this loss: {error}")
-        raise UserError(summary["error"]) from None
-    except BaseException as error:
-        finish("interrupted" if isinstance(error, KeyboardInterrupt) else "failed",
-               f"{type(error).__name__}: {error}")
-        raise
-    return finish(outcome.status, outcome.message, skipped_steps=outcome.skipped_steps)
+        raise UserError(f"autocast refused this loss: {error}") from None
 
 
 def _epoch_line(rows: list[dict], epochs: int) -> str:
