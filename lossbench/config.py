@@ -14,6 +14,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
@@ -137,8 +138,13 @@ def unknown_keys(cfg: Any) -> list[str]:
     return problems
 
 
+# Knobs become float32 tensors (the lr inside the optimizer, the logit scale): beyond this they are inf.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def non_finite_values(cfg: Any) -> list[str]:
-    """Every knob holding inf or nan: such a run cannot mean anything (lr=inf 'diverges' at step 1)."""
+    """Every knob holding inf or nan, or a number float32 turns into inf: such a run cannot mean
+    anything (lr=inf 'diverges' at step 1)."""
     found: list[str] = []
 
     def walk(value: Any, path: str) -> None:
@@ -148,8 +154,9 @@ def non_finite_values(cfg: Any) -> list[str]:
         elif isinstance(value, list):
             for item in value:
                 walk(item, path)
-        elif isinstance(value, float) and not math.isfinite(value):
-            found.append(f"{path}={value!r} is not accepted: it must be a finite number")
+        elif isinstance(value, float) and not abs(value) <= FLOAT32_MAX:
+            found.append(f"{path}={value!r} is not accepted: it must be a finite number "
+                         f"(at most {FLOAT32_MAX:.3g} in magnitude, float32's largest)")
 
     walk(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "")
     return found
@@ -257,6 +264,10 @@ def validate(cfg: Any) -> None:
     positive("model.logit_scale", cfg.model.logit_scale)
     if cfg.trainer.threads is not None:
         positive("trainer.threads", cfg.trainer.threads, "an integer >= 1 (or null: all cores)")
+        # torch's thread pool crashes the process (SIGSEGV) when asked for 100,000 threads.
+        if cfg.trainer.threads > (os.cpu_count() or 1):
+            problems.append(f"trainer.threads={cfg.trainer.threads} is more than this machine's "
+                            f"{os.cpu_count()} cores; give at most that (or null: all cores)")
     if cfg.optim.weight_decay < 0:
         problems.append(f"optim.weight_decay={cfg.optim.weight_decay!r} must be >= 0")
     if not 0 <= cfg.optim.momentum < 1:
