@@ -46,7 +46,7 @@ def main(cfg: DictConfig) -> None:
         # says failed and why; the traceback goes to the run's log file, not the console. A bug
         # in one job must not cut a sweep short: Hydra would stop before collecting.
         log.error(f"error: the run failed with {type(error).__name__}: {error}")
-        log.debug("traceback", exc_info=True)
+        log.debug("the failure's traceback:", exc_info=True)
         log.info(f"recorded in {run_dir}/summary.json; traceback in {run_dir}/lossbench.log")
         if in_sweep:
             return

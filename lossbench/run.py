@@ -163,7 +163,7 @@ def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict
         # Anything else (a bug, memory, a full disk) is recorded as well; a stop signal outside
         # the training loop (during data loading, say) arrives here as Interrupted.
         if isinstance(error, KeyboardInterrupt):
-            finish("interrupted", f"interrupted by {error or 'KeyboardInterrupt'}")
+            finish("interrupted", f"interrupted by {str(error) or 'SIGINT'}")
         else:
             finish("failed", f"{type(error).__name__}: {error}")
         raise
