@@ -116,7 +116,8 @@ def _check_headers(files: dict[str, Path]) -> None:
         image_shapes[files[images_stem]] = images[1:]
     if len(set(image_shapes.values())) > 1:
         sizes = "; ".join(f"{path}: {h}x{w}" for path, (h, w) in image_shapes.items())
-        raise DataError(f"the train and test images differ in size ({sizes}); they must come from one set")
+        raise DataError(f"the train and test images differ in size ({sizes}); they must come from one "
+                        "set (or one of the files is corrupt)")
 
 
 def _read_full(family: Family, files: dict[str, Path]) -> tuple[np.ndarray, ...]:
