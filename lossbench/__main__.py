@@ -1,3 +1,3 @@
-from lossbench.app import main
+from lossbench.app import cli
 
-main()
+cli()

@@ -4,6 +4,7 @@ mistakes into messages."""
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from omegaconf import DictConfig
 from lossbench.config import register_configs
 from lossbench.errors import UserError
 from lossbench.run import default_threads, execute
+from lossbench.sweep import SweepCallback, end_interrupted_sweep
 
 log = logging.getLogger("lossbench")
 register_configs()
@@ -38,8 +40,6 @@ def main(cfg: DictConfig) -> None:
     threads = cfg.trainer.threads or default_threads(hydra_cfg.launcher if in_sweep else None)
     try:
         summary = execute(cfg, run_dir, threads, list(hydra_cfg.overrides.task))
-        if summary["status"] == "interrupted":  # stopped at a step boundary by the first Ctrl-C
-            raise KeyboardInterrupt
     except UserError as error:
         log.error(f"error: {error}")
         if in_sweep:  # the sweep goes on; its end lists this run among the failures
@@ -47,18 +47,31 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         log.warning(f"interrupted; what was measured is in {run_dir}")
+        raise  # cli() ends the process, and a sweep with it
+    except Exception as error:
+        # Not a user mistake: a bug, or the machine (memory, a full disk). summary.json already
+        # says failed and why; the traceback goes to the run's log file, not the console. A bug
+        # in one job must not cut a sweep short: Hydra would stop before collecting.
+        log.error(f"error: the run failed with {type(error).__name__}: {error}")
+        log.debug("the failure's traceback:", exc_info=True)
+        log.info(f"recorded in {run_dir}/summary.json; traceback in {run_dir}/lossbench.log")
         if in_sweep:
-            raise
-        sys.exit(130)
-    except Exception:
-        if not in_sweep:
-            raise
-        # A bug in one job must not cut the sweep short: Hydra would stop before collecting.
-        # The traceback goes to this run's log; summary.json already says failed.
-        log.exception(f"run failed: {run_dir}")
-        return
+            return
+        sys.exit(1)
     status = summary["status"]
     if status == "diverged":
         log.warning(f"diverged: {summary['error']}")
     if status != "skipped":
         log.info(f"results: {run_dir}")
+
+
+def cli() -> None:
+    """`python -m lossbench`. A stop signal ends a single run or a whole sweep here, whichever
+    process it reaches: with Hydra's basic launcher the jobs run in this process, with joblib
+    this process waits for its workers (which joblib then kills)."""
+    try:
+        main()
+    except KeyboardInterrupt as interruption:
+        if SweepCallback.sweep_dir is not None:
+            end_interrupted_sweep(SweepCallback.sweep_dir)
+        sys.exit(128 + getattr(interruption, "signum", signal.SIGINT))

@@ -6,12 +6,18 @@ Types are checked by Hydra while it merges overrides (`trainer.epochs=abc` never
 
 from __future__ import annotations
 
+import difflib
+import math
+import os
 from dataclasses import dataclass, field
 from enum import Enum
 from importlib.util import find_spec
+from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
 
 from lossbench.errors import ConfigError
 from lossbench.losses import LOSSES, LossParams, loss_params
@@ -163,6 +169,9 @@ def register_configs() -> None:
     store.store(name="base_config", node=Config)
     for spec in LOSSES.values():
         store.store(group=LOSS_SCHEMA_GROUP, name=spec.name, node=spec.params)
+    # hydra.sweep.dir names a sweep after its preset; oc.select's default applies only to a
+    # missing key, not to the schema's null, which would name the directory `None`.
+    OmegaConf.register_new_resolver("sweep_name", lambda experiment: experiment or "adhoc", replace=True)
 
 
 def missing_trackers(logger: Any) -> list[str]:
@@ -205,13 +214,121 @@ def _condition_problems(cfg: Any) -> list[str]:
     return found
 
 
+def unknown_keys(cfg: Any) -> list[str]:
+    """Keys the schema does not have. Hydra's `+key=value` adds a key with struct mode switched
+    off (that is what `+` means), so a typo such as `+trainer.epoch=3` reaches the app; here it is
+    refused, with the nearest keys the schema has."""
+    problems: list[str] = []
+
+    def walk(node: DictConfig, schema: DictConfig, prefix: str) -> None:
+        for key in node.keys():
+            path = f"{prefix}{key}"
+            if key not in schema:
+                near = difflib.get_close_matches(str(key), [str(k) for k in schema.keys()], n=1)
+                hint = f"did you mean {prefix}{near[0]}? " if near else ""
+                problems.append(f"{path} is not a key of the config; {hint}accepted in "
+                                f"{prefix.rstrip('.') or 'the top level'}: {_accepted(map(str, schema.keys()))}")
+            elif isinstance(node[key], DictConfig) and isinstance(schema[key], DictConfig):
+                walk(node[key], schema[key], f"{path}.")
+
+    walk(cfg, OmegaConf.structured(Config), "")
+    return problems
+
+
+# Knobs become float32 tensors (the lr inside the optimizer, the logit scale): beyond this they are inf.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def non_finite_values(cfg: Any) -> list[str]:
+    """Every knob holding inf or nan, or a number float32 turns into inf: such a run cannot mean
+    anything (lr=inf 'diverges' at step 1)."""
+    found: list[str] = []
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}.{key}" if path else str(key))
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, path)
+        elif isinstance(value, float) and not abs(value) <= FLOAT32_MAX:
+            found.append(f"{path}={value!r} is not accepted: it must be a finite number "
+                         f"(at most {FLOAT32_MAX:.3g} in magnitude, float32's largest)")
+
+    walk(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "")
+    return found
+
+
+# numpy's legacy seeding (np.random.seed, sklearn's random_state) takes 0..2**32-1.
+SEED_RANGE = range(0, 2**32)
+# Parameters, gradients and Adam's two moments: four float32 copies of every weight.
+BYTES_PER_PARAMETER = 16
+MNIST_FEATURES = 28 * 28
+
+
+def memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def model_bytes(n_in: int, hidden: list[int], n_out: int) -> int:
+    widths = [n_in, *hidden, n_out]
+    return BYTES_PER_PARAMETER * sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+
+
+def multilabel_problems(d: Any) -> list[str]:
+    """What make_multilabel_classification and the train/test split cannot do. Its label count
+    is drawn from Poisson(n_labels) until it is <= n_classes: with n_labels >= n_classes that
+    rejection loop can run for ever."""
+    problems = []
+    if d.n_classes >= 2 and d.n_labels >= d.n_classes:
+        problems.append(
+            f"dataset.n_labels={d.n_labels} must be less than dataset.n_classes={d.n_classes}: it "
+            "is the mean number of labels per sample, drawn from a Poisson until it is at most "
+            "n_classes"
+        )
+    if d.n_samples >= 1 and 0 < d.test_fraction < 1:
+        n_test = math.ceil(d.n_samples * d.test_fraction)
+        if n_test < 1 or d.n_samples - n_test < 1:
+            problems.append(
+                f"dataset.n_samples={d.n_samples} with dataset.test_fraction={d.test_fraction} "
+                f"leaves {d.n_samples - n_test} training and {n_test} test samples; both need >= 1"
+            )
+    # A dense float64 (n_samples, n_features) matrix, held about four times over (generated,
+    # log1p'd, split, standardised), and a (n_features, n_classes) word distribution.
+    needed = 8 * (d.n_samples * max(d.n_features, 1) * 4 + max(d.n_features, 1) * max(d.n_classes, 1))
+    if needed > memory_bytes():
+        problems.append(
+            f"dataset.n_samples={d.n_samples} x dataset.n_features={d.n_features} (x n_classes="
+            f"{d.n_classes}) needs about {needed / 2**30:,.0f} GiB; this machine has "
+            f"{memory_bytes() / 2**30:,.0f} GiB"
+        )
+    return problems
+
+
+def root_problems(d: Any) -> list[str]:
+    """A data root that exists must be a folder this process can list; else the IDX files in it
+    would be silently missed (and source=auto would fall back to the sample)."""
+    root = Path(d.root)
+    if d.name == "multilabel" or d.source == Source.sample or not root.exists():
+        return []
+    if not root.is_dir():
+        return [f"dataset.root={d.root} is a file, not a folder: point it at the folder holding the IDX files"]
+    if not os.access(root, os.R_OK | os.X_OK):
+        return [f"dataset.root={d.root} cannot be read by this user (permissions); fix them or "
+                "point dataset.root elsewhere"]
+    return []
+
+
 def validate(cfg: Any) -> None:
     """Refuse values the types allow but the run cannot use. Cheap: no data is touched."""
     from lossbench.data import DATASETS, check_source_available, expected_n_classes
     from lossbench.model import MODELS
     from lossbench.optim import OPTIMIZERS
 
-    problems: list[str] = []
+    # Unknown keys and non-finite values first: every other check would misread them.
+    problems = unknown_keys(cfg) or non_finite_values(cfg)
+    if problems:
+        raise ConfigError("\n".join(problems))
     if cfg.loss.name not in LOSSES:
         problems.append(f"loss.name={cfg.loss.name!r} is not a loss; accepted: {_accepted(LOSSES)}")
     if cfg.dataset.name not in DATASETS:
@@ -244,18 +361,35 @@ def validate(cfg: Any) -> None:
     positive("model.logit_scale", cfg.model.logit_scale)
     if cfg.trainer.threads is not None:
         positive("trainer.threads", cfg.trainer.threads, "an integer >= 1 (or null: all cores)")
+        # torch's thread pool crashes the process (SIGSEGV) when asked for 100,000 threads.
+        if cfg.trainer.threads > (os.cpu_count() or 1):
+            problems.append(f"trainer.threads={cfg.trainer.threads} is more than this machine's "
+                            f"{os.cpu_count()} cores; give at most that (or null: all cores)")
     if cfg.optim.weight_decay < 0:
         problems.append(f"optim.weight_decay={cfg.optim.weight_decay!r} must be >= 0")
     if not 0 <= cfg.optim.momentum < 1:
         problems.append(f"optim.momentum={cfg.optim.momentum!r} must be in [0, 1)")
     if not 0 <= cfg.model.dropout < 1:
         problems.append(f"model.dropout={cfg.model.dropout!r} must be in [0, 1)")
+    for key, seed in (("seed", cfg.seed), ("dataset.seed", cfg.dataset.seed)):
+        if seed not in SEED_RANGE:
+            problems.append(f"{key}={seed} is not accepted: seeds must be in 0..{SEED_RANGE.stop - 1}")
+    d = cfg.dataset
     if not cfg.model.hidden or any(width < 1 for width in cfg.model.hidden):
         problems.append(
             f"model.hidden={list(cfg.model.hidden)!r} is not accepted: give one or more layer "
             "widths >= 1, e.g. model.hidden=[256] or model.hidden=[512,256]"
         )
-    d = cfg.dataset
+    else:
+        n_in, n_out = (d.n_features, d.n_classes) if d.name == "multilabel" else (MNIST_FEATURES, 10)
+        needed = model_bytes(max(n_in, 1), list(cfg.model.hidden), max(n_out, 1))
+        if needed > memory_bytes():
+            problems.append(
+                f"model.hidden={list(cfg.model.hidden)!r} needs about {needed / 2**30:,.0f} GiB for "
+                f"its weights, gradients and optimizer state; this machine has "
+                f"{memory_bytes() / 2**30:,.0f} GiB"
+            )
+    problems += root_problems(d)
     if d.name == "multilabel":
         positive("dataset.n_samples", d.n_samples, "an integer >= 1")
         positive("dataset.n_features", d.n_features, "an integer >= 1")
@@ -265,6 +399,7 @@ def validate(cfg: Any) -> None:
             problems.append(f"dataset.n_classes={d.n_classes} must be >= 2")
         if not 0 < d.test_fraction < 1:
             problems.append(f"dataset.test_fraction={d.test_fraction!r} must be in (0, 1)")
+        problems += multilabel_problems(d)
     problems += _condition_problems(cfg)
     problems += [f"logger={name} needs the {name} package, which is not installed: "
                  f'pip install -e ".[{name}]" in a checkout, else pip install {name}'

@@ -124,6 +124,15 @@ class RunDirLock:
         self.file.close()  # closing releases the lock; the file stays, harmless once unlocked
 
 
+def lock_holder(run_dir: Path) -> Optional[str]:
+    """Who holds run_dir's lock right now, or None if no live process does."""
+    try:
+        with RunDirLock(run_dir):
+            return None
+    except RunDirBusy as busy:
+        return str(busy).split(" is in use by ")[1].split(": one run")[0]
+
+
 def read_summary(run_dir: Path) -> Optional[dict[str, Any]]:
     """The run's summary, or None if there is none or it cannot be read."""
     try:

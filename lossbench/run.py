@@ -11,8 +11,9 @@ import random
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from lossbench.model import build_model
 from lossbench.optim import build_optimizer
 from lossbench.results import RunDirLock, RunFiles, read_summary, temp_files, unreadable_files
 from lossbench.trackers import Trackers
-from lossbench.train import train
+from lossbench.train import Outcome, train
 
 log = logging.getLogger("lossbench")
 
@@ -74,33 +75,65 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by a signal: Ctrl-C (SIGINT), a scheduler's SIGTERM (Slurm preemption), a
+    closed terminal's SIGHUP. All three end the same way, recorded `interrupted`, resumable."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class StopFlag:
-    """Ctrl-C asks the loop to stop at the next step boundary instead of killing it mid-write."""
+    """Turns a stop signal into Interrupted. Inside `deferred()` (the training loop) the first
+    signal only asks the loop to stop at the next step boundary, so no step or file is cut in
+    half; elsewhere (validation, data loading) and on a second signal it raises at once."""
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
+        self.signum: Optional[int] = None
+        self._deferring = False
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
 
     def __enter__(self) -> "StopFlag":
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self.requested:  # a second Ctrl-C means now
-            raise KeyboardInterrupt
-        self.requested = True
-        log.warning("interrupt: stopping after this step (Ctrl-C again to abort)")
+        if self.requested or not self._deferring:
+            self.signum = self.signum or signum
+            raise Interrupted(signum)
+        self.signum = signum
+        log.warning(f"{signal.Signals(signum).name}: stopping after this step (again to abort)")
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict:
     """Run one configuration into run_dir and return its summary (status `skipped` if an identical
-    run had completed or diverged there). Raises UserError, after recording it, for a configuration or data
-    the run cannot use; RunDirBusy, recording nothing, if another process writes into run_dir."""
+    run had completed or diverged there).
+
+    One writer per run dir: RunDirBusy, recording nothing, if another process holds it. Every way
+    out records a final status in summary.json first: UserError (a configuration or data the run
+    cannot use) and any other exception as `failed` with the error, a stop signal as `interrupted`
+    (raised as Interrupted). The exception is then raised again."""
     with RunDirLock(run_dir):
         for leftover in temp_files(run_dir):  # a killed writer's; no one else writes here now
             leftover.unlink(missing_ok=True)
@@ -118,7 +151,8 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dic
     spec_name, dataset_name = cfg.loss.name, cfg.dataset.name
     summary: dict[str, Any] = {
         "status": "running", "error": None,
-        "loss": spec_name, "loss_name": spec_name, "dataset": dataset_name, "seed": cfg.seed, "experiment": cfg.experiment,
+        "loss": spec_name, "loss_name": spec_name, "dataset": dataset_name, "seed": cfg.seed,
+        "experiment": cfg.experiment,
         "task": DATASETS[dataset_name].task.value if dataset_name in DATASETS else None,
         "epochs": cfg.trainer.epochs, "epochs_completed": 0,
         "torch_version": torch.__version__, "lossbench_version": lossbench.__version__,
@@ -133,31 +167,51 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dic
         summary.update(files.final_test_metrics())
         times = [r["epoch_time_s"] for r in files.metrics if r["split"] == "train"]
         summary["mean_epoch_time_s"] = float(np.mean(times)) if times else None
-        files.write_summary(summary)
+        try:
+            files.write_summary(summary)
+        except OSError as write_error:  # a full disk can refuse even this small file
+            log.error(f"could not record status {status} in {run_dir}: {write_error}")
         trackers.finish(summary)
         return summary
 
     try:
-        validate(cfg)
-        files.write_summary(summary)
-        trackers.start(config)
-        generator = seed_everything(cfg.seed)
-        torch.set_num_threads(threads)
-        device = resolve_device(cfg.trainer.device.name)
-        data = load_dataset(cfg.dataset)
+        with StopFlag() as stop:
+            validate(cfg)
+            files.write_summary(summary)
+            trackers.start(config)
+            outcome = _train_run(cfg, files, trackers, summary, threads, stop)
     except UserError as error:
         finish("failed", str(error))
         raise
+    except BaseException as error:
+        # Anything else (a bug, memory, a full disk) is recorded as well; a stop signal outside
+        # the training loop (during data loading, say) arrives here as Interrupted.
+        if isinstance(error, KeyboardInterrupt):
+            finish("interrupted", f"interrupted by {str(error) or 'SIGINT'}")
+        else:
+            finish("failed", f"{type(error).__name__}: {error}")
+        raise
+    steps = dict(skipped_steps=outcome.skipped_steps, scaler_skipped_steps=outcome.scaler_skipped_steps)
+    if outcome.status == "interrupted":  # the loop stopped at a step boundary
+        finish("interrupted", f"interrupted by {signal.Signals(stop.signum).name}", **steps)
+        raise Interrupted(stop.signum)
+    return finish(outcome.status, outcome.message, **steps)
+
+
+def _train_run(cfg: Any, files: RunFiles, trackers: Trackers, summary: dict, threads: int,
+               stop: StopFlag) -> Outcome:
+    """Load, build and train; what it learns about the run goes into `summary` as it goes."""
+    dataset_name = cfg.dataset.name
+    generator = seed_everything(cfg.seed)
+    torch.set_num_threads(threads)
+    device = resolve_device(cfg.trainer.device.name)
+    data = load_dataset(cfg.dataset)
     log.info(f"data: {dataset_name} from {data.origin} ({data.source}; {len(data.x_train)} train / "
              f"{len(data.x_test)} test)")
-    spec, params = LOSSES[spec_name], loss_params(cfg.loss)
+    spec, params = LOSSES[cfg.loss.name], loss_params(cfg.loss)
     label = loss_label(params)
     width = head_width(spec, data.task, data.n_classes)
-    try:
-        criterion, derived = spec.build(params, TrainingLabels(data.y_train, data.n_classes, width))
-    except UserError as error:
-        finish("failed", str(error))
-        raise
+    criterion, derived = spec.build(params, TrainingLabels(data.y_train, data.n_classes, width))
     files.identity = {"loss": label, "dataset": dataset_name, "data_source": data.source, "seed": cfg.seed}
     summary.update(loss=label, loss_derived=derived, data_source=data.source, data_origin=data.origin,
                    n_train=len(data.x_train), n_test=len(data.x_test), n_classes=data.n_classes,
@@ -175,8 +229,8 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dic
             log.info(_epoch_line(rows, cfg.trainer.epochs))
 
     derived_text = "".join(f", {key} {[round(v, 4) for v in values]}" for key, values in derived.items())
-    log.info(f"loss: {label} = {spec.summary} ({spec.reduction}{derived_text}); model: {cfg.model.name} {list(cfg.model.hidden)}; "
-             f"device: {device}, {threads} threads, precision {cfg.trainer.precision.name}")
+    log.info(f"loss: {label} = {spec.summary} ({spec.reduction}{derived_text}); model: {cfg.model.name} "
+             f"{list(cfg.model.hidden)}; device: {device}, {threads} threads, precision {cfg.trainer.precision.name}")
     summary["autocast_dtypes"] = autocast_dtypes(device, cfg.trainer.precision.name)
     if summary["autocast_dtypes"]:
         log.info("autocast on %s runs: %s", device.type,
@@ -184,26 +238,15 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dic
     if data.info:
         log.info("data conditions: %s", ", ".join(f"{k}={v}" for k, v in data.info.items()))
     try:
-        with StopFlag() as stop:
-            outcome = train(model, spec, criterion, data, optimizer, cfg.trainer, device, generator, on_epoch,
-                            lambda: stop.requested)
-    except UserError as error:
-        finish("failed", str(error))
-        raise
+        with stop.deferred():
+            return train(model, spec, criterion, data, optimizer, cfg.trainer, device, generator, on_epoch,
+                         lambda: stop.requested)
     except RuntimeError as error:
         # CUDA autocast refuses binary_cross_entropy outright: a finding about that loss, recorded
         # as the run's result rather than a crash.
         if "unsafe to autocast" not in str(error):
-            finish("failed", f"{type(error).__name__}: {error}")
             raise
-        finish("failed", f"autocast refused this loss: {error}")
-        raise UserError(summary["error"]) from None
-    except BaseException as error:
-        finish("interrupted" if isinstance(error, KeyboardInterrupt) else "failed",
-               f"{type(error).__name__}: {error}")
-        raise
-    return finish(outcome.status, outcome.message, skipped_steps=outcome.skipped_steps,
-                  scaler_skipped_steps=outcome.scaler_skipped_steps)
+        raise UserError(f"autocast refused this loss: {error}") from None
 
 
 def _epoch_line(rows: list[dict], epochs: int) -> str:

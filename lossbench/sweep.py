@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+import shlex
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from hydra.experimental.callback import Callback
 
 from lossbench.collect import CollectError, collect
-from lossbench.results import SUMMARY
+from lossbench.results import LOCK, SUMMARY, lock_holder
 from lossbench.trackers import prepare_sweep
+from lossbench.run import STOP_SIGNALS, Interrupted
 
 log = logging.getLogger("lossbench")
 # Statuses that mean the run must be looked at; diverged and interrupted are results, and a
@@ -21,9 +25,18 @@ FAILED = ("failed", "running")
 
 
 class SweepCallback(Callback):
+    # The sweep this process runs, for whoever ends it early (lossbench.app.cli).
+    sweep_dir: Optional[Path] = None
+
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         self.started = time.time()
         prepare_sweep(config)
+        SweepCallback.sweep_dir = Path(config.hydra.sweep.dir)
+        # SIGTERM (a scheduler's preemption) and SIGHUP end the sweep the way Ctrl-C does. A job
+        # running in this process swaps in its own handler while it runs (lossbench.run.StopFlag).
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, raise_interrupted)
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -38,8 +51,40 @@ class SweepCallback(Callback):
                  f"skipped (already completed or diverged with the same config); collected into "
                  f"{sweep_dir}/summary.parquet")
         failed = summary[summary["status"].isin(FAILED)]
-        for run, error in zip(failed["run"], failed["error"]):
-            log.error(f"failed: {run}: {error}")
-        if len(failed):
-            log.error(f"{len(failed)} of {len(summary)} runs failed")
+        reasons = {run: failure_reason(status, error)
+                   for run, status, error in zip(failed["run"], failed["status"], failed["error"])}
+        # A job refused because another process writes into its run dir records nothing there.
+        for lock in sweep_dir.glob(f"**/{LOCK}"):
+            holder = lock_holder(lock.parent)
+            if holder:
+                reasons[lock.parent.relative_to(sweep_dir).as_posix()] = (
+                    f"in use by {holder}, so this sweep did not run it (rerun the sweep once it ends)")
+        for run, reason in sorted(reasons.items()):
+            log.error(f"failed: {run}: {reason}")
+        if reasons:
+            log.error(f"{len(reasons)} of {len(set(summary['run']) | set(reasons))} runs failed")
             sys.exit(1)
+
+
+def raise_interrupted(signum, frame) -> None:
+    raise Interrupted(signum)
+
+
+def failure_reason(status: str, error: Any) -> str:
+    if isinstance(error, str) and error:
+        return error
+    # Every exit the process lives through records why; a `running` run without an error was
+    # killed outright (SIGKILL, the OOM killer, a power cut).
+    return "no final status recorded: the process was killed" if status == "running" else status
+
+
+def end_interrupted_sweep(sweep_dir: Path) -> None:
+    """A stop signal ended the sweep early: collect what finished and say how to go on."""
+    try:
+        collected = collect(sweep_dir)
+    except CollectError as error:
+        log.warning(f"sweep interrupted; nothing to collect yet ({error})")
+    else:
+        counts = ", ".join(f"{n} {status}" for status, n in collected.status_counts().items())
+        log.warning(f"sweep interrupted: {counts}; collected into {sweep_dir}/summary.parquet")
+    log.warning("to resume (finished runs are skipped): python -m lossbench " + shlex.join(sys.argv[1:]))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from lossbench.data import Dataset
-from lossbench.data.idx import read_idx
+from lossbench.data.idx import read_idx, read_idx_shape
 from lossbench.errors import DataError
 from lossbench.losses import Task
 
@@ -119,15 +119,28 @@ def _download(family: Family, root: Path) -> Optional[str]:
     return None
 
 
+def _check_headers(files: dict[str, Path]) -> None:
+    """Refuse files that cannot make a dataset from their headers alone, before decoding any."""
+    image_shapes = {}
+    for images_stem, labels_stem in SPLITS.values():
+        images, labels = read_idx_shape(files[images_stem]), read_idx_shape(files[labels_stem])
+        if len(images) != 3 or len(labels) != 1 or images[0] != labels[0]:
+            raise DataError(
+                f"{files[images_stem]} and {files[labels_stem]} do not match: shapes "
+                f"{images} and {labels}"
+            )
+        image_shapes[files[images_stem]] = images[1:]
+    if len(set(image_shapes.values())) > 1:
+        sizes = "; ".join(f"{path}: {h}x{w}" for path, (h, w) in image_shapes.items())
+        raise DataError(f"the train and test images differ in size ({sizes}); they must come from one "
+                        "set (or one of the files is corrupt)")
+
+
 def _read_full(family: Family, files: dict[str, Path]) -> tuple[np.ndarray, ...]:
+    _check_headers(files)
     arrays = []
     for images_stem, labels_stem in SPLITS.values():
         images, labels = read_idx(files[images_stem]), read_idx(files[labels_stem])
-        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise DataError(
-                f"{files[images_stem]} and {files[labels_stem]} do not match: shapes "
-                f"{images.shape} and {labels.shape}"
-            )
         if labels.max() > 9:
             raise DataError(f"{files[labels_stem]}: labels outside 0..9 (max {labels.max()})")
         arrays += [images.reshape(len(images), -1), labels]
@@ -158,6 +171,9 @@ def _to_tensors(family, arrays, source: str, origin: str) -> Dataset:
     x_train = torch.from_numpy(x_train.astype(np.float32) / 255.0)
     x_test = torch.from_numpy(x_test.astype(np.float32) / 255.0)
     mean, std = x_train.mean(), x_train.std()
+    if not std > 0:  # standardising would divide by zero and every run would "diverge"
+        raise DataError(f"{origin}: every training pixel has the same value ({float(mean) * 255:g}); "
+                        "there is nothing to learn from")
     return Dataset(
         name=family.name,
         task=Task.single_label,
