@@ -231,7 +231,10 @@ def unknown_keys(cfg: Any) -> list[str]:
             elif isinstance(node[key], DictConfig) and isinstance(schema[key], DictConfig):
                 walk(node[key], schema[key], f"{path}.")
 
-    walk(cfg, OmegaConf.structured(Config), "")
+    schema = OmegaConf.structured(Config)
+    if cfg.loss.name in LOSSES:  # each loss has its own knobs: its params dataclass is the schema
+        schema.loss = OmegaConf.structured(LOSSES[cfg.loss.name].params)
+    walk(cfg, schema, "")
     return problems
 
 

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lossbench import criteria
-from lossbench.errors import ConfigError, DataError
+from lossbench.errors import DataError
 
 
 class Task(str, Enum):
@@ -251,18 +251,10 @@ class ASLParams(LossParams):
 
 
 def loss_params(loss_cfg: Any) -> LossParams:
-    """The loss's knobs as its own params dataclass; a key it does not have is refused."""
+    """The loss's knobs as its own params dataclass (config.validate has refused unknown keys)."""
     from omegaconf import OmegaConf
 
-    spec_params = LOSSES[loss_cfg.name].params
-    values = OmegaConf.to_container(loss_cfg, resolve=True)
-    knobs = [f.name for f in fields(spec_params) if f.name != "name"]
-    unknown = sorted(set(values) - {"name", *knobs})
-    if unknown:
-        raise ConfigError(
-            f"loss.{unknown[0]} is not a knob of loss={loss_cfg.name}; its knobs: "
-            f"{', '.join(f'loss.{k}' for k in knobs) or 'none'}")
-    return spec_params(**values)
+    return LOSSES[loss_cfg.name].params(**OmegaConf.to_container(loss_cfg, resolve=True))
 
 
 def _format(value: Any) -> str:
