@@ -11,8 +11,9 @@ import random
 import signal
 import threading
 import time
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -30,6 +31,10 @@ from lossbench.results import RunFiles, read_summary
 from lossbench.train import train
 
 log = logging.getLogger("lossbench")
+
+# Who trains the run `execute` sets up: train.train, unless the batched launcher
+# (lossbench.seats) runs this execute in a thread whose training it stacks with other seeds'.
+TRAINER: ContextVar[Callable[..., Any]] = ContextVar("lossbench_trainer", default=train)
 
 # Keys that name where or how a run executes, not what it computes: a finished run is reused
 # whatever they say.
@@ -156,8 +161,8 @@ def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict
              f"device: {device}, {threads} threads, precision {cfg.trainer.precision.name}")
     try:
         with StopFlag() as stop:
-            outcome = train(model, spec, criterion, data, optimizer, cfg.trainer, device, generator, on_epoch,
-                            lambda: stop.requested)
+            outcome = TRAINER.get()(model, spec, criterion, data, optimizer, cfg.trainer, device, generator,
+                                    on_epoch, lambda: stop.requested)
     except UserError as error:
         finish("failed", str(error))
         raise
