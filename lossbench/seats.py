@@ -138,15 +138,18 @@ def run_seats(seats: list[Seat], log: logging.Logger) -> None:
     training = [seat for seat in seats if seat.training is not None]
     if not training:
         return
-    try:
-        with routed_logs(training), StopFlag() as stop:
-            log.info(f"batched: {len(training)} seeds trained as one stack ({', '.join(s.label for s in training)})")
+    with routed_logs(training), StopFlag() as stop:
+        log.info(f"batched: {len(training)} seeds trained as one stack ({', '.join(s.label for s in training)})")
+        try:
             _train(training, lambda: stop.requested)
-    except BaseException as error:
-        for seat in training:
-            if not seat.finished:
-                seat.finish(error)
-        raise
+        except BaseException as error:
+            # Each unfinished seed records the error as its own run's; as under the basic
+            # launcher, a bug fails these runs and the sweep goes on, an interrupt stops it.
+            for seat in training:
+                if not seat.finished:
+                    seat.finish(error)
+            if not isinstance(error, Exception):
+                raise
 
 
 def _speaking(seat: Seat, on_epoch: Callable) -> Callable:
