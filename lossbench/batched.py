@@ -120,6 +120,7 @@ def train_seeds(
     every_seed = torch.ones(len(runs), dtype=torch.bool, device=device)
     step, epoch = 0, 0
     loss = grad_norm = logits = None
+    orders = torch.empty(0)  # this epoch's data order, one row per live seed
 
     def copy_weights(position: int) -> None:
         with torch.no_grad():
@@ -174,7 +175,6 @@ def train_seeds(
                     idx = idx[keep]
 
     bar = tqdm(total=total_steps, disable=None, unit="step", leave=False)
-    orders = torch.empty(0)
     try:
         for epoch in range(1, trainer.epochs + 1):
             base.train()

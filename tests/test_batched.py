@@ -201,6 +201,32 @@ def test_jobs_are_grouped_by_everything_but_the_seed():
     assert seed_groups(jobs) == [[0, 2], [1, 3], [4]]
 
 
+def test_an_error_in_the_stack_reaches_every_seed_and_not_the_sweep():
+    """Each seed's run gets what the stacked trainer raised (here: an optimiser it cannot stack)
+    where it called the trainer, and records it as its own; the group then returns."""
+    import logging
+
+    from lossbench.run import TRAINER
+    from lossbench.seats import Seat, run_seats
+
+    s = setup(torch.float32)
+    seen = {}
+
+    def job(seed):
+        run = Recorded(s, seed)
+        try:
+            TRAINER.get()(run.model, s.spec, s.criterion, s.data, torch.optim.RMSprop(run.model.parameters()),
+                          s.cfg.trainer, CPU, run.generator, run.on_epoch, lambda: False)
+        except ValueError as error:
+            seen[seed] = str(error)
+        return seed
+
+    seats = [Seat(f"seed={seed}", lambda seed=seed: job(seed)) for seed in SEEDS]
+    run_seats(seats, logging.getLogger("test"))
+    assert [seat.returned for seat in seats] == list(SEEDS)
+    assert set(seen) == set(SEEDS) and all("RMSprop" in text for text in seen.values())
+
+
 # --- the launcher ---------------------------------------------------------------------------
 
 
