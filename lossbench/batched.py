@@ -74,6 +74,9 @@ def unstackable(cfg: Any) -> Optional[str]:
     if cfg.model.dropout > 0:
         return ("model.dropout > 0: a sequential run draws its dropout masks from the global RNG, "
                 "which one stack cannot replay seed by seed")
+    if cfg.trainer.precision.name != "32":
+        return (f"trainer.precision={cfg.trainer.precision.name}: under vmap, autocast leaves "
+                "nn.Linear's bias in float32, so the stack would not compute in the sequential run's precision")
     if OmegaConf.select(cfg, "hydra.job.chdir", default=False):
         return "hydra.job.chdir=true: each run changes the process's working directory"
     return None
