@@ -8,7 +8,10 @@ the same MLP 784-256-10, Adam, batch 128:
 - lossbench: `lossbench.train.train` (tensors in memory, index slicing, stability signals on);
 - bare: the same slicing loop without signals (what the signals cost);
 - tutorial: pytorch/examples-style torchvision dataset (PIL image + ToTensor + Normalize per
-  sample) through a DataLoader, as most MNIST tutorials do.
+  sample) through a DataLoader, as most MNIST tutorials do;
+- seeds: --seeds runs of one configuration, one after another with `train` against one stack
+  with `lossbench.batched.train_seeds` (what hydra/launcher=batched does): wall time for all of
+  them (evaluation included) and the epoch time each seed records.
 Prints seconds per epoch and the ratios; the data's memory as tensors. No pass/fail: timings
 belong here, not in the tests.
 """
@@ -28,6 +31,7 @@ from lossbench.config import TrainerConfig
 from lossbench.data import Dataset
 from lossbench.losses import LOSSES, Task
 from lossbench.model import MLP
+from lossbench.batched import SeedRun, train_seeds
 from lossbench.train import train
 
 
@@ -101,12 +105,40 @@ def tutorial_epoch_seconds(images, labels, epochs: int, batch: int) -> float:
     return float(np.median(times))
 
 
+def seeds_seconds(images, labels, epochs: int, batch: int, seeds: int) -> dict[str, tuple[float, float]]:
+    """(wall seconds for all seeds, median per-seed epoch seconds): sequential and batched."""
+    x, y = as_tensors(images, labels)
+    data = Dataset("mnist", Task.single_label, 10, x, y, x[:1000], y[:1000], "sample", "benchmark")
+    trainer = OmegaConf.structured(TrainerConfig(epochs=epochs, batch_size=batch))
+    spec, criterion, cpu = LOSSES["ce"], nn.CrossEntropyLoss(), torch.device("cpu")
+
+    def seed_run(seed: int, times: list[float]) -> SeedRun:
+        torch.manual_seed(seed)
+        model = MLP(784, [256], 10, 0.0, 1.0)
+        return SeedRun(model, torch.optim.Adam(model.parameters(), 1e-3), torch.Generator().manual_seed(seed),
+                       lambda rows, cal, steps: times.extend(r["epoch_time_s"] for r in rows if r["split"] == "train"))
+
+    sequential_times: list[float] = []
+    started = time.perf_counter()
+    for seed in range(seeds):
+        run = seed_run(seed, sequential_times)
+        train(run.model, spec, criterion, data, run.optimizer, trainer, cpu, run.generator, run.on_epoch)
+    sequential_wall = time.perf_counter() - started
+    batched_times: list[float] = []
+    started = time.perf_counter()
+    train_seeds([seed_run(seed, batched_times) for seed in range(seeds)], spec, criterion, data, trainer, cpu)
+    batched_wall = time.perf_counter() - started
+    return {"sequential": (sequential_wall, float(np.median(sequential_times))),
+            "batched": (batched_wall, float(np.median(batched_times)))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=60_000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=10, help="seeds trained one by one and as one stack")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -123,6 +155,10 @@ def main() -> None:
         print(f"{name:>10}: {seconds:6.2f} s/epoch  {args.images / seconds:>9,.0f} samples/s")
     print(f"tutorial / lossbench: {timed['tutorial'] / timed['lossbench']:.1f}x slower")
     print(f"lossbench / bare: {timed['lossbench'] / timed['bare']:.2f}x (the cost of the stability signals)")
+    seeds = seeds_seconds(images, labels, args.epochs, args.batch, args.seeds)
+    for name, (wall, epoch) in seeds.items():
+        print(f"{args.seeds} seeds {name:>10}: {wall:6.1f} s wall, {epoch:6.2f} s/epoch per seed")
+    print(f"sequential / batched wall: {seeds['sequential'][0] / seeds['batched'][0]:.2f}x")
 
 
 if __name__ == "__main__":

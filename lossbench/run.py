@@ -12,8 +12,9 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -33,6 +34,10 @@ from lossbench.trackers import Trackers
 from lossbench.train import Outcome, train
 
 log = logging.getLogger("lossbench")
+
+# Who trains the run `execute` sets up: train.train, unless the batched launcher
+# (lossbench.seats) runs this execute in a thread whose training it stacks with other seeds'.
+TRAINER: ContextVar[Callable[..., Any]] = ContextVar("lossbench_trainer", default=train)
 
 # Keys that name where or how a run executes, not what it computes: a finished run is reused
 # whatever they say.
@@ -239,8 +244,8 @@ def _train_run(cfg: Any, files: RunFiles, trackers: Trackers, summary: dict, thr
         log.info("data conditions: %s", ", ".join(f"{k}={v}" for k, v in data.info.items()))
     try:
         with stop.deferred():
-            return train(model, spec, criterion, data, optimizer, cfg.trainer, device, generator, on_epoch,
-                         lambda: stop.requested)
+            return TRAINER.get()(model, spec, criterion, data, optimizer, cfg.trainer, device, generator,
+                                 on_epoch, lambda: stop.requested)
     except RuntimeError as error:
         # CUDA autocast refuses binary_cross_entropy outright: a finding about that loss, recorded
         # as the run's result rather than a crash.

@@ -1,0 +1,239 @@
+"""K seeds of one configuration trained as one stacked model.
+
+A model this small leaves the CPU (and more so a GPU) waiting on per-step overhead; stacking the
+seeds' weights (seed first: (K, ...)) turns K small matmuls into one batched one. Each seed keeps
+what makes it that seed: its initialisation (its model is built by run.py after
+torch.manual_seed(seed)), its data order (its own generator, one randperm per epoch as train.py
+draws it), its optimiser state (lossbench.stacked_optim) and its stability signals. A seed whose
+loss or gradient goes non-finite stops alone (or has its steps skipped alone); the others go on.
+Each seed reports through its own `on_epoch` the same rows train.py reports, evaluated by
+train.py's `evaluate` on that seed's model, so its run directory is written as a sequential run's.
+
+What is per seed needs no host sync per step: losses, gradient norms and the non-finite counters
+are (K,) tensors on the device, read where train.py reads them (every `log_every` steps).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+from omegaconf import OmegaConf
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+from tqdm import tqdm
+
+from lossbench.checks import check_loss_inputs
+from lossbench.data import Dataset
+from lossbench.losses import LossSpec, encode_targets, head_width
+from lossbench.stacked_optim import stacked_optimizer
+from lossbench.train import Outcome, Signals, autocast, evaluate
+
+BCE_REFUSAL = "should be between 0 and 1"
+
+
+@dataclass
+class SeedRun:
+    """The arguments of train.train that differ from seed to seed."""
+
+    model: nn.Module  # built after torch.manual_seed(seed); ends holding the seed's final weights
+    optimizer: torch.optim.Optimizer  # its hyperparameters are what the stacked optimiser uses
+    generator: torch.Generator  # the seed's data order
+    on_epoch: Callable[[list[dict], list[dict], list[dict]], None]
+
+
+class StackedSignals(Signals):
+    """Signals' counters with one entry per seed. `observe` is elementwise, so train.py's runs on
+    them unchanged; each seed's rows and messages come from its own Signals, given its counters."""
+
+    def __init__(self, spec: LossSpec, device: torch.device, seeds: int):
+        super().__init__(spec, device)
+        self.bad_loss = torch.zeros(seeds, dtype=torch.long, device=device)
+        self.bad_grad = torch.zeros(seeds, dtype=torch.long, device=device)
+        self.first_bad = torch.full((seeds,), -1, dtype=torch.long, device=device)
+        self.skipped_per_seed = torch.zeros(seeds, dtype=torch.long, device=device)
+
+    def of_seed(self, position: int, signals: Signals) -> Signals:
+        signals.bad_loss, signals.bad_grad = self.bad_loss[position], self.bad_grad[position]
+        signals.first_bad = self.first_bad[position]
+        signals.skipped = int(self.skipped_per_seed[position])
+        return signals
+
+    def keep(self, positions: Tensor) -> None:
+        self.bad_loss, self.bad_grad = self.bad_loss[positions], self.bad_grad[positions]
+        self.first_bad, self.skipped_per_seed = self.first_bad[positions], self.skipped_per_seed[positions]
+
+
+def unstackable(cfg: Any) -> Optional[str]:
+    """Why the seeds of this configuration (a job's config, hydra node included) cannot be trained
+    as one stack and match their sequential runs, or None if they can."""
+    if cfg.model.dropout > 0:
+        return ("model.dropout > 0: a sequential run draws its dropout masks from the global RNG, "
+                "which one stack cannot replay seed by seed")
+    if cfg.trainer.precision.name != "32":
+        return (f"trainer.precision={cfg.trainer.precision.name}: under vmap, autocast leaves "
+                "nn.Linear's bias in float32, so the stack would not compute in the sequential run's precision")
+    if OmegaConf.select(cfg, "hydra.job.chdir", default=False):
+        return "hydra.job.chdir=true: each run changes the process's working directory"
+    return None
+
+
+def stacked_grad_norm(params: dict[str, Tensor]) -> Tensor:
+    """Each seed's total gradient norm, as torch.nn.utils.get_total_norm computes one model's."""
+    per_param = [torch.linalg.vector_norm(p.grad.flatten(1), dim=1) for p in params.values()]
+    return torch.linalg.vector_norm(torch.stack(per_param, dim=1), dim=1)
+
+
+def train_seeds(
+    runs: list[SeedRun],
+    spec: LossSpec,
+    criterion: nn.Module,
+    data: Dataset,
+    trainer: Any,
+    device: torch.device,
+    finished: Callable[[int, Outcome], None] = lambda index, outcome: None,
+    stop_requested: Callable[[], bool] = lambda: False,
+) -> list[Outcome]:
+    """Train runs[k] as train.train would, all in one stack. `finished(k, outcome)` is called as
+    soon as seed k ends (diverged seeds before the others); the outcomes are returned in order."""
+    precision, skip_nonfinite = trainer.precision.name, trainer.on_nonfinite.name == "skip"
+    width = head_width(spec, data.task, data.n_classes)
+    x, y = data.x_train, encode_targets(spec, data.y_train, width)
+    y_test = encode_targets(spec, data.y_test, width)
+    n, batch = len(x), trainer.batch_size
+    total_steps = trainer.epochs * math.ceil(n / batch)
+    with autocast(device, precision):
+        check_loss_inputs(criterion, spec.activation(runs[0].model(x[:batch])), y[:batch])
+
+    params, buffers = stack_module_state([run.model for run in runs])
+    optimizer = stacked_optimizer(runs[0].optimizer, params)
+    # The stacked weights are handed in at each call; the base only lends its structure.
+    base = copy.deepcopy(runs[0].model).to("meta")
+    logits_of = vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)))
+    loss_of = vmap(lambda logits, yb: criterion(spec.activation(logits), yb))
+
+    live = list(range(len(runs)))  # live[position in the stack] = index into runs
+    outcomes: list[Optional[Outcome]] = [None] * len(runs)
+    signals = StackedSignals(spec, device, len(runs))
+    own_signals = [Signals(spec, device) for _ in runs]
+    every_seed = torch.ones(len(runs), dtype=torch.bool, device=device)
+    step, epoch = 0, 0
+    loss = grad_norm = logits = None
+    orders = torch.empty(0)  # this epoch's data order, one row per live seed
+
+    def copy_weights(position: int) -> None:
+        with torch.no_grad():
+            for name, p in runs[live[position]].model.named_parameters():
+                p.copy_(params[name][position])
+
+    def end(positions: list[int], status: str, message: Callable[[Signals], Optional[str]],
+            at_step: int) -> Tensor:
+        """Seeds at `positions` end here, as train.py's `end` ends a run; the stack drops them.
+        Returns the positions kept."""
+        nonlocal params, buffers, every_seed, orders, live, loss, grad_norm, logits
+        for position in positions:
+            index = live[position]
+            seed_signals = signals.of_seed(position, own_signals[index])
+            if not seed_signals.rows or seed_signals.rows[-1]["step"] != at_step:
+                seed_signals.log(at_step, epoch, None if loss is None else loss[position],
+                                 None if grad_norm is None else grad_norm[position], logits[position])
+            copy_weights(position)
+            runs[index].on_epoch([], [], seed_signals.flush())
+            outcomes[index] = Outcome(status, epoch - 1, message(seed_signals), seed_signals.skipped)
+            finished(index, outcomes[index])
+        kept = [p for p in range(len(live)) if p not in positions]
+        keep = torch.tensor(kept, dtype=torch.long, device=device)
+        params = {name: p.detach()[keep].requires_grad_() for name, p in params.items()}
+        buffers = {name: b[keep] for name, b in buffers.items()}
+        optimizer.params = params
+        optimizer.keep(keep)
+        signals.keep(keep)
+        every_seed, orders, live = every_seed[keep], orders[keep], [live[p] for p in kept]
+        loss, grad_norm, logits = (None if t is None else t.detach()[keep] for t in (loss, grad_norm, logits))
+        return keep
+
+    def forward(idx: Tensor) -> tuple[Tensor, Tensor]:
+        """This step's logits and per-seed losses; a seed whose weights went non-finite since the
+        last signal read makes BCELoss refuse its input: it ends diverged and the rest retry."""
+        nonlocal logits
+        while True:
+            with autocast(device, precision):
+                logits = logits_of(params, buffers, x[idx])
+                try:
+                    return logits, loss_of(logits, y[idx])
+                except RuntimeError as error:
+                    if BCE_REFUSAL not in str(error):
+                        raise
+                    inputs = spec.activation(logits.detach()).flatten(1)
+                    refused = (~((inputs >= 0) & (inputs <= 1)).all(dim=1)).nonzero().flatten().tolist()
+                    keep = end(refused, "diverged", lambda s: (
+                        f"BCELoss refused its input at step {step + 1} ({error}): its sigmoid outputs "
+                        f"were NaN because the weights had gone non-finite; {s.divergence()}"), step + 1)
+                    if not live:
+                        return logits, None
+                    idx = idx[keep]
+
+    bar = tqdm(total=total_steps, disable=None, unit="step", leave=False)
+    try:
+        for epoch in range(1, trainer.epochs + 1):
+            base.train()
+            orders = torch.stack([torch.randperm(n, generator=runs[index].generator) for index in live]).to(device)
+            started = time.perf_counter()
+            for start in range(0, n, batch):
+                loss = grad_norm = None
+                logits, loss = forward(orders[:, start : start + batch])
+                if not live:
+                    return outcomes
+                for p in params.values():
+                    p.grad = None
+                loss.sum().backward()  # seeds share no weights: each gets its own loss's gradient
+                grad_norm = stacked_grad_norm(params)
+                step += 1
+                bad = signals.observe(step, loss, grad_norm)
+                if skip_nonfinite:
+                    signals.skipped_per_seed += bad
+                    optimizer.step(~bad)
+                else:
+                    optimizer.step(every_seed)
+                bar.update()
+                if step % trainer.log_every == 0 or start + batch >= n:
+                    for position, index in enumerate(live):
+                        signals.of_seed(position, own_signals[index]).log(
+                            step, epoch, loss[position], grad_norm[position], logits[position])
+                    if not skip_nonfinite:
+                        diverged = (signals.first_bad > 0).nonzero().flatten().tolist()
+                        if diverged:
+                            end(diverged, "diverged", Signals.divergence, step)
+                            if not live:
+                                return outcomes
+                if stop_requested():
+                    end(list(range(len(live))), "interrupted", lambda s: "interrupted by the user", step)
+                    return outcomes
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            # One stacked epoch trained every live seed: each is charged its share of the wall time.
+            seconds = (time.perf_counter() - started) / len(live)
+            for position, index in enumerate(live):
+                copy_weights(position)
+                model = runs[index].model
+                train_row, _ = evaluate(model, spec, criterion, x, y, data.y_train, data.task, device, precision)
+                test_row, table = evaluate(model, spec, criterion, data.x_test, y_test, data.y_test, data.task,
+                                           device, precision)
+                train_row.update(epoch_time_s=seconds, samples_per_s=n / seconds)
+                runs[index].on_epoch(
+                    [{"epoch": epoch, "split": "train", **train_row},
+                     {"epoch": epoch, "split": "test", **test_row, "epoch_time_s": float("nan"),
+                      "samples_per_s": float("nan")}],
+                    table,
+                    own_signals[index].flush(),
+                )
+    finally:
+        bar.close()
+    for position, index in enumerate(live):
+        outcomes[index] = Outcome("completed", trainer.epochs, None, signals.of_seed(position, own_signals[index]).skipped)
+        finished(index, outcomes[index])
+    return outcomes
