@@ -7,7 +7,7 @@ torch.manual_seed(seed)), its data order (its own generator, one randperm per ep
 draws it), its optimiser state (lossbench.stacked_optim) and its stability signals. A seed whose
 loss or gradient goes non-finite stops alone (or has its steps skipped alone); the others go on.
 Each seed reports through its own `on_epoch` the same rows train.py reports, evaluated by
-train.py's `evaluate` on that seed's model, so its run directory is written as a sequential run's.
+train.py's `epoch_records` on that seed's model, so its run directory is written as a sequential run's.
 
 What is per seed needs no host sync per step: losses, gradient norms and the non-finite counters
 are (K,) tensors on the device, read where train.py reads them (every `log_every` steps).
@@ -31,7 +31,7 @@ from lossbench.checks import check_loss_inputs
 from lossbench.data import Dataset
 from lossbench.losses import LossSpec, encode_targets, head_width
 from lossbench.stacked_optim import stacked_optimizer
-from lossbench.train import Outcome, Signals, autocast, evaluate
+from lossbench.train import Outcome, Signals, autocast, epoch_records, per_class_inputs
 
 BCE_REFUSAL = "should be between 0 and 1"
 
@@ -43,7 +43,7 @@ class SeedRun:
     model: nn.Module  # built after torch.manual_seed(seed); ends holding the seed's final weights
     optimizer: torch.optim.Optimizer  # its hyperparameters are what the stacked optimiser uses
     generator: torch.Generator  # the seed's data order
-    on_epoch: Callable[[list[dict], list[dict], list[dict]], None]
+    on_epoch: Callable[..., None]  # (rows, reliability table, step rows, per-class rows)
 
 
 class StackedSignals(Signals):
@@ -51,7 +51,7 @@ class StackedSignals(Signals):
     them unchanged; each seed's rows and messages come from its own Signals, given its counters."""
 
     def __init__(self, spec: LossSpec, device: torch.device, seeds: int):
-        super().__init__(spec, device)
+        super().__init__(spec, device, no_scaler(device))
         self.bad_loss = torch.zeros(seeds, dtype=torch.long, device=device)
         self.bad_grad = torch.zeros(seeds, dtype=torch.long, device=device)
         self.first_bad = torch.full((seeds,), -1, dtype=torch.long, device=device)
@@ -66,6 +66,11 @@ class StackedSignals(Signals):
     def keep(self, positions: Tensor) -> None:
         self.bad_loss, self.bad_grad = self.bad_loss[positions], self.bad_grad[positions]
         self.first_bad, self.skipped_per_seed = self.first_bad[positions], self.skipped_per_seed[positions]
+
+
+def no_scaler(device: torch.device) -> torch.amp.GradScaler:
+    """A disabled GradScaler: stacks run in float32 (unstackable refuses the rest), never scaled."""
+    return torch.amp.GradScaler(device.type, enabled=False)
 
 
 def unstackable(cfg: Any) -> Optional[str]:
@@ -119,7 +124,8 @@ def train_seeds(
     live = list(range(len(runs)))  # live[position in the stack] = index into runs
     outcomes: list[Optional[Outcome]] = [None] * len(runs)
     signals = StackedSignals(spec, device, len(runs))
-    own_signals = [Signals(spec, device) for _ in runs]
+    own_signals = [Signals(spec, device, no_scaler(device)) for _ in runs]
+    condition_inputs = per_class_inputs(data)
     every_seed = torch.ones(len(runs), dtype=torch.bool, device=device)
     step, epoch = 0, 0
     loss = grad_norm = logits = None
@@ -220,17 +226,9 @@ def train_seeds(
             for position, index in enumerate(live):
                 copy_weights(position)
                 model = runs[index].model
-                train_row, _ = evaluate(model, spec, criterion, x, y, data.y_train, data.task, device, precision)
-                test_row, table = evaluate(model, spec, criterion, data.x_test, y_test, data.y_test, data.task,
-                                           device, precision)
-                train_row.update(epoch_time_s=seconds, samples_per_s=n / seconds)
-                runs[index].on_epoch(
-                    [{"epoch": epoch, "split": "train", **train_row},
-                     {"epoch": epoch, "split": "test", **test_row, "epoch_time_s": float("nan"),
-                      "samples_per_s": float("nan")}],
-                    table,
-                    own_signals[index].flush(),
-                )
+                rows, table, per_class = epoch_records(model, spec, criterion, data, (x, y, y_test),
+                                                       condition_inputs, epoch, seconds, device, precision)
+                runs[index].on_epoch(rows, table, own_signals[index].flush(), per_class)
     finally:
         bar.close()
     for position, index in enumerate(live):

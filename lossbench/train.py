@@ -150,7 +150,7 @@ def train(
     params = list(model.parameters())
     with autocast(device, precision):
         check_loss_inputs(criterion, spec.activation(model(x[:batch])), y[:batch])
-    per_class_inputs = _per_class_inputs(data)
+    condition_inputs = per_class_inputs(data)
 
     # Disabled (loss_scaling=none), a GradScaler passes everything through without a sync.
     scaler = torch.amp.GradScaler(device.type, enabled=trainer.loss_scaling.name == "dynamic")
@@ -199,19 +199,10 @@ def train(
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - started
-            train_row, _, train_probs = evaluate(model, spec, criterion, x, y, data.y_train, data.task, device, precision)
-            test_row, table, test_probs = evaluate(model, spec, criterion, data.x_test, y_test, data.y_test, data.task, device, precision)
-            train_row.update(epoch_time_s=seconds, samples_per_s=n / seconds)
-            per_class = _add_condition_metrics(data, spec, per_class_inputs, train_row, train_probs,
-                                               test_row, test_probs)
-            on_epoch(
-                [{"epoch": epoch, "split": "train", **train_row},
-                 {"epoch": epoch, "split": "test", **test_row, "epoch_time_s": float("nan"), "samples_per_s": float("nan")}],
-                table,
-                signals.flush(),
-                [{"epoch": epoch, "split": "test", **row} for row in per_class],
-            )
-            bar.set_postfix_str(_postfix(test_row))
+            rows, table, per_class = epoch_records(model, spec, criterion, data, (x, y, y_test),
+                                                   condition_inputs, epoch, seconds, device, precision)
+            on_epoch(rows, table, signals.flush(), per_class)
+            bar.set_postfix_str(_postfix(rows[1]))
     except RuntimeError as error:
         # BCELoss checks its input range and raises on NaN instead of returning NaN: the
         # weights went non-finite between two signal reads. That is divergence, not a crash.
@@ -225,7 +216,22 @@ def train(
     return outcome("completed", trainer.epochs, None)
 
 
-def _per_class_inputs(data: Dataset) -> dict:
+def epoch_records(model, spec, criterion, data, encoded, per_class_inputs, epoch: int, seconds: float,
+                  device, precision) -> tuple[list[dict], list[dict], list[dict]]:
+    """What an epoch reports: its train and test rows, the test reliability table and the test
+    split's per-class rows. `encoded` = (x_train, encoded train targets, encoded test targets)."""
+    x, y, y_test = encoded
+    train_row, _, train_probs = evaluate(model, spec, criterion, x, y, data.y_train, data.task, device, precision)
+    test_row, table, test_probs = evaluate(model, spec, criterion, data.x_test, y_test, data.y_test, data.task,
+                                           device, precision)
+    train_row.update(epoch_time_s=seconds, samples_per_s=len(x) / seconds)
+    per_class = _add_condition_metrics(data, spec, per_class_inputs, train_row, train_probs, test_row, test_probs)
+    rows = [{"epoch": epoch, "split": "train", **train_row},
+            {"epoch": epoch, "split": "test", **test_row, "epoch_time_s": float("nan"), "samples_per_s": float("nan")}]
+    return rows, table, [{"epoch": epoch, "split": "test", **row} for row in per_class]
+
+
+def per_class_inputs(data: Dataset) -> dict:
     """Host copies the per-epoch condition metrics need: training counts per class (true labels)
     or positives per label, the rarest third of the classes, the clean and noisy training labels."""
     clean = data.y_train if data.y_train_clean is None else data.y_train_clean

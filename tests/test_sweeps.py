@@ -7,6 +7,8 @@ import shutil
 import pandas as pd
 import pytest
 
+from lossbench.results import LOCK
+
 from conftest import SMALL, compose_config, run_cli, run_sweep, sweep_grid
 
 # Run directories are named from the job's overrides, sorted by key.
@@ -72,7 +74,9 @@ def test_rerunning_a_sweep_reruns_only_the_missing_run(smoke_sweep, tmp_path):
     shutil.copytree(smoke_sweep.dir, sweep)
     (sweep / CE_SEED_1 / "summary.json").unlink()
     # Everything but .hydra/, Hydra's record of the latest invocation, which it rewrites per job.
-    untouched = {p: p.stat().st_mtime_ns for d in SMOKE_RUNS - {CE_SEED_1} for p in (sweep / d).iterdir() if p.is_file()}
+    # The lock file names whoever last held the dir: lossbench's bookkeeping, not a result.
+    untouched = {p: p.stat().st_mtime_ns for d in SMOKE_RUNS - {CE_SEED_1} for p in (sweep / d).iterdir()
+                 if p.is_file() and p.name != LOCK}
     assert {p.name for p in untouched} >= {"summary.json", "metrics.parquet", "calibration.parquet", "lossbench.log"}
     result = run_sweep("smoke", sweep)
     assert result.returncode == 0, result.stdout + result.stderr
