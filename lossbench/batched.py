@@ -27,11 +27,10 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm import tqdm
 
-from lossbench.checks import check_loss_inputs
 from lossbench.data import Dataset
-from lossbench.losses import LossSpec, encode_targets, head_width
+from lossbench.losses import LossSpec
 from lossbench.stacked_optim import stacked_optimizer
-from lossbench.train import Outcome, Signals, autocast, epoch_records, per_class_inputs
+from lossbench.train import Outcome, Signals, autocast, encoded_and_checked, epoch_records, per_class_inputs
 
 BCE_REFUSAL = "should be between 0 and 1"
 
@@ -106,13 +105,9 @@ def train_seeds(
     """Train runs[k] as train.train would, all in one stack. `finished(k, outcome)` is called as
     soon as seed k ends (diverged seeds before the others); the outcomes are returned in order."""
     precision, skip_nonfinite = trainer.precision.name, trainer.on_nonfinite.name == "skip"
-    width = head_width(spec, data.task, data.n_classes)
-    x, y = data.x_train, encode_targets(spec, data.y_train, width)
-    y_test = encode_targets(spec, data.y_test, width)
+    x, y, y_test = encoded_and_checked(runs[0].model, spec, criterion, data, trainer.batch_size, device, precision)
     n, batch = len(x), trainer.batch_size
     total_steps = trainer.epochs * math.ceil(n / batch)
-    with autocast(device, precision):
-        check_loss_inputs(criterion, spec.activation(runs[0].model(x[:batch])), y[:batch])
 
     params, buffers = stack_module_state([run.model for run in runs])
     optimizer = stacked_optimizer(runs[0].optimizer, params)
@@ -176,8 +171,9 @@ def train_seeds(
                         raise
                     inputs = spec.activation(logits.detach()).flatten(1)
                     refused = (~((inputs >= 0) & (inputs <= 1)).all(dim=1)).nonzero().flatten().tolist()
+                    refusal = str(error)
                     keep = end(refused, "diverged", lambda s: (
-                        f"BCELoss refused its input at step {step + 1} ({error}): its sigmoid outputs "
+                        f"BCELoss refused its input at step {step + 1} ({refusal}): its sigmoid outputs "
                         f"were NaN because the weights had gone non-finite; {s.divergence()}"), step + 1)
                     if not live:
                         return logits, None

@@ -23,7 +23,7 @@ Adding a loss: a params dataclass, one `LossSpec` in `LOSSES` and one `conf/loss
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from enum import Enum
 from typing import Any, Callable, Optional
 
@@ -86,24 +86,9 @@ class LossParams:
         return []
 
 
-@dataclass
-class CEParams(LossParams):
-    name: str = "ce"
-
-
-@dataclass
-class NLLParams(LossParams):
-    name: str = "nll"
-
-
-@dataclass
-class BCEParams(LossParams):
-    name: str = "bce"
-
-
-@dataclass
-class BCELogitsParams(LossParams):
-    name: str = "bce_logits"
+def _no_knobs(name: str) -> type[LossParams]:
+    """The params of a loss without knobs: its name, as the default that makes it that loss."""
+    return make_dataclass(f"{name}_params", [("name", str, field(default=name))], bases=(LossParams,))
 
 
 @dataclass
@@ -151,11 +136,6 @@ class Poly1Params(LossParams):
 
 
 @dataclass
-class BrierParams(LossParams):
-    name: str = "brier"
-
-
-@dataclass
 class MSEParams(LossParams):
     name: str = "mse"
     k: float = 1.0
@@ -164,11 +144,6 @@ class MSEParams(LossParams):
     def problems(self, n_classes: int) -> list[str]:
         return (_in("loss.k", self.k, 1e-12, math.inf, "a number > 0")
                 + _in("loss.m", self.m, 1e-12, math.inf, "a number > 0"))
-
-
-@dataclass
-class MAEParams(LossParams):
-    name: str = "mae"
 
 
 @dataclass
@@ -397,14 +372,14 @@ TORCH = "torch.nn"
 LOSSES: dict[str, LossSpec] = {
     spec.name: spec
     for spec in [
-        _softmax("ce", "CrossEntropyLoss on logits (log_softmax + NLL fused)", CEParams,
+        _softmax("ce", "CrossEntropyLoss on logits (log_softmax + NLL fused)", _no_knobs("ce"),
                  _plain(nn.CrossEntropyLoss), TORCH),
-        _softmax("nll", "NLLLoss on log_softmax(logits)", NLLParams, _plain(nn.NLLLoss), TORCH,
+        _softmax("nll", "NLLLoss on log_softmax(logits)", _no_knobs("nll"), _plain(nn.NLLLoss), TORCH,
                  activation=_log_softmax),
-        _sigmoid("bce", "BCELoss on sigmoid(logits); one-hot targets on single-label data", BCEParams,
+        _sigmoid("bce", "BCELoss on sigmoid(logits); one-hot targets on single-label data", _no_knobs("bce"),
                  _plain(nn.BCELoss), TORCH, activation=torch.sigmoid),
         _sigmoid("bce_logits", "BCEWithLogitsLoss on logits (sigmoid + BCE fused, log-sum-exp)",
-                 BCELogitsParams, _plain(nn.BCEWithLogitsLoss), TORCH),
+                 _no_knobs("bce_logits"), _plain(nn.BCEWithLogitsLoss), TORCH),
         _softmax("focal", "focal loss -(1-p_y)^gamma log p_y from log_softmax", FocalParams, _focal,
                  "Lin et al. 2017"),
         _softmax("ce_smooth", "CrossEntropyLoss(label_smoothing=smoothing)", SmoothParams,
@@ -415,12 +390,12 @@ LOSSES: dict[str, LossSpec] = {
                  SOFTMAX_TASKS, "weighted mean over N samples (sum w_y l / sum w_y)", "torch.nn; sklearn"),
         _softmax("poly1", "Poly-1: CE + epsilon (1 - p_y)", Poly1Params,
                  lambda p, labels: (criteria.Poly1CrossEntropy(p.epsilon), {}), "Leng et al. 2022"),
-        _softmax("brier", "squared error between softmax and one-hot (Brier score)", BrierParams,
+        _softmax("brier", "squared error between softmax and one-hot (Brier score)", _no_knobs("brier"),
                  _plain(criteria.BrierLoss), "Brier 1950"),
         LossSpec("mse", "squared error between logits and one-hot (k, M rescaling)", MSEParams,
                  lambda p, labels: (criteria.LogitMSELoss(p.k, p.m), {}), _identity, Targets.index,
                  Probabilities.softmax, SOFTMAX_TASKS, PER_OUTPUT, "Hui & Belkin 2021"),
-        _softmax("mae", "sum_k |onehot_k - softmax_k| = 2 (1 - p_y)", MAEParams,
+        _softmax("mae", "sum_k |onehot_k - softmax_k| = 2 (1 - p_y)", _no_knobs("mae"),
                  _plain(criteria.MAELoss), "Ghosh et al. 2017"),
         _softmax("gce", "generalized cross-entropy (1 - p_y^q) / q", GCEParams,
                  lambda p, labels: (criteria.GCELoss(p.q), {}), "Zhang & Sabuncu 2018"),

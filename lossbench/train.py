@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from lossbench import metrics
@@ -129,6 +129,16 @@ class Signals:
         return rows
 
 
+def encoded_and_checked(model, spec, criterion, data, batch: int, device, precision) -> tuple[Tensor, ...]:
+    """(x_train, train targets, test targets) as the criterion takes them; the first batch through
+    the model is checked for the classic mistakes (one host sync, once per run)."""
+    width = head_width(spec, data.task, data.n_classes)
+    x, y = data.x_train, encode_targets(spec, data.y_train, width)
+    with autocast(device, precision):
+        check_loss_inputs(criterion, spec.activation(model(x[:batch])), y[:batch])
+    return x, y, encode_targets(spec, data.y_test, width)
+
+
 def train(
     model: nn.Module,
     spec: LossSpec,
@@ -142,14 +152,10 @@ def train(
     stop_requested: Callable[[], bool] = lambda: False,
 ) -> Outcome:
     precision, skip_nonfinite = trainer.precision.name, trainer.on_nonfinite.name == "skip"
-    width = head_width(spec, data.task, data.n_classes)
-    x, y = data.x_train, encode_targets(spec, data.y_train, width)
-    y_test = encode_targets(spec, data.y_test, width)
+    x, y, y_test = encoded_and_checked(model, spec, criterion, data, trainer.batch_size, device, precision)
     n, batch = len(x), trainer.batch_size
     total_steps = trainer.epochs * math.ceil(n / batch)
     params = list(model.parameters())
-    with autocast(device, precision):
-        check_loss_inputs(criterion, spec.activation(model(x[:batch])), y[:batch])
     condition_inputs = per_class_inputs(data)
 
     # Disabled (loss_scaling=none), a GradScaler passes everything through without a sync.

@@ -22,7 +22,7 @@ def wheel(tmp_path_factory) -> Path:
     source = tmp_path_factory.mktemp("source")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source)
-    for name in ("conf", "lossbench"):
+    for name in ("conf", "lossbench", "hydra_plugins"):
         shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("wheel")
     build = subprocess.run(
@@ -52,7 +52,8 @@ def run_installed(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProc
 def test_wheel_holds_every_yaml_of_conf_and_every_module(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     yamls = {f"lossbench/conf/{p.relative_to(REPO / 'conf').as_posix()}" for p in (REPO / "conf").rglob("*.yaml")}
-    modules = {p.relative_to(REPO).as_posix() for p in (REPO / "lossbench").rglob("*.py")}
+    modules = {p.relative_to(REPO).as_posix() for package in ("lossbench", "hydra_plugins")
+               for p in (REPO / package).rglob("*.py")}
     assert len(yamls) > 10
     assert yamls - names == set()
     assert modules - names == set()

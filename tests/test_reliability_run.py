@@ -25,7 +25,7 @@ from lossbench.errors import ConfigError, DataError
 from lossbench.run import Interrupted, execute
 from lossbench.sweep import failure_reason
 
-from conftest import SMALL, compose_config, run_cli, run_sweep
+from conftest import SMALL, compose_config, run_cli
 from test_data import idx_bytes, write_mnist_idx
 
 CHEAP = ("dataset.source=sample", "trainer.epochs=1", "model.hidden=[8]")
