@@ -396,3 +396,12 @@ def test_binary_preset_trains_one_logit_for_sigmoid_losses_and_two_for_ce(tmp_pa
         assert summary["outputs"] == head_width(LOSSES[name], Task.single_label, 2)
         assert summary["test_acc"] > 0.8  # 4 vs 9 after one epoch: learnt, not chance (0.5)
     assert {runs[n]["outputs"] for n in runs} == {1, 2}
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/results-schema.md"])
+def test_the_docs_name_every_loss(doc):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / doc).read_text()
+    assert [name for name in LOSSES if not re.search(rf"\b{name}\b", text)] == []
