@@ -155,14 +155,6 @@ class GCEParams(LossParams):
         return _in("loss.q", self.q, 1e-12, 1, "in (0, 1] (q -> 0 approaches ce, q = 1 is mae / 2)")
 
 
-def _robust_problems(alpha: float, beta: float, log_zero: float) -> list[str]:
-    found = _in("loss.alpha", alpha, 0, math.inf, "a number >= 0")
-    found += _in("loss.beta", beta, 0, math.inf, "a number >= 0")
-    if _number(alpha) and _number(beta) and alpha == beta == 0:
-        found.append("loss.alpha=0 and loss.beta=0 leave no loss: set at least one > 0")
-    return found + _in("loss.log_zero", log_zero, -math.inf, -1e-12, "a number < 0 (log 0 := A)")
-
-
 @dataclass
 class SCEParams(LossParams):
     name: str = "sce"
@@ -171,18 +163,21 @@ class SCEParams(LossParams):
     log_zero: float = -4.0
 
     def problems(self, n_classes: int) -> list[str]:
-        return _robust_problems(self.alpha, self.beta, self.log_zero)
+        found = _in("loss.alpha", self.alpha, 0, math.inf, "a number >= 0")
+        found += _in("loss.beta", self.beta, 0, math.inf, "a number >= 0")
+        if _number(self.alpha) and _number(self.beta) and self.alpha == self.beta == 0:
+            found.append("loss.alpha=0 and loss.beta=0 leave no loss: set at least one > 0")
+        return found + _in("loss.log_zero", self.log_zero, -math.inf, -1e-12, "a number < 0 (log 0 := A)")
 
 
 @dataclass
-class NCERCEParams(LossParams):
+class NCERCEParams(SCEParams):
+    """The same three knobs as sce (alpha weights NCE instead of CE), the authors' defaults."""
+
     name: str = "nce_rce"
     alpha: float = 1.0
     beta: float = 10.0
     log_zero: float = math.log(1e-4)
-
-    def problems(self, n_classes: int) -> list[str]:
-        return _robust_problems(self.alpha, self.beta, self.log_zero)
 
 
 @dataclass
