@@ -85,6 +85,12 @@ def unreadable_files(run_dir: Path, summary: dict) -> list[str]:
 class RunDirBusy(UserError):
     """Another live process is writing into this run directory."""
 
+    def __init__(self, run_dir: Path, holder: str):
+        super().__init__(
+            f"{run_dir} is in use by {holder}: one run writes into a directory at a time. Wait for "
+            "it to end, or give this run another directory (hydra.run.dir=... or hydra.sweep.dir=...)")
+        self.holder = holder
+
 
 class RunDirLock:
     """An exclusive lock on a run directory for a run's lifetime: one writer per directory.
@@ -108,11 +114,7 @@ class RunDirLock:
             file.seek(0)
             holder = file.read().strip() or "another process"
             file.close()
-            raise RunDirBusy(
-                f"{self.path.parent} is in use by {holder}: one run writes into a directory at a "
-                "time. Wait for it to end, or give this run another directory (hydra.run.dir=... "
-                "or hydra.sweep.dir=...)"
-            ) from None
+            raise RunDirBusy(self.path.parent, holder) from None
         file.seek(0)
         file.truncate()
         file.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
@@ -125,12 +127,19 @@ class RunDirLock:
 
 
 def lock_holder(run_dir: Path) -> Optional[str]:
-    """Who holds run_dir's lock right now, or None if no live process does."""
+    """Who holds run_dir's lock right now, or None if no live process does. Only looks: the
+    lock file is neither created nor rewritten."""
     try:
-        with RunDirLock(run_dir):
-            return None
-    except RunDirBusy as busy:
-        return str(busy).split(" is in use by ")[1].split(": one run")[0]
+        file = open(run_dir / LOCK)
+    except FileNotFoundError:
+        return None
+    with file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return file.read().strip() or "another process"
+        fcntl.flock(file, fcntl.LOCK_UN)
+        return None
 
 
 def read_summary(run_dir: Path) -> Optional[dict[str, Any]]:
