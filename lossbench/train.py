@@ -238,20 +238,21 @@ def epoch_records(model, spec, criterion, data, encoded, per_class_inputs, epoch
 
 
 def per_class_inputs(data: Dataset) -> dict:
-    """Host copies the per-epoch condition metrics need: training counts per class (true labels)
-    or positives per label, the rarest third of the classes, the clean and noisy training labels."""
+    """Host copies the per-epoch condition metrics need, made once per run: training counts per
+    class (true labels) or positives per label, the rarest third of the classes, the clean and
+    noisy training labels, the test labels."""
     clean = data.y_train if data.y_train_clean is None else data.y_train_clean
-    clean = clean.cpu().numpy()
+    clean, test = clean.cpu().numpy(), data.y_test.cpu().numpy()
     if data.task == Task.multi_label:
-        return {"train_counts": clean.sum(axis=0).astype(np.int64)}
+        return {"train_counts": clean.sum(axis=0).astype(np.int64), "test": test}
     counts = np.bincount(clean, minlength=data.n_classes)
     return {"train_counts": counts, "rare": metrics.rarest_third(counts), "clean": clean,
-            "noisy": data.y_train.cpu().numpy()}
+            "noisy": data.y_train.cpu().numpy(), "test": test}
 
 
 def _add_condition_metrics(data, spec, inputs, train_row, train_probs, test_row, test_probs) -> list[dict]:
     """Class-balance and memorisation metrics into the epoch's rows; the test split's per-class rows."""
-    labels = data.y_test.cpu().numpy()
+    labels = inputs["test"]
     if data.task == Task.single_label:
         train_row.update(metrics.class_balance(train_probs, inputs["noisy"], inputs["rare"]))
         test_row.update(metrics.class_balance(test_probs, labels, inputs["rare"]))

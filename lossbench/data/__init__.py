@@ -36,10 +36,10 @@ class Dataset:
         return self.x_train.shape[1]
 
     def to(self, device: torch.device) -> "Dataset":
-        """A copy on `device`; this one stays as it is (it may be the cached one)."""
-        names = ("x_train", "y_train", "x_test", "y_test", "y_train_clean")
+        """A copy on `device`; this one stays as it is (it may be the cached one). The clean
+        training labels stay on the host, where the per-epoch memorisation metrics read them."""
         return dataclasses.replace(self, **{
-            name: getattr(self, name).to(device) for name in names if getattr(self, name) is not None
+            name: getattr(self, name).to(device) for name in ("x_train", "y_train", "x_test", "y_test")
         })
 
 
