@@ -5,6 +5,8 @@ cross_entropy and nll_loss in float32)."""
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 import torch.nn.functional as F
 
@@ -26,14 +28,16 @@ def _ops(z: torch.Tensor) -> dict:
     }
 
 
+@cache  # a fact of the device and precision: asked once per process, not once per run
 def autocast_dtypes(device: torch.device, precision: str) -> dict[str, str]:
     """Op name -> the dtype its output has under autocast (`refused` if autocast raises)."""
     dtype = AUTOCAST[precision]
     if dtype is None:
         return {}
     with torch.autocast(device.type, dtype=dtype):
-        linear = torch.nn.Linear(4, 3).to(device)
-        z = linear(torch.ones(2, 4, device=device))
+        # F.linear on fixed weights: an nn.Linear would draw its init from the global RNG the
+        # run's dropout masks come from.
+        z = F.linear(torch.ones(2, 4, device=device), torch.full((3, 4), 0.1, device=device))
         found = {"linear": str(z.dtype).removeprefix("torch.")}
         for name, op in _ops(z).items():
             try:
