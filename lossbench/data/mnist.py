@@ -165,22 +165,28 @@ def _read_sample() -> tuple[np.ndarray, ...]:
 IMAGE_SHAPE = (1, 28, 28)
 
 
-def _to_tensors(family, arrays, source: str, origin: str) -> Dataset:
-    x_train, y_train, x_test, y_test = arrays
-    # One conversion for the whole set: bytes -> [0, 1] -> standardised by the training pixels.
+def standardised(x_train: np.ndarray, x_test: np.ndarray, origin: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 pixels (N, features) -> float32, one conversion for the whole set: [0, 1], then
+    standardised by the training pixels."""
     x_train = torch.from_numpy(x_train.astype(np.float32) / 255.0)
     x_test = torch.from_numpy(x_test.astype(np.float32) / 255.0)
     mean, std = x_train.mean(), x_train.std()
     if not std > 0:  # standardising would divide by zero and every run would "diverge"
         raise DataError(f"{origin}: every training pixel has the same value ({float(mean) * 255:g}); "
                         "there is nothing to learn from")
+    return (x_train - mean) / std, (x_test - mean) / std
+
+
+def _to_tensors(family, arrays, source: str, origin: str) -> Dataset:
+    x_train, y_train, x_test, y_test = arrays
+    x_train, x_test = standardised(x_train, x_test, origin)
     return Dataset(
         name=family.name,
         task=Task.single_label,
         n_classes=10,
-        x_train=(x_train - mean) / std,
+        x_train=x_train,
         y_train=torch.from_numpy(y_train.astype(np.int64)),
-        x_test=(x_test - mean) / std,
+        x_test=x_test,
         y_test=torch.from_numpy(y_test.astype(np.int64)),
         source=source,
         origin=origin,

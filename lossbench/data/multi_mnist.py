@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from lossbench.data import Dataset
-from lossbench.data.mnist import MNIST, read_arrays
+from lossbench.data.mnist import MNIST, read_arrays, standardised
 from lossbench.losses import Task
 
 CELL = 28
@@ -47,16 +47,15 @@ def load(cfg: Any) -> Dataset:
     test_images, test_labels = compose(
         x_test, y_test, cfg.n_test, rng=np.random.default_rng([cfg.seed, TEST_STREAM]), **shape)
     side = cfg.grid * CELL
-    x_train = torch.from_numpy(train_images.reshape(cfg.n_train, -1).astype(np.float32) / 255.0)
-    x_test = torch.from_numpy(test_images.reshape(cfg.n_test, -1).astype(np.float32) / 255.0)
-    mean, std = x_train.mean(), x_train.std()
+    x_train, x_test = standardised(train_images.reshape(cfg.n_train, -1), test_images.reshape(cfg.n_test, -1),
+                                   origin)
     return Dataset(
         name="multi_mnist",
         task=Task.multi_label,
         n_classes=10,
-        x_train=(x_train - mean) / std,
+        x_train=x_train,
         y_train=torch.from_numpy(train_labels),
-        x_test=(x_test - mean) / std,
+        x_test=x_test,
         y_test=torch.from_numpy(test_labels),
         source=source,
         origin=(f"{cfg.min_digits}-{cfg.max_digits} digits on a {side}x{side} canvas, composed from "
