@@ -38,7 +38,7 @@ class CNN(nn.Module):
         in_channels, height, width = self.image_shape
         blocks: list[nn.Module] = []
         for out_channels in channels:
-            blocks += [nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
+            blocks += [nn.Conv2d(in_channels, out_channels, kernel_size, padding="same"),
                        nn.ReLU(), nn.MaxPool2d(2)]
             in_channels, height, width = out_channels, height // 2, width // 2
         self.features = nn.Sequential(*blocks, nn.Flatten())
