@@ -4,8 +4,8 @@ Call it on your own tensors before a criterion:
 
     check_loss_inputs(nn.CrossEntropyLoss(), logits, target)
 
-Every lossbench run applies it to its first batch. It costs one host sync, so it is not for
-every step.
+Every lossbench run applies it to its first batch. It costs a handful of host syncs (each
+check reads a flag back), so it is for a first batch, not for every step.
 """
 
 from __future__ import annotations

@@ -147,7 +147,7 @@ class MAELoss(SoftmaxLoss):
     Reduction: mean over the N samples. (The Active Passive Loss code's MAE is half this.)"""
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        _, log_p = self.target_log_prob(input, target)
+        log_p = F.log_softmax(input, dim=1)
         return self.reduce(2 * torch.exp(self.log_one_minus_target(log_p, target)))
 
 
@@ -234,14 +234,15 @@ class AsymmetricLoss(SigmoidLoss):
         self.gamma_neg, self.gamma_pos, self.clip = gamma_neg, gamma_pos, clip
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        positive = F.logsigmoid(input) * torch.exp(self.gamma_pos * F.logsigmoid(-input))
+        log_p, log_one_minus_p = F.logsigmoid(input), F.logsigmoid(-input)
+        positive = log_p * torch.exp(self.gamma_pos * log_one_minus_p)
         if self.clip > 0:
             p_m = (torch.sigmoid(input) - self.clip).clamp(min=0)
             log_one_minus = torch.log((torch.sigmoid(-input) + self.clip).clamp(max=1))
             # p_m^gamma at p_m = 0 has gradient 0 * inf for gamma < 1; where() keeps it 0.
             weight = torch.where(p_m > 0, p_m.clamp(min=torch.finfo(p_m.dtype).tiny).pow(self.gamma_neg), 0)
         else:
-            log_one_minus = F.logsigmoid(-input)
-            weight = torch.exp(self.gamma_neg * F.logsigmoid(input))
+            log_one_minus = log_one_minus_p
+            weight = torch.exp(self.gamma_neg * log_p)
         negative = log_one_minus * weight
         return self.reduce(-(target * positive + (1 - target) * negative))
