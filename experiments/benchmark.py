@@ -55,7 +55,7 @@ def lossbench_epoch_seconds(images, labels, epochs: int, batch: int) -> float:
     times: list[float] = []
     train(model, LOSSES["ce"], nn.CrossEntropyLoss(), data, torch.optim.Adam(model.parameters(), 1e-3), trainer,
           torch.device("cpu"), torch.Generator().manual_seed(0),
-          lambda rows, cal, steps: times.extend(r["epoch_time_s"] for r in rows if r["split"] == "train"))
+          lambda rows, *tables: times.extend(r["epoch_time_s"] for r in rows if r["split"] == "train"))
     return float(np.median(times))
 
 
@@ -116,7 +116,7 @@ def seeds_seconds(images, labels, epochs: int, batch: int, seeds: int) -> dict[s
         torch.manual_seed(seed)
         model = MLP(784, [256], 10, 0.0, 1.0)
         return SeedRun(model, torch.optim.Adam(model.parameters(), 1e-3), torch.Generator().manual_seed(seed),
-                       lambda rows, cal, steps: times.extend(r["epoch_time_s"] for r in rows if r["split"] == "train"))
+                       lambda rows, *tables: times.extend(r["epoch_time_s"] for r in rows if r["split"] == "train"))
 
     sequential_times: list[float] = []
     started = time.perf_counter()
