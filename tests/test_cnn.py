@@ -11,9 +11,10 @@ from lossbench.model import CNN, build_model
 from conftest import compose_config, run_cli
 
 
-@pytest.mark.parametrize("side", [28, 56])
-def test_cnn_maps_flat_images_of_either_size_to_one_logit_per_class(side):
-    cfg = compose_config("model=cnn").model
+@pytest.mark.parametrize("side, kernel, channels", [(28, 5, "[6,16]"), (56, 5, "[6,16]"), (28, 4, "[4,4,4]")])
+def test_cnn_maps_flat_images_of_either_size_to_one_logit_per_class(side, kernel, channels):
+    # An even kernel through three blocks reaches an odd-sided map (7x7), where "same" matters.
+    cfg = compose_config("model=cnn", f"model.kernel_size={kernel}", f"model.channels={channels}").model
     model = build_model(cfg, side * side, 10, (1, side, side))
     assert isinstance(model, CNN)
     logits = model(torch.randn(3, side * side))
