@@ -1,0 +1,36 @@
+"""Model selection on the validation split: which epoch of a run counts as "selected".
+
+One rule, used by the run (to keep that epoch's test predictions) and by the report (to read the
+test metrics at that epoch from the tables): the first epoch with the highest validation value of
+the task's primary metric. Never selected on test.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import pandas as pd
+
+# The metric a task is selected (and tuned) on; higher is better for both.
+PRIMARY = {"single_label": "acc", "multi_label": "map"}
+
+
+def select_epoch(values: Sequence[float]) -> Optional[int]:
+    """1-based epoch of the first maximum of per-epoch validation values; NaN never wins.
+    None when no value is finite."""
+    best, best_epoch = -math.inf, None
+    for epoch, value in enumerate(values, start=1):
+        if value == value and value > best:  # value == value: not NaN
+            best, best_epoch = value, epoch
+    return best_epoch
+
+
+def selected_epochs(rows: pd.DataFrame, metric: str) -> pd.Series:
+    """Per run, the selected epoch from a runs table (columns run, epoch, split, metric): the
+    same rule as select_epoch, applied to each run's `val` rows. Runs without them are absent."""
+    val = rows[(rows["split"] == "val") & rows[metric].notna()].sort_values(["run", "epoch"])
+    if val.empty:
+        return pd.Series(dtype="int64", name="selected_epoch")
+    best = val.loc[val.groupby("run")[metric].idxmax()]  # idxmax: the first maximum
+    return best.set_index("run")["epoch"].astype("int64").rename("selected_epoch")

@@ -1,0 +1,20 @@
+import math
+
+import pandas as pd
+
+from lossbench.selection import select_epoch, selected_epochs
+
+
+def test_select_epoch_takes_the_first_maximum_and_skips_nan():
+    assert select_epoch([0.5, 0.7, math.nan, 0.7, 0.6]) == 2
+    assert select_epoch([math.nan, 0.1]) == 2
+    assert select_epoch([math.nan]) is None
+
+
+def test_selected_epochs_reads_val_rows_only_and_agrees_with_select_epoch():
+    values = {"a": [0.3, 0.9, 0.9], "b": [0.8, 0.2, 0.5]}
+    rows = [{"run": run, "epoch": e, "split": "val", "acc": v}
+            for run, vs in values.items() for e, v in enumerate(vs, start=1)]
+    rows += [{"run": "a", "epoch": 1, "split": "test", "acc": 1.0}, {"run": "c", "epoch": 1, "split": "test", "acc": 1.0}]
+    chosen = selected_epochs(pd.DataFrame(rows), "acc")
+    assert chosen.to_dict() == {run: select_epoch(vs) for run, vs in values.items()} == {"a": 2, "b": 1}
