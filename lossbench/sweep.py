@@ -6,6 +6,7 @@ import logging
 import shlex
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,11 +25,27 @@ log = logging.getLogger("lossbench")
 FAILED = ("failed", "running")
 
 
+def require_writable(directory: Path, key: str) -> None:
+    """Exit 2 with one line naming the key when `directory` cannot be made or written: Hydra
+    would otherwise make it inside its job runner and print a traceback."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=directory).close()
+    except OSError as error:
+        print(f"error: {key}={directory} cannot be written ({error.strerror or error}); "
+              f"choose a writable directory", file=sys.stderr)
+        sys.exit(2)
+
+
 class SweepCallback(Callback):
     # The sweep this process runs, for whoever ends it early (lossbench.app.cli).
     sweep_dir: Optional[Path] = None
 
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        require_writable(Path(config.hydra.run.dir), "hydra.run.dir")
+
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        require_writable(Path(config.hydra.sweep.dir), "hydra.sweep.dir")
         self.started = time.time()
         prepare_sweep(config)
         SweepCallback.sweep_dir = Path(config.hydra.sweep.dir)

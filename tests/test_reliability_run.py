@@ -301,3 +301,13 @@ def test_every_run_ends_with_a_result_or_a_message_and_a_final_status(tmp_path, 
         if summary is not None:
             assert summary["error"] and summary["error"] in output
             assert "Traceback" not in (run_dir / "lossbench.log").read_text(), "not a user mistake"
+
+
+@pytest.mark.parametrize("mode, key", [((), "hydra.run.dir"), (("-m", "seed=0,1"), "hydra.sweep.dir")])
+def test_an_output_dir_that_cannot_be_made_is_one_line_naming_the_key(tmp_path, mode, key):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    result = run_cli(*mode, f"{key}={blocker}/out", "trainer.epochs=1", cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{key}={blocker}/out cannot be written" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
