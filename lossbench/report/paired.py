@@ -32,7 +32,7 @@ COLUMNS = ["loss", "baseline", "metric", "view", "n_seeds", "diff", "diff_low", 
 # test metrics that equal the mean over test examples of predictions.parquet's `correct`
 CORRECTNESS = {"acc", "subset_acc"}
 AGREE = 1e-6  # float32 accuracies vs exact means of booleans
-SEEDS_ONLY = "initialisation seeds only (Student t over paired seeds)"
+SEEDS_ONLY = "initialisation seeds only"  # a Student-t interval over paired seeds
 BOOTSTRAPPED = (f"seeds and test examples (hierarchical bootstrap, {BOOTSTRAP_RESAMPLES:,} "
                 "resamples)")
 EXAMPLES_ONLY = (f"test examples only, one paired seed (bootstrap, {BOOTSTRAP_RESAMPLES:,} "
