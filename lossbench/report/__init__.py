@@ -15,6 +15,7 @@ from lossbench.report.document import Document, Figure, Table
 from lossbench.report.load import ReportInputError, load
 from lossbench.report.render import FIGURES, TABLES, to_html, to_markdown
 from lossbench.report.sections import build_document
+from lossbench.report.stats import ADJUSTMENTS
 from lossbench.results import atomic_write
 
 __all__ = ["ReportInputError", "generate", "write_report"]
@@ -45,13 +46,17 @@ def write_report(doc: Document, out: Path) -> Path:
 
 
 def generate(dirs: list[str | Path], out: str | Path | None = None, probe: str | Path | None = None,
-             say: Callable[[str], None] = print, stress: list[str | Path] | None = None) -> Path:
+             say: Callable[[str], None] = print, stress: list[str | Path] | None = None,
+             adjust: str = "holm") -> Path:
     """Report on the runs under `dirs` into `out` (default: <first dir>/report). Returns report.md.
 
     `stress` dirs (stress sweeps) feed the Stability section only: each of their settings is a
-    stress condition, not a configuration to compare losses in."""
+    stress condition, not a configuration to compare losses in. `adjust` names the multiple-
+    comparison correction of the paired tests (stats.ADJUSTMENTS)."""
     if not dirs:
         raise ReportInputError("give at least one DIR")
+    if adjust not in ADJUSTMENTS:
+        raise ReportInputError(f"unknown --adjust {adjust!r}; accepted: {', '.join(ADJUSTMENTS)}")
     if probe is not None:
         probe = Path(probe)
         if not probe.is_dir():
@@ -66,7 +71,7 @@ def generate(dirs: list[str | Path], out: str | Path | None = None, probe: str |
         out.mkdir(parents=True, exist_ok=True)  # before the figures are drawn: fail fast
     except OSError as e:
         raise unwritable(out, e) from None
-    doc = build_document(inputs, probe, stressed)
+    doc = build_document(inputs, probe, stressed, adjust)
     try:
         return write_report(doc, out)
     except OSError as e:

@@ -1,4 +1,5 @@
-"""CLI: python -m lossbench.report DIR [DIR ...] [--out OUT] [--stress DIR ...] [--probe PROBE_DIR]"""
+"""CLI: python -m lossbench.report DIR [DIR ...] [--out OUT] [--stress DIR ...] [--probe PROBE_DIR]
+[--adjust holm|fdr_bh]"""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import sys
 
 from lossbench.report import ReportInputError, generate
+from lossbench.report.stats import ADJUSTMENTS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,9 +25,13 @@ def main(argv: list[str] | None = None) -> int:
                              "are not compared as groups)")
     parser.add_argument("--probe", metavar="PROBE_DIR",
                         help="a probe output dir (probe.png, thresholds.md) for the Stability section")
+    parser.add_argument("--adjust", choices=list(ADJUSTMENTS), default="holm",
+                        help="correction of the paired tests' p-values within each family (one "
+                             "group, metric and view): holm (default) or fdr_bh "
+                             "(Benjamini-Hochberg)")
     args = parser.parse_args(argv)
     try:
-        path = generate(args.dirs, args.out, args.probe, stress=args.stress)
+        path = generate(args.dirs, args.out, args.probe, stress=args.stress, adjust=args.adjust)
     except ReportInputError as e:
         print(f"lossbench.report: error: {e}", file=sys.stderr)
         return 2

@@ -1,4 +1,9 @@
-"""Findings sentences generated from a group's tables: no claim here that the numbers don't make."""
+"""Findings sentences generated from a group's tables: no claim here that the numbers don't make.
+
+Verdicts read the adjusted p-values (p_adj) of the paired table and say which correction made
+them; a loss is called best or worst calibrated only when that gap survives the correction, and
+divergence counts are compared by Fisher's exact test before they are said to differ.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,19 @@ import math
 import pandas as pd
 
 from lossbench.report.groups import LOWER_IS_BETTER, Group
-from lossbench.report.stats import ALPHA, WILCOXON_MIN_PAIRS
+from lossbench.report.paired import primary_test
+from lossbench.report.stats import ADJUSTMENTS, ALPHA, WILCOXON_MIN_PAIRS
 from lossbench.report.tables import fmt, fmt_ci, fmt_p
+from lossbench.report.views import LABELS
+
+TESTS = {"mcnemar": "McNemar", "t": "t-test"}
+FISHER = "Fisher's exact"
+
+
+def p_text(name: str, p: float) -> str:
+    """'McNemar p = 0.0030', 'McNemar p < 0.0001'."""
+    text = fmt_p(p)
+    return f"{name} p {text[0]} {text[1:]}" if text.startswith("<") else f"{name} p = {text}"
 
 
 def direction(metric: str, diff: float) -> str:
@@ -18,13 +34,20 @@ def direction(metric: str, diff: float) -> str:
     return "better" if better else "worse"
 
 
-def describe(row) -> str:
-    """'acc -0.0123 [-0.0200, -0.0046] (worse), t-test p=0.0030, Wilcoxon p=0.1250'"""
-    text = (f"{row['metric']} {fmt_ci(row['mean_diff'], row['ci_low'], row['ci_high'], '+.4f')} "
-            f"({direction(row['metric'], row['mean_diff'])}), t-test p={fmt_p(row['ttest_p'])}")
-    if not math.isnan(row["wilcoxon_p"]):
-        text += f", Wilcoxon p={fmt_p(row['wilcoxon_p'])}"
-    return text
+def adjusted_name(paired: pd.DataFrame) -> str:
+    return ADJUSTMENTS[paired["adjust"].iloc[0]]
+
+
+def describe(row, test: str, adjustment: str) -> str:
+    """'acc -0.0123 [-0.0200, -0.0046] (worse, d_z -1.20; McNemar p = 0.0030, Holm-adjusted
+    p = 0.0090)'"""
+    column = "p_mcnemar" if test == "mcnemar" else "p_t"
+    effect = direction(row["metric"], row["diff"])
+    if not math.isnan(row["d_z"]):
+        effect += f", d_z {fmt(row['d_z'], '+.2f')}"
+    return (f"{row['metric']} {fmt_ci(row['diff'], row['diff_low'], row['diff_high'], '+.4f')} "
+            f"({effect}; {p_text(TESTS[test], row[column])}, "
+            f"{p_text(adjustment + '-adjusted', row['p_adj'])})")
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
@@ -37,83 +60,139 @@ def no_comparison(group: Group) -> str:
     return f"No paired comparisons: only the baseline `{group.baseline}` completed here."
 
 
-def comparisons(group: Group, paired: pd.DataFrame) -> list[str]:
-    baseline = group.baseline
-    if paired.empty:
-        return [no_comparison(group)]
+def family_tests(paired: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(metric, view) -> the test whose p that family adjusted."""
+    return {key: primary_test(family)
+            for key, family in paired.groupby(["metric", "view"], sort=False)}
+
+
+def method_sentence(paired: pd.DataFrame) -> str:
+    """Which p each family adjusted: 'the p of McNemar's exact test on the test examples pooled
+    over paired seeds for acc, and of the paired t-test over seeds for nll, ece, brier'."""
+    by_test: dict[str, list[str]] = {}
+    for (metric, _), test in family_tests(paired).items():
+        if metric not in by_test.setdefault(test, []):
+            by_test[test].append(metric)
+    words = {"mcnemar": "McNemar's exact test on the test examples pooled over paired seeds",
+             "t": "the paired t-test over seeds"}
+    return "the p of " + ", and of ".join(f"{words[test]} for {', '.join(metrics)}"
+                                          for test, metrics in by_test.items())
+
+
+def identities(paired: pd.DataFrame) -> list[str]:
+    """One sentence per identical pair, whatever the number of views and metrics."""
+    rows = paired[paired["identical"]]
     items = []
-    for loss, rows in paired.groupby("loss", sort=False):
-        if rows["identical"].all():
-            items.append(f"`{loss}` is identical to `{baseline}` on every paired seed "
-                         f"(all differences exactly 0 on {', '.join(rows['metric'])}).")
-            continue
-        significant = rows[rows["significant"]]
-        testable = rows["ttest_p"].notna()
-        noise = rows[testable & ~rows["significant"]]
-        untestable = rows[~testable & ~rows["identical"]]
-        parts = []
-        if len(significant):
-            parts.append("Significant at 0.05 (paired t-test): "
-                         + "; ".join(describe(r) for _, r in significant.iterrows()))
-        if len(noise):
-            parts.append("Within noise (t-test p >= 0.05): "
-                         + "; ".join(describe(r) for _, r in noise.iterrows()))
-        if len(untestable):
-            parts.append("Not tested on " + ", ".join(untestable["metric"]) + ": "
-                         + untestable["note"].iloc[0].split(";")[0])
-        identical = rows[rows["identical"]]
-        if len(identical):
-            parts.append("Identical on " + ", ".join(identical["metric"]))
-        items.append(f"**{loss} vs {baseline}**: " + ". ".join(parts) + ".")
-    pairs = int(paired["n_pairs"].max())
-    if pairs < 2:
-        items.append(f"With {plural(pairs, 'paired seed')} neither test can tell a difference "
-                     "from noise: run more seeds.")
-    elif pairs < WILCOXON_MIN_PAIRS:
-        items.append(f"With {pairs} paired seeds the Wilcoxon signed-rank test cannot reach p<0.05 "
-                     f"(it needs at least {WILCOXON_MIN_PAIRS} non-zero pairs); significance here "
-                     "rests on the t-test alone.")
+    for (loss, rep), part in rows.groupby(["loss", "baseline"], sort=False):
+        views = list(dict.fromkeys(part["view"]))
+        where = "in both views" if len(views) == 2 else f"in the `{views[0]}` view"
+        items.append(f"`{loss}` is identical to `{rep}` on every paired seed (every metric "
+                     f"exactly equal on {plural(int(part['n_seeds'].max()), 'seed')}, {where}): "
+                     "one result, reported once and kept out of the corrected tests.")
     return items
 
 
-def largest_effect(group: Group, paired: pd.DataFrame) -> list[str]:
+def comparisons(group: Group, paired: pd.DataFrame, view: str) -> list[str]:
+    rows = paired[(paired["view"] == view) & ~paired["identical"]]
+    tests, adjustment = family_tests(paired), adjusted_name(paired)
+    items = []
+    for loss, part in rows.groupby("loss", sort=False):
+        significant = part["p_adj"] < ALPHA
+        tested = part["p_adj"].notna()
+        parts = []
+        for label, chosen in ((f"Significant at {ALPHA:g} after {adjustment} correction",
+                               significant),
+                              (f"Not significant after {adjustment} correction",
+                               tested & ~significant)):
+            if chosen.any():
+                parts.append(label + ": " + "; ".join(
+                    describe(r, tests[(r["metric"], view)], adjustment)
+                    for _, r in part[chosen].iterrows()))
+        untested = part[~tested]
+        if len(untested):
+            parts.append("Not tested on " + ", ".join(untested["metric"]) + ": "
+                         + untested["note"].iloc[0].split(";")[0])
+        items.append(f"**{loss} vs {group.baseline}, {view}**: " + ". ".join(parts) + ".")
+    return items
+
+
+def seeds_warning(paired: pd.DataFrame) -> list[str]:
+    pairs = int(paired["n_seeds"].max())
+    if pairs < 2:
+        return [f"With {plural(pairs, 'paired seed')} no seed-level test can tell a difference "
+                "from noise: run more seeds."]
+    if pairs < WILCOXON_MIN_PAIRS:
+        return [f"With {pairs} paired seeds the Wilcoxon signed-rank test cannot reach p < 0.05 "
+                f"(it needs at least {WILCOXON_MIN_PAIRS} non-zero pairs)."]
+    return []
+
+
+def largest_effect(group: Group, paired: pd.DataFrame, view: str) -> list[str]:
     metric, baseline = group.kind.metric, group.baseline
-    rows = paired[(paired["metric"] == metric) & ~paired["identical"]] if len(paired) else paired
-    rows = rows[rows["mean_diff"].notna()] if len(rows) else rows
+    rows = paired[(paired["metric"] == metric) & (paired["view"] == view)
+                  & ~paired["identical"] & paired["diff"].notna()]
     if rows.empty:
         return []
-    row = rows.loc[rows["mean_diff"].abs().idxmax()]
-    dz = "" if math.isnan(row["effect_size_dz"]) else f", d_z={fmt(row['effect_size_dz'], '+.2f')}"
-    if math.isnan(row["ttest_p"]):
+    row = rows.loc[rows["diff"].abs().idxmax()]
+    dz = "" if math.isnan(row["d_z"]) else f", d_z {fmt(row['d_z'], '+.2f')}"
+    adjustment = adjusted_name(paired)
+    if math.isnan(row["p_adj"]):
         verdict = "not tested: " + row["note"].split(";")[0]
     else:
-        verdict = ("significant" if row["significant"] else "not significant")
-        verdict += f", t-test p={fmt_p(row['ttest_p'])}"
-    return [f"Largest effect on {metric}: `{row['loss']}` vs `{baseline}`, "
-            f"{fmt_ci(row['mean_diff'], row['ci_low'], row['ci_high'], '+.4f')} "
-            f"({direction(metric, row['mean_diff'])}{dz}; {verdict})."]
+        verdict = ("significant" if row["p_adj"] < ALPHA else "not significant")
+        verdict += f" after {adjustment} correction, {p_text('adjusted', row['p_adj'])}"
+    return [f"Largest effect on {metric} ({view}): `{row['loss']}` vs `{baseline}`, "
+            f"{fmt_ci(row['diff'], row['diff_low'], row['diff_high'], '+.4f')} "
+            f"({direction(metric, row['diff'])}{dz}; {verdict})."]
 
 
-def calibration(final: pd.DataFrame, ece: pd.DataFrame) -> list[str]:
-    """Best (lowest) ECE: the test_ece mean over seeds if runs report it, else the pooled ECE."""
-    if "ece_mean" in final.columns and final["ece_mean"].notna().any():
-        table = final[final["ece_mean"].notna()].sort_values("ece_mean", kind="stable")
-        best, worst = table.iloc[0], table.iloc[-1]
-        text = (f"Best calibrated by test ECE (mean over seeds): `{best['loss']}` "
-                f"{fmt_ci(best['ece_mean'], best['ece_ci_low'], best['ece_ci_high'])}")
-        if len(table) > 1:
-            text += (f"; worst: `{worst['loss']}` "
-                     f"{fmt_ci(worst['ece_mean'], worst['ece_ci_low'], worst['ece_ci_high'])}")
-        return [text + "."]
-    if not ece.empty and ece["pooled_ece"].notna().any():
-        table = ece[ece["pooled_ece"].notna()].sort_values("pooled_ece", kind="stable")
-        best, worst = table.iloc[0], table.iloc[-1]
-        text = (f"Best calibrated by ECE of the reliability bins pooled over seeds: "
-                f"`{best['loss']}` {fmt(best['pooled_ece'])}")
-        if len(table) > 1:
-            text += f"; worst: `{worst['loss']}` {fmt(worst['pooled_ece'])}"
-        return [text + "."]
-    return []
+def calibration(final: pd.DataFrame, pairs: pd.DataFrame, view: str) -> list[str]:
+    """Best and worst test ECE of a view, named only when their gap survives the correction over
+    all pairwise comparisons (`pairs`, paired.all_pairs)."""
+    if pairs.empty or "ece_mean" not in final.columns:
+        return []
+    table = final[(final["view"] == view) & final["ece_mean"].notna()
+                  & final["loss"].isin(set(pairs["loss"]) | set(pairs["other"]))]
+    table = table.sort_values("ece_mean", kind="stable")
+    if len(table) < 2:
+        return []
+    best, worst = table.iloc[0], table.iloc[-1]
+    match = pairs[pairs["loss"].isin([best["loss"], worst["loss"]])
+                  & pairs["other"].isin([best["loss"], worst["loss"]])]
+    if match.empty or math.isnan(match["p_adj"].iloc[0]):
+        return []
+    p_adj, n = match["p_adj"].iloc[0], len(pairs)
+    adjustment = ADJUSTMENTS[pairs["adjust"].iloc[0]]
+    test = (f"paired t-test over seeds, {p_text(adjustment + '-adjusted', p_adj)} over the "
+            f"{plural(n, 'pairwise comparison')}")
+    if p_adj >= ALPHA:
+        gap = fmt(worst["ece_mean"] - best["ece_mean"], "+.4f")
+        return [f"No loss is better or worse calibrated than another by test ECE ({view}) after "
+                f"{adjustment} correction: the widest gap, `{worst['loss']}` vs "
+                f"`{best['loss']}` ({gap}), has {test}."]
+    def ece(row) -> str:
+        return f"`{row['loss']}` {fmt_ci(row['ece_mean'], row['ece_ci_low'], row['ece_ci_high'])}"
+
+    return [f"Best calibrated by test ECE ({view}, mean over seeds): {ece(best)}; worst: "
+            f"{ece(worst)}; {test}."]
+
+
+def divergence(table: pd.DataFrame) -> list[str]:
+    """'`bce` diverged in 3/5 runs, `ce` in 0/5: Fisher's exact p = 0.1667, Holm-adjusted
+    p = 0.3333; not a difference at 0.05.'"""
+    if table.empty:
+        return []
+    adjustment = ADJUSTMENTS[table["adjust"].iloc[0]]
+    items = []
+    for _, r in table.iterrows():
+        differs = r["p_adj"] < ALPHA
+        verdict = ("they diverge at different rates" if differs
+                   else f"not a difference at {ALPHA:g}")
+        items.append(f"`{r['loss']}` diverged in {r['diverged']}/{r['runs']} runs, "
+                     f"`{r['baseline']}` in {r['baseline_diverged']}/{r['baseline_runs']}: "
+                     f"{p_text(FISHER, r['p_fisher'])}, "
+                     f"{p_text(adjustment + '-adjusted', r['p_adj'])}; {verdict}.")
+    return items
 
 
 def left_out(excluded: pd.DataFrame) -> list[str]:
@@ -125,14 +204,33 @@ def left_out(excluded: pd.DataFrame) -> list[str]:
     return [f"Left out of these statistics (did not complete): {text}."]
 
 
-def findings(group: Group, final: pd.DataFrame, paired: pd.DataFrame, ece: pd.DataFrame,
-             excluded: pd.DataFrame) -> list[str]:
+def header(group: Group, final: pd.DataFrame, paired: pd.DataFrame) -> str:
     n = int(final["n_seeds"].max()) if len(final) else 0
     baseline = f"baseline `{group.baseline}`"
     if group.baseline != group.kind.baseline:
         baseline += f" (`{group.kind.baseline}` has no completed run here)"
-    header = (f"{plural(len(group.losses), 'loss', 'losses')}, up to "
-              f"{plural(n, 'seed')} each; {baseline}; tests at alpha={ALPHA}, no correction for "
-              "multiple comparisons.")
-    return ([header] + left_out(excluded) + comparisons(group, paired)
-            + largest_effect(group, paired) + calibration(final, ece))
+    text = (f"{plural(len(group.losses), 'loss', 'losses')}, up to {plural(n, 'seed')} each; "
+            f"{baseline}; tests at alpha={ALPHA:g}")
+    if paired.empty:
+        return text + "."
+    return (text + f" on {adjusted_name(paired)}-adjusted p-values, one family per metric and "
+            f"view, adjusting {method_sentence(paired)}.")
+
+
+def findings(group: Group, final: pd.DataFrame, paired: pd.DataFrame, ece_pairs: pd.DataFrame,
+             diverged: pd.DataFrame, excluded: pd.DataFrame, views: list[str],
+             view_note: str) -> list[str]:
+    """Views in `views` order, the primary (verdict) view last: it ends with the largest effect
+    and the calibration claim."""
+    shown = ", ".join(f"`{v}` ({LABELS[v]})" for v in views)
+    items = [header(group, final, paired), f"Views: {shown}." + (f" {view_note}" if view_note
+                                                                 else "")]
+    items += left_out(excluded) + divergence(diverged)
+    if paired.empty:
+        return items + [no_comparison(group)]
+    items += identities(paired)
+    for view in views:
+        items += comparisons(group, paired, view)
+    primary = views[-1]
+    return (items + seeds_warning(paired) + largest_effect(group, paired, primary)
+            + calibration(final, ece_pairs, primary))

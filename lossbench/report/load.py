@@ -15,7 +15,9 @@ import pandas as pd
 
 from lossbench.collect import CollectError, collect, find_run_dirs, outdated
 
-TABLES = ("summary", "runs", "calibration", "steps")
+TABLES = ("summary", "runs", "calibration", "steps", "predictions")
+# the statistics need only which test example each run got right, not the probabilities
+COLUMNS = {"predictions": ["run", "view", "example", "correct"]}
 
 
 class ReportInputError(Exception):
@@ -30,6 +32,7 @@ class Inputs:
     calibration: pd.DataFrame
     steps: pd.DataFrame | None
     sources: list[str]  # one label per DIR, in the order given
+    predictions: pd.DataFrame | None = None  # per-example test predictions (last | selected)
 
     @property
     def completed(self) -> pd.DataFrame:
@@ -61,7 +64,8 @@ def read_dir(directory: Path, say: Callable[[str], None]) -> dict[str, pd.DataFr
     for name in TABLES:
         path = directory / f"{name}.parquet"
         try:
-            tables[name] = pd.read_parquet(path) if path.exists() else None
+            tables[name] = (pd.read_parquet(path, columns=COLUMNS.get(name)) if path.exists()
+                            else None)
         except Exception as e:  # noqa: BLE001 - a torn parquet file raises many kinds
             raise ReportInputError(f"{path} is unreadable ({e}); rerun python -m lossbench.collect")
     summary = tables["summary"]
@@ -117,4 +121,5 @@ def load(dirs: list[str | Path], say: Callable[[str], None] = print) -> Inputs:
         calibration=(calibration if calibration is not None else empty).reset_index(drop=True),
         steps=joined("steps"),
         sources=labels,
+        predictions=joined("predictions"),
     )

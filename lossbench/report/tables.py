@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from lossbench.report.groups import Group, loss_sort_key
-from lossbench.report.stats import paired_test, t_interval
+from lossbench.report.stats import ADJUSTMENTS, adjust, divergence_test, t_interval
 
 
 def per_seed(runs: pd.DataFrame, column: str) -> pd.Series:
@@ -31,56 +31,61 @@ def metric_columns(group: Group) -> list[str]:
     return [m for m in group.kind.metrics if f"test_{m}" in group.runs.columns]
 
 
-def final_metrics(group: Group) -> pd.DataFrame:
-    """Per loss: n seeds and, per test metric, mean and 95% t-CI over seeds."""
+def final_metrics(group: Group, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per view and loss: n seeds, the epochs the view read, and per test metric the mean and
+    95% t-CI over seeds."""
     rows = []
-    for loss in group.losses:
-        runs = group.runs[group.runs["loss"] == loss]
-        row = {"loss": loss, "n_seeds": runs["seed"].nunique()}
-        for metric in metric_columns(group):
-            ci = t_interval(per_seed(runs, f"test_{metric}").to_numpy())
-            row |= {f"{metric}_mean": ci.mean, f"{metric}_ci_low": ci.low,
-                    f"{metric}_ci_high": ci.high, f"{metric}_n": ci.n}
-        rows.append(row)
+    for view, frame in frames.items():
+        for loss in group.losses:
+            runs = frame[frame["loss"] == loss]
+            if runs.empty:
+                continue
+            epochs = pd.to_numeric(runs["epoch"], errors="coerce")
+            row = {"view": view, "loss": loss, "n_seeds": runs["seed"].nunique(),
+                   "epoch_min": epochs.min(), "epoch_max": epochs.max()}
+            for metric in metric_columns(group):
+                column = f"test_{metric}"
+                values = per_seed(runs, column).to_numpy() if column in runs.columns else []
+                ci = t_interval(values)
+                row |= {f"{metric}_mean": ci.mean, f"{metric}_ci_low": ci.low,
+                        f"{metric}_ci_high": ci.high, f"{metric}_n": ci.n}
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
-def seed_values(group: Group, metric: str) -> pd.DataFrame:
-    """Long table (loss, seed, value) of a test metric: the points behind the dot plot."""
+def seed_values(group: Group, frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Long table (loss, seed, value) of a test metric in one view: the dot plot's points."""
     frames = []
     for loss in group.losses:
-        values = per_seed(group.runs[group.runs["loss"] == loss], f"test_{metric}")
+        values = per_seed(frame[frame["loss"] == loss], f"test_{metric}")
         frames.append(pd.DataFrame({"loss": loss, "seed": values.index, "value": values.to_numpy()}))
     return pd.concat(frames, ignore_index=True)
 
 
-def paired_comparisons(group: Group) -> pd.DataFrame:
-    """Each loss minus the baseline, paired by seed, per test metric."""
-    baseline = group.baseline
-    base_runs = group.runs[group.runs["loss"] == baseline]
-    rows = []
-    if base_runs.empty:
-        return pd.DataFrame(rows)
-    for loss in group.losses:
-        if loss == baseline:
-            continue
-        runs = group.runs[group.runs["loss"] == loss]
-        for metric in metric_columns(group):
-            x, b = per_seed(runs, f"test_{metric}"), per_seed(base_runs, f"test_{metric}")
-            common = x.index.intersection(b.index).sort_values()
-            p = paired_test(x[common].to_numpy(), b[common].to_numpy())
-            rows.append({
-                "loss": loss, "baseline": baseline, "metric": metric, "n_pairs": p.n,
-                "mean_diff": p.mean_diff, "ci_low": p.low, "ci_high": p.high,
-                "effect_size_dz": p.effect_size, "ttest_p": p.t_p, "wilcoxon_p": p.wilcoxon_p,
-                "significant": p.significant, "identical": p.identical, "note": p.note,
-            })
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return frame
-    for column in ("ttest_p", "wilcoxon_p"):
-        frame[column] = frame[column].astype(float)  # None -> NaN; the note says why
-    return frame
+def divergence(group: Group, excluded: pd.DataFrame, method: str = "holm") -> pd.DataFrame:
+    """Per loss with a diverged run (or when the baseline has one): diverged / ended runs of it
+    and of the baseline, Fisher's exact p, adjusted over the group's losses. Ended = completed or
+    diverged; failed or interrupted runs have no training outcome."""
+    diverged = excluded[excluded["status"] == "diverged"].groupby("loss").size()
+    if diverged.empty:
+        return pd.DataFrame()
+    completed = group.runs.groupby("loss").size()
+    ended = completed.add(diverged, fill_value=0).astype(int)
+    diverged = diverged.reindex(ended.index, fill_value=0).astype(int)
+    base = group.baseline
+    if base not in ended.index:
+        return pd.DataFrame()
+    rows = [{"loss": loss, "diverged": int(diverged[loss]), "runs": int(ended[loss]),
+             "baseline": base, "baseline_diverged": int(diverged[base]),
+             "baseline_runs": int(ended[base]),
+             "p_fisher": divergence_test(diverged[loss], ended[loss], diverged[base], ended[base])}
+            for loss in sorted(ended.index, key=loss_sort_key)
+            if loss != base and (diverged[loss] or diverged[base])]
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table["p_adj"] = adjust(table["p_fisher"].to_numpy(), method)
+        table["adjust"] = method
+    return table
 
 
 def curves(group: Group, runs: pd.DataFrame) -> pd.DataFrame:
@@ -184,11 +189,18 @@ def excluded_runs(summary: pd.DataFrame) -> pd.DataFrame:
 # ---- display: fixed float formats, so the markdown is byte-for-byte reproducible ----
 
 def fmt(value, spec: str = ".4f") -> str:
+    """`value` in `spec`; a non-zero value that would print as 0 (-0.0000) gets two significant
+    digits instead (-3.2e-06), and an exact 0 prints unsigned."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     if isinstance(value, float) and math.isinf(value):
         return "inf" if value > 0 else "-inf"
-    return format(value, spec)
+    if value == 0:
+        return format(0.0, spec.lstrip("+"))
+    text = format(value, spec)
+    if spec.endswith("f") and not any(digit in text for digit in "123456789"):
+        return format(value, spec.split(".")[0] + ".1e")
+    return text
 
 
 def fmt_p(p) -> str:
@@ -203,10 +215,18 @@ def fmt_ci(mean, low, high, spec: str = ".4f") -> str:
     return f"{fmt(mean, spec)} [{fmt(low, spec)}, {fmt(high, spec)}]"
 
 
+def epochs_text(low, high) -> str:
+    if isinstance(low, float) and math.isnan(low):
+        return "—"
+    return f"{int(low)}" if low == high else f"{int(low)}–{int(high)}"
+
+
 def show_final(final: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """One view's rows of final_metrics."""
     rows = []
     for _, r in final.iterrows():
-        row = {"loss": r["loss"], "n seeds": str(int(r["n_seeds"]))}
+        row = {"loss": r["loss"], "n seeds": str(int(r["n_seeds"])),
+               "epoch": epochs_text(r["epoch_min"], r["epoch_max"])}
         for m in metrics:
             cell = fmt_ci(r[f"{m}_mean"], r[f"{m}_ci_low"], r[f"{m}_ci_high"])
             if int(r[f"{m}_n"]) != int(r["n_seeds"]):
@@ -217,15 +237,24 @@ def show_final(final: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 
 
 def show_paired(paired: pd.DataFrame) -> pd.DataFrame:
+    """One view's rows of the paired table; an identity check shows once, not once per metric."""
+    adjusted = f"p adj ({ADJUSTMENTS[paired['adjust'].iloc[0]]})"
     rows = []
-    for _, r in paired.iterrows():
-        rows.append({
-            "loss": r["loss"], "metric": r["metric"], "n pairs": str(int(r["n_pairs"])),
-            "difference vs " + r["baseline"] + " (95% CI)": fmt_ci(
-                r["mean_diff"], r["ci_low"], r["ci_high"], "+.4f"),
-            "t-test p": fmt_p(r["ttest_p"]), "Wilcoxon p": fmt_p(r["wilcoxon_p"]),
-            "note": r["note"],
-        })
+    for (loss, identical), part in paired.groupby(["loss", "identical"], sort=False):
+        if identical:
+            r = part.iloc[0]
+            rows.append({"loss": loss, "metric": "all", "n seeds": str(int(r["n_seeds"])),
+                         "difference (95% CI)": "identical", "d_z": "—", "t-test p": "—",
+                         "Wilcoxon p": "—", "McNemar p": "—", adjusted: "—", "note": r["note"]})
+            continue
+        for _, r in part.iterrows():
+            rows.append({
+                "loss": loss, "metric": r["metric"], "n seeds": str(int(r["n_seeds"])),
+                "difference (95% CI)": fmt_ci(r["diff"], r["diff_low"], r["diff_high"], "+.4f"),
+                "d_z": fmt(r["d_z"], "+.2f"), "t-test p": fmt_p(r["p_t"]),
+                "Wilcoxon p": fmt_p(r["p_wilcoxon"]), "McNemar p": fmt_p(r["p_mcnemar"]),
+                adjusted: fmt_p(r["p_adj"]), "note": r["note"],
+            })
     return pd.DataFrame(rows)
 
 

@@ -1,0 +1,354 @@
+"""The report's statistics on small hand-made tables: the two views (last epoch, val-selected
+epoch), the hierarchical bootstrap, McNemar, the corrected families, identity checks, Fisher's
+test on divergence counts, and findings that only claim what the corrected tests back.
+
+No training: summary / runs / predictions frames are written here as the collector would.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
+
+from lossbench.report import generate
+from lossbench.report.__main__ import main
+from lossbench.report.findings import p_text
+from lossbench.report.groups import find_groups
+from lossbench.report.load import Inputs
+from lossbench.report.paired import BOOTSTRAPPED, SEEDS_ONLY
+from lossbench.report.sections import analyse, build_document
+from lossbench.report.render import to_markdown
+from lossbench.report.stats import (divergence_test, hierarchical_bootstrap, mcnemar_exact,
+                                    t_interval)
+from lossbench.report.tables import fmt
+
+METRICS = ("acc", "nll", "ece", "brier")
+
+
+def metrics_of(acc: float, offset: float) -> dict:
+    """Every single-label metric from an accuracy: losses that share acc and offset share all."""
+    return {"acc": acc, "nll": 1.0 - acc + offset, "ece": 0.05 + offset, "brier": 0.5 - acc / 2}
+
+
+def consistent(spec: dict, predictions: dict) -> dict:
+    """The run's test acc at its last and its val-selected epoch set to the mean correctness of
+    its predictions in that view, as a real run records them."""
+    test = list(spec["test"])
+    if "last" in predictions:
+        test[-1] = float(np.mean(predictions["last"]))
+    if "selected" in predictions and spec.get("val"):
+        test[int(np.argmax(spec["val"]))] = float(np.mean(predictions["selected"]))
+    return {**spec, "test": test}
+
+
+def make_inputs(runs: dict, predictions: dict | None = None,
+                diverged: dict | None = None) -> Inputs:
+    """runs: (loss, seed) -> {"test": [acc per epoch], "val": [acc per epoch] or absent,
+    "offset": float}; predictions: (loss, seed, view) -> bool array over test examples;
+    diverged: loss -> number of extra diverged runs."""
+    summary, rows = [], []
+    for (loss, seed), spec in runs.items():
+        run = f"loss={loss},seed={seed}"
+        offset = spec.get("offset", 0.0)
+        mine = {view: correct for (other, s, view), correct in (predictions or {}).items()
+                if (other, s) == (loss, seed)}
+        spec = consistent(spec, mine)
+        for split in ("test", "val"):
+            for epoch, acc in enumerate(spec.get(split, []), start=1):
+                rows.append({"run": run, "loss": loss, "seed": seed, "epoch": epoch,
+                             "split": split, "loss_value": 1 - acc, **metrics_of(acc, offset)})
+                if split == "test":
+                    rows.append({"run": run, "loss": loss, "seed": seed, "epoch": epoch,
+                                 "split": "train", "loss_value": 1 - acc})
+        last = metrics_of(spec["test"][-1], offset)
+        summary.append({"run": run, "status": "completed", "source": "fixture", "loss": loss,
+                        "dataset": "mnist",
+                        "data_source": "sample", "task": "single_label", "seed": seed,
+                        "epochs_completed": len(spec["test"]),
+                        **{f"test_{m}": v for m, v in last.items()}})
+    for loss, n in (diverged or {}).items():
+        for k in range(n):
+            summary.append({"run": f"loss={loss},seed=div{k}", "status": "diverged",
+                            "source": "fixture", "loss": loss,
+                            "dataset": "mnist", "data_source": "sample", "task": "single_label",
+                            "seed": 100 + k, "epochs_completed": 1})
+    preds = None
+    if predictions:
+        preds = pd.concat([
+            pd.DataFrame({"run": f"loss={loss},seed={seed}", "view": view,
+                          "example": np.arange(len(correct)), "correct": np.asarray(correct)})
+            for (loss, seed, view), correct in predictions.items()], ignore_index=True)
+    summary = pd.DataFrame(summary).sort_values("run").reset_index(drop=True)
+    return Inputs(summary=summary, runs=pd.DataFrame(rows), calibration=pd.DataFrame({"run": []}),
+                  steps=None, sources=["fixture"], predictions=preds)
+
+
+def only_group(inputs: Inputs, adjust: str = "holm"):
+    (group,) = find_groups(inputs.completed)
+    return analyse(group, inputs, adjust)
+
+
+def correct_with(rng, n: int, p: float) -> np.ndarray:
+    return rng.random(n) < p
+
+
+# ---- pure statistics ----
+
+def test_bootstrap_is_deterministic_and_covers_the_known_difference():
+    rng = np.random.default_rng(1)
+    # 5 seeds, 4,000 test examples: x is right with probability 0.90, the baseline 0.85
+    diffs = [correct_with(rng, 4000, 0.90).astype(float) - correct_with(rng, 4000, 0.85)
+             for _ in range(5)]
+    first, again = hierarchical_bootstrap(diffs), hierarchical_bootstrap(diffs)
+    assert first == again
+    assert first.n == 5 and first.low < 0.05 < first.high
+    assert first.mean == pytest.approx(np.mean([d.mean() for d in diffs]))
+    assert first.low > 0.03 and first.high < 0.07  # not a vacuous interval
+
+
+def test_bootstrap_is_wider_than_the_seed_interval_when_test_noise_dominates():
+    # three seeds whose accuracy gaps barely vary (seed noise tiny) on 200 test examples each
+    # (binomial noise large): the seed-only t-interval is far too narrow
+    diffs = []
+    for wins, losses in ((20, 15), (20, 15), (21, 15)):  # x right where the baseline is wrong
+        diffs.append(np.repeat([1.0, -1.0, 0.0], [wins, losses, 200 - wins - losses]))
+    seed_only = t_interval([d.mean() for d in diffs])
+    both = hierarchical_bootstrap(diffs)
+    assert both.mean == pytest.approx(seed_only.mean)
+    assert (both.high - both.low) > 3 * (seed_only.high - seed_only.low)
+    assert seed_only.low > 0 > both.low  # the seed-only interval claims a difference it lacks
+
+
+def test_mcnemar_matches_statsmodels_and_the_binomial_test_on_a_hand_table():
+    table = [[50, 12], [3, 35]]  # rows: x right / wrong; columns: baseline right / wrong
+    x = np.repeat([True, True, False, False], [50, 12, 3, 35])
+    baseline = np.repeat([True, False, True, False], [50, 12, 3, 35])
+    p = mcnemar_exact(x, baseline)
+    assert p == pytest.approx(mcnemar(table, exact=True).pvalue)
+    assert p == pytest.approx(stats.binomtest(3, 15).pvalue)  # the discordant pairs only
+    assert p < 0.05
+
+
+def test_divergence_test_is_fishers_exact_test():
+    assert divergence_test(5, 6, 0, 6) == pytest.approx(stats.fisher_exact([[5, 1], [0, 6]]).pvalue)
+    assert divergence_test(1, 5, 0, 5) == 1.0
+    assert np.isnan(divergence_test(0, 0, 1, 3))
+
+
+def test_numbers_in_prose_never_read_p_equals_less_than_or_minus_zero():
+    assert p_text("McNemar", 1e-7) == "McNemar p < 0.0001"
+    assert p_text("McNemar", 0.01234) == "McNemar p = 0.0123"
+    assert fmt(-3.2e-6, "+.4f") == "-3.2e-06"
+    assert fmt(-0.0, "+.4f") == "0.0000" and fmt(0.0, "+.4f") == "0.0000"
+    assert fmt(0.01234, "+.4f") == "+0.0123"
+
+
+# ---- views ----
+
+def val_and_test_runs(losses=("ce", "bce"), seeds=(0, 1, 2), val=True) -> dict:
+    """Val acc peaks at epoch 2 for every run, test acc at epoch 3."""
+    runs = {}
+    for i, loss in enumerate(losses):
+        for seed in seeds:
+            shift = 0.01 * i + 0.002 * seed
+            spec = {"test": [0.70 + shift, 0.80 + shift, 0.90 + shift], "offset": 0.1 * i}
+            if val:
+                spec["val"] = [0.75 + shift, 0.85 + shift, 0.82 + shift]
+            runs[(loss, seed)] = spec
+    return runs
+
+
+def test_selected_view_reads_the_test_metric_at_the_val_best_epoch():
+    r = only_group(make_inputs(val_and_test_runs()))
+    assert list(r.views.frames) == ["last", "selected"] and r.views.note == ""
+    final = r.final.set_index(["view", "loss"])
+    assert final.loc[("selected", "ce"), "acc_mean"] == pytest.approx(0.802)  # epoch 2, not 3
+    assert final.loc[("last", "ce"), "acc_mean"] == pytest.approx(0.902)
+    assert final.loc[("selected", "ce"), ["epoch_min", "epoch_max"]].tolist() == [2, 2]
+    assert set(r.paired["view"]) == {"last", "selected"}
+
+
+def test_a_group_without_val_rows_reports_only_the_last_view():
+    inputs = make_inputs(val_and_test_runs(val=False))
+    r = only_group(inputs)
+    assert list(r.views.frames) == ["last"]
+    assert "no run of this group has validation rows" in r.views.note
+    assert set(r.final["view"]) == {"last"} and set(r.paired["view"]) == {"last"}
+    md = to_markdown(build_document(inputs))
+    assert "Only the `last` view" in md and "View `selected`" not in md
+
+
+def test_runs_without_val_rows_are_left_out_of_the_selected_view_and_counted():
+    runs = val_and_test_runs()
+    del runs[("bce", 2)]["val"]
+    r = only_group(make_inputs(runs))
+    assert "leaves out 1 of 6 runs" in r.views.note
+    final = r.final.set_index(["view", "loss"])
+    assert final.loc[("selected", "bce"), "n_seeds"] == 2
+    assert final.loc[("last", "bce"), "n_seeds"] == 3
+
+
+# ---- paired comparisons ----
+
+def test_holm_matches_multipletests_and_identical_losses_leave_the_family():
+    runs = {}
+    for seed, noise in enumerate((0.0, 0.004, -0.003, 0.006)):
+        base = 0.90 + noise
+        runs[("ce", seed)] = {"test": [base]}
+        runs[("nll", seed)] = {"test": [base]}  # bitwise ce
+        runs[("bce", seed)] = {"test": [base - 0.02 + noise / 2], "offset": 0.01}
+        runs[("bce_logits", seed)] = {"test": [base - 0.02 + noise / 2], "offset": 0.01}  # = bce
+        runs[("focal", seed)] = {"test": [base + 0.005 - noise], "offset": -0.01}
+    for method in ("holm", "fdr_bh"):
+        paired = only_group(make_inputs(runs), method).paired
+        identity = paired[paired["identical"]].drop_duplicates(["loss", "baseline"])
+        assert identity[["loss", "baseline"]].values.tolist() == [["nll", "ce"],
+                                                                   ["bce_logits", "bce"]]
+        assert paired.loc[paired["identical"], "p_adj"].isna().all()
+        acc = paired[(paired["metric"] == "acc") & ~paired["identical"]]
+        assert list(acc["loss"]) == ["bce", "focal"]  # a family of 2, not 4
+        expected = multipletests(acc["p_t"].to_numpy(), method=method)[1]
+        np.testing.assert_allclose(acc["p_adj"].to_numpy(), expected)
+        assert (paired["adjust"] == method).all()
+        assert (acc["ci_covers"] == SEEDS_ONLY).all()  # no predictions: seeds only
+        bce = acc.iloc[0]
+        d = np.array([runs[("bce", s)]["test"][0] - runs[("ce", s)]["test"][0] for s in range(4)])
+        assert bce["d_z"] == pytest.approx(d.mean() / d.std(ddof=1))
+        assert bce["diff"] == pytest.approx(d.mean())
+    assert list(paired.columns[:16]) == [
+        "loss", "baseline", "metric", "view", "n_seeds", "diff", "diff_low", "diff_high",
+        "ci_covers", "d_z", "p_t", "p_wilcoxon", "p_mcnemar", "p_adj", "adjust", "identical"]
+
+
+def predictions_for(runs: dict, rng, n: int = 300, p_right=None) -> dict:
+    """Per run and view, correctness over n test examples; `p_right` maps loss -> P(correct)."""
+    out = {}
+    for loss, seed in runs:
+        for view in ("last", "selected"):
+            out[(loss, seed, view)] = correct_with(rng, n, p_right[loss])
+    return out
+
+
+def test_with_predictions_acc_gets_the_bootstrap_and_mcnemar_as_its_adjusted_p():
+    runs = val_and_test_runs(losses=("ce", "bce", "focal"))
+    rng = np.random.default_rng(3)
+    preds = predictions_for(runs, rng, p_right={"ce": 0.9, "bce": 0.8, "focal": 0.9})
+    paired = only_group(make_inputs(runs, preds)).paired
+    acc = paired[(paired["metric"] == "acc") & (paired["view"] == "selected")]
+    assert (acc["ci_covers"] == BOOTSTRAPPED).all()
+    assert (paired.loc[paired["metric"] != "acc", "ci_covers"] == SEEDS_ONLY).all()
+    # McNemar on the examples pooled over the 3 paired seeds, Holm over bce and focal
+    for _, row in acc.iterrows():
+        x = np.concatenate([preds[(row["loss"], s, "selected")] for s in range(3)])
+        b = np.concatenate([preds[("ce", s, "selected")] for s in range(3)])
+        assert row["p_mcnemar"] == pytest.approx(mcnemar_exact(x, b))
+    np.testing.assert_allclose(acc["p_adj"], multipletests(acc["p_mcnemar"], method="holm")[1])
+    assert acc.set_index("loss").loc["bce", "p_adj"] < 0.05
+    # the tables' difference is the bootstrap's point estimate: its CI is around it
+    assert ((acc["diff_low"] < acc["diff"]) & (acc["diff"] < acc["diff_high"])).all()
+    assert not paired["note"].str.contains("disagree").any()
+
+
+def test_predictions_that_disagree_with_the_metrics_tables_are_flagged():
+    runs = val_and_test_runs()
+    preds = predictions_for(runs, np.random.default_rng(3), p_right={"ce": 0.9, "bce": 0.8})
+    inputs = make_inputs(runs, preds)
+    inputs.predictions.loc[inputs.predictions["run"] == "loss=bce,seed=0", "correct"] = False
+    acc = only_group(inputs).paired.query("metric == 'acc'").set_index("view")
+    assert "the stored predictions give a difference of" in acc.loc["last", "note"]
+    assert "they disagree" in acc.loc["selected", "note"]
+
+
+def test_each_view_tests_its_own_predictions():
+    runs = val_and_test_runs()
+    rng = np.random.default_rng(4)
+    same = correct_with(rng, 300, 0.85)
+    preds = {}
+    for loss, seed in runs:
+        preds[(loss, seed, "last")] = same  # the two losses agree on every example at the end
+        preds[(loss, seed, "selected")] = correct_with(rng, 300, 0.95 if loss == "ce" else 0.7)
+    paired = only_group(make_inputs(runs, preds)).paired.set_index(["metric", "view"])
+    assert paired.loc[("acc", "last"), "p_mcnemar"] == 1.0
+    assert paired.loc[("acc", "selected"), "p_mcnemar"] < 1e-6
+
+
+# ---- findings and the document ----
+
+def findings_text(inputs: Inputs) -> str:
+    md = to_markdown(build_document(inputs))
+    return md.split("## Findings")[1].split("\n## ")[0]
+
+
+def test_best_calibrated_is_named_only_when_the_corrected_test_backs_it():
+    clear, noisy = {}, {}
+    for seed, noise in enumerate((0.0, 0.002, -0.001, 0.003, -0.002)):
+        for i, loss in enumerate(("ce", "bce", "focal")):
+            clear[(loss, seed)] = {"test": [0.9 + noise], "offset": 0.03 * i + noise / 10}
+            noisy[(loss, seed)] = {"test": [0.9 + noise], "offset": noise * (i - 1) * 3}
+    assert "Best calibrated by test ECE" in findings_text(make_inputs(clear))
+    text = findings_text(make_inputs(noisy))
+    assert "Best calibrated" not in text
+    assert "No loss is better or worse calibrated than another by test ECE" in text
+
+
+def test_divergence_counts_are_compared_by_fishers_test_in_the_findings():
+    runs = val_and_test_runs(seeds=(0, 1, 2))
+    text = findings_text(make_inputs(runs, diverged={"bce": 3}))
+    p = divergence_test(3, 6, 0, 3)
+    assert f"`bce` diverged in 3/6 runs, `ce` in 0/3: Fisher's exact {p_text('', p)[1:]}" in text
+    assert "not a difference at 0.05" in text
+
+
+def test_findings_use_adjusted_p_values_and_say_so():
+    runs = val_and_test_runs(losses=("ce", "bce", "focal"))
+    preds = predictions_for(runs, np.random.default_rng(5),
+                            p_right={"ce": 0.9, "bce": 0.8, "focal": 0.9})
+    text = findings_text(make_inputs(runs, preds))
+    assert "on Holm-adjusted p-values, one family per metric and view" in text
+    assert "McNemar's exact test on the test examples pooled over paired seeds for acc" in text
+    assert "**bce vs ce, selected**: Significant at 0.05 after Holm correction: acc" in text
+    assert "Holm-adjusted p < 0.0001" in text or "Holm-adjusted p = 0.0" in text
+    assert "=<" not in text and "-0.0000" not in text
+
+
+# ---- the whole report on collected tables ----
+
+def write_collected(root, inputs: Inputs):
+    root.mkdir()
+    inputs.summary.to_parquet(root / "summary.parquet")
+    inputs.runs.to_parquet(root / "runs.parquet")
+    inputs.predictions.to_parquet(root / "predictions.parquet")
+    return root
+
+
+def test_report_with_predictions_is_byte_identical_and_takes_fdr_bh(tmp_path, capsys):
+    runs = val_and_test_runs(losses=("ce", "nll", "bce"))
+    runs.update({("nll", s): runs[("ce", s)] for s in range(3)})
+    preds = predictions_for(runs, np.random.default_rng(6),
+                            p_right={"ce": 0.9, "nll": 0.9, "bce": 0.85})
+    preds.update({("nll", s, v): preds[("ce", s, v)]
+                  for s in range(3) for v in ("last", "selected")})
+    root = write_collected(tmp_path / "sweep", make_inputs(runs, preds))
+    first = generate([root], out=tmp_path / "a", say=lambda _: None)
+    again = generate([root], out=tmp_path / "b", say=lambda _: None)
+    assert first.read_bytes() == again.read_bytes()
+    md = first.read_text()
+    for view in ("last", "selected"):
+        table = pd.read_csv(tmp_path / "a" / "tables" / f"mnist-sample-paired-vs-ce-{view}.csv")
+        acc = table[(table["loss"] == "bce") & (table["metric"] == "acc")].iloc[0]
+        assert acc["ci_covers"] == BOOTSTRAPPED and acc["adjust"] == "holm"
+        assert table.loc[table["loss"] == "nll", "identical"].all()
+        assert f"View `{view}`: each loss minus `ce`, paired by seed" in md
+    assert ("for acc it covers seeds and test examples (hierarchical bootstrap, 10,000 "
+            "resamples)") in md
+    assert main([str(root), "--out", str(tmp_path / "bh"), "--adjust", "fdr_bh"]) == 0
+    bh = pd.read_csv(tmp_path / "bh" / "tables" / "mnist-sample-paired-vs-ce-selected.csv")
+    assert (bh["adjust"] == "fdr_bh").all()
+    assert "Benjamini-Hochberg-adjusted" in (tmp_path / "bh" / "report.md").read_text()
+    with pytest.raises(SystemExit):
+        main([str(root), "--adjust", "bonferroni"])
+    assert "invalid choice: 'bonferroni'" in capsys.readouterr().err
