@@ -214,16 +214,21 @@ def test_paired_comparison_pairs_by_seed(sweep, report_md):
     nll = nll[nll["loss"] == "nll"]
     assert (nll["t-test p"] == "—").all() and nll["note"].str.contains("identical").all()
     assert "nan" not in report_md.lower()
-    assert "`nll` is identical to `ce` on every paired seed" in report_md
 
 
-def test_findings_are_generated_from_the_numbers(report_md):
-    findings = report_md.split("## Findings")[1].split("\n## ")[0]
-    assert "### mnist / sample (single-label)" in findings
-    assert "### multilabel / synthetic (multi-label)" in findings
-    assert "Largest effect on acc" in findings and "Largest effect on map" in findings
-    assert "Best calibrated" in findings
-    assert "Wilcoxon signed-rank test cannot reach p<0.05" in findings
+def test_summary_bullets_carry_effect_ci_and_adjusted_p(sweep, report_md):
+    summary = report_md.split("## Summary")[1].split("\n## ")[0]
+    bullets = [line for line in summary.splitlines() if line.startswith("- ")]
+    assert 1 <= len(bullets) <= 7
+    paired = pd.read_csv(sweep / "report" / "tables" / "multilabel-synthetic-paired-vs-bce_logits.csv")
+    row = paired[(paired["loss"] == "bce") & (paired["metric"] == "map")].iloc[0]
+    expected = (f"map {row['mean_diff']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}], "
+                f"p = {row['ttest_p']:.4f}")
+    assert any(expected in b for b in bullets), (expected, bullets)
+    for bullet in bullets:
+        assert re.search(r" [+-]\d\.\d{4} \[[+-]\d\.\d{4}, [+-]\d\.\d{4}\], p [=<] ", bullet), bullet
+        assert "a shared lr of 0.001 at 3 epochs" in bullet  # the condition it holds under
+    assert report_md.index("## Summary") < report_md.index("## Setup") < report_md.index("## Losses at")
 
 
 def test_every_referenced_file_exists(sweep, report_md):
@@ -252,7 +257,8 @@ def test_two_generations_are_identical(sweep, tmp_path):
 
 def test_failed_runs_are_listed_and_left_out(report_md):
     excluded = md_table_after(report_md, "Runs that did not complete (failed, interrupted, "
-                              "diverged or still running); left out of every statistic above.")
+                              "diverged or still running); left out of every comparison "
+                              "(diverged stress runs are counted in Stability).")
     assert list(excluded["run"]) == ["loss=bce,seed=9", "loss=ce,seed=9", "loss=nll,seed=9"]
     assert list(excluded["status"]) == ["failed", "running", "failed"]
     assert "RuntimeError: boom \\| at step 3" in report_md
@@ -296,20 +302,28 @@ def test_stability_section_with_steps_and_probe(tmp_path):
     (probe / "thresholds.md").write_text("# Thresholds\n\n| loss | z |\n| --- | --- |\n| bce | 17 |\n")
     md = generate([root], probe=probe, say=lambda _: None).read_text()
     stability = md.split("## Stability")[1].split("\n## ")[0]
-    assert "varied: trainer.precision" in stability
+    assert "varied: `trainer.precision`" in stability
+    verdicts = pd.read_csv(root / "report" / "tables" / "stability-mnist-sample-single_label-verdicts.csv")
+    bce16 = verdicts[(verdicts["loss"] == "bce") & (verdicts["setting"] == "precision=16")].iloc[0]
+    assert (bce16["diverged"], bce16["n"], bce16["ref_diverged"], bce16["ref_n"]) == (2, 2, 0, 2)
+    assert bce16["fisher_p"] == pytest.approx(stats.fisher_exact([[2, 0], [0, 2]]).pvalue)
+    assert bce16["verdict"] == "no difference shown"  # 2 seeds cannot make it significant
+    appendix = md.split("\n## Appendix")[1]
     events = md_table_after(md, "Non-finite events per loss and stress setting, every run "
                                 "included (counts are the runs' final cumulative counts).")
     bce16 = events[(events["loss"] == "bce") & (events["setting"] == "precision=16")].iloc[0]
     assert (bce16["diverged"], bce16["runs_with_nonfinite"], bce16["nonfinite_loss"]) == ("2", "2", "2")
     assert "stability-mnist-sample-single_label-grad-norm.png" in stability
     assert "stability-mnist-sample-single_label-acc-heatmap.png" in stability
-    assert "#### Thresholds" in stability and "Missing from the probe dir: probe.png" in stability
+    assert "Missing from the probe dir: probe.png" in stability
+    assert "#### Thresholds" in appendix and "Non-finite events" in appendix
     # the comparisons split by precision and leave the diverged runs out
     assert "## mnist / sample (single-label): trainer.precision=16" in md
     heat = pd.read_csv(root / "report" / "tables" / "stability-mnist-sample-single_label-acc-heatmap.csv")
-    heat = heat.set_index("setting")
-    assert pd.isna(heat.loc["precision=16", "bce"])  # every bce run diverged: no value, no crash
-    assert heat.loc["precision=32", "bce"] > 0
+    heat = heat.set_index(["row", "loss"])
+    assert pd.isna(heat.loc[("precision=16", "bce"), "mean"])  # every bce run diverged: no value
+    assert heat.loc[("precision=16", "bce"), "n_diverged"] == 2
+    assert heat.loc[("precision=32", "bce"), "mean"] > 0
 
 
 # ---- bad input ----

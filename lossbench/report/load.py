@@ -15,7 +15,7 @@ import pandas as pd
 
 from lossbench.collect import CollectError, collect, find_run_dirs, outdated
 
-TABLES = ("summary", "runs", "calibration", "steps")
+TABLES = ("summary", "runs", "calibration", "steps", "per_class")
 
 
 class ReportInputError(Exception):
@@ -30,6 +30,7 @@ class Inputs:
     calibration: pd.DataFrame
     steps: pd.DataFrame | None
     sources: list[str]  # one label per DIR, in the order given
+    per_class: pd.DataFrame | None = None  # per_class.parquet: per epoch, class (or label)
 
     @property
     def completed(self) -> pd.DataFrame:
@@ -117,4 +118,5 @@ def load(dirs: list[str | Path], say: Callable[[str], None] = print) -> Inputs:
         calibration=(calibration if calibration is not None else empty).reset_index(drop=True),
         steps=joined("steps"),
         sources=labels,
+        per_class=joined("per_class"),
     )
