@@ -326,6 +326,60 @@ def test_stability_section_with_steps_and_probe(tmp_path):
     assert heat.loc[("precision=32", "bce"), "mean"] > 0
 
 
+def test_overview_never_says_none_left_out_above_excluded_runs(tmp_path):
+    for loss in ("ce", "bce"):
+        for seed in (0, 1):
+            write_run(tmp_path / "compared", f"{loss}-{seed}", loss=loss, seed=seed)
+            write_run(tmp_path / "stress", f"{loss}-{seed}", loss=loss, seed=seed, steps=True,
+                      status="diverged" if loss == "bce" else "completed")
+    md = generate([tmp_path / "compared"], stress=[tmp_path / "stress"], say=lambda _: None).read_text()
+    overview = md.split("\n## Overview")[1].split("\n## ")[0]
+    assert "none is left out" not in overview and "Every compared run completed" in overview
+    assert "All 2 runs that did not complete are listed in the appendix" in overview
+    assert md_table_after(md, "Runs that did not complete (failed, interrupted, diverged or still "
+                              "running); left out of every comparison (diverged stress runs are "
+                              "counted in Stability).")["status"].tolist() == ["diverged"] * 2
+    alone = generate([tmp_path / "compared"], out=tmp_path / "alone", say=lambda _: None).read_text()
+    assert "Every run completed; none is left out." in alone
+
+
+def test_contents_links_resolve_in_markdown_and_html(sweep, report_md):
+    html = (sweep / "report" / "report.html").read_text()
+    ids = re.findall(r'<h[1-6] id="([^"]+)"', html)
+    assert len(ids) == len(set(ids))
+    links = re.findall(r'<a href="#([^"]+)"', html)
+    assert links and set(links) <= set(ids) and {"summary", "setup", "appendix"} <= set(links)
+    # markdown: the same anchors, as GitHub derives them from the headings
+    md_links = re.findall(r"\]\(#([^)]+)\)", report_md)
+    assert md_links == links
+    headings = [re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+                for line in report_md.splitlines() if re.match(r"#{2,6} ", line)]
+    assert set(md_links) <= set(headings)
+
+
+def test_figures_are_legible_at_the_page_width(monkeypatch, tmp_path):
+    """No figure wider than the 1200 px page (so none is scaled down), no text under 10 px."""
+    from lossbench.report import figures
+
+    drawn = []
+    original = figures.png
+    monkeypatch.setattr(figures, "png", lambda fig: (drawn.append(fig), original(fig))[1])
+    root = make_sweep(tmp_path / "sweep")
+    for loss in ("ce", "nll", "bce", "bce_logits"):
+        for precision in ("32", "16"):
+            for lr in (0.001, 0.1):
+                write_run(tmp_path / "stress", f"{loss}-{precision}-{lr}", loss=loss, steps=True,
+                          cfg={"trainer.precision": precision, "optim.lr": lr})
+    generate([root], stress=[tmp_path / "stress"], say=lambda _: None)
+    assert len(drawn) >= 10
+    for fig in drawn:
+        width_px = fig.get_figwidth() * figures.DPI
+        assert width_px <= 1200, fig
+        for text in fig.findobj(lambda o: hasattr(o, "get_fontsize") and hasattr(o, "get_text")):
+            if text.get_text() and text.get_visible():
+                assert text.get_fontsize() * figures.DPI / 72 >= 10, text.get_text()
+
+
 # ---- bad input ----
 
 def only_failed(tmp_path: Path) -> Path:

@@ -124,13 +124,19 @@ def condition(group: Group) -> str:
     return text + (", " + ", ".join(named) if named else "")
 
 
-def study_key(r: GroupResults) -> str:
-    return study_of(r.group.runs).iloc[0]
+def by_study(inputs: Inputs, results: list[GroupResults]) -> dict[str, list[GroupResults]]:
+    """Study key -> its groups, in page order. A run's study is read from its whole DIR (the
+    clean runs of a noise sweep belong to the noise study), so from every summary row."""
+    study = dict(zip(inputs.summary["run"], study_of(inputs.summary)))
+    out: dict[str, list[GroupResults]] = {key: [] for key in STUDIES}
+    for r in results:
+        out[study[r.group.runs["run"].iloc[0]]].append(r)
+    return {key: mine for key, mine in out.items() if mine}
 
 
-def summary_section(results: list[GroupResults], stress: Inputs | None) -> Section:
+def summary_section(studies: dict[str, list[GroupResults]], stress: Inputs | None) -> Section:
     candidates = []
-    ordered = sorted(results, key=lambda r: list(STUDIES).index(study_key(r)))  # page order
+    ordered = [r for mine in studies.values() for r in mine]  # page order
     for order, r in enumerate(ordered):
         if not r.paired.empty:
             candidates += paired_candidates(order, r.group.title, condition(r.group), r.paired,
@@ -151,14 +157,12 @@ def summary_section(results: list[GroupResults], stress: Inputs | None) -> Secti
                                Paragraph("No paired comparison to summarise.")])
 
 
-def question_sections(inputs: Inputs, results: list[GroupResults]) -> list[Section]:
+def question_sections(inputs: Inputs, studies: dict[str, list[GroupResults]]) -> list[Section]:
     """One section per study present: its table across groups, its figure, one or two sentences,
     then each group's details."""
     sections = []
-    for key, title in STUDIES.items():
-        mine = [r for r in results if study_key(r) == key]
-        if not mine:
-            continue
+    for key, mine in studies.items():
+        title = STUDIES[key]
         shown, data = primary_table(mine, lambda r: r.group.kind.metric)
         blocks = []
         if not shown.empty:
@@ -260,9 +264,10 @@ def build_document(inputs: Inputs, probe: Path | None = None, stress: Inputs | N
     results = [analyse(g, inputs) for g in find_groups(inputs.completed)]
     stressed = stress if stress is not None else inputs
     stressed_runs = stressed if stress is not None or inputs.steps is not None else None
-    sections = [summary_section(results, stressed_runs), overview(inputs, results, stress),
+    studies = by_study(inputs, results)
+    sections = [summary_section(studies, stressed_runs), overview(inputs, results, stress),
                 setup_section(everything(inputs, stress), METHOD)]
-    sections += question_sections(inputs, results)
+    sections += question_sections(inputs, studies)
     stability = stability_section(stressed, probe)
     if stability is not None:
         sections.append(stability)
