@@ -380,6 +380,40 @@ def test_figures_are_legible_at_the_page_width(monkeypatch, tmp_path):
                 assert text.get_fontsize() * figures.DPI / 72 >= 10, text.get_text()
 
 
+def test_condition_studies_are_found_from_configs_and_render_twice_alike(tmp_path):
+    """A DIR named 'imbalance' holding noisy runs is the noise study: configs decide, not names."""
+    import json
+
+    for loss in ("ce", "gce"):
+        for seed in (0, 1):
+            for noise in (0.0, 0.4):
+                write_run(tmp_path / "imbalance", f"{loss}-{noise}-{seed}", loss=loss, seed=seed,
+                          cfg={"dataset.label_noise": noise, "dataset.noise_kind": "symmetric"})
+            for ratio in (1, 10):
+                run = write_run(tmp_path / "other", f"{loss}-{ratio}-{seed}", loss=loss, seed=seed,
+                                cfg={"dataset.imbalance_ratio": ratio})
+                summary = json.loads((run / "summary.json").read_text())
+                summary |= {"test_balanced_acc": 0.9 - 0.01 * ratio - 0.01 * seed,
+                            "test_rare_recall": 0.8 - 0.02 * ratio}
+                (run / "summary.json").write_text(json.dumps(summary))
+    dirs = [tmp_path / "imbalance", tmp_path / "other"]
+    md = generate(dirs, out=tmp_path / "first", say=lambda _: None).read_text()
+    noise = md.split("\n## Label noise\n")[1].split("\n## ")[0]
+    assert "noise-acc.png" in noise and "noise 0.4" in noise
+    points = pd.read_csv(tmp_path / "first" / "tables" / "noise-acc.csv")
+    ce = points[(points["loss"] == "ce") & (points["x"] == 0.4)].iloc[0]
+    summary = pd.read_parquet(tmp_path / "imbalance" / "summary.parquet")
+    noisy_ce = summary[(summary["loss"] == "ce") & (summary["cfg.dataset.label_noise"] == 0.4)]
+    assert ce["mean"] == pytest.approx(noisy_ce["test_acc"].mean()) and ce["n_seeds"] == 2
+    imbalance = md.split("\n## Class imbalance\n")[1].split("\n## ")[0]
+    assert "imbalance.png" in imbalance and "balanced accuracy, ratio 10" in imbalance
+    assert "## Losses at shared settings" not in md  # the clean and balanced runs are studies' too
+    again = generate(dirs, out=tmp_path / "again", say=lambda _: None)
+    assert again.read_bytes() == (tmp_path / "first" / "report.md").read_bytes()
+    for png in (tmp_path / "first" / "figures").glob("*.png"):
+        assert (tmp_path / "again" / "figures" / png.name).read_bytes() == png.read_bytes()
+
+
 # ---- bad input ----
 
 def only_failed(tmp_path: Path) -> Path:

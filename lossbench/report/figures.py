@@ -292,8 +292,11 @@ def condition_curves(points: pd.DataFrame, x_label: str, y_label: str, log_x: bo
             s = style(loss, i)
             ax.errorbar(p["x"], p["mean"], yerr=np.where(np.isfinite(err), err, 0), capsize=3,
                         markersize=4, label=loss, **s)
-        if log_x:
+        if log_x:  # ticks at the values run, as plain numbers
             ax.set_xscale("log")
+            xs = sorted(set(points["x"]))
+            ax.set_xticks(xs, [f"{x:g}" for x in xs])
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_title(panel)
         ax.set_xlabel(x_label)
         ax.grid(alpha=0.3)

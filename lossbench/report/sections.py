@@ -112,15 +112,16 @@ def overview(inputs: Inputs, results: list[GroupResults], stress: Inputs | None)
     return Section("Overview", blocks)
 
 
-def condition(group: Group) -> str:
-    """Under what a group's verdicts hold: its learning rate and epochs, or tuned per loss."""
+def condition(group: Group, named: bool = True) -> str:
+    """Under what a group's verdicts hold: its learning rate and epochs, or tuned per loss; with
+    `named`, also the settings that name the group."""
     runs = group.runs
     if "experiment" in runs and runs["experiment"].astype(str).str.contains("tuned").any():
         return "tuned per loss"
     lrs = sorted({format_value(v) for v in runs.get("cfg.optim.lr", [])})
     epochs = sorted({format_value(v) for v in runs.get("cfg.trainer.epochs", [])})
     text = f"a shared lr of {' / '.join(lrs) or 'unknown'} at {' / '.join(epochs) or '?'} epochs"
-    named = [f"{k}={v}" for k, v in group.named if k not in ("optim.lr", "trainer.epochs")]
+    named = [f"{k}={v}" for k, v in group.named if named and k not in ("optim.lr", "trainer.epochs")]
     return text + (", " + ", ".join(named) if named else "")
 
 
@@ -163,17 +164,16 @@ def question_sections(inputs: Inputs, studies: dict[str, list[GroupResults]]) ->
     sections = []
     for key, mine in studies.items():
         title = STUDIES[key]
+        runs = pd.concat([r.group.runs for r in mine], ignore_index=True)
+        blocks = study_blocks(key, runs, inputs.runs, inputs.per_class)
         shown, data = primary_table(mine, lambda r: r.group.kind.metric)
-        blocks = []
-        if not shown.empty:
+        if not blocks and not shown.empty:  # a study without its own table: the primary metric
             blocks.append(Table(f"study-{key}", shown, data, "Primary metric per loss and group "
                                 "(last epoch): mean [95% t-CI] over seeds, n = seeds."))
-        runs = pd.concat([r.group.runs for r in mine], ignore_index=True)
-        blocks += study_blocks(key, runs, inputs.runs, inputs.per_class)
         seeds = int(runs["seed"].nunique())
         blocks.append(Paragraph(
             f"{plural(len(mine), 'group')}, {plural(runs['loss'].nunique(), 'loss', 'losses')}, "
-            f"up to {plural(seeds, 'seed')} each, under {condition(mine[0].group)}. "
+            f"up to {plural(seeds, 'seed')} each, under {condition(mine[0].group, named=False)}. "
             "Each group's paired comparison against its baseline follows."))
         sections.append(Section(title, blocks, [group_section(r) for r in mine]))
     return sections

@@ -60,7 +60,7 @@ def signed(value: float) -> str:
 def p_text(p: float, adjust: str) -> str:
     p = fmt_p(p)
     how = "uncorrected" if adjust == "none" else adjust.replace("fdr_bh", "BH")
-    return f"p = {p} ({how})" if not p.startswith("<") else f"p {p} ({how})"
+    return f"p < {p[1:]} ({how})" if p.startswith("<") else f"p = {p} ({how})"
 
 
 def paired_candidates(study: int, title: str, condition: str, paired: pd.DataFrame,
