@@ -15,7 +15,7 @@ import pandas as pd
 
 from lossbench.collect import CollectError, collect, find_run_dirs, outdated
 
-TABLES = ("summary", "runs", "calibration", "steps", "per_class")
+TABLES = ("summary", "runs", "calibration", "steps", "per_class", "tuning")
 
 
 class ReportInputError(Exception):
@@ -31,6 +31,7 @@ class Inputs:
     steps: pd.DataFrame | None
     sources: list[str]  # one label per DIR, in the order given
     per_class: pd.DataFrame | None = None  # per_class.parquet: per epoch, class (or label)
+    tuning: pd.DataFrame | None = None  # tuning.parquet of tuned sweeps: one row per trial
 
     @property
     def completed(self) -> pd.DataFrame:
@@ -119,4 +120,5 @@ def load(dirs: list[str | Path], say: Callable[[str], None] = print) -> Inputs:
         steps=joined("steps"),
         sources=labels,
         per_class=joined("per_class"),
+        tuning=joined("tuning"),
     )

@@ -266,7 +266,7 @@ def build_document(inputs: Inputs, probe: Path | None = None, stress: Inputs | N
     stressed_runs = stressed if stress is not None or inputs.steps is not None else None
     studies = by_study(inputs, results)
     sections = [summary_section(studies, stressed_runs), overview(inputs, results, stress),
-                setup_section(everything(inputs, stress), METHOD)]
+                setup_section(everything(inputs, stress), METHOD, inputs.tuning)]
     sections += question_sections(inputs, studies)
     stability = stability_section(stressed, probe)
     if stability is not None:

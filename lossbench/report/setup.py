@@ -112,12 +112,22 @@ def caveats(summary: pd.DataFrame) -> list[str]:
     return out
 
 
-def setup_section(summary: pd.DataFrame, method: str) -> Section:
+def tuning_text(tuning: pd.DataFrame) -> str:
+    """The tuning budget and search spaces, from tuning.parquet."""
+    spaces = tuning.drop_duplicates("loss_name").sort_values("loss_name")
+    return (f"Tuning: {listed(tuning, 'budget')} trials per loss, each loss's setting chosen by "
+            f"its validation {listed(tuning, 'val_metric')} at the selected epoch; search spaces: "
+            + "; ".join(f"`{r['loss_name']}`: {r['space']}" for _, r in spaces.iterrows()) + ".")
+
+
+def setup_section(summary: pd.DataFrame, method: str, tuning: pd.DataFrame | None = None) -> Section:
     table = setup_table(summary)
     blocks = []
     if not table.empty:
         blocks.append(Table("setup", table, table, "Each study as its runs were configured "
                             "(distinct values over its runs)."))
+    if tuning is not None and {"loss_name", "budget", "space", "val_metric"} <= set(tuning):
+        blocks.append(Paragraph(tuning_text(tuning)))
     blocks.append(Paragraph(SEED_VARIES))
     blocks.append(Paragraph(method))
     notes = caveats(summary)
