@@ -399,7 +399,7 @@ def test_condition_studies_are_found_from_configs_and_render_twice_alike(tmp_pat
     dirs = [tmp_path / "imbalance", tmp_path / "other"]
     md = generate(dirs, out=tmp_path / "first", say=lambda _: None).read_text()
     noise = md.split("\n## Label noise\n")[1].split("\n## ")[0]
-    assert "noise-acc.png" in noise and "noise 0.4" in noise
+    assert "noise-acc-vs-rate.png" in noise and "noise 0.4" in noise
     points = pd.read_csv(tmp_path / "first" / "tables" / "noise-acc.csv")
     ce = points[(points["loss"] == "ce") & (points["x"] == 0.4)].iloc[0]
     summary = pd.read_parquet(tmp_path / "imbalance" / "summary.parquet")

@@ -127,11 +127,13 @@ def condition(group: Group, named: bool = True) -> str:
 
 def by_study(inputs: Inputs, results: list[GroupResults]) -> dict[str, list[GroupResults]]:
     """Study key -> its groups, in page order. A run's study is read from its whole DIR (the
-    clean runs of a noise sweep belong to the noise study), so from every summary row."""
-    study = dict(zip(inputs.summary["run"], study_of(inputs.summary)))
+    clean runs of a noise sweep belong to the noise study), so from every summary row; a group
+    pooling runs of several studies (identical configs in two DIRs) goes to the most common."""
+    study = inputs.summary.assign(study=study_of(inputs.summary)).set_index("run")["study"]
     out: dict[str, list[GroupResults]] = {key: [] for key in STUDIES}
     for r in results:
-        out[study[r.group.runs["run"].iloc[0]]].append(r)
+        counts = study.reindex(r.group.runs["run"]).value_counts()
+        out[max(STUDIES, key=lambda k: (counts.get(k, 0), -list(STUDIES).index(k)))].append(r)
     return {key: mine for key, mine in out.items() if mine}
 
 
@@ -162,10 +164,13 @@ def question_sections(inputs: Inputs, studies: dict[str, list[GroupResults]]) ->
     """One section per study present: its table across groups, its figure, one or two sentences,
     then each group's details."""
     sections = []
+    every = inputs.summary.assign(study=study_of(inputs.summary))
+    completed = every[every["status"] == "completed"]
     for key, mine in studies.items():
         title = STUDIES[key]
         runs = pd.concat([r.group.runs for r in mine], ignore_index=True)
-        blocks = study_blocks(key, runs, inputs.runs, inputs.per_class)
+        # the study's own runs, also those pooled into a group of another study
+        blocks = study_blocks(key, completed[completed["study"] == key], inputs.runs, inputs.per_class)
         shown, data = primary_table(mine, lambda r: r.group.kind.metric)
         if not blocks and not shown.empty:  # a study without its own table: the primary metric
             blocks.append(Table(f"study-{key}", shown, data, "Primary metric per loss and group "

@@ -102,13 +102,17 @@ def noise_blocks(runs: pd.DataFrame, metrics: pd.DataFrame) -> list:
     if points.empty:
         return []
     points = ordered(points, "x")
+    clean = points[points["x"] == 0]  # every kind's curve starts at the clean runs
+    drawn = ordered(pd.concat([points] + [clean.assign(panel=kind) for kind in
+                                          dict.fromkeys(points["panel"]) if kind != "symmetric"],
+                              ignore_index=True), "x")
     blocks = [Table("noise-acc", condition_table(points, "noise"), points,
                     "Final test accuracy (clean test labels) per loss and training-label noise: "
                     "mean [95% t-CI] over seeds, n = seeds."),
-              Figure("noise-acc", figures.condition_curves(points, "training-label noise rate",
+              Figure("noise-acc-vs-rate", figures.condition_curves(drawn, "training-label noise rate",
                                                            "test accuracy"),
-                     "Test accuracy vs noise rate per loss, one panel per noise kind; error bars "
-                     "= 95% t-CI over seeds.", points)]
+                     "Test accuracy vs noise rate per loss, one panel per noise kind (each starts "
+                     "at the clean runs, rate 0); error bars = 95% t-CI over seeds.", drawn)]
     curves = memorisation_curves(runs, metrics)
     if not curves.empty:
         blocks.append(Figure("noise-memorisation", figures.memorisation(curves),
@@ -132,7 +136,7 @@ def memorisation_curves(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFra
     long = train.melt(id_vars=["panel", "rate", "loss", "epoch"], value_vars=columns,
                       var_name="column", value_name="value")
     curves = long.groupby(["panel", "rate", "loss", "column", "epoch"], sort=False)["value"].mean()
-    curves = curves.reset_index()
+    curves = curves.reset_index(name="mean")
     curves["loss_key"] = curves["loss"].map(loss_sort_key)
     return (curves.sort_values(["rate", "panel", "loss_key", "column", "epoch"], kind="stable")
             .drop(columns="loss_key").reset_index(drop=True))
