@@ -333,13 +333,18 @@ def memorisation(curves: pd.DataFrame) -> bytes:
 
 
 def ap_vs_frequency(points: pd.DataFrame) -> bytes:
-    """Per-label average precision against the label's training positives, mean over seeds, one
-    line per loss (labels sorted by frequency)."""
+    """Per-label average precision against the label's training positives, mean over seeds: one
+    marker per (loss, label), the label's id beside the first loss's marker."""
     fig = Figure(figsize=(7.0, 4.0), layout="constrained")
     ax = fig.subplots()
     for i, loss in enumerate(dict.fromkeys(points["loss"])):
         p = points[points["loss"] == loss].sort_values("train_count")
-        ax.plot(p["train_count"], p["ap"], markersize=5, label=loss, **style(loss, i))
+        s = style(loss, i)
+        ax.scatter(p["train_count"], p["ap"], marker=s["marker"], color=s["color"], label=loss)
+        if i == 0:
+            for count, ap, label in zip(p["train_count"], p["ap"], p["class"]):
+                ax.annotate(str(label), (count, ap), textcoords="offset points", xytext=(4, 4),
+                            fontsize=MIN_POINTS)
     ax.set_xlabel("training positives of the label")
     ax.set_ylabel("test average precision")
     ax.set_title("per-label AP vs label frequency")

@@ -120,7 +120,8 @@ def condition(group: Group, named: bool = True) -> str:
         return "tuned per loss"
     lrs = sorted({format_value(v) for v in runs.get("cfg.optim.lr", [])})
     epochs = sorted({format_value(v) for v in runs.get("cfg.trainer.epochs", [])})
-    text = f"a shared lr of {' / '.join(lrs) or 'unknown'} at {' / '.join(epochs) or '?'} epochs"
+    text = (f"a shared lr of {' / '.join(lrs) or 'unknown'} at "
+            f"{' / '.join(epochs) or '?'} epoch{'' if epochs == ['1'] else 's'}")
     named = [f"{k}={v}" for k, v in group.named if named and k not in ("optim.lr", "trainer.epochs")]
     return text + (", " + ", ".join(named) if named else "")
 
@@ -142,7 +143,7 @@ def summary_section(studies: dict[str, list[GroupResults]], stress: Inputs | Non
     ordered = [r for mine in studies.values() for r in mine]  # page order
     for order, r in enumerate(ordered):
         if not r.paired.empty:
-            candidates += paired_candidates(order, r.group.title, condition(r.group), r.paired,
+            candidates += paired_candidates(order, r.group.title, condition(r.group, named=False), r.paired,
                                             r.group.kind.metric)
     if stress is not None:
         groups, _ = stress_groups(stress)

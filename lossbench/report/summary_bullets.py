@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from lossbench.report.findings import plural
 from lossbench.report.groups import LOWER_IS_BETTER
 from lossbench.report.stats import ALPHA
 from lossbench.report.tables import fmt, fmt_p
@@ -58,6 +59,8 @@ def signed(value: float) -> str:
 
 
 def p_text(p: float, adjust: str) -> str:
+    if p is None or math.isnan(p):
+        return "not tested"
     p = fmt_p(p)
     how = "uncorrected" if adjust == "none" else adjust.replace("fdr_bh", "BH")
     return f"p < {p[1:]} ({how})" if p.startswith("<") else f"p = {p} ({how})"
@@ -81,7 +84,7 @@ def paired_candidates(study: int, title: str, condition: str, paired: pd.DataFra
         out.append(Candidate(study, abs(row["diff"]), significant, (
             f"**{title}** ({condition}): `{row['loss']}` vs `{row['baseline']}`: {verdict}, "
             f"{metric} {signed(row['diff'])} {ci}, {p_text(row['p_adj'], row['adjust'])}, "
-            f"{int(row['n_seeds'])} seeds, {view}.")))
+            f"{plural(int(row['n_seeds']), 'seed')}, {view}.")))
     return out
 
 
