@@ -14,7 +14,9 @@ Steps, each a Hydra sweep (an experiment preset) whose runs live under results/s
     stability, stability_multi_label, precision  --stress-seeds (10: Fisher's exact test on k/n
                                                  diverged runs needs about 10 per cell to survive
                                                  Holm over a grid; 5/5 vs 0/5 gives p = 0.008
-                                                 before correction)
+                                                 before correction); precision with
+                                                 loss_scaling=dynamic only (its other half is
+                                                 stability's bf16/16 runs)
   probe                                          the analytic probe (results/reference/probe/)
 Each step prints its run count and wall time. Then each sweep's collected tables are copied into
 results/reference/data/<step>/ and the report is written from those copies alone, so a second run
@@ -66,8 +68,10 @@ def steps(fashion_root: str | None) -> list[Step]:
         out.append(Step("fashion_full", "compare_single_label", "seeds", overrides=[
             "dataset=fashion_mnist", f"dataset.root={Path(fashion_root).resolve()}",
             "dataset.source=full"]))
-    out += [Step(name, name, "stress", stress=True)
-            for name in ("stability", "stability_multi_label", "precision")]
+    out += [Step(name, name, "stress", stress=True) for name in ("stability", "stability_multi_label")]
+    # precision's loss_scaling=none half repeats stability's reduced-precision runs exactly
+    out.append(Step("precision", "precision", "stress", stress=True,
+                    overrides=["trainer.loss_scaling=dynamic"]))
     return [s for s in out if (PRESETS / f"{s.preset}.yaml").exists()]
 
 

@@ -108,6 +108,9 @@ def test_compare_counts_divergence_and_pairs_completed_seeds():
     assert out["mean"] == pytest.approx(0.6) and out["sd"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
     assert out["fisher_p"] == pytest.approx(1.0)
     assert np.isnan(compare(frame("a", [0.5, 0.6]), frame("b", [0.4, 0.5]))["fisher_p"])  # none diverged
+    rerun = pd.concat([frame("bce", [None, 0.5]), frame("bce", [None, 0.5])])  # two sweeps, same seeds
+    counted = compare(rerun, frame("ce", [0.6, 0.6]))
+    assert (counted["diverged"], counted["n"]) == (1, 2)  # per seed, not per run
 
 
 @pytest.mark.parametrize("numbers, metric, expected", [

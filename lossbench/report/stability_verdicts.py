@@ -31,8 +31,8 @@ PAIR = ("bce", "bce_logits")
 def rule(metric: str) -> str:
     """The verdict rule, as the table's caption."""
     return (f"Each loss against a reference loss in one stress setting, over the runs that ended "
-            f"by themselves (completed or diverged). Diverged: runs that stopped on a non-finite "
-            f"loss or gradient, k/n per loss; Fisher's exact test (two-sided) compares the two "
+            f"by themselves (completed or diverged). Diverged: seeds whose run stopped on a "
+            f"non-finite loss or gradient, k/n per loss; Fisher's exact test (two-sided) compares the two "
             f"shares (difference of the shares with its Newcombe 95% CI in the CSV). {metric}: mean ± sd over the completed runs; difference: loss minus "
             f"reference over the seeds both completed, with its 95% t-CI and paired t-test. Both "
             f"kinds of p are Holm-corrected within this table (statsmodels multipletests), each "
@@ -65,9 +65,11 @@ def per_seed(rows: pd.DataFrame) -> pd.Series:
 
 def compare(rows: pd.DataFrame, reference: pd.DataFrame) -> dict:
     """The raw numbers of one row: `rows` and `reference` are one loss's and the reference loss's
-    ended runs in one setting (ended_runs rows)."""
-    k, n = int(rows["diverged"].sum()), len(rows)
-    k_ref, n_ref = int(reference["diverged"].sum()), len(reference)
+    ended runs in one setting (ended_runs rows). Divergence is counted per seed (a seed rerun in
+    two sweeps is one observation, diverged if any of its runs did)."""
+    seeds, ref_seeds = rows.groupby("seed")["diverged"].any(), reference.groupby("seed")["diverged"].any()
+    k, n = int(seeds.sum()), len(seeds)
+    k_ref, n_ref = int(ref_seeds.sum()), len(ref_seeds)
     fisher = (float(fisher_exact([[k, n - k], [k_ref, n_ref - k_ref]]).pvalue)
               if k + k_ref else math.nan)
     share_low, share_high = confint_proportions_2indep(k, n, k_ref, n_ref, method="newcomb",
