@@ -33,7 +33,7 @@ def test_bullets_are_at_most_seven_and_carry_diff_ci_and_adjusted_p():
     for group in range(9):
         frame = contract_frame(losses, [0.001 * (i + 1) for i in range(12)],
                                [0.001 if i % 2 else 0.5 for i in range(12)])
-        candidates += paired_candidates(group, f"group {group}", "a shared lr of 0.001 at 10 epochs",
+        candidates += paired_candidates(group, group, f"group {group}", "a shared lr of 0.001 at 10 epochs",
                                         frame, "acc")
     bullets = select(candidates)
     assert len(bullets) == MAX_BULLETS
@@ -48,7 +48,7 @@ def test_bullets_are_at_most_seven_and_carry_diff_ci_and_adjusted_p():
 
 def test_a_group_without_significant_effects_says_so_with_its_numbers():
     frame = contract_frame(["bce"], [-0.02], [0.2], metric="map")
-    [bullet] = select(paired_candidates(0, "multilabel", "tuned per loss", frame, "map"))
+    [bullet] = select(paired_candidates(0, 0, "multilabel", "tuned per loss", frame, "map"))
     assert "`bce` vs `ce`: no difference shown, map -0.0200 [-0.0300, -0.0100], p = 0.2000 (holm)" in bullet
     assert "(tuned per loss)" in bullet
 
@@ -60,6 +60,20 @@ def test_todays_columns_are_read_as_uncorrected_last_epoch():
                             "significant": True, "identical": False, "note": ""}])
     frame = contract(legacy)
     assert {"diff", "diff_low", "diff_high", "n_seeds", "p_adj", "adjust", "view"} <= set(frame)
-    [bullet] = select(paired_candidates(0, "mnist", "a shared lr of 0.001 at 10 epochs", legacy, "acc"))
+    [bullet] = select(paired_candidates(0, 0, "mnist", "a shared lr of 0.001 at 10 epochs", legacy, "acc"))
     assert "acc 0.0000 [-0.0100, +0.0100], p < 0.0001 (uncorrected), 5 seeds, at the last epoch" in bullet
     assert "-0.0000" not in bullet and "p=<" not in bullet
+
+
+def test_each_question_gets_a_bullet_before_any_gets_a_second():
+    strong = contract_frame(["a", "b", "c"], [0.05, 0.04, 0.03], [0.001, 0.001, 0.001])
+    null = contract_frame(["d"], [0.02], [0.6])
+    candidates = (paired_candidates(0, 0, "shared", "x", strong, "acc")
+                  + paired_candidates(1, 1, "noise", "x", null, "acc"))
+    bullets = select(candidates)
+    assert [b.split("`")[1] for b in bullets] == ["a", "b", "c", "d"]  # page order
+    assert "no difference shown" in bullets[-1]
+    many = candidates + paired_candidates(0, 2, "shared 2", "x", contract_frame(
+        [f"e{i}" for i in range(8)], [0.01] * 8, [0.001] * 8), "acc")
+    chosen = select(many)
+    assert len(chosen) == MAX_BULLETS and any("`d`" in b for b in chosen)  # noise kept its one

@@ -138,25 +138,38 @@ def by_study(inputs: Inputs, results: list[GroupResults]) -> dict[str, list[Grou
     return {key: mine for key, mine in out.items() if mine}
 
 
+def short_title(group: Group, siblings: list[Group]) -> str:
+    """A group named by its data and only the settings that differ between its study's groups."""
+    differ = {k for g in siblings for k, v in g.settings
+              if any(dict(h.settings).get(k) != v for h in siblings)}
+    named = [f"{k}={v}" for k, v in group.settings if k in differ]
+    return f"{group.dataset} / {group.data_source}" + (f", {', '.join(named)}" if named else "")
+
+
 def summary_section(studies: dict[str, list[GroupResults]], stress: Inputs | None) -> Section:
-    candidates = []
-    ordered = [r for mine in studies.values() for r in mine]  # page order
-    for order, r in enumerate(ordered):
-        if not r.paired.empty:
-            candidates += paired_candidates(order, r.group.title, condition(r.group, named=False), r.paired,
-                                            r.group.kind.metric)
+    candidates, order = [], 0
+    for study, (key, mine) in enumerate(studies.items()):
+        siblings = [r.group for r in mine]
+        for r in mine:
+            order += 1
+            if not r.paired.empty:
+                title = f"{STUDIES[key]}, {short_title(r.group, siblings)}"
+                candidates += paired_candidates(study, order, title, condition(r.group, named=False),
+                                                r.paired, r.group.kind.metric)
     if stress is not None:
         groups, _ = stress_groups(stress)
         for title, _, part, task in groups:
             verdicts = verdict_table(part, stability_baseline(part, TASKS[task].baseline),
                                      TASKS[task].metric)
             if not verdicts.empty:
-                candidates += stability_candidates(len(ordered), f"Stability, {title}", verdicts)
+                order += 1
+                candidates += stability_candidates(len(studies), order, f"Stability, {title}", verdicts)
     bullets = select(candidates)
-    intro = (f"At most {MAX_BULLETS} verdicts, generated from the tables below: per group its "
-             "largest significant effect on the primary metric (or its largest effect, said to be "
-             "not significant), then the largest remaining significant ones. Differences are the "
-             "loss minus its baseline with the 95% CI; p as the paired table corrects it.")
+    intro = (f"At most {MAX_BULLETS} verdicts, generated from the tables below: per question its "
+             "largest significant effect (or its largest effect, said to be not significant), then "
+             "the largest remaining significant ones. Differences are the loss minus its baseline "
+             "(primary metric, or the share of diverged seeds) with the 95% CI; p as the table "
+             "corrects it.")
     return Section("Summary", [Paragraph(intro), Bullets(bullets) if bullets else
                                Paragraph("No paired comparison to summarise.")])
 

@@ -5,9 +5,9 @@ the condition it holds under, read from the paired tables' contract columns
 
 (tables written before those columns existed are read through LEGACY: no view means the last
 epoch, no p_adj means the uncorrected t-test p, said as `adjust` = none) and from the Stability
-verdict tables. Selection: each group in page order gets its largest significant effect (or, if it
-has none, its largest effect, said to be not significant); then further significant effects, the
-largest first, until MAX_BULLETS.
+verdict tables. Selection: each study (a question of the report, Stability included) gets its
+largest significant effect, or if it has none its largest effect, said to be not significant; then
+further significant effects, the largest first, until MAX_BULLETS; shown in page order.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ LEGACY = {"mean_diff": "diff", "ci_low": "diff_low", "ci_high": "diff_high",
 
 @dataclass
 class Candidate:
-    study: int  # page order of its group
+    study: int  # its study
+    order: int  # page order of its group
     size: float  # |effect|, to rank
     significant: bool
     text: str
@@ -66,7 +67,7 @@ def p_text(p: float, adjust: str) -> str:
     return f"p < {p[1:]} ({how})" if p.startswith("<") else f"p = {p} ({how})"
 
 
-def paired_candidates(study: int, title: str, condition: str, paired: pd.DataFrame,
+def paired_candidates(study: int, order: int, title: str, condition: str, paired: pd.DataFrame,
                       metric: str) -> list[Candidate]:
     frame = preferred_view(contract(paired))
     frame = frame[(frame["metric"] == metric) & ~frame["identical"].astype(bool)
@@ -81,14 +82,14 @@ def paired_candidates(study: int, title: str, condition: str, paired: pd.DataFra
         ci = f"[{signed(row['diff_low'])}, {signed(row['diff_high'])}]" \
             if not math.isnan(row["diff_low"]) else "(no CI: one seed)"
         view = "at the validation-selected epoch" if row["view"] == "selected" else "at the last epoch"
-        out.append(Candidate(study, abs(row["diff"]), significant, (
+        out.append(Candidate(study, order, abs(row["diff"]), significant, (
             f"**{title}** ({condition}): `{row['loss']}` vs `{row['baseline']}`: {verdict}, "
             f"{metric} {signed(row['diff'])} {ci}, {p_text(row['p_adj'], row['adjust'])}, "
             f"{plural(int(row['n_seeds']), 'seed')}, {view}.")))
     return out
 
 
-def stability_candidates(study: int, title: str, verdicts: pd.DataFrame) -> list[Candidate]:
+def stability_candidates(study: int, order: int, title: str, verdicts: pd.DataFrame) -> list[Candidate]:
     """Divergence verdicts: the difference in the share of diverged runs, its Newcombe CI and
     the Holm-corrected Fisher p."""
     out = []
@@ -97,7 +98,7 @@ def stability_candidates(study: int, title: str, verdicts: pd.DataFrame) -> list
             continue
         significant = bool(row["fisher_p_adj"] < ALPHA)
         verdict = row["verdict"] if significant else "no difference in divergence shown"
-        out.append(Candidate(study, abs(row["div_diff"]), significant, (
+        out.append(Candidate(study, order, abs(row["div_diff"]), significant, (
             f"**{title}** ({row['setting']}): `{row['loss']}` vs `{row['reference']}`: {verdict}, "
             f"diverged {row['diverged']}/{row['n']} vs {row['ref_diverged']}/{row['ref_n']}, "
             f"share {signed(row['div_diff'])} [{signed(row['div_low'])}, {signed(row['div_high'])}], "
@@ -106,15 +107,16 @@ def stability_candidates(study: int, title: str, verdicts: pd.DataFrame) -> list
 
 
 def select(candidates: list[Candidate]) -> list[str]:
-    """One per group (its largest significant, else its largest), then the largest significant
+    """One per study (its largest significant, else its largest), then the largest significant
     ones left, up to MAX_BULLETS; in page order."""
     chosen: list[Candidate] = []
     for study in sorted({c.study for c in candidates}):
         mine = sorted((c for c in candidates if c.study == study),
                       key=lambda c: (not c.significant, -c.size))
         chosen.append(mine[0])
+    chosen.sort(key=lambda c: not c.significant)  # over the cap, null results are dropped first
     rest = sorted((c for c in candidates if c.significant and c not in chosen),
                   key=lambda c: -c.size)
     chosen = (chosen + rest)[:MAX_BULLETS]
-    order = {id(c): i for i, c in enumerate(candidates)}
-    return [c.text for c in sorted(chosen, key=lambda c: (c.study, order[id(c)]))]
+    place = {id(c): i for i, c in enumerate(candidates)}
+    return [c.text for c in sorted(chosen, key=lambda c: (c.study, c.order, place[id(c)]))]
