@@ -9,6 +9,7 @@ smaller than MIN_POINTS (10 px).
 from __future__ import annotations
 
 import io
+import textwrap
 
 import matplotlib
 
@@ -214,7 +215,7 @@ def grad_norm_curves(curves: pd.DataFrame, panels: list[str], losses: list[str],
                     ax.plot(d["step"], np.ones(len(d)), transform=ax.get_xaxis_transform(),
                             linestyle="none", marker="x", markersize=8, color=style(loss, i)["color"])
         ax.set_yscale("log")
-        ax.set_title(setting, fontsize=TITLE_POINTS)
+        ax.set_title(textwrap.fill(setting, 48), fontsize=TITLE_POINTS)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     if len(finite):  # the healthy range: a few huge norms must not flatten the rest
@@ -230,14 +231,15 @@ def grad_norm_curves(curves: pd.DataFrame, panels: list[str], losses: list[str],
 
 def heatmap(cells: pd.DataFrame, metric: str) -> bytes:
     """Stress setting (rows) x loss (columns), one panel per `panel` value (the lr). Colour =
-    mean final metric of completed runs, zoomed to the range the cells span above their 10th
-    percentile; text = mean ± sd, n, and how many runs diverged."""
+    mean final metric of completed runs, zoomed to the range of the cells above Tukey's lower
+    fence (collapsed cells would flatten the rest); text = mean ± sd, n, how many diverged."""
     panels = list(dict.fromkeys(cells["panel"]))
     losses = list(dict.fromkeys(cells["loss"]))
     rows = list(dict.fromkeys(cells["row"]))
     means = cells["mean"].to_numpy(dtype=float)
     finite = means[np.isfinite(means)]
-    low = float(np.quantile(finite, 0.1)) if len(finite) else 0.0
+    q1, q3 = np.quantile(finite, [0.25, 0.75]) if len(finite) else (0.0, 1.0)
+    low = max(float(finite.min()), q1 - 1.5 * (q3 - q1)) if len(finite) else 0.0  # Tukey's fence
     high = float(finite.max()) if len(finite) else 1.0
     if high - low < 1e-3:
         low, high = low - 0.01, high + 0.01

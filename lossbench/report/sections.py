@@ -139,7 +139,9 @@ def by_study(inputs: Inputs, results: list[GroupResults]) -> dict[str, list[Grou
 
 
 def short_title(group: Group, siblings: list[Group]) -> str:
-    """A group named by its data and only the settings that differ between its study's groups."""
+    """A group named by its data and only the settings that differ between its study's groups
+    of the same data."""
+    siblings = [g for g in siblings if (g.dataset, g.data_source) == (group.dataset, group.data_source)]
     differ = {k for g in siblings for k, v in g.settings
               if any(dict(h.settings).get(k) != v for h in siblings)}
     named = [f"{k}={v}" for k, v in group.settings if k in differ]
@@ -158,7 +160,7 @@ def summary_section(studies: dict[str, list[GroupResults]], stress: Inputs | Non
                                                 r.paired, r.group.kind.metric)
     if stress is not None:
         groups, _ = stress_groups(stress)
-        for title, _, part, task in groups:
+        for title, _, part, task, _ in groups:
             verdicts = verdict_table(part, stability_baseline(part, TASKS[task].baseline),
                                      TASKS[task].metric)
             if not verdicts.empty:

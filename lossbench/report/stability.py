@@ -144,8 +144,8 @@ def group_section(title: str, slug: str, runs: pd.DataFrame, steps: pd.DataFrame
             f"{slug}-{metric}-heatmap", figures.heatmap(cells, metric),
             f"Final test {metric} by loss and stress setting, one panel per learning rate: mean ± sd "
             "over the completed runs, n = completed runs, 'k/n div.' = runs that diverged (their "
-            "cell's mean is over the survivors only). Colour zoomed to the range above the cells' "
-            "10th percentile; darker grey = below it, light grey = no completed run.", cells))
+            "cell's mean is over the survivors only). Colour zoomed to the cells above Tukey's lower "
+            "fence (Q1 - 1.5 IQR); darker grey = below it, light grey = no completed run.", cells))
     mine = steps[steps["run"].isin(runs["run"])] if steps is not None else pd.DataFrame()
     curves = grad_curves(runs, mine) if len(mine) else pd.DataFrame()
     if not curves.empty:
@@ -177,18 +177,22 @@ def probe_section(probe: Path) -> Section:
 
 
 def stress_groups(inputs: Inputs):
-    """(title, slug, runs, task, varying) per (dataset, source, task) of the runs with identity."""
+    """([(title, slug, runs, task, varying)] per (dataset, source, task) of the runs with
+    identity, each run's `setting` named by the stress columns that vary in its group; the stress
+    columns that vary anywhere)."""
     known = inputs.summary[inputs.summary["dataset"].notna()] if "dataset" in inputs.summary else None
     if known is None or known.empty:
         return [], []
-    runs, varying = with_settings(known)
+    known = known.assign(task=infer_task(known))
     for fill in ("data_source", "loss"):
-        runs[fill] = runs[fill].fillna("unknown").astype("str") if fill in runs else "unknown"
-    groups = []
-    for (dataset, source, task), part in runs.groupby(["dataset", "data_source", "task"], sort=True):
+        known[fill] = known[fill].fillna("unknown").astype("str") if fill in known else "unknown"
+    groups, anywhere = [], []
+    for (dataset, source, task), part in known.groupby(["dataset", "data_source", "task"], sort=True):
+        runs, varying = with_settings(part)
+        anywhere += [c for c in varying if c not in anywhere and runs[c].map(format_value).nunique() > 1]
         groups.append((f"{dataset} / {source} ({TASKS[task].label})",
-                       f"stability-{dataset}-{source}-{task}", part, task))
-    return groups, varying
+                       f"stability-{dataset}-{source}-{task}", runs, task, varying))
+    return groups, [c for c in STRESS if c in anywhere]
 
 
 def stability_section(inputs: Inputs, probe: Path | None = None) -> Section | None:
@@ -197,17 +201,15 @@ def stability_section(inputs: Inputs, probe: Path | None = None) -> Section | No
     groups, varying = stress_groups(inputs)
     section = Section("Stability")
     if groups:
-        every = pd.concat([part for _, _, part, _ in groups])
-        constant = len(varying) == 0 or every[varying].map(format_value).drop_duplicates().shape[0] == 1
         section.blocks.append(Paragraph(
             "Every run is included here, diverged ones too; stress settings "
-            + ("none logged" if not varying else "the same in every run" if constant
-               else "varied: " + ", ".join(f"`{c.removeprefix('cfg.')}`" for c in varying)) + "."))
-    for title, slug, part, task in groups:
+            + ("varied: " + ", ".join(f"`{c.removeprefix('cfg.')}`" for c in varying) if varying
+               else "the same in every run") + "."))
+    for title, slug, part, task, group_varying in groups:
         kind = TASKS[task]
         baseline = stability_baseline(part, kind.baseline)
         section.subsections.append(group_section(title, slug, part, inputs.steps, kind.metric,
-                                                 baseline, varying))
+                                                 baseline, group_varying))
     if probe is not None:
         section.subsections.append(probe_section(probe))
     return section if section.blocks or section.subsections else None
@@ -225,7 +227,7 @@ def stability_appendix(inputs: Inputs, probe: Path | None = None) -> list[Sectio
     out = []
     if inputs.steps is not None:
         groups, _ = stress_groups(inputs)
-        for title, slug, part, _ in groups:
+        for title, slug, part, _, _ in groups:
             mine = inputs.steps[inputs.steps["run"].isin(part["run"])]
             if len(mine):
                 events = event_table(part, mine)
