@@ -112,18 +112,16 @@ def overview(inputs: Inputs, results: list[GroupResults], stress: Inputs | None)
     return Section("Overview", blocks)
 
 
-def condition(group: Group, named: bool = True) -> str:
-    """Under what a group's verdicts hold: its learning rate and epochs, or tuned per loss; with
-    `named`, also the settings that name the group."""
+def condition(group: Group) -> str:
+    """Under what a group's verdicts hold: its learning rate and epochs, or tuned per loss (the
+    group's other settings are in its title)."""
     runs = group.runs
     if "experiment" in runs and runs["experiment"].astype(str).str.contains("tuned").any():
         return "tuned per loss"
     lrs = sorted({format_value(v) for v in runs.get("cfg.optim.lr", [])})
     epochs = sorted({format_value(v) for v in runs.get("cfg.trainer.epochs", [])})
-    text = (f"a shared lr of {' / '.join(lrs) or 'unknown'} at "
+    return (f"a shared lr of {' / '.join(lrs) or 'unknown'} at "
             f"{' / '.join(epochs) or '?'} epoch{'' if epochs == ['1'] else 's'}")
-    named = [f"{k}={v}" for k, v in group.named if named and k not in ("optim.lr", "trainer.epochs")]
-    return text + (", " + ", ".join(named) if named else "")
 
 
 def by_study(inputs: Inputs, results: list[GroupResults]) -> dict[str, list[GroupResults]]:
@@ -156,7 +154,7 @@ def summary_section(studies: dict[str, list[GroupResults]], stress: Inputs | Non
             order += 1
             if not r.paired.empty:
                 title = f"{STUDIES[key]}, {short_title(r.group, siblings)}"
-                candidates += paired_candidates(study, order, title, condition(r.group, named=False),
+                candidates += paired_candidates(study, order, title, condition(r.group),
                                                 r.paired, r.group.kind.metric)
     if stress is not None:
         groups, _ = stress_groups(stress)
@@ -194,7 +192,7 @@ def question_sections(inputs: Inputs, studies: dict[str, list[GroupResults]]) ->
         seeds = int(runs["seed"].nunique())
         blocks.append(Paragraph(
             f"{plural(len(mine), 'group')}, {plural(runs['loss'].nunique(), 'loss', 'losses')}, "
-            f"up to {plural(seeds, 'seed')} each, under {condition(mine[0].group, named=False)}. "
+            f"up to {plural(seeds, 'seed')} each, under {condition(mine[0].group)}. "
             "Each group's paired comparison against its baseline follows."))
         sections.append(Section(title, blocks, [group_section(r) for r in mine]))
     return sections
