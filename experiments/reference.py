@@ -1,13 +1,30 @@
-"""Rebuild the committed reference report in results/reference/ from scratch.
+"""Rebuild the committed reference study in results/reference/ from scratch.
 
-    python experiments/reference.py [--launcher basic|joblib] [--seeds 10]
+    python experiments/reference.py [--launcher basic|joblib|batched] [--seeds 10]
+        [--study-seeds 5] [--stress-seeds 10] [--fashion-root DIR] [--only STEP ...]
 
-Runs the comparison sweeps (10 seeds each), the stress sweeps (3 seeds), the analytic probe,
-then copies each sweep's collected tables into results/reference/data/ (small, committed) and
-writes the report from those tables alone: the comparison sweeps as compared groups, the stress
-sweeps in the Stability section. The sweeps live under results/sweeps/reference/
-(git-ignored) and resume: rerunning this after an interruption only runs what is missing.
-Prints each step's wall time.
+Steps, each a Hydra sweep (an experiment preset) whose runs live under results/sweeps/reference/
+(git-ignored) and resume: rerunning after an interruption only runs what is missing.
+  compared (their groups are compared in the report):
+    compare_losses, compare_losses_multi_label   every loss at shared settings, --seeds (10)
+    tuned_single_label                           each loss at its tuned setting (if the preset exists)
+    noise, imbalance, multi_label_images, binary  the condition studies, --study-seeds (5)
+    fashion_full                                 full-size Fashion-MNIST, with --fashion-root only
+  stress (the Stability section only):
+    stability, stability_multi_label, precision  --stress-seeds (10: Fisher's exact test on k/n
+                                                 diverged runs needs about 10 per cell to survive
+                                                 Holm over a grid; 5/5 vs 0/5 gives p = 0.008
+                                                 before correction); precision with
+                                                 loss_scaling=dynamic only (its other half is
+                                                 stability's bf16/16 runs)
+  probe                                          the analytic probe (results/reference/probe/)
+Each step prints its run count and wall time. Then each sweep's collected tables are copied into
+results/reference/data/<step>/ and the report is written from those copies alone, so a second run
+on the same tables rewrites a byte-identical report.md.
+
+Committed (small): per step summary.parquet, runs.parquet (metrics per epoch), calibration.parquet,
+steps.parquet, per_class.parquet and tuning.parquet where present; the report (md, html, figures,
+CSV tables); the probe's outputs. Not committed: per-example predictions.parquet and the run dirs.
 """
 
 from __future__ import annotations
@@ -17,45 +34,108 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "reference"
 SWEEPS = ROOT / "results" / "sweeps" / "reference"
-TABLES = ("summary.parquet", "runs.parquet", "calibration.parquet", "steps.parquet")
+PRESETS = ROOT / "conf" / "experiment"
+KEPT = ("summary.parquet", "runs.parquet", "calibration.parquet", "steps.parquet",
+        "per_class.parquet", "tuning.parquet")
 
 
-def timed(label: str, command: list[str]) -> None:
+@dataclass
+class Step:
+    name: str  # the sweep dir and data dir
+    preset: str
+    seeds: str | None  # which seed count: seeds | study | stress; None: the preset's own
+    stress: bool = False
+    overrides: list[str] = field(default_factory=list)
+
+
+def steps(fashion_root: str | None) -> list[Step]:
+    out = [Step("compare_losses", "compare_losses", "seeds"),
+           Step("compare_losses_multi_label", "compare_losses_multi_label", "seeds"),
+           Step("tuned_single_label", "tuned_single_label", None),
+           Step("noise", "noise", "study"),
+           Step("imbalance", "imbalance", "study"),
+           Step("multi_label_images", "multi_label_images", "study"),
+           Step("binary", "binary", "study")]
+    if fashion_root is not None:
+        out.append(Step("fashion_full", "compare_single_label", "seeds", overrides=[
+            "dataset=fashion_mnist", f"dataset.root={Path(fashion_root).resolve()}",
+            "dataset.source=full"]))
+    out += [Step(name, name, "stress", stress=True) for name in ("stability", "stability_multi_label")]
+    # precision's loss_scaling=none half repeats stability's reduced-precision runs exactly
+    out.append(Step("precision", "precision", "stress", stress=True,
+                    overrides=["trainer.loss_scaling=dynamic"]))
+    return [s for s in out if (PRESETS / f"{s.preset}.yaml").exists()]
+
+
+def run_count(directory: Path) -> int:
+    table = directory / "summary.parquet"
+    return len(pd.read_parquet(table, columns=["run"])) if table.exists() else 0
+
+
+def timed(label: str, command: list[str], runs_in: Path | None = None) -> float:
     print(f"$ {' '.join(command)}", flush=True)
     started = time.perf_counter()
     subprocess.run(command, cwd=ROOT, check=True)
-    print(f"{label}: {time.perf_counter() - started:.0f} s wall", flush=True)
+    seconds = time.perf_counter() - started
+    count = f"{run_count(runs_in)} runs, " if runs_in is not None else ""
+    print(f"{label}: {count}{seconds:.0f} s wall", flush=True)
+    return seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--launcher", choices=["basic", "joblib"], default="basic")
-    parser.add_argument("--seeds", type=int, default=10, help="seeds of the comparison sweeps")
+    parser.add_argument("--launcher", choices=["basic", "joblib", "batched"], default="basic")
+    parser.add_argument("--seeds", type=int, default=10, help="seeds of the headline comparisons")
+    parser.add_argument("--study-seeds", type=int, default=5, help="seeds of the condition studies")
+    parser.add_argument("--stress-seeds", type=int, default=10, help="seeds of the stress grids")
+    parser.add_argument("--fashion-root", help="a dir holding Fashion-MNIST's files: adds the "
+                                               "full-size Fashion-MNIST comparison")
+    parser.add_argument("--only", nargs="+", metavar="STEP", help="run these steps only (the "
+                        "report still reads every step's copied tables)")
+    parser.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="extra Hydra overrides for every sweep (e.g. trainer.epochs=1 to "
+                             "check the wiring)")
+    parser.add_argument("--out", type=Path, default=OUT, help=f"report dir (default {OUT})")
+    parser.add_argument("--sweeps", type=Path, default=SWEEPS, help=f"run dirs (default {SWEEPS})")
     args = parser.parse_args()
+    out, sweeps = args.out.resolve(), args.sweeps.resolve()
     launcher = [] if args.launcher == "basic" else [f"hydra/launcher={args.launcher}"]
-    compared = {name: [f"seed=range({args.seeds})"] for name in ("compare_single_label", "compare_multi_label")}
-    stressed = {name: [] for name in ("stability", "stability_multi_label")}
-    for name, overrides in {**compared, **stressed}.items():
-        timed(f"sweep {name} ({args.launcher})", [
-            sys.executable, "-m", "lossbench", "-m", f"experiment={name}", *overrides, *launcher,
-            f"hydra.sweep.dir={SWEEPS / name}",
-        ])
-        target = OUT / "data" / name
+    seeds = {"seeds": args.seeds, "study": args.study_seeds, "stress": args.stress_seeds}
+    plan = steps(args.fashion_root)
+    total = 0.0
+    for step in plan:
+        if args.only and step.name not in args.only:
+            continue
+        sweep = sweeps / step.name
+        seed = [f"seed=range({seeds[step.seeds]})"] if step.seeds else []
+        total += timed(f"{step.name} ({args.launcher}, {' '.join(seed) or 'preset seeds'})", [
+            sys.executable, "-m", "lossbench", "-m", f"experiment={step.preset}", *seed,
+            *step.overrides, *args.override, *launcher, f"hydra.sweep.dir={sweep}"], sweep)
+        target = out / "data" / step.name
         target.mkdir(parents=True, exist_ok=True)
-        for table in TABLES:
-            if (SWEEPS / name / table).exists():
-                shutil.copy2(SWEEPS / name / table, target / table)
-    timed("probe", [sys.executable, "-m", "lossbench.probe", "--out", str(OUT / "probe")])
-    timed("report", [
-        sys.executable, "-m", "lossbench.report", *(str(OUT / "data" / name) for name in compared),
-        "--stress", *(str(OUT / "data" / name) for name in stressed),
-        "--probe", str(OUT / "probe"), "--out", str(OUT),
-    ])
+        for table in KEPT:
+            if (sweep / table).exists():
+                shutil.copy2(sweep / table, target / table)
+    if not args.only or "probe" in args.only:
+        total += timed("probe", [sys.executable, "-m", "lossbench.probe", "--out", str(out / "probe")])
+    present = [s for s in plan if (out / "data" / s.name / "summary.parquet").exists()]
+    compared = [str(out / "data" / s.name) for s in present if not s.stress]
+    stressed = [str(out / "data" / s.name) for s in present if s.stress]
+    total += timed("report", [
+        sys.executable, "-m", "lossbench.report", *compared,
+        *(["--stress", *stressed] if stressed else []),
+        *(["--probe", str(out / "probe")] if (out / "probe").exists() else []), "--out", str(out)])
+    runs = sum(run_count(out / "data" / s.name) for s in present)
+    print(f"reference study: {runs} runs in {len(present)} sweeps, {total / 60:.1f} min wall "
+          "this invocation", flush=True)
 
 
 if __name__ == "__main__":

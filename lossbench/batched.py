@@ -54,17 +54,26 @@ class StackedSignals(Signals):
         self.bad_loss = torch.zeros(seeds, dtype=torch.long, device=device)
         self.bad_grad = torch.zeros(seeds, dtype=torch.long, device=device)
         self.first_bad = torch.full((seeds,), -1, dtype=torch.long, device=device)
+        self.first_bad_loss = torch.full((seeds,), -1, dtype=torch.long, device=device)
         self.skipped_per_seed = torch.zeros(seeds, dtype=torch.long, device=device)
 
     def of_seed(self, position: int, signals: Signals) -> Signals:
         signals.bad_loss, signals.bad_grad = self.bad_loss[position], self.bad_grad[position]
-        signals.first_bad = self.first_bad[position]
+        signals.first_bad, signals.first_bad_loss = self.first_bad[position], self.first_bad_loss[position]
         signals.skipped = int(self.skipped_per_seed[position])
         return signals
+
+    def refused_at(self, positions: list[int], step: int) -> None:
+        """Signals.refused for the seeds at `positions` only."""
+        mask = torch.zeros_like(self.first_bad, dtype=torch.bool)
+        mask[positions] = True
+        self.first_bad = torch.where(mask & (self.first_bad < 0), step, self.first_bad)
+        self.first_bad_loss = torch.where(mask & (self.first_bad_loss < 0), step, self.first_bad_loss)
 
     def keep(self, positions: Tensor) -> None:
         self.bad_loss, self.bad_grad = self.bad_loss[positions], self.bad_grad[positions]
         self.first_bad, self.skipped_per_seed = self.first_bad[positions], self.skipped_per_seed[positions]
+        self.first_bad_loss = self.first_bad_loss[positions]
 
 
 def no_scaler(device: torch.device) -> torch.amp.GradScaler:
@@ -144,7 +153,8 @@ def train_seeds(
                                  None if grad_norm is None else grad_norm[position], logits[position])
             copy_weights(position)
             runs[index].on_epoch([], [], seed_signals.flush())
-            outcomes[index] = Outcome(status, epoch - 1, message(seed_signals), seed_signals.skipped)
+            outcomes[index] = Outcome(status, epoch - 1, message(seed_signals), seed_signals.skipped, 0,
+                                      *seed_signals.first_nonfinite())
             finished(index, outcomes[index])
         kept = [p for p in range(len(live)) if p not in positions]
         keep = torch.tensor(kept, dtype=torch.long, device=device)
@@ -172,6 +182,7 @@ def train_seeds(
                     inputs = spec.activation(logits.detach()).flatten(1)
                     refused = (~((inputs >= 0) & (inputs <= 1)).all(dim=1)).nonzero().flatten().tolist()
                     refusal = str(error)
+                    signals.refused_at(refused, step + 1)
                     keep = end(refused, "diverged", lambda s: (
                         f"BCELoss refused its input at step {step + 1} ({refusal}): its sigmoid outputs "
                         f"were NaN because the weights had gone non-finite; {s.divergence()}"), step + 1)
@@ -228,6 +239,8 @@ def train_seeds(
     finally:
         bar.close()
     for position, index in enumerate(live):
-        outcomes[index] = Outcome("completed", trainer.epochs, None, signals.of_seed(position, own_signals[index]).skipped)
+        seed_signals = signals.of_seed(position, own_signals[index])
+        outcomes[index] = Outcome("completed", trainer.epochs, None, seed_signals.skipped, 0,
+                                  *seed_signals.first_nonfinite())
         finished(index, outcomes[index])
     return outcomes

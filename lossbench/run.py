@@ -5,14 +5,17 @@ Data flows one way: config -> data / model / loss -> train loop -> records -> re
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
 import signal
+import subprocess
 import threading
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -69,6 +72,17 @@ def already_finished(run_dir: Path, config: dict, dataset_cfg: Any) -> bool:
     for problem in problems:
         print(f"rerunning {run_dir}: {problem}")
     return not problems
+
+
+@functools.cache
+def source_commit() -> str:
+    """The git commit of the lossbench source that runs, or "unknown" outside a git checkout."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(lossbench.__file__).parent,
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -161,6 +175,7 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dic
         "task": DATASETS[dataset_name].task.value if dataset_name in DATASETS else None,
         "epochs": cfg.trainer.epochs, "epochs_completed": 0,
         "torch_version": torch.__version__, "lossbench_version": lossbench.__version__,
+        "lossbench_commit": source_commit(),
         "threads": threads, "config": config, "overrides": overrides,
     }
     files = RunFiles(run_dir, {})
@@ -168,7 +183,8 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dic
     started = time.perf_counter()
 
     def finish(status: str, error: Optional[str] = None, **extra) -> dict:
-        summary.update(status=status, error=error, wall_time_s=time.perf_counter() - started, **extra)
+        summary.update(status=status, error=error, wall_time_s=time.perf_counter() - started,
+                       finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra)
         summary.update(files.final_test_metrics())
         times = [r["epoch_time_s"] for r in files.metrics if r["split"] == "train"]
         summary["mean_epoch_time_s"] = float(np.mean(times)) if times else None
@@ -196,7 +212,8 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dic
         else:
             finish("failed", f"{type(error).__name__}: {error}")
         raise
-    steps = dict(skipped_steps=outcome.skipped_steps, scaler_skipped_steps=outcome.scaler_skipped_steps)
+    steps = dict(skipped_steps=outcome.skipped_steps, scaler_skipped_steps=outcome.scaler_skipped_steps,
+                 first_nonfinite_step=outcome.first_nonfinite_step, first_nonfinite=outcome.first_nonfinite)
     if outcome.status == "interrupted":  # the loop stopped at a step boundary
         finish("interrupted", f"interrupted by {signal.Signals(stop.signum).name}", **steps)
         raise Interrupted(stop.signum)

@@ -36,6 +36,8 @@ class Outcome:
     message: Optional[str] = None
     skipped_steps: int = 0
     scaler_skipped_steps: int = 0
+    first_nonfinite_step: Optional[int] = None  # the first step whose loss or gradient was not finite
+    first_nonfinite: Optional[str] = None  # which of the two it was: loss | gradient
 
 
 def autocast(device: torch.device, precision: str):
@@ -80,6 +82,7 @@ class Signals:
         self.bad_loss = torch.zeros((), dtype=torch.long, device=device)
         self.bad_grad = torch.zeros((), dtype=torch.long, device=device)
         self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.first_bad_loss = torch.full((), -1, dtype=torch.long, device=device)
         self.skipped = 0
         # Steps GradScaler skipped for a non-finite gradient (its normal business, not divergence)
         self.scaler_skipped = torch.zeros((), dtype=torch.long, device=device)
@@ -97,6 +100,7 @@ class Signals:
         self.bad_grad += grad_bad
         bad = loss_bad | grad_bad
         self.first_bad = torch.where((self.first_bad < 0) & bad, step, self.first_bad)
+        self.first_bad_loss = torch.where((self.first_bad_loss < 0) & loss_bad, step, self.first_bad_loss)
         return bad
 
     def log(self, step: int, epoch: int, loss, grad_norm, logits: torch.Tensor) -> None:
@@ -115,6 +119,19 @@ class Signals:
 
     def first_nonfinite_step(self) -> int:
         return int(self.first_bad)
+
+    def first_nonfinite(self) -> tuple[Optional[int], Optional[str]]:
+        """(step, "loss" | "gradient") of the first non-finite value, (None, None) if none."""
+        step = self.first_nonfinite_step()
+        if step < 0:
+            return None, None
+        return step, "loss" if int(self.first_bad_loss) == step else "gradient"
+
+    def refused(self, step: int) -> None:
+        """BCELoss refused a NaN input at `step`: its loss is the first non-finite value unless
+        one was counted before."""
+        self.first_bad = torch.where(self.first_bad < 0, step, self.first_bad)
+        self.first_bad_loss = torch.where(self.first_bad_loss < 0, step, self.first_bad_loss)
 
     def divergence(self) -> str:
         what = "loss" if int(self.bad_loss) else "gradient"
@@ -164,7 +181,8 @@ def train(
     loss = grad_norm = logits = None
 
     def outcome(status: str, epochs_completed: int, message: Optional[str]) -> Outcome:
-        return Outcome(status, epochs_completed, message, signals.skipped, int(signals.scaler_skipped))
+        return Outcome(status, epochs_completed, message, signals.skipped, int(signals.scaler_skipped),
+                       *signals.first_nonfinite())
 
     def end(status: str, message: Optional[str]) -> Outcome:
         if not signals.rows or signals.rows[-1]["step"] != step:
@@ -215,6 +233,7 @@ def train(
         if "should be between 0 and 1" not in str(error):
             raise
         step += 1
+        signals.refused(step)
         return end("diverged", f"BCELoss refused its input at step {step} ({error}): its sigmoid "
                    f"outputs were NaN because the weights had gone non-finite; {signals.divergence()}")
     finally:

@@ -26,6 +26,7 @@ from lossbench.report.__main__ import main
 from lossbench.report.groups import find_groups
 from lossbench.report.load import load
 from lossbench.report.stats import paired_test, t_interval
+from lossbench.report.tables import fmt_p
 from test_collect import make_sweep, write_run
 
 
@@ -220,19 +221,34 @@ def test_paired_comparison_pairs_by_seed(sweep, report_md):
     assert len(nll) == 1 and nll["metric"].iloc[0] == "all"
     assert (nll["t-test p"] == "—").all() and nll["note"].str.contains("identical").all()
     assert "nan" not in report_md.lower()
-    assert "`nll` is identical to `ce` on every paired seed" in report_md
 
 
-def test_findings_are_generated_from_the_numbers(report_md):
-    findings = report_md.split("## Findings")[1].split("\n## ")[0]
-    assert "### mnist / sample (single-label)" in findings
-    assert "### multilabel / synthetic (multi-label)" in findings
-    assert "Largest effect on acc" in findings and "Largest effect on map" in findings
+def test_group_verdicts_are_generated_from_the_numbers(report_md):
+    assert "### mnist / sample (single-label)" in report_md
+    assert "Largest effect on acc" in report_md and "Largest effect on map" in report_md
     # these seeds' ECE gaps do not survive the correction (test_report_stats has one that does)
-    assert "No loss is better or worse calibrated than another by test ECE" in findings
-    assert "Best calibrated" not in findings
-    assert "Wilcoxon signed-rank test cannot reach p < 0.05" in findings
-    assert "Holm-adjusted" in findings and "=<" not in findings
+    assert "No loss is better or worse calibrated than another by test ECE" in report_md
+    assert "Best calibrated" not in report_md
+    assert "Wilcoxon signed-rank test cannot reach p < 0.05" in report_md
+    assert "Holm-adjusted" in report_md and "=<" not in report_md
+
+
+def test_summary_bullets_carry_effect_ci_and_adjusted_p(sweep, report_md):
+    summary = report_md.split("## Summary")[1].split("\n## ")[0]
+    bullets = [line for line in summary.splitlines() if line.startswith("- ")]
+    assert 1 <= len(bullets) <= 7
+    tables = sweep / "report" / "tables"
+    view = "selected" if (tables / "multilabel-synthetic-paired-vs-bce_logits-selected.csv").exists() else "last"
+    paired = pd.read_csv(tables / f"multilabel-synthetic-paired-vs-bce_logits-{view}.csv")
+    row = paired[(paired["loss"] == "bce") & (paired["metric"] == "map")].iloc[0]
+    p = fmt_p(row["p_adj"])
+    p = f"p < {p[1:]}" if p.startswith("<") else f"p = {p}"
+    expected = f"map {row['diff']:+.4f} [{row['diff_low']:+.4f}, {row['diff_high']:+.4f}], {p} (holm)"
+    assert any(expected in b for b in bullets), (expected, bullets)
+    for bullet in bullets:
+        assert re.search(r" [+-]?\d\.\d{4} \[[+-]?\d\.\d{4}, [+-]?\d\.\d{4}\], p [=<] ", bullet), bullet
+        assert "a shared lr of 0.001 at 3 epochs" in bullet  # the condition it holds under
+    assert report_md.index("## Summary") < report_md.index("## Setup") < report_md.index("## Losses at")
 
 
 def test_every_referenced_file_exists(sweep, report_md):
@@ -261,7 +277,8 @@ def test_two_generations_are_identical(sweep, tmp_path):
 
 def test_failed_runs_are_listed_and_left_out(report_md):
     excluded = md_table_after(report_md, "Runs that did not complete (failed, interrupted, "
-                              "diverged or still running); left out of every statistic above.")
+                              "diverged or still running); left out of every comparison "
+                              "(diverged stress runs are counted in Stability).")
     assert list(excluded["run"]) == ["loss=bce,seed=9", "loss=ce,seed=9", "loss=nll,seed=9"]
     assert list(excluded["status"]) == ["failed", "running", "failed"]
     assert "RuntimeError: boom \\| at step 3" in report_md
@@ -305,20 +322,116 @@ def test_stability_section_with_steps_and_probe(tmp_path):
     (probe / "thresholds.md").write_text("# Thresholds\n\n| loss | z |\n| --- | --- |\n| bce | 17 |\n")
     md = generate([root], probe=probe, say=lambda _: None).read_text()
     stability = md.split("## Stability")[1].split("\n## ")[0]
-    assert "varied: trainer.precision" in stability
+    assert "varied: `trainer.precision`" in stability
+    verdicts = pd.read_csv(root / "report" / "tables" / "stability-mnist-sample-single_label-verdicts.csv")
+    bce16 = verdicts[(verdicts["loss"] == "bce") & (verdicts["setting"] == "precision=16")].iloc[0]
+    assert (bce16["diverged"], bce16["n"], bce16["ref_diverged"], bce16["ref_n"]) == (2, 2, 0, 2)
+    assert bce16["fisher_p"] == pytest.approx(stats.fisher_exact([[2, 0], [0, 2]]).pvalue)
+    assert bce16["verdict"] == "no difference shown"  # 2 seeds cannot make it significant
+    appendix = md.split("\n## Appendix")[1]
     events = md_table_after(md, "Non-finite events per loss and stress setting, every run "
                                 "included (counts are the runs' final cumulative counts).")
     bce16 = events[(events["loss"] == "bce") & (events["setting"] == "precision=16")].iloc[0]
     assert (bce16["diverged"], bce16["runs_with_nonfinite"], bce16["nonfinite_loss"]) == ("2", "2", "2")
     assert "stability-mnist-sample-single_label-grad-norm.png" in stability
     assert "stability-mnist-sample-single_label-acc-heatmap.png" in stability
-    assert "#### Thresholds" in stability and "Missing from the probe dir: probe.png" in stability
+    assert "Missing from the probe dir: probe.png" in stability
+    assert "#### Thresholds" in appendix and "Non-finite events" in appendix
     # the comparisons split by precision and leave the diverged runs out
     assert "## mnist / sample (single-label): trainer.precision=16" in md
     heat = pd.read_csv(root / "report" / "tables" / "stability-mnist-sample-single_label-acc-heatmap.csv")
-    heat = heat.set_index("setting")
-    assert pd.isna(heat.loc["precision=16", "bce"])  # every bce run diverged: no value, no crash
-    assert heat.loc["precision=32", "bce"] > 0
+    heat = heat.set_index(["row", "loss"])
+    assert pd.isna(heat.loc[("precision=16", "bce"), "mean"])  # every bce run diverged: no value
+    assert heat.loc[("precision=16", "bce"), "n_diverged"] == 2
+    assert heat.loc[("precision=32", "bce"), "mean"] > 0
+
+
+def test_overview_never_says_none_left_out_above_excluded_runs(tmp_path):
+    for loss in ("ce", "bce"):
+        for seed in (0, 1):
+            write_run(tmp_path / "compared", f"{loss}-{seed}", loss=loss, seed=seed)
+            write_run(tmp_path / "stress", f"{loss}-{seed}", loss=loss, seed=seed, steps=True,
+                      status="diverged" if loss == "bce" else "completed")
+    md = generate([tmp_path / "compared"], stress=[tmp_path / "stress"], say=lambda _: None).read_text()
+    overview = md.split("\n## Overview")[1].split("\n## ")[0]
+    assert "none is left out" not in overview and "Every compared run completed" in overview
+    assert "All 2 runs that did not complete are listed in the appendix" in overview
+    assert md_table_after(md, "Runs that did not complete (failed, interrupted, diverged or still "
+                              "running); left out of every comparison (diverged stress runs are "
+                              "counted in Stability).")["status"].tolist() == ["diverged"] * 2
+    alone = generate([tmp_path / "compared"], out=tmp_path / "alone", say=lambda _: None).read_text()
+    assert "Every run completed; none is left out." in alone
+
+
+def test_contents_links_resolve_in_markdown_and_html(sweep, report_md):
+    html = (sweep / "report" / "report.html").read_text()
+    ids = re.findall(r'<h[1-6] id="([^"]+)"', html)
+    assert len(ids) == len(set(ids))
+    links = re.findall(r'<a href="#([^"]+)"', html)
+    assert links and set(links) <= set(ids) and {"summary", "setup", "appendix"} <= set(links)
+    # markdown: the same anchors, as GitHub derives them from the headings
+    md_links = re.findall(r"\]\(#([^)]+)\)", report_md)
+    assert md_links == links
+    headings = [re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+                for line in report_md.splitlines() if re.match(r"#{2,6} ", line)]
+    assert set(md_links) <= set(headings)
+
+
+def test_figures_are_legible_at_the_page_width(monkeypatch, tmp_path):
+    """No figure wider than the 1200 px page (so none is scaled down), no text under 10 px."""
+    from lossbench.report import figures
+
+    drawn = []
+    original = figures.png
+    monkeypatch.setattr(figures, "png", lambda fig: (drawn.append(fig), original(fig))[1])
+    root = make_sweep(tmp_path / "sweep")
+    for loss in ("ce", "nll", "bce", "bce_logits"):
+        for precision in ("32", "16"):
+            for lr in (0.001, 0.1):
+                write_run(tmp_path / "stress", f"{loss}-{precision}-{lr}", loss=loss, steps=True,
+                          cfg={"trainer.precision": precision, "optim.lr": lr})
+    generate([root], stress=[tmp_path / "stress"], say=lambda _: None)
+    assert len(drawn) >= 10
+    for fig in drawn:
+        width_px = fig.get_figwidth() * figures.DPI
+        assert width_px <= 1200, fig
+        for text in fig.findobj(lambda o: hasattr(o, "get_fontsize") and hasattr(o, "get_text")):
+            if text.get_text() and text.get_visible():
+                assert text.get_fontsize() * figures.DPI / 72 >= 10, text.get_text()
+
+
+def test_condition_studies_are_found_from_configs_and_render_twice_alike(tmp_path):
+    """A DIR named 'imbalance' holding noisy runs is the noise study: configs decide, not names."""
+    import json
+
+    for loss in ("ce", "gce"):
+        for seed in (0, 1):
+            for noise in (0.0, 0.4):
+                write_run(tmp_path / "imbalance", f"{loss}-{noise}-{seed}", loss=loss, seed=seed,
+                          cfg={"dataset.label_noise": noise, "dataset.noise_kind": "symmetric"})
+            for ratio in (1, 10):
+                run = write_run(tmp_path / "other", f"{loss}-{ratio}-{seed}", loss=loss, seed=seed,
+                                cfg={"dataset.imbalance_ratio": ratio})
+                summary = json.loads((run / "summary.json").read_text())
+                summary |= {"test_balanced_acc": 0.9 - 0.01 * ratio - 0.01 * seed,
+                            "test_rare_recall": 0.8 - 0.02 * ratio}
+                (run / "summary.json").write_text(json.dumps(summary))
+    dirs = [tmp_path / "imbalance", tmp_path / "other"]
+    md = generate(dirs, out=tmp_path / "first", say=lambda _: None).read_text()
+    noise = md.split("\n## Label noise\n")[1].split("\n## ")[0]
+    assert "noise-acc-vs-rate.png" in noise and "noise 0.4" in noise
+    points = pd.read_csv(tmp_path / "first" / "tables" / "noise-acc.csv")
+    ce = points[(points["loss"] == "ce") & (points["x"] == 0.4)].iloc[0]
+    summary = pd.read_parquet(tmp_path / "imbalance" / "summary.parquet")
+    noisy_ce = summary[(summary["loss"] == "ce") & (summary["cfg.dataset.label_noise"] == 0.4)]
+    assert ce["mean"] == pytest.approx(noisy_ce["test_acc"].mean()) and ce["n_seeds"] == 2
+    imbalance = md.split("\n## Class imbalance\n")[1].split("\n## ")[0]
+    assert "imbalance.png" in imbalance and "balanced accuracy, ratio 10" in imbalance
+    assert "## Losses at shared settings" not in md  # the clean and balanced runs are studies' too
+    again = generate(dirs, out=tmp_path / "again", say=lambda _: None)
+    assert again.read_bytes() == (tmp_path / "first" / "report.md").read_bytes()
+    for png in (tmp_path / "first" / "figures").glob("*.png"):
+        assert (tmp_path / "again" / "figures" / png.name).read_bytes() == png.read_bytes()
 
 
 # ---- bad input ----

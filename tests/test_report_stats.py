@@ -279,8 +279,9 @@ def test_each_view_tests_its_own_predictions():
 # ---- findings and the document ----
 
 def findings_text(inputs: Inputs) -> str:
+    """The group's verdicts: they close its paired-comparison subsection."""
     md = to_markdown(build_document(inputs))
-    return md.split("## Findings")[1].split("\n## ")[0]
+    return md.split("Paired comparison vs")[1].split("\n#")[0]
 
 
 def test_best_calibrated_is_named_only_when_the_corrected_test_backs_it():

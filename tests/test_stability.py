@@ -43,6 +43,20 @@ def test_a_nonfinite_gradient_stops_the_run_as_diverged(tmp_path):
     assert on_disk["status"] == "diverged" and on_disk["error"] == summary["error"]
 
 
+def test_divergence_records_its_first_nonfinite_step_and_kind(tmp_path):
+    run(tmp_path, *STRESS)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    # BCELoss's float16 backward divides 0 by 0: the gradient goes first, the loss stays finite
+    assert (summary["first_nonfinite_step"], summary["first_nonfinite"]) == (1, "gradient")
+
+
+def test_a_healthy_run_records_no_nonfinite_step(tmp_path):
+    run(tmp_path, "loss=bce_logits", "trainer.epochs=1", "dataset.source=sample")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["first_nonfinite_step"] is None and summary["first_nonfinite"] is None
+    assert summary["lossbench_commit"] and summary["finished_at"].endswith("+00:00")
+
+
 def test_resume_skips_a_diverged_run_and_reruns_a_failed_one(tmp_path):
     cfg = compose_config(*STRESS)
     assert execute(cfg, tmp_path, threads=2, overrides=[])["status"] == "diverged"

@@ -1,9 +1,10 @@
 """Comparison report of collected runs: `python -m lossbench.report DIR [DIR ...] [--out OUT]`.
 
-load.py reads the collected tables -> groups.py splits them into comparable groups -> tables.py and
-stats.py compute the numbers -> findings.py and figures.py turn them into sentences and PNGs ->
-sections.py assembles a Document -> render.py writes it as markdown and html. `generate` runs the
-chain and writes OUT/report.md, OUT/report.html, OUT/figures/*.png, OUT/tables/*.csv.
+load.py reads the collected tables -> groups.py splits them into comparable groups and studies.py
+says which question each answers -> tables.py, stats.py and stability_verdicts.py compute the
+numbers -> figures.py draws them -> summary_bullets.py and setup.py write the few generated lines
+-> sections.py assembles a Document -> render.py writes it as markdown and html. `generate` runs
+the chain and writes OUT/report.md, OUT/report.html, OUT/figures/*.png, OUT/tables/*.csv.
 """
 
 from __future__ import annotations

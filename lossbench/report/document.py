@@ -56,6 +56,7 @@ class Section:
 class Document:
     title: str
     sections: list[Section]
+    meta: list[str] = field(default_factory=list)  # lines under the title: date, versions, runs
 
     def walk(self):
         """Every block, depth first, in page order."""

@@ -1,35 +1,55 @@
 """The report's figures as PNG bytes. The only module that imports matplotlib (Agg, no GUI).
 
 Figures are built with matplotlib.figure.Figure (no pyplot global state) and saved without the
-"Software" metadata, so the same tables give byte-identical PNGs.
+"Software" metadata, so the same tables give byte-identical PNGs. Legible at the html page width:
+no figure is wider than MAX_WIDTH inches (1200 px at DPI), so none is scaled down, and no text is
+smaller than MIN_POINTS (10 px).
 """
 
 from __future__ import annotations
 
 import io
+import textwrap
 
 import matplotlib
 
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from lossbench.losses import LOSSES  # noqa: E402
 from lossbench.report.groups import LOSS_ORDER  # noqa: E402
 
 DPI = 100
-STYLE = {  # ce and nll give identical numbers: dashed nll lets both lines show
-    "ce": dict(color="C0", linestyle="-", marker="o"),
-    "nll": dict(color="C1", linestyle="--", marker="x"),
-    "bce": dict(color="C2", linestyle="-", marker="s"),
-    "bce_logits": dict(color="C3", linestyle="-.", marker="^"),
-}
+MAX_WIDTH = 12.0  # inches: 1200 px, the html page's width
+MIN_POINTS = 7.5  # 10.4 px at DPI
+TITLE_POINTS = 10
+COLUMNS = 3  # panels per row in grids
+LINESTYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "x", "s", "^", "v", "d", "P", "*", "<", ">", "h", "D")
+matplotlib.rcParams.update({"font.size": 9, "legend.fontsize": 8, "xtick.labelsize": 8,
+                            "ytick.labelsize": 8, "axes.titlesize": TITLE_POINTS})
 
 
-def style(loss: str, index: int) -> dict:
-    return STYLE.get(loss, dict(color=f"C{len(LOSS_ORDER) + index % 6}", linestyle=":", marker="d"))
+def style(loss: str, index: int = 0) -> dict:
+    """Colour, line style and marker of a loss, fixed by its place in the registry so a loss looks
+    the same in every figure; ce/nll and other identical pairs differ in line style and marker."""
+    name = loss.split("(")[0]
+    k = LOSS_ORDER.index(name) if name in LOSS_ORDER else len(LOSS_ORDER) + index
+    if loss != name:  # a variant with other knobs: its loss's colour, another line style
+        k += len(LOSS_ORDER)
+    return dict(color=f"C{k % 10}", linestyle=LINESTYLES[k % len(LINESTYLES)],
+                marker=MARKERS[k % len(MARKERS)])
+
+
+def family(loss: str) -> str:
+    """'softmax' or 'sigmoid': which criterion values share a scale (BCE averages over N x C)."""
+    spec = LOSSES.get(loss.split("(")[0])
+    return spec.probabilities.value if spec is not None else "other"
 
 
 def png(fig: Figure) -> bytes:
@@ -38,35 +58,71 @@ def png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def grid(n: int, height: float, columns: int = COLUMNS, **kwargs):
+    """A figure of n panels, `columns` to a row, as wide as the page allows."""
+    cols = max(1, min(n, columns))
+    rows = -(-n // cols)
+    fig = Figure(figsize=(min(MAX_WIDTH, 4.0 * cols), height * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False, **kwargs).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def plot_band(ax, x, mean, low, high, loss: str, index: int, label: str) -> None:
+    """Mean as a line; the CI as two thin lines of the same colour (fills would blend)."""
+    s = style(loss, index)
+    ax.plot(x, mean, label=label, markersize=4, **s)
+    band = np.isfinite(np.asarray(low, dtype=float))
+    if band.any():
+        for edge in (low, high):
+            ax.plot(np.asarray(x)[band], np.asarray(edge)[band], color=s["color"], linewidth=0.6,
+                    alpha=0.6, linestyle=s["linestyle"])
+
+
+def twins(curves: pd.DataFrame, losses: list[str]) -> dict[str, str]:
+    """loss -> the earlier loss whose every curve it equals exactly (e.g. nll -> ce)."""
+    keyed = {loss: curves[curves["loss"] == loss][["split", "column", "epoch", "mean"]]
+             .reset_index(drop=True) for loss in losses}
+    out = {}
+    for i, loss in enumerate(losses):
+        for other in losses[:i]:
+            if other not in out and len(keyed[loss]) and keyed[loss].equals(keyed[other]):
+                out[loss] = other
+                break
+    return out
+
+
 def learning_curves(curves: pd.DataFrame, losses: list[str], metric: str) -> bytes:
-    """Three panels (train loss, test loss, test metric) vs epoch; band = mean +- 95% t-CI."""
-    panels = [("train", "loss_value", "train loss"), ("test", "loss_value", "test loss"),
-              ("test", metric, f"test {metric}")]
-    fig = Figure(figsize=(12, 3.6), layout="constrained")
-    axes = fig.subplots(1, 3)
-    for ax, (split, column, title) in zip(axes, panels):
+    """Criterion values per loss family (their scales differ), then the common metrics (test nll
+    where logged, test <metric>) across every loss; mean with 95% t-CI lines."""
+    families = [f for f in ("softmax", "sigmoid", "other") if any(family(l) == f for l in losses)]
+    panels = [(split, "loss_value", f, f"{split} criterion, {f} family")
+              for f in families for split in ("train", "test")]
+    panels += [("test", column, None, f"test {column}") for column in ("nll", metric)
+               if ((curves["split"] == "test") & (curves["column"] == column)).any()]
+    same = twins(curves, losses)
+    fig, axes = grid(len(panels), 3.0)
+    for ax, (split, column, fam, title) in zip(axes, panels):
         for i, loss in enumerate(losses):
             c = curves[(curves["loss"] == loss) & (curves["split"] == split)
                        & (curves["column"] == column)]
-            if c.empty:
+            if c.empty or (fam is not None and family(loss) != fam):
                 continue
-            s = style(loss, i)
-            ax.plot(c["epoch"], c["mean"], label=loss, markersize=4, **s)
-            band = c["ci_low"].notna()
-            if band.any():
-                ax.fill_between(c["epoch"][band], c["ci_low"][band], c["ci_high"][band],
-                                color=s["color"], alpha=0.2, linewidth=0)
+            label = loss + (f" (= {same[loss]})" if loss in same else "")
+            plot_band(ax, c["epoch"], c["mean"], c["ci_low"], c["ci_high"], loss, i, label)
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.set_ylabel("criterion value" if column == "loss_value" else column)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+        ax.legend(fontsize=MIN_POINTS)
     return png(fig)
 
 
 def final_metric(final: pd.DataFrame, points: pd.DataFrame, metric: str) -> bytes:
     """Mean per loss with its 95% t-CI as error bar; each seed as a small grey dot."""
-    fig = Figure(figsize=(1.6 + 1.2 * len(final), 3.6), layout="constrained")
+    fig = Figure(figsize=(min(MAX_WIDTH, 1.6 + 0.8 * len(final)), 3.6), layout="constrained")
     ax = fig.subplots()
     for i, row in enumerate(final.itertuples(index=False)):
         loss = row.loss
@@ -77,7 +133,8 @@ def final_metric(final: pd.DataFrame, points: pd.DataFrame, metric: str) -> byte
         err = None if np.isnan(low) else [[mean - low], [high - mean]]
         ax.errorbar([i], [mean], yerr=err, fmt="o", capsize=5, color=style(loss, i)["color"],
                     zorder=3)
-    ax.set_xticks(range(len(final)), list(final["loss"]))
+    ax.set_xticks(range(len(final)), list(final["loss"]), rotation=45 if len(final) > 6 else 0,
+                  ha="right" if len(final) > 6 else "center")
     ax.set_xlim(-0.6, len(final) - 0.4)
     ax.set_ylabel(f"test {metric}")
     ax.set_title(f"final test {metric}: mean, 95% CI, seeds")
@@ -85,32 +142,46 @@ def final_metric(final: pd.DataFrame, points: pd.DataFrame, metric: str) -> byte
     return png(fig)
 
 
-def reliability(bins: pd.DataFrame, ece: pd.DataFrame, losses: list[str]) -> bytes:
-    """One panel per loss: pooled accuracy vs confidence per bin, the diagonal, ECE in the legend."""
-    fig = Figure(figsize=(3.2 * len(losses), 3.4), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(losses), sharey=True))
-    for i, (ax, loss) in enumerate(zip(axes, losses)):
+def reliability(bins: pd.DataFrame, ece: pd.DataFrame, losses: list[str],
+                multi_label: bool = False) -> bytes:
+    """Per loss: pooled fraction correct (multi-label: fraction positive) vs mean predicted
+    probability per bin, the diagonal, ECE in the legend; under it the bin counts."""
+    cols = min(len(losses), 4)
+    rows = -(-len(losses) // cols)
+    fig = Figure(figsize=(min(MAX_WIDTH, 3.0 * cols), 3.9 * rows), layout="constrained")
+    axes = fig.subplots(2 * rows, cols, squeeze=False, height_ratios=[3, 1] * rows)
+    x_label = "predicted probability" if multi_label else "confidence (top-class probability)"
+    y_label = "fraction positive" if multi_label else "fraction correct"
+    for k in range(rows * cols):
+        diagram, counts = axes[2 * (k // cols), k % cols], axes[2 * (k // cols) + 1, k % cols]
+        if k >= len(losses):
+            diagram.set_visible(False), counts.set_visible(False)
+            continue
+        loss = losses[k]
+        colour = style(loss, k)["color"]
         b = bins[(bins["loss"] == loss) & (bins["count"] > 0)]
         e = ece[ece["loss"] == loss]["pooled_ece"]
-        label = f"{loss}, ECE {e.iloc[0]:.4f}" if len(e) else loss
         width = (b["bin_upper"] - b["bin_lower"]).to_numpy()
-        ax.bar(b["bin_lower"], b["accuracy"], width=width, align="edge", alpha=0.35,
-               color=style(loss, i)["color"], edgecolor="0.3", linewidth=0.5)
-        ax.plot(b["confidence"], b["accuracy"], marker="o", markersize=3, label=label,
-                color=style(loss, i)["color"])
-        ax.plot([0, 1], [0, 1], color="0.4", linestyle=":", linewidth=1, label="perfect calibration")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_xlabel("confidence")
-        ax.set_title(loss)
-        ax.legend(fontsize=7, loc="upper left")
-    axes[0].set_ylabel("accuracy")
+        diagram.bar(b["bin_lower"], b["accuracy"], width=width, align="edge", alpha=0.35,
+                    color=colour, edgecolor="0.3", linewidth=0.5)
+        diagram.plot(b["confidence"], b["accuracy"], marker="o", markersize=3, color=colour,
+                     label=f"ECE {e.iloc[0]:.4f}" if len(e) else loss)
+        diagram.plot([0, 1], [0, 1], color="0.4", linestyle=":", linewidth=1, label="calibrated")
+        diagram.set(xlim=(0, 1), ylim=(0, 1), title=loss)
+        diagram.set_ylabel(y_label)
+        diagram.legend(loc="upper left")
+        counts.bar(b["bin_lower"], b["count"], width=width, align="edge", color=colour,
+                   edgecolor="0.3", linewidth=0.5)
+        counts.set(xlim=(0, 1))
+        counts.set_yscale("log")
+        counts.set_xlabel(x_label)
+        counts.set_ylabel("count")
     return png(fig)
 
 
 def epoch_time(times: pd.DataFrame) -> bytes:
-    """Mean train time per epoch per loss, 95% t-CI error bars."""
-    fig = Figure(figsize=(1.6 + 1.2 * len(times), 3.4), layout="constrained")
+    """Mean train time per epoch per loss, 95% t-CI error bars over seeds."""
+    fig = Figure(figsize=(min(MAX_WIDTH, 1.6 + 0.8 * len(times)), 3.4), layout="constrained")
     ax = fig.subplots()
     x = np.arange(len(times))
     mean = times["epoch_time_s_mean"].to_numpy()
@@ -118,53 +189,167 @@ def epoch_time(times: pd.DataFrame) -> bytes:
     err = np.where(np.isnan(low), 0, [mean - low, high - mean])
     ax.bar(x, mean, yerr=err, capsize=5,
            color=[style(loss, i)["color"] for i, loss in enumerate(times["loss"])])
-    ax.set_xticks(x, list(times["loss"]))
+    ax.set_xticks(x, list(times["loss"]), rotation=45 if len(times) > 6 else 0,
+                  ha="right" if len(times) > 6 else "center")
     ax.set_ylabel("seconds per epoch (train)")
-    ax.set_title("time per epoch: mean, 95% CI")
+    ax.set_title("time per epoch (separate runs: machine drift included)")
     ax.grid(axis="y", alpha=0.3)
     return png(fig)
 
 
-def grad_norm_curves(curves: pd.DataFrame, panels: list[str], losses: list[str]) -> bytes:
-    """Gradient norm vs step, one panel per stress setting; line = median over seeds,
-    band = min-max over seeds (finite values only), log scale."""
-    cols = min(len(panels), 4)
-    rows = -(-len(panels) // cols)
-    fig = Figure(figsize=(3.4 * cols, 2.9 * rows), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False, sharey=True).ravel()
+def grad_norm_curves(curves: pd.DataFrame, panels: list[str], losses: list[str],
+                     diverged: pd.DataFrame | None = None) -> bytes:
+    """Gradient norm vs step, one panel per stress setting: median over runs, min-max as thin
+    lines, log scale; an x at the top marks the first non-finite step of each diverged run."""
+    fig, axes = grid(len(panels), 2.8, sharey=True)
+    finite = curves[["median", "min", "max"]].to_numpy(dtype=float)
+    finite = finite[np.isfinite(finite) & (finite > 0)]
     for ax, setting in zip(axes, panels):
         for i, loss in enumerate(losses):
             c = curves[(curves["setting"] == setting) & (curves["loss"] == loss)]
-            if c.empty:
-                continue
-            s = style(loss, i)
-            ax.plot(c["step"], c["median"], label=loss, color=s["color"], linestyle=s["linestyle"])
-            ax.fill_between(c["step"], c["min"], c["max"], color=s["color"], alpha=0.2, linewidth=0)
+            if not c.empty:
+                plot_band(ax, c["step"], c["median"], c["min"], c["max"], loss, i, loss)
+            if diverged is not None:
+                d = diverged[(diverged["setting"] == setting) & (diverged["loss"] == loss)]
+                if len(d):
+                    ax.plot(d["step"], np.ones(len(d)), transform=ax.get_xaxis_transform(),
+                            linestyle="none", marker="x", markersize=8, color=style(loss, i)["color"])
         ax.set_yscale("log")
-        ax.set_title(setting, fontsize=8)
+        ax.set_title(textwrap.fill(setting, 48), fontsize=TITLE_POINTS)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
+    if len(finite):  # the healthy range: a few huge norms must not flatten the rest
+        axes[0].set_ylim(np.quantile(finite, 0.01) / 2, np.quantile(finite, 0.99) * 2)
     axes[0].set_ylabel("gradient norm")
-    axes[0].legend(fontsize=7)
+    handles = [Line2D([], [], **{**style(loss, i), "markersize": 4}, label=loss)
+               for i, loss in enumerate(losses)]
+    handles.append(Line2D([], [], color="0.3", marker="x", linestyle="none",
+                          label="first non-finite step (diverged)"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5))
     return png(fig)
 
 
-def heatmap(values: pd.DataFrame, labels: pd.DataFrame, title: str) -> bytes:
-    """Stress setting (rows) x loss (columns) grid: colour = value in [0, 1] (grey where none),
-    text = labels."""
-    fig = Figure(figsize=(3.5 + 1.6 * values.shape[1], 1.3 + 0.32 * values.shape[0]),
-                 layout="constrained")
+def heatmap(cells: pd.DataFrame, metric: str) -> bytes:
+    """Stress setting (rows) x loss (columns), one panel per `panel` value (the lr). Colour =
+    mean final metric of completed runs, zoomed to the range of the cells above Tukey's lower
+    fence (collapsed cells would flatten the rest); text = mean ± sd, n, how many diverged."""
+    panels = list(dict.fromkeys(cells["panel"]))
+    losses = list(dict.fromkeys(cells["loss"]))
+    rows = list(dict.fromkeys(cells["row"]))
+    means = cells["mean"].to_numpy(dtype=float)
+    finite = means[np.isfinite(means)]
+    q1, q3 = np.quantile(finite, [0.25, 0.75]) if len(finite) else (0.0, 1.0)
+    low = max(float(finite.min()), q1 - 1.5 * (q3 - q1)) if len(finite) else 0.0  # Tukey's fence
+    high = float(finite.max()) if len(finite) else 1.0
+    if high - low < 1e-3:
+        low, high = low - 0.01, high + 0.01
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85", under="0.55")
+    width = min(MAX_WIDTH, 1.6 + 1.6 * len(losses) * len(panels))
+    fig = Figure(figsize=(width, 1.2 + 0.55 * len(rows)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
+    for ax, panel in zip(axes, panels):
+        part = cells[cells["panel"] == panel].set_index(["row", "loss"])
+        grid_values = np.full((len(rows), len(losses)), np.nan)
+        for (i, row), (j, loss) in ((a, b) for a in enumerate(rows) for b in enumerate(losses)):
+            if (row, loss) not in part.index:
+                continue
+            cell = part.loc[(row, loss)]
+            grid_values[i, j] = cell["mean"]
+            ax.text(j, i, cell_text(cell), ha="center", va="center", fontsize=MIN_POINTS,
+                    color="white" if np.isfinite(cell["mean"]) and cell["mean"] < (low + high) / 2
+                    else "black")
+        image = ax.imshow(np.ma.masked_invalid(grid_values), cmap=cmap, vmin=low, vmax=high,
+                          aspect="auto")
+        ax.set_xticks(range(len(losses)), losses)
+        ax.set_yticks(range(len(rows)), rows)
+        ax.set_title(panel)
+    fig.colorbar(image, ax=list(axes), shrink=0.8, extend="min", label=f"mean final test {metric}")
+    return png(fig)
+
+
+def cell_text(cell) -> str:
+    if cell["n_completed"] == 0:
+        return f"all {cell['n']} diverged" if cell["n_diverged"] == cell["n"] else "none completed"
+    text = f"{cell['mean']:.3f}"
+    if np.isfinite(cell["sd"]):
+        text += f" ± {cell['sd']:.3f}"
+    text += f"\nn={cell['n_completed']}"
+    if cell["n_diverged"]:
+        text += f", {cell['n_diverged']}/{cell['n']} div."
+    return text
+
+
+def condition_curves(points: pd.DataFrame, x_label: str, y_label: str, log_x: bool = False) -> bytes:
+    """A metric vs a condition (noise rate, imbalance ratio) per loss, one panel per `panel`
+    value: mean with 95% t-CI error bars over seeds."""
+    panels = list(dict.fromkeys(points["panel"]))
+    fig, axes = grid(len(panels), 3.4, sharey=True)
+    losses = list(dict.fromkeys(points["loss"]))
+    for ax, panel in zip(axes, panels):
+        for i, loss in enumerate(losses):
+            p = points[(points["panel"] == panel) & (points["loss"] == loss)].sort_values("x")
+            if p.empty:
+                continue
+            err = np.vstack([p["mean"] - p["ci_low"], p["ci_high"] - p["mean"]])
+            s = style(loss, i)
+            ax.errorbar(p["x"], p["mean"], yerr=np.where(np.isfinite(err), err, 0), capsize=3,
+                        markersize=4, label=loss, **s)
+        if log_x:  # ticks at the values run, as plain numbers
+            ax.set_xscale("log")
+            xs = sorted(set(points["x"]))
+            ax.set_xticks(xs, [f"{x:g}" for x in xs])
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_title(panel)
+        ax.set_xlabel(x_label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(y_label)
+    axes[0].legend()
+    return png(fig)
+
+
+def memorisation(curves: pd.DataFrame) -> bytes:
+    """Per noise setting: accuracy of the flipped training examples against their true label
+    (solid: resisted) and their noisy label (dashed: memorised), mean over seeds, per loss."""
+    panels = list(dict.fromkeys(curves["panel"]))
+    losses = list(dict.fromkeys(curves["loss"]))
+    fig, axes = grid(len(panels), 3.0, sharey=True)
+    for ax, panel in zip(axes, panels):
+        for i, loss in enumerate(losses):
+            colour = style(loss, i)["color"]
+            for column, line in (("flipped_acc_true", "-"), ("flipped_acc_noisy", "--")):
+                c = curves[(curves["panel"] == panel) & (curves["loss"] == loss)
+                           & (curves["column"] == column)]
+                ax.plot(c["epoch"], c["mean"], color=colour, linestyle=line,
+                        label=loss if column == "flipped_acc_true" else None)
+        ax.set_title(panel)
+        ax.set_xlabel("epoch")
+        ax.set_ylim(0, 1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy on flipped examples")
+    handles = [Line2D([], [], color=style(loss, i)["color"], label=loss) for i, loss in enumerate(losses)]
+    handles += [Line2D([], [], color="0.3", linestyle="-", label="vs true label (resisted)"),
+                Line2D([], [], color="0.3", linestyle="--", label="vs noisy label (memorised)")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5))
+    return png(fig)
+
+
+def ap_vs_frequency(points: pd.DataFrame) -> bytes:
+    """Per-label average precision against the label's training positives, mean over seeds: one
+    marker per (loss, label), the label's id beside the first loss's marker."""
+    fig = Figure(figsize=(7.0, 4.0), layout="constrained")
     ax = fig.subplots()
-    grid = np.ma.masked_invalid(values.to_numpy(dtype=float))
-    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")
-    image = ax.imshow(grid, cmap=cmap, vmin=0, vmax=1, aspect="auto")
-    for (i, j), text in np.ndenumerate(labels.to_numpy()):
-        dark = not np.ma.is_masked(grid[i, j]) and grid[i, j] < 0.6
-        ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
-    ax.set_xticks(range(values.shape[1]), list(values.columns))
-    ax.set_yticks(range(values.shape[0]), list(values.index), fontsize=7)
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(image, ax=ax, shrink=0.8)
+    for i, loss in enumerate(dict.fromkeys(points["loss"])):
+        p = points[points["loss"] == loss].sort_values("train_count")
+        s = style(loss, i)
+        ax.scatter(p["train_count"], p["ap"], marker=s["marker"], color=s["color"], label=loss)
+        if i == 0:
+            for count, ap, label in zip(p["train_count"], p["ap"], p["class"]):
+                ax.annotate(str(label), (count, ap), textcoords="offset points", xytext=(4, 4),
+                            fontsize=MIN_POINTS)
+    ax.set_xlabel("training positives of the label")
+    ax.set_ylabel("test average precision")
+    ax.set_title("per-label AP vs label frequency")
+    ax.grid(alpha=0.3)
+    ax.legend()
     return png(fig)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from lossbench.collect import CollectError, collect, find_run_dirs, outdated
 
-TABLES = ("summary", "runs", "calibration", "steps", "predictions")
+TABLES = ("summary", "runs", "calibration", "steps", "predictions", "per_class", "tuning")
 # the statistics need only which test example each run got right, not the probabilities
 COLUMNS = {"predictions": ["run", "view", "example", "correct"]}
 
@@ -33,6 +33,8 @@ class Inputs:
     steps: pd.DataFrame | None
     sources: list[str]  # one label per DIR, in the order given
     predictions: pd.DataFrame | None = None  # per-example test predictions (last | selected)
+    per_class: pd.DataFrame | None = None  # per_class.parquet: per epoch, class (or label)
+    tuning: pd.DataFrame | None = None  # tuning.parquet of tuned sweeps: one row per trial
 
     @property
     def completed(self) -> pd.DataFrame:
@@ -122,4 +124,6 @@ def load(dirs: list[str | Path], say: Callable[[str], None] = print) -> Inputs:
         steps=joined("steps"),
         sources=labels,
         predictions=joined("predictions"),
+        per_class=joined("per_class"),
+        tuning=joined("tuning"),
     )

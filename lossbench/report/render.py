@@ -1,5 +1,10 @@
 """Render a Document as markdown (figures as relative links) and as one self-contained html page
-(figures inline as base64 PNG). Pure functions of the Document: no clock, no paths."""
+(figures inline as base64 PNG). Pure functions of the Document: no clock, no paths.
+
+Both open with a table of contents whose links are the headings' anchors: GitHub's rule for
+markdown headings (lower case, punctuation dropped, spaces to hyphens, -1, -2 for repeats), and
+the same ids on the html headings, so one link works in both.
+"""
 
 from __future__ import annotations
 
@@ -26,11 +31,57 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows])
 
 
+def slug(title: str) -> str:
+    return re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+
+
+def anchors(doc: Document) -> dict[int, str]:
+    """id(section) -> its anchor, unique over the page, in page order."""
+    seen: dict[str, int] = {}
+    out = {}
+
+    def visit(s: Section):
+        base = slug(s.title)
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        out[id(s)] = base if count == 0 else f"{base}-{count}"
+        for sub in s.subsections:
+            visit(sub)
+
+    for s in doc.sections:
+        visit(s)
+    return out
+
+
+TOC_DEPTH = 2  # top-level sections and their subsections
+
+
+def contents(doc: Document, anchor: dict[int, str]) -> list[tuple[int, str, str]]:
+    """(depth, title, anchor) of the sections the table of contents lists."""
+    out = []
+
+    def visit(s: Section, depth: int):
+        out.append((depth, s.title, anchor[id(s)]))
+        if depth + 1 < TOC_DEPTH:
+            for sub in s.subsections:
+                visit(sub, depth + 1)
+
+    for s in doc.sections:
+        visit(s, 0)
+    return out
+
+
 def to_markdown(doc: Document) -> str:
+    anchor = anchors(doc)
     out = [f"# {doc.title}", ""]
+    for line in doc.meta:
+        out.extend([line, ""])
+    out.extend(["**Contents**", ""])
+    out.extend(f"{'  ' * depth}- [{title}](#{target})" for depth, title, target in contents(doc, anchor))
+    out.append("")
 
     def section(s: Section, level: int):
-        out.extend([f"{'#' * level} {s.title}", ""])
+        out.extend([f"{'#' * min(level, 6)} {s.title}", ""])
         for block in s.blocks:
             if isinstance(block, Paragraph):
                 out.extend([block.text, ""])
@@ -118,8 +169,11 @@ def simple_markdown_html(text: str) -> str:
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em;
        color: #222; line-height: 1.45; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; max-width: 100%; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top;
+         overflow-wrap: anywhere; }
+nav ul { margin: 0.2em 0; }
+.meta { color: #555; }
 th { background: #f3f3f3; }
 img { max-width: 100%; }
 figure { margin: 1em 0; }
@@ -128,13 +182,24 @@ pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; }
 """
 
 
+def html_contents(sections: list[Section], anchor: dict[int, str], depth: int = 0) -> str:
+    if not sections or depth >= TOC_DEPTH:
+        return ""
+    return "<ul>" + "".join(
+        f'<li><a href="#{anchor[id(s)]}">{html.escape(s.title)}</a>'
+        f"{html_contents(s.subsections, anchor, depth + 1)}</li>" for s in sections) + "</ul>"
+
+
 def to_html(doc: Document) -> str:
+    anchor = anchors(doc)
     out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
            f"<title>{html.escape(doc.title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
            f"<h1>{html.escape(doc.title)}</h1>"]
+    out.extend(f'<p class="meta">{inline(line)}</p>' for line in doc.meta)
+    out.append(f"<nav><strong>Contents</strong>{html_contents(doc.sections, anchor)}</nav>")
 
     def section(s: Section, level: int):
-        out.append(f"<h{level}>{html.escape(s.title)}</h{level}>")
+        out.append(f'<h{level} id="{anchor[id(s)]}">{html.escape(s.title)}</h{level}>')
         for block in s.blocks:
             if isinstance(block, Paragraph):
                 out.append(f"<p>{inline(block.text)}</p>")

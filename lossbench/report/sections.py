@@ -1,7 +1,10 @@
 """Assemble the report: the numbers of each group, then the sections in page order.
 
+Page order: header lines, Summary (summary_bullets.py), Overview, Setup (setup.py), one section
+per question (studies.py: a table, its figure, at most three sentences, then each group's
+details), Stability, Appendix (long event tables, excluded runs, the probe's explanations).
 Extension point: a section is a function of the Inputs (and options) returning a Section or None
-(nothing to show). `build_document` lists them in page order; the Stability section is one of them.
+(nothing to show); `build_document` lists them in page order.
 """
 
 from __future__ import annotations
@@ -14,11 +17,17 @@ import pandas as pd
 from lossbench.report import figures, tables
 from lossbench.report.document import Bullets, Document, Figure, Paragraph, Section, Table
 from lossbench.report.findings import findings, method_sentence, no_comparison, plural
-from lossbench.report.groups import Group, find_groups
+from lossbench.report.groups import TASKS, Group, find_groups, format_value
 from lossbench.report.load import Inputs
 from lossbench.report.paired import all_pairs, paired_comparisons
-from lossbench.report.stability import stability_section
+from lossbench.report.setup import header_lines, setup_section
+from lossbench.report.stability import (stability_appendix, stability_baseline, stability_section,
+                                        stress_groups)
+from lossbench.report.stability_verdicts import verdict_table
 from lossbench.report.stats import ADJUSTMENTS, BOOTSTRAP_RESAMPLES, WILCOXON_MIN_PAIRS
+from lossbench.report.studies import STUDIES, primary_table, study_blocks, study_of
+from lossbench.report.summary_bullets import (MAX_BULLETS, paired_candidates, select,
+                                              stability_candidates)
 from lossbench.report.views import Views, views
 
 
@@ -98,17 +107,30 @@ def describe_sources(inputs: Inputs) -> str:
                      for label in inputs.sources)
 
 
-def overview(inputs: Inputs, results: list[GroupResults], stress: Inputs | None,
-             adjust: str = "holm") -> Section:
+def everything(inputs: Inputs, stress: Inputs | None) -> pd.DataFrame:
+    """Every run the report read, compared and stress runs alike."""
+    return pd.concat([inputs.summary] + ([stress.summary] if stress is not None else []),
+                     ignore_index=True)
+
+
+def overview(inputs: Inputs, results: list[GroupResults], stress: Inputs | None) -> Section:
     groups = [f"{r.group.title}: {plural(len(r.group.runs), 'completed run')}, losses "
               + ", ".join(f"`{loss}`" for loss in r.group.losses) for r in results]
-    excluded = len(inputs.excluded)
+    left_out = len(inputs.excluded)
+    unfinished = everything(inputs, stress)
+    unfinished = len(unfinished[unfinished["status"] != "completed"])
+    if not unfinished:
+        status = "Every run completed; none is left out."
+    else:
+        status = (f"{plural(left_out, 'compared run')} did not complete and "
+                  f"{'is' if left_out == 1 else 'are'} left out of the comparisons"
+                  if left_out else "Every compared run completed")
+        if stress is not None:
+            status += ("; stress runs that diverged are results in Stability, not left out")
+        status += f". All {unfinished} runs that did not complete are listed in the appendix (Excluded runs)."
     blocks = [
         Paragraph("Inputs: " + describe_sources(inputs) + "."),
-        Paragraph(method(adjust)),
-        Paragraph(f"{plural(excluded, 'run')} left out of the statistics, listed under "
-                  "Excluded runs."
-                  if excluded else "Every run completed; none left out."),
+        Paragraph(status),
         Paragraph("Groups (each compared on its own; full data and samples are never mixed):"),
         Bullets(groups),
     ]
@@ -118,14 +140,90 @@ def overview(inputs: Inputs, results: list[GroupResults], stress: Inputs | None,
     return Section("Overview", blocks)
 
 
-def findings_section(results: list[GroupResults]) -> Section:
-    subsections = [
-        Section(r.group.title, [Bullets(findings(r.group, r.final, r.paired, r.ece_pairs,
-                                                 r.divergence, r.excluded, list(r.views.frames),
-                                                 r.views.note))])
-        for r in results
-    ]
-    return Section("Findings", [Paragraph("Generated from the tables below.")], subsections)
+def condition(group: Group) -> str:
+    """Under what a group's verdicts hold: its learning rate and epochs, or tuned per loss (the
+    group's other settings are in its title)."""
+    runs = group.runs
+    if "experiment" in runs and runs["experiment"].astype(str).str.contains("tuned").any():
+        return "tuned per loss"
+    lrs = sorted({format_value(v) for v in runs.get("cfg.optim.lr", [])})
+    epochs = sorted({format_value(v) for v in runs.get("cfg.trainer.epochs", [])})
+    return (f"a shared lr of {' / '.join(lrs) or 'unknown'} at "
+            f"{' / '.join(epochs) or '?'} epoch{'' if epochs == ['1'] else 's'}")
+
+
+def by_study(inputs: Inputs, results: list[GroupResults]) -> dict[str, list[GroupResults]]:
+    """Study key -> its groups, in page order. A run's study is read from its whole DIR (the
+    clean runs of a noise sweep belong to the noise study), so from every summary row; a group
+    pooling runs of several studies (identical configs in two DIRs) goes to the most common."""
+    study = inputs.summary.assign(study=study_of(inputs.summary)).set_index("run")["study"]
+    out: dict[str, list[GroupResults]] = {key: [] for key in STUDIES}
+    for r in results:
+        counts = study.reindex(r.group.runs["run"]).value_counts()
+        out[max(STUDIES, key=lambda k: (counts.get(k, 0), -list(STUDIES).index(k)))].append(r)
+    return {key: mine for key, mine in out.items() if mine}
+
+
+def short_title(group: Group, siblings: list[Group]) -> str:
+    """A group named by its data and only the settings that differ between its study's groups
+    of the same data."""
+    siblings = [g for g in siblings if (g.dataset, g.data_source) == (group.dataset, group.data_source)]
+    differ = {k for g in siblings for k, v in g.settings
+              if any(dict(h.settings).get(k) != v for h in siblings)}
+    named = [f"{k}={v}" for k, v in group.settings if k in differ]
+    return f"{group.dataset} / {group.data_source}" + (f", {', '.join(named)}" if named else "")
+
+
+def summary_section(studies: dict[str, list[GroupResults]], stress: Inputs | None) -> Section:
+    candidates, order = [], 0
+    for study, (key, mine) in enumerate(studies.items()):
+        siblings = [r.group for r in mine]
+        for r in mine:
+            order += 1
+            if not r.paired.empty:
+                title = f"{STUDIES[key]}, {short_title(r.group, siblings)}"
+                candidates += paired_candidates(study, order, title, condition(r.group),
+                                                r.paired, r.group.kind.metric)
+    if stress is not None:
+        groups, _ = stress_groups(stress)
+        for title, _, part, task, _ in groups:
+            verdicts = verdict_table(part, stability_baseline(part, TASKS[task].baseline),
+                                     TASKS[task].metric)
+            if not verdicts.empty:
+                order += 1
+                candidates += stability_candidates(len(studies), order, f"Stability, {title}", verdicts)
+    bullets = select(candidates)
+    intro = (f"At most {MAX_BULLETS} verdicts, generated from the tables below: per question its "
+             "largest significant effect (or its largest effect, said to be not significant), then "
+             "the largest remaining significant ones. Differences are the loss minus its baseline "
+             "(primary metric, or the share of diverged seeds) with the 95% CI; p as the table "
+             "corrects it.")
+    return Section("Summary", [Paragraph(intro), Bullets(bullets) if bullets else
+                               Paragraph("No paired comparison to summarise.")])
+
+
+def question_sections(inputs: Inputs, studies: dict[str, list[GroupResults]]) -> list[Section]:
+    """One section per study present: its table across groups, its figure, one or two sentences,
+    then each group's details."""
+    sections = []
+    every = inputs.summary.assign(study=study_of(inputs.summary))
+    completed = every[every["status"] == "completed"]
+    for key, mine in studies.items():
+        title = STUDIES[key]
+        runs = pd.concat([r.group.runs for r in mine], ignore_index=True)
+        # the study's own runs, also those pooled into a group of another study
+        blocks = study_blocks(key, completed[completed["study"] == key], inputs.runs, inputs.per_class)
+        shown, data = primary_table(mine, lambda r: r.group.kind.metric)
+        if not blocks and not shown.empty:  # a study without its own table: the primary metric
+            blocks.append(Table(f"study-{key}", shown, data, "Primary metric per loss and group "
+                                "(last epoch): mean [95% t-CI] over seeds, n = seeds."))
+        seeds = int(runs["seed"].nunique())
+        blocks.append(Paragraph(
+            f"{plural(len(mine), 'group')}, {plural(runs['loss'].nunique(), 'loss', 'losses')}, "
+            f"up to {plural(seeds, 'seed')} each, under {condition(mine[0].group)}. "
+            "Each group's paired comparison against its baseline follows."))
+        sections.append(Section(title, blocks, [group_section(r) for r in mine]))
+    return sections
 
 
 def views_text(r: GroupResults) -> str:
@@ -195,6 +293,8 @@ def group_section(r: GroupResults) -> Section:
         blocks = [Table(f"{slug}-paired-vs-{g.baseline}-{view}", tables.show_paired(paired),
                         paired, paired_caption(g, view, paired))
                   for view, paired in r.paired.groupby("view", sort=False)]
+        blocks.append(Bullets(findings(g, r.final, r.paired, r.ece_pairs, r.divergence, r.excluded,
+                                       list(r.views.frames), r.views.note)))
         if g.baseline != kind.baseline:
             blocks.insert(0, Paragraph(f"The {kind.label} baseline `{kind.baseline}` has no "
                                        f"completed run in this group: compared against "
@@ -204,15 +304,23 @@ def group_section(r: GroupResults) -> Section:
     if not r.curves.empty:
         subsections.append(Section("Learning curves", [Figure(
             f"{slug}-learning-curves", figures.learning_curves(r.curves, g.losses, kind.metric),
-            f"Train loss, test loss and test {kind.metric} per epoch; line = mean over seeds, "
-            "band = 95% t-CI over seeds (no band with one seed).", r.curves)]))
+            f"Criterion value per epoch, train and test, one panel per loss family (the softmax "
+            "losses average over N samples, the sigmoid losses over N·C outputs, so their values "
+            f"are not comparable), then test {kind.metric} for every loss; line = mean over seeds, "
+            "thin lines = 95% t-CI (none with one seed); a loss whose curves equal another's "
+            "exactly says so in the legend.", r.curves)]))
 
     if not r.bins.empty:
         subsections.append(Section("Calibration", [
-            Figure(f"{slug}-reliability", figures.reliability(r.bins, r.ece, g.losses),
-                   "Reliability diagrams: per confidence bin (15 equal-width bins), accuracy vs "
-                   "mean confidence, counts pooled over seeds; dotted = perfect calibration. ECE "
-                   "in the legend is computed from the pooled bins.", r.bins),
+            Figure(f"{slug}-reliability", figures.reliability(r.bins, r.ece, g.losses,
+                                                              multi_label=g.task == "multi_label"),
+                   ("Reliability diagrams: per bin of predicted probability (15 equal-width bins, "
+                    "every label of every test image), the fraction positive vs the mean predicted "
+                    "probability" if g.task == "multi_label" else
+                    "Reliability diagrams: per confidence bin (15 equal-width bins), the fraction "
+                    "correct vs the mean top-class probability")
+                   + ", pooled over seeds; dotted = calibrated; under each, the bin counts (log "
+                   "scale). ECE in the legend is computed from the pooled bins.", r.bins),
             Table(f"{slug}-pooled-ece", tables.show_ece(r.ece), r.ece),
         ]))
 
@@ -222,29 +330,37 @@ def group_section(r: GroupResults) -> Section:
                   "Train time per epoch (each run's mean over its epochs), mean and 95% t-CI "
                   "over seeds."),
             Figure(f"{slug}-epoch-time", figures.epoch_time(r.times),
-                   "Seconds per train epoch per loss, 95% t-CI error bars."),
+                   "Seconds per train epoch per loss, 95% t-CI error bars over seeds. The runs ran "
+                   "one after another, so machine load drifts between them: no test compares "
+                   "these times (experiments/benchmark.py measures loss cost interleaved)."),
         ]))
     return Section(g.title, intro, subsections)
 
 
 def excluded_section(inputs: Inputs, stress: Inputs | None) -> Section:
-    summaries = [inputs.summary] + ([stress.summary] if stress is not None else [])
-    excluded = tables.excluded_runs(pd.concat(summaries, ignore_index=True))
+    excluded = tables.excluded_runs(everything(inputs, stress))
     if excluded.empty:
         return Section("Excluded runs", [Paragraph("None: every run completed.")])
     return Section("Excluded runs", [Table(
         "excluded-runs", tables.show_excluded(excluded), excluded,
         "Runs that did not complete (failed, interrupted, diverged or still running); left out "
-        "of every statistic above.")])
+        "of every comparison (diverged stress runs are counted in Stability).")])
 
 
 def build_document(inputs: Inputs, probe: Path | None = None, stress: Inputs | None = None,
                    adjust: str = "holm") -> Document:
     results = [analyse(g, inputs, adjust) for g in find_groups(inputs.completed)]
-    sections = [overview(inputs, results, stress, adjust), findings_section(results)]
-    sections += [group_section(r) for r in results]
-    for optional in (stability_section(stress if stress is not None else inputs, probe),):
-        if optional is not None:
-            sections.append(optional)
-    sections.append(excluded_section(inputs, stress))
-    return Document("lossbench report", sections)
+    stressed = stress if stress is not None else inputs
+    stressed_runs = stressed if stress is not None or inputs.steps is not None else None
+    studies = by_study(inputs, results)
+    sections = [summary_section(studies, stressed_runs), overview(inputs, results, stress),
+                setup_section(everything(inputs, stress), method(adjust), inputs.tuning)]
+    sections += question_sections(inputs, studies)
+    stability = stability_section(stressed, probe)
+    if stability is not None:
+        sections.append(stability)
+    appendix = stability_appendix(stressed, probe) + [excluded_section(inputs, stress)]
+    sections.append(Section("Appendix", [Paragraph("The long tables: non-finite events, runs "
+                                                   "that did not complete, the probe's thresholds.")],
+                            appendix))
+    return Document("lossbench report", sections, header_lines(everything(inputs, stress)))

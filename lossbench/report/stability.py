@@ -1,13 +1,15 @@
 """The Stability section: shown when any run logged steps.parquet, or a probe dir is given.
 
 Unlike the comparisons, it looks at every run, diverged ones included: a run that diverged under
-float16 or a large logit scale is the result here. Stress settings are the columns
-cfg.trainer.precision, cfg.model.logit_scale and cfg.optim.lr of summary.parquet. Each group opens
-with a generated Findings paragraph (stability_findings.py): where bce and bce_logits part ways.
+float16 or a large logit scale is the result here. Stress settings are the STRESS columns of
+summary.parquet that vary. Each group opens with its verdict table (stability_verdicts.py), then
+the heatmap and the gradient norms; the long non-finite event tables and the probe's
+per-threshold explanations go to the appendix (`stability_appendix`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -18,10 +20,10 @@ from lossbench.report import figures
 from lossbench.report.document import Figure, Paragraph, Section, Table, Verbatim
 from lossbench.report.groups import TASKS, format_value, infer_task, loss_sort_key, value_sort_key
 from lossbench.report.load import Inputs
-from lossbench.report.stability_findings import findings_paragraph
-from lossbench.report.tables import fmt
+from lossbench.report.stability_verdicts import rule, show_verdicts, verdict_table
 
-STRESS = ("cfg.trainer.precision", "cfg.model.logit_scale", "cfg.optim.lr")
+STRESS = ("cfg.trainer.precision", "cfg.trainer.loss_scaling", "cfg.model.logit_scale", "cfg.optim.lr")
+LR = "cfg.optim.lr"
 MAX_PANELS = 24  # grad-norm panels per group; more settings than this are listed, not drawn
 
 
@@ -90,94 +92,151 @@ def grad_curves(runs: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns={"count": "n_runs"})
 
 
-def heat(runs: pd.DataFrame, metric: str, losses: list[str], settings: list[str]):
-    """Mean final test metric of completed runs (settings x losses); labels add 'k/n div.' where
-    runs diverged."""
-    values = pd.DataFrame(np.nan, index=settings, columns=losses)
-    labels = pd.DataFrame("", index=settings, columns=losses)
-    for (loss, setting), part in runs.groupby(["loss", "setting"]):
-        done = part[part["status"] == "completed"]
-        column = f"test_{metric}"
-        mean = done[column].mean() if column in done.columns and len(done) else np.nan
-        values.loc[setting, loss] = mean
-        text = fmt(float(mean), ".3f") if not pd.isna(mean) else "none completed"
-        diverged = int((part["status"] == "diverged").sum())
-        if diverged:
-            text += f" ({diverged}/{len(part)} div.)"
-        labels.loc[setting, loss] = text
-    return values, labels
+def divergence_steps(runs: pd.DataFrame) -> pd.DataFrame:
+    """(setting, loss, step, kind) of every diverged run: summary.json's first non-finite step."""
+    if "first_nonfinite_step" not in runs:
+        return pd.DataFrame(columns=["setting", "loss", "step", "kind"])
+    diverged = runs[(runs["status"] == "diverged") & runs["first_nonfinite_step"].notna()]
+    return pd.DataFrame({"setting": diverged["setting"], "loss": diverged["loss"],
+                         "step": diverged["first_nonfinite_step"].astype(int),
+                         "kind": diverged.get("first_nonfinite")}).reset_index(drop=True)
+
+
+def heat_cells(runs: pd.DataFrame, varying: list[str], metric: str) -> pd.DataFrame:
+    """Per (lr panel, other stress settings, loss): runs, completed, diverged, and the mean and
+    sd of the final metric over the completed runs."""
+    rows_by = [c for c in varying if c != LR]
+    text = runs[varying].map(format_value) if varying else pd.DataFrame(index=runs.index)
+    runs = runs.assign(
+        panel=text[LR].map(lambda v: f"lr={v}") if LR in varying else "every run",
+        row=text[rows_by].apply(lambda r: ", ".join(f"{c.rsplit('.', 1)[-1]}={r[c]}"
+                                                    for c in rows_by), axis=1)
+        if rows_by else "default",
+        value=pd.to_numeric(runs[f"test_{metric}"], errors="coerce")
+        if f"test_{metric}" in runs else np.nan)
+    ended = runs[runs["status"].isin(["completed", "diverged"])].sort_values("setting_key", kind="stable")
+    cells = []
+    for (panel, row, loss), part in ended.groupby(["panel", "row", "loss"], sort=False):
+        done = part.loc[part["status"] == "completed", "value"].dropna()
+        cells.append({"panel": panel, "row": row, "loss": loss, "n": len(part),
+                      "n_completed": len(done), "n_diverged": int((part["status"] == "diverged").sum()),
+                      "mean": done.mean() if len(done) else math.nan,
+                      "sd": done.std(ddof=1) if len(done) > 1 else math.nan})
+    table = pd.DataFrame(cells)
+    if table.empty:
+        return table
+    order = sorted(table["loss"].unique(), key=loss_sort_key)
+    table["loss_key"] = table["loss"].map(order.index)
+    return table.sort_values(["loss_key"], kind="stable").drop(columns="loss_key").reset_index(drop=True)
 
 
 def group_section(title: str, slug: str, runs: pd.DataFrame, steps: pd.DataFrame | None,
-                  metric: str) -> Section:
+                  metric: str, baseline: str, varying: list[str]) -> Section:
     losses = sorted(runs["loss"].unique(), key=loss_sort_key)
     settings = ordered_settings(runs)
     blocks = []
-    text = findings_paragraph(runs, steps, metric)
-    if text:
-        blocks.append(Paragraph(text))
-    if steps is not None:
-        mine = steps[steps["run"].isin(runs["run"])]
-        if len(mine):
-            events = event_table(runs, mine)
-            blocks.append(Table(f"{slug}-nonfinite-events", show_events(events), events,
-                                "Non-finite events per loss and stress setting, every run "
-                                "included (counts are the runs' final cumulative counts)."))
-            curves = grad_curves(runs, mine)
-            if not curves.empty:
-                panels = [s for s in settings if s in set(curves["setting"])][:MAX_PANELS]
-                blocks.append(Figure(
-                    f"{slug}-grad-norm", figures.grad_norm_curves(curves, panels, losses),
-                    "Gradient norm per logged step, one panel per stress setting: line = median "
-                    "over runs, band = min-max over runs; non-finite values left out.", curves))
-                if len(settings) > MAX_PANELS:
-                    blocks.append(Paragraph(f"Only the first {MAX_PANELS} of {len(settings)} "
-                                            "settings are drawn; the CSV holds all."))
-    values, labels = heat(runs, metric, losses, settings)
-    data = values.reset_index(names="setting")
-    blocks.append(Figure(f"{slug}-{metric}-heatmap",
-                         figures.heatmap(values, labels, f"final test {metric} by stress setting and loss"),
-                         f"Mean final test {metric} of completed runs by loss and stress setting; "
-                         "'k/n div.' counts runs that diverged; grey = no completed run.", data))
+    verdicts = verdict_table(runs, baseline, metric)
+    if not verdicts.empty:
+        blocks.append(Table(f"{slug}-verdicts", show_verdicts(verdicts, metric), verdicts, rule(metric)))
+    cells = heat_cells(runs, varying, metric)
+    if not cells.empty:
+        blocks.append(Figure(
+            f"{slug}-{metric}-heatmap", figures.heatmap(cells, metric),
+            f"Final test {metric} by loss and stress setting, one panel per learning rate: mean ± sd "
+            "over the completed runs, n = completed runs, 'k/n div.' = runs that diverged (their "
+            "cell's mean is over the survivors only). Colour zoomed to the cells above Tukey's lower "
+            "fence (Q1 - 1.5 IQR); darker grey = below it, light grey = no completed run.", cells))
+    mine = steps[steps["run"].isin(runs["run"])] if steps is not None else pd.DataFrame()
+    curves = grad_curves(runs, mine) if len(mine) else pd.DataFrame()
+    if not curves.empty:
+        panels = [s for s in settings if s in set(curves["setting"])][:MAX_PANELS]
+        blocks.append(Figure(
+            f"{slug}-grad-norm",
+            figures.grad_norm_curves(curves, panels, losses, divergence_steps(runs)),
+            "Gradient norm per logged step, one panel per stress setting: line = median over "
+            "runs, thin lines = min and max; non-finite values left out, x = a diverged run's "
+            "first non-finite step. The sigmoid losses (bce, bce_logits) average over N·C "
+            "outputs where the softmax losses average over N samples, so their norms sit about C "
+            "times lower at the same fit: compare shapes, not levels, across families."
+            + (f" Only the first {MAX_PANELS} of {len(settings)} settings are drawn; the CSV "
+               "holds all." if len(settings) > MAX_PANELS else ""), curves))
     return Section(title, blocks)
 
 
 def probe_section(probe: Path) -> Section:
-    blocks = []
     image, thresholds = probe / "probe.png", probe / "thresholds.md"
+    blocks = []
     if image.exists():
         blocks.append(Figure("probe", image.read_bytes(), "Probe: loss and gradient of each loss "
-                             "over the logit range, per dtype (probe.png)."))
-    if thresholds.exists():  # its headings go below this section's
-        text = re.sub(r"^(#+) ", r"###\1 ", thresholds.read_text(), flags=re.MULTILINE)
-        blocks.append(Verbatim(text))
+                             "over the logit range, per dtype (probe.png); per-threshold "
+                             "explanations in the appendix."))
     missing = [p.name for p in (image, thresholds) if not p.exists()]
     if missing:
         blocks.append(Paragraph(f"Missing from the probe dir: {', '.join(missing)}."))
     return Section("Probe", blocks)
 
 
+def stress_groups(inputs: Inputs):
+    """([(title, slug, runs, task, varying)] per (dataset, source, task) of the runs with
+    identity, each run's `setting` named by the stress columns that vary in its group; the stress
+    columns that vary anywhere)."""
+    known = inputs.summary[inputs.summary["dataset"].notna()] if "dataset" in inputs.summary else None
+    if known is None or known.empty:
+        return [], []
+    known = known.assign(task=infer_task(known))
+    for fill in ("data_source", "loss"):
+        known[fill] = known[fill].fillna("unknown").astype("str") if fill in known else "unknown"
+    groups, anywhere = [], []
+    for (dataset, source, task), part in known.groupby(["dataset", "data_source", "task"], sort=True):
+        runs, varying = with_settings(part)
+        anywhere += [c for c in varying if c not in anywhere and runs[c].map(format_value).nunique() > 1]
+        groups.append((f"{dataset} / {source} ({TASKS[task].label})",
+                       f"stability-{dataset}-{source}-{task}", runs, task, varying))
+    return groups, [c for c in STRESS if c in anywhere]
+
+
 def stability_section(inputs: Inputs, probe: Path | None = None) -> Section | None:
     if inputs.steps is None and probe is None:
         return None
-    # a run without identity (unreadable summary.json) is only listed under Excluded runs
-    known = inputs.summary[inputs.summary["dataset"].notna()] if "dataset" in inputs.summary else None
-    if known is None or known.empty:
-        return None if probe is None else Section("Stability", subsections=[probe_section(probe)])
-    runs, varying = with_settings(known)
-    constant = len(varying) == 0 or runs[varying].map(format_value).drop_duplicates().shape[0] == 1
-    intro = ("Every run is included here, diverged ones too. Stress settings (the columns "
-             "cfg.trainer.precision, cfg.model.logit_scale, cfg.optim.lr): "
-             + ("none logged" if not varying else "the same in every run" if constant
-                else "varied: " + ", ".join(c.removeprefix("cfg.") for c in varying)) + ".")
-    section = Section("Stability", [Paragraph(intro)])
-    for fill in ("data_source", "loss"):
-        runs[fill] = runs[fill].fillna("unknown").astype("str") if fill in runs else "unknown"
-    for (dataset, source, task), part in runs.groupby(["dataset", "data_source", "task"], sort=True):
+    groups, varying = stress_groups(inputs)
+    section = Section("Stability")
+    if groups:
+        section.blocks.append(Paragraph(
+            "Every run is included here, diverged ones too; stress settings "
+            + ("varied: " + ", ".join(f"`{c.removeprefix('cfg.')}`" for c in varying) if varying
+               else "the same in every run") + "."))
+    for title, slug, part, task, group_varying in groups:
         kind = TASKS[task]
-        section.subsections.append(group_section(
-            f"{dataset} / {source} ({kind.label})", f"stability-{dataset}-{source}-{task}",
-            part, inputs.steps, kind.metric))
+        baseline = stability_baseline(part, kind.baseline)
+        section.subsections.append(group_section(title, slug, part, inputs.steps, kind.metric,
+                                                 baseline, group_varying))
     if probe is not None:
         section.subsections.append(probe_section(probe))
-    return section
+    return section if section.blocks or section.subsections else None
+
+
+def stability_baseline(runs: pd.DataFrame, preferred: str) -> str:
+    """The task's baseline; if it did not run here, the first of ce, bce_logits, nll, bce present."""
+    losses = set(runs["loss"])
+    return next((loss for loss in (preferred, "ce", "bce_logits", "nll", "bce") if loss in losses),
+                sorted(losses, key=loss_sort_key)[0])
+
+
+def stability_appendix(inputs: Inputs, probe: Path | None = None) -> list[Section]:
+    """The long tables: non-finite events per group, and the probe's per-threshold explanations."""
+    out = []
+    if inputs.steps is not None:
+        groups, _ = stress_groups(inputs)
+        for title, slug, part, _, _ in groups:
+            mine = inputs.steps[inputs.steps["run"].isin(part["run"])]
+            if len(mine):
+                events = event_table(part, mine)
+                out.append(Section(f"Non-finite events: {title}", [Table(
+                    f"{slug}-nonfinite-events", show_events(events), events,
+                    "Non-finite events per loss and stress setting, every run included (counts "
+                    "are the runs' final cumulative counts).")]))
+    thresholds = probe / "thresholds.md" if probe is not None else None
+    if thresholds is not None and thresholds.exists():  # its headings go below this section's
+        text = re.sub(r"^(#+) ", r"###\1 ", thresholds.read_text(), flags=re.MULTILINE)
+        out.append(Section("Probe thresholds", [Verbatim(text)]))
+    return out

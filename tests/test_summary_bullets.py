@@ -1,0 +1,79 @@
+"""The report's Summary: at most 7 verdicts, each with its difference, CI and adjusted p, read from
+the paired tables' contract columns (and from today's columns until those land)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from lossbench.report.summary_bullets import MAX_BULLETS, contract, paired_candidates, select
+
+BULLET = re.compile(r"(acc|map) ([+-]\d\.\d{4}|0\.0000) \[[+-]?\d\.\d{4}, [+-]?\d\.\d{4}\], p [=<] [\d.]+ \((holm|BH|uncorrected)\)")
+
+
+def contract_frame(losses, diffs, p_adj, view="selected", metric="acc") -> pd.DataFrame:
+    rows = []
+    for loss, diff, p in zip(losses, diffs, p_adj):
+        for v in ("last", view):
+            rows.append({"loss": loss, "baseline": "ce", "metric": metric, "view": v, "n_seeds": 10,
+                         "diff": diff if v == view else -diff, "diff_low": diff - 0.01,
+                         "diff_high": diff + 0.01, "ci_covers": "test set", "d_z": 1.0, "p_t": p / 3,
+                         "p_wilcoxon": p, "p_mcnemar": p, "p_adj": p, "adjust": "holm",
+                         "identical": False})
+    rows.append({**rows[0], "loss": "nll", "diff": 0.0, "diff_low": 0.0, "diff_high": 0.0,
+                 "p_adj": np.nan, "identical": True})
+    return pd.DataFrame(rows)
+
+
+def test_bullets_are_at_most_seven_and_carry_diff_ci_and_adjusted_p():
+    losses = [f"loss{i}" for i in range(12)]
+    candidates = []
+    for group in range(9):
+        frame = contract_frame(losses, [0.001 * (i + 1) for i in range(12)],
+                               [0.001 if i % 2 else 0.5 for i in range(12)])
+        candidates += paired_candidates(group, group, f"group {group}", "a shared lr of 0.001 at 10 epochs",
+                                        frame, "acc")
+    bullets = select(candidates)
+    assert len(bullets) == MAX_BULLETS
+    for bullet in bullets:
+        assert BULLET.search(bullet), bullet
+        assert "a shared lr of 0.001 at 10 epochs" in bullet and "(holm)" in bullet
+        assert "validation-selected epoch" in bullet  # the selected view is preferred over last
+    # the first group's bullet is its largest significant effect: loss11 (+0.012, p_adj 0.001)
+    assert "`loss11` vs `ce`: better, acc +0.0120 [+0.0020, +0.0220], p = 0.0010 (holm)" in bullets[0]
+    assert not any("`nll`" in b for b in bullets)  # identical pairs are no verdict
+
+
+def test_a_group_without_significant_effects_says_so_with_its_numbers():
+    frame = contract_frame(["bce"], [-0.02], [0.2], metric="map")
+    [bullet] = select(paired_candidates(0, 0, "multilabel", "tuned per loss", frame, "map"))
+    assert "`bce` vs `ce`: no difference shown, map -0.0200 [-0.0300, -0.0100], p = 0.2000 (holm)" in bullet
+    assert "(tuned per loss)" in bullet
+
+
+def test_todays_columns_are_read_as_uncorrected_last_epoch():
+    legacy = pd.DataFrame([{"loss": "bce", "baseline": "ce", "metric": "acc", "n_pairs": 5,
+                            "mean_diff": -0.0000001, "ci_low": -0.01, "ci_high": 0.01,
+                            "effect_size_dz": 0.1, "ttest_p": 0.00001, "wilcoxon_p": 0.06,
+                            "significant": True, "identical": False, "note": ""}])
+    frame = contract(legacy)
+    assert {"diff", "diff_low", "diff_high", "n_seeds", "p_adj", "adjust", "view"} <= set(frame)
+    [bullet] = select(paired_candidates(0, 0, "mnist", "a shared lr of 0.001 at 10 epochs", legacy, "acc"))
+    assert "acc -1.0e-07 [-0.0100, +0.0100], p < 0.0001 (uncorrected), 5 seeds, at the last epoch" in bullet
+    assert "-0.0000" not in bullet and "p=<" not in bullet
+
+
+def test_each_question_gets_a_bullet_before_any_gets_a_second():
+    strong = contract_frame(["a", "b", "c"], [0.05, 0.04, 0.03], [0.001, 0.001, 0.001])
+    null = contract_frame(["d"], [0.02], [0.6])
+    candidates = (paired_candidates(0, 0, "shared", "x", strong, "acc")
+                  + paired_candidates(1, 1, "noise", "x", null, "acc"))
+    bullets = select(candidates)
+    assert [b.split("`")[1] for b in bullets] == ["a", "b", "c", "d"]  # page order
+    assert "no difference shown" in bullets[-1]
+    many = candidates + paired_candidates(0, 2, "shared 2", "x", contract_frame(
+        [f"e{i}" for i in range(8)], [0.01] * 8, [0.001] * 8), "acc")
+    chosen = select(many)
+    assert len(chosen) == MAX_BULLETS and any("`d`" in b for b in chosen)  # noise kept its one
