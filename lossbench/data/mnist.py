@@ -180,14 +180,15 @@ IMAGE_SHAPE = (1, 28, 28)
 
 def standardised(x_train: np.ndarray, x_test: np.ndarray, origin: str) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 pixels (N, features) -> float32, one conversion for the whole set: [0, 1], then
-    standardised by the training pixels."""
-    x_train = torch.from_numpy(x_train.astype(np.float32) / 255.0)
-    x_test = torch.from_numpy(x_test.astype(np.float32) / 255.0)
+    standardised by the training pixels. In place after the conversion: 60,000 images are 188 MB
+    as float32, and each temporary would be another 188 MB at the run's peak."""
+    x_train = torch.from_numpy(x_train.astype(np.float32)).div_(255.0)
+    x_test = torch.from_numpy(x_test.astype(np.float32)).div_(255.0)
     mean, std = x_train.mean(), x_train.std()
     if not std > 0:  # standardising would divide by zero and every run would "diverge"
         raise DataError(f"{origin}: every training pixel has the same value ({float(mean) * 255:g}); "
                         "there is nothing to learn from")
-    return (x_train - mean) / std, (x_test - mean) / std
+    return x_train.sub_(mean).div_(std), x_test.sub_(mean).div_(std)
 
 
 def _to_tensors(family, arrays, source: str, origin: str) -> Dataset:
