@@ -195,3 +195,14 @@ def test_the_cache_lives_under_xdg_cache_home(tmp_path, monkeypatch):
     monkeypatch.delenv("LOSSBENCH_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cache_dir() == tmp_path / "lossbench"
+
+
+def test_runs_on_one_device_share_one_copy_of_a_dataset():
+    from lossbench.data import on_device
+
+    cfg = compose_config("dataset.source=sample").dataset
+    data = load_dataset(cfg)
+    first, second = on_device(data, torch.device("cpu")), on_device(data, torch.device("cpu"))
+    assert second is first and torch.equal(first.x_train, data.x_train)
+    other = load_dataset(compose_config("dataset.source=sample", "dataset.classes=[0,1]").dataset)
+    assert on_device(other, torch.device("cpu")).n_classes == 2  # another dataset, another copy
