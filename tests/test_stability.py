@@ -140,3 +140,17 @@ def test_under_loss_scaling_a_nonfinite_gradient_alone_is_a_scaler_skip():
     assert signals.first_nonfinite_step() == 7
     assert (int(signals.bad_loss), int(signals.bad_grad), int(signals.scaler_skipped)) == (1, 0, 2)
     assert [i + 1 for i, bad in enumerate(bad_now) if bad] == [7]
+
+
+def test_the_logged_gradient_norm_is_get_total_norms_bit_for_bit():
+    import torch
+
+    from lossbench.model import MLP
+    from lossbench.train import total_norm
+
+    torch.manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        model = MLP(784, [64], 10, 0.0, 1.0).to(dtype)
+        model(torch.randn(32, 784, dtype=dtype)).pow(2).sum().backward()
+        grads = [p.grad for p in model.parameters()]
+        assert torch.equal(total_norm(grads), torch.nn.utils.get_total_norm(grads))
