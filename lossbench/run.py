@@ -27,7 +27,7 @@ import lossbench
 from lossbench.autocast_ops import autocast_dtypes
 from lossbench.config import validate
 from lossbench.errors import UserError
-from lossbench.data import DATASETS, load_dataset
+from lossbench.data import DATASETS, load_dataset, on_device
 from lossbench.device import resolve_device
 from lossbench.losses import LOSSES, TrainingLabels, head_width, loss_label, loss_params
 from lossbench.model import build_model
@@ -241,7 +241,7 @@ def _train_run(cfg: Any, files: RunFiles, trackers: Trackers, summary: dict, thr
     model = build_model(cfg.model, data.n_features, width, data.image_shape).to(device)
     criterion = criterion.to(device)
     optimizer = build_optimizer(cfg.optim, model.parameters())
-    data = data.to(device)
+    data = on_device(data, device)
 
     def on_epoch(rows: list[dict], calibration: list[dict], steps: list[dict], per_class=()) -> None:
         files.add_epoch(rows, calibration, steps, per_class)

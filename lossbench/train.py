@@ -45,13 +45,13 @@ def autocast(device: torch.device, precision: str):
     return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
-def saturated_fraction(spec: LossSpec, logits: torch.Tensor) -> torch.Tensor:
+def saturated(spec: LossSpec, logits: torch.Tensor) -> torch.Tensor:
     """Outputs that have rounded to their limit in the working dtype: sigmoids at exactly 0 or 1,
     softmax probabilities at exactly 0. There the loss's gradient is lost or clamped."""
     if spec.probabilities == Probabilities.sigmoid:
         p = torch.sigmoid(logits)
-        return ((p == 0) | (p == 1)).float().mean()
-    return (torch.softmax(logits, dim=1) == 0).float().mean()
+        return (p == 0) | (p == 1)
+    return torch.softmax(logits, dim=-1) == 0
 
 
 @torch.no_grad()
@@ -74,50 +74,99 @@ def evaluate(model, spec, criterion, x, y_enc, y_raw, task, device, precision) -
     return {"loss_value": float(loss_sum) / len(x), **values}, table, probs
 
 
-class Signals:
-    """Stability signals. The counters stay on the device; a logged row is the only read."""
+def total_norm(grads: list[Tensor]) -> Tensor:
+    """torch.nn.utils.get_total_norm's number by its own two ops, without its per-call grouping of
+    the tensors by device and dtype (over a quarter of its cost, every step, for a model on one device)."""
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
-    def __init__(self, spec: LossSpec, device: torch.device, scaler: torch.amp.GradScaler):
+
+class Signals:
+    """Stability signals, one model's (shape ()) or a stack's (shape (K,), one entry per seed).
+
+    A step only copies its loss and gradient norm into a window on the device; the window is
+    tallied into the non-finite counters when a row is logged (or when it is full), so a step
+    costs one small copy and no host sync. A logged row is one host read."""
+
+    WINDOW = 256  # steps between tallies at most (a tally is a few device ops, no sync)
+
+    def __init__(self, spec: LossSpec, device: torch.device, scaler: torch.amp.GradScaler, shape: tuple = ()):
         self.spec = spec
-        self.bad_loss = torch.zeros((), dtype=torch.long, device=device)
-        self.bad_grad = torch.zeros((), dtype=torch.long, device=device)
-        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
-        self.first_bad_loss = torch.full((), -1, dtype=torch.long, device=device)
+        self.bad_loss = torch.zeros(shape, dtype=torch.long, device=device)
+        self.bad_grad = torch.zeros(shape, dtype=torch.long, device=device)
+        self.first_bad = torch.full(shape, -1, dtype=torch.long, device=device)
+        self.first_bad_loss = torch.full(shape, -1, dtype=torch.long, device=device)
         self.skipped = 0
         # Steps GradScaler skipped for a non-finite gradient (its normal business, not divergence)
-        self.scaler_skipped = torch.zeros((), dtype=torch.long, device=device)
+        self.scaler_skipped = torch.zeros(shape, dtype=torch.long, device=device)
         self.scaler = scaler
         self.rows: list[dict] = []
+        # (WINDOW, 2, *shape): loss and gradient norm of the steps since the last tally, the
+        # first of them step `window_start`; allocated at the first step in the loss's dtype.
+        self.window: Optional[Tensor] = None
+        self.filled, self.window_start = 0, 0
 
-    def observe(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor) -> torch.Tensor:
-        """Count this step's non-finite loss or gradient; returns whether it had one (on device).
-        Under dynamic loss scaling a non-finite gradient alone is a step the scaler skips."""
-        loss_bad, grad_bad = ~torch.isfinite(loss.detach()), ~torch.isfinite(grad_norm)
-        self.bad_loss += loss_bad
+    def observe(self, step: int, loss: Tensor, grad_norm: Tensor) -> None:
+        if self.filled == self.WINDOW:
+            self.tally()
+        if self.window is None:
+            dtype = torch.promote_types(torch.promote_types(loss.dtype, grad_norm.dtype), torch.float32)
+            self.window = torch.empty((self.WINDOW, 2, *loss.shape), dtype=dtype, device=loss.device)
+        if self.filled == 0:
+            self.window_start = step
+        torch.stack((loss.detach(), grad_norm), out=self.window[self.filled])
+        self.filled += 1
+
+    def bad_now(self) -> Tensor:
+        """Whether the last observed step had a non-finite loss or gradient (on the device). Under
+        dynamic loss scaling a non-finite gradient alone is a step the scaler skips, not a bad one."""
+        bad = ~torch.isfinite(self.window[self.filled - 1])
+        return bad[0] if self.scaler.is_enabled() else bad.any(0)
+
+    def tally(self) -> None:
+        """Count the window's non-finite losses and gradients and note the first bad step."""
+        if not self.filled:
+            return
+        bad = ~torch.isfinite(self.window[: self.filled])
+        loss_bad, grad_bad = bad[:, 0], bad[:, 1]
         if self.scaler.is_enabled():
-            self.scaler_skipped += grad_bad
+            self.scaler_skipped += grad_bad.sum(0)
             grad_bad = torch.zeros_like(grad_bad)
-        self.bad_grad += grad_bad
-        bad = loss_bad | grad_bad
-        self.first_bad = torch.where((self.first_bad < 0) & bad, step, self.first_bad)
-        self.first_bad_loss = torch.where((self.first_bad_loss < 0) & loss_bad, step, self.first_bad_loss)
-        return bad
+        self.bad_loss += loss_bad.sum(0)
+        self.bad_grad += grad_bad.sum(0)
+        step_bad = loss_bad | grad_bad
+        first = step_bad.byte().argmax(0) + self.window_start  # argmax: the first maximal entry
+        self.first_bad = torch.where((self.first_bad < 0) & step_bad.any(0), first, self.first_bad)
+        first_loss = loss_bad.byte().argmax(0) + self.window_start
+        self.first_bad_loss = torch.where((self.first_bad_loss < 0) & loss_bad.any(0), first_loss,
+                                          self.first_bad_loss)
+        self.filled = 0
 
-    def log(self, step: int, epoch: int, loss, grad_norm, logits: torch.Tensor) -> None:
+    def readings(self, loss, grad_norm, logits: Tensor) -> Tensor:
+        """What a row reads, stacked (float64, (7, *shape)) so that one host read fetches it all."""
         logits = logits.detach()
-        self.rows.append({
-            "step": step, "epoch": epoch,
-            "loss_value": float("nan") if loss is None else float(loss.detach()),
-            "grad_norm": float("nan") if grad_norm is None else float(grad_norm),
-            "max_abs_logit": float(logits.abs().max()),
-            "saturated_frac": float(saturated_fraction(self.spec, logits)),
-            "nonfinite_loss": int(self.bad_loss), "nonfinite_grad": int(self.bad_grad),
-            "skipped_steps": self.skipped,
+        seeds = self.bad_loss.shape
+        values = (loss, grad_norm, logits.abs().reshape(*seeds, -1).amax(-1),
+                  saturated(self.spec, logits).reshape(*seeds, -1).float().mean(-1),
+                  self.bad_loss, self.bad_grad, self.scaler_skipped)
+        nan = torch.full(seeds, float("nan"), dtype=torch.float64, device=self.bad_loss.device)
+        return torch.stack([nan if v is None else v.detach().double() for v in values])
+
+    def row(self, step: int, epoch: int, read: list, skipped: int) -> dict:
+        loss, grad_norm, max_abs, saturated_frac, bad_loss, bad_grad, scaler_skipped = read
+        return {
+            "step": step, "epoch": epoch, "loss_value": loss, "grad_norm": grad_norm,
+            "max_abs_logit": max_abs, "saturated_frac": saturated_frac,
+            "nonfinite_loss": int(bad_loss), "nonfinite_grad": int(bad_grad), "skipped_steps": skipped,
             "loss_scale": self.scaler.get_scale() if self.scaler.is_enabled() else float("nan"),
-            "scaler_skipped_steps": int(self.scaler_skipped),
-        })
+            "scaler_skipped_steps": int(scaler_skipped),
+        }
+
+    def log(self, step: int, epoch: int, loss, grad_norm, logits: Tensor) -> None:
+        self.tally()
+        self.rows.append(self.row(step, epoch, self.readings(loss, grad_norm, logits).tolist(), self.skipped))
 
     def first_nonfinite_step(self) -> int:
+        self.tally()
         return int(self.first_bad)
 
     def first_nonfinite(self) -> tuple[Optional[int], Optional[str]]:
@@ -130,10 +179,12 @@ class Signals:
     def refused(self, step: int) -> None:
         """BCELoss refused a NaN input at `step`: its loss is the first non-finite value unless
         one was counted before."""
+        self.tally()
         self.first_bad = torch.where(self.first_bad < 0, step, self.first_bad)
         self.first_bad_loss = torch.where(self.first_bad_loss < 0, step, self.first_bad_loss)
 
     def divergence(self) -> str:
+        self.tally()
         what = "loss" if int(self.bad_loss) else "gradient"
         return (
             f"non-finite {what} at step {self.first_nonfinite_step()} ({int(self.bad_loss)} non-finite "
@@ -170,7 +221,8 @@ def train(
 ) -> Outcome:
     precision, skip_nonfinite = trainer.precision.name, trainer.on_nonfinite.name == "skip"
     x, y, y_test = encoded_and_checked(model, spec, criterion, data, trainer.batch_size, device, precision)
-    n, batch = len(x), trainer.batch_size
+    # Plain ints: a knob read from the config costs microseconds, every step.
+    n, batch, log_every = len(x), trainer.batch_size, trainer.log_every
     total_steps = trainer.epochs * math.ceil(n / batch)
     params = list(model.parameters())
     condition_inputs = per_class_inputs(data)
@@ -181,6 +233,7 @@ def train(
     loss = grad_norm = logits = None
 
     def outcome(status: str, epochs_completed: int, message: Optional[str]) -> Outcome:
+        signals.tally()
         return Outcome(status, epochs_completed, message, signals.skipped, int(signals.scaler_skipped),
                        *signals.first_nonfinite())
 
@@ -190,6 +243,7 @@ def train(
         on_epoch([], [], signals.flush())
         return outcome(status, epoch - 1, message)
 
+    # The bar moves at logged steps: a tqdm update every step costs more than it shows.
     bar = tqdm(total=total_steps, disable=None, unit="step", leave=False)
     try:
         for epoch in range(1, trainer.epochs + 1):
@@ -205,16 +259,16 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)  # the logged gradient norm is the true one
-                grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+                grad_norm = total_norm([p.grad for p in params if p.grad is not None])
                 step += 1
-                bad = signals.observe(step, loss, grad_norm)
-                if skip_nonfinite and bool(bad):
+                signals.observe(step, loss, grad_norm)
+                if skip_nonfinite and bool(signals.bad_now()):
                     signals.skipped += 1
                 else:
                     scaler.step(optimizer)  # skips the update itself when a gradient is not finite
                 scaler.update()  # lowers the scale after a non-finite gradient
-                bar.update()
-                if step % trainer.log_every == 0 or start + batch >= n:
+                if step % log_every == 0 or start + batch >= n:
+                    bar.update(step - bar.n)
                     signals.log(step, epoch, loss, grad_norm, logits)
                     if not skip_nonfinite and signals.first_nonfinite_step() > 0:
                         return end("diverged", signals.divergence())

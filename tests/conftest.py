@@ -17,6 +17,14 @@ from lossbench.config import register_configs
 register_configs()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def data_cache(tmp_path_factory):
+    """Decoded datasets cached for this session only (the CLI runs inherit it), never in ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LOSSBENCH_CACHE", str(tmp_path_factory.mktemp("lossbench-cache")))
+        yield
+
+
 def initialize_config():
     """Hydra initialised on the app's own config: the checkout's conf/ or the installed package."""
     path = config_path()

@@ -144,3 +144,65 @@ def test_a_sweep_process_loads_a_dataset_config_once(tmp_path, monkeypatch):
     assert len(reads) == 1 and second is first
     load_dataset(compose_config(f"dataset.root={tmp_path / 'other'}", "dataset.source=sample").dataset)
     assert len(reads) == 2  # another config is another dataset
+
+
+def _counting_decoder(monkeypatch):
+    from lossbench.data import mnist
+
+    decodes = []
+    real = mnist._split_sample
+    monkeypatch.setattr(mnist, "_split_sample", lambda: decodes.append(1) or real())
+    return mnist, decodes
+
+
+def test_the_sample_is_decoded_once_per_machine(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOSSBENCH_CACHE", str(tmp_path))
+    mnist, decodes = _counting_decoder(monkeypatch)
+    first, second = mnist._read_sample(), mnist._read_sample()
+    assert len(decodes) == 1 and len(list(tmp_path.glob("mnist_sample-*.npz"))) == 1
+    for decoded, cached, part in zip(first, second, mnist._split_sample().values()):
+        assert cached.dtype == decoded.dtype and np.array_equal(cached, part) and np.array_equal(decoded, part)
+
+
+def test_a_corrupt_sample_cache_is_decoded_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOSSBENCH_CACHE", str(tmp_path))
+    mnist, decodes = _counting_decoder(monkeypatch)
+    expected = mnist._read_sample()
+    (entry,) = tmp_path.glob("mnist_sample-*.npz")
+    raw = bytearray(entry.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # a flipped byte inside the images: the zip's CRC catches it
+    entry.write_bytes(bytes(raw))
+    again = mnist._read_sample()
+    assert len(decodes) == 2 and all(np.array_equal(a, b) for a, b in zip(again, expected))
+
+
+def test_a_changed_source_file_is_not_served_from_the_cache(tmp_path, monkeypatch):
+    from lossbench.data.cache import cached_arrays
+
+    monkeypatch.setenv("LOSSBENCH_CACHE", str(tmp_path / "cache"))
+    source = tmp_path / "source.csv"
+    source.write_text("1,2,3")
+    first = cached_arrays("toy", source, "v1", lambda: {"x": np.array([1, 2, 3])})
+    source.write_text("4,5,6")
+    second = cached_arrays("toy", source, "v1", lambda: {"x": np.array([4, 5, 6])})
+    third = cached_arrays("toy", source, "v1", lambda: {"x": np.array([0])})
+    assert first["x"].tolist() == [1, 2, 3] and second["x"].tolist() == third["x"].tolist() == [4, 5, 6]
+
+
+def test_the_cache_lives_under_xdg_cache_home(tmp_path, monkeypatch):
+    from lossbench.data.cache import cache_dir
+
+    monkeypatch.delenv("LOSSBENCH_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / "lossbench"
+
+
+def test_runs_on_one_device_share_one_copy_of_a_dataset():
+    from lossbench.data import on_device
+
+    cfg = compose_config("dataset.source=sample").dataset
+    data = load_dataset(cfg)
+    first, second = on_device(data, torch.device("cpu")), on_device(data, torch.device("cpu"))
+    assert second is first and torch.equal(first.x_train, data.x_train)
+    other = load_dataset(compose_config("dataset.source=sample", "dataset.classes=[0,1]").dataset)
+    assert on_device(other, torch.device("cpu")).n_classes == 2  # another dataset, another copy

@@ -86,3 +86,16 @@ def test_ctrl_c_stops_at_a_step_and_keeps_what_was_measured(tmp_path):
     assert summary["status"] == "interrupted"
     assert 1 <= summary["epochs_completed"] < 200
     assert len(pd.read_parquet(tmp_path / "run" / "metrics.parquet")) == 2 * summary["epochs_completed"]
+
+
+def test_a_run_does_not_import_plotting(tmp_path):
+    """matplotlib is the report's; a run's fixed cost has no part for it."""
+    script = (
+        "import runpy, sys\n"
+        f"sys.argv = ['lossbench', 'trainer.epochs=1', 'model.hidden=[8]', 'hydra.run.dir={tmp_path / 'run'}']\n"
+        "try:\n    runpy.run_module('lossbench', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print('matplotlib' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "completed"
+    assert done.stdout.strip().splitlines()[-1] == "False"

@@ -114,3 +114,57 @@ def test_cuda_autocast_refusing_bce_is_recorded_as_the_runs_result(tmp_path, mon
         execute(cfg, tmp_path, threads=2, overrides=[])
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "failed" and "unsafe to autocast" in summary["error"]
+
+
+def _observed(scaled: bool, losses: dict, grads: dict, steps: int):
+    """Signals fed `steps` steps of loss 1 and gradient norm 1, except the given steps' values."""
+    import torch
+
+    from lossbench.train import Signals
+
+    cpu = torch.device("cpu")
+    signals = Signals(LOSSES["ce"], cpu, torch.amp.GradScaler("cpu", enabled=scaled))
+    bad_now = []
+    for step in range(1, steps + 1):
+        signals.observe(step, torch.tensor(losses.get(step, 1.0)), torch.tensor(grads.get(step, 1.0)))
+        bad_now.append(bool(signals.bad_now()))
+    return signals, bad_now
+
+
+def test_nonfinite_steps_are_counted_across_device_windows():
+    """Steps are tallied in windows on the device, read only when a row is logged: a run that logs
+    rarely still counts every non-finite step and names the first one."""
+    import torch
+
+    from lossbench.train import Signals
+
+    nan, inf = float("nan"), float("inf")
+    steps = 2 * Signals.WINDOW + 10
+    signals, bad_now = _observed(False, {300: nan, 520: inf}, {300: nan, 400: inf}, steps)
+    assert signals.first_nonfinite_step() == 300
+    assert (int(signals.bad_loss), int(signals.bad_grad)) == (2, 2)
+    assert [i + 1 for i, bad in enumerate(bad_now) if bad] == [300, 400, 520]
+    signals.log(steps, 1, torch.tensor(1.0), torch.tensor(1.0), torch.zeros(4, 10))
+    row = signals.flush()[0]
+    assert (row["nonfinite_loss"], row["nonfinite_grad"], row["scaler_skipped_steps"]) == (2, 2, 0)
+
+
+def test_under_loss_scaling_a_nonfinite_gradient_alone_is_a_scaler_skip():
+    signals, bad_now = _observed(True, {7: float("nan")}, {5: float("inf"), 7: float("inf")}, 10)
+    assert signals.first_nonfinite_step() == 7
+    assert (int(signals.bad_loss), int(signals.bad_grad), int(signals.scaler_skipped)) == (1, 0, 2)
+    assert [i + 1 for i, bad in enumerate(bad_now) if bad] == [7]
+
+
+def test_the_logged_gradient_norm_is_get_total_norms_bit_for_bit():
+    import torch
+
+    from lossbench.model import MLP
+    from lossbench.train import total_norm
+
+    torch.manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        model = MLP(784, [64], 10, 0.0, 1.0).to(dtype)
+        model(torch.randn(32, 784, dtype=dtype)).pow(2).sum().backward()
+        grads = [p.grad for p in model.parameters()]
+        assert torch.equal(total_norm(grads), torch.nn.utils.get_total_norm(grads))

@@ -100,3 +100,14 @@ def load_dataset(dataset_cfg: Any) -> Dataset:
         _last.clear()
         _last[key] = apply_conditions(DATASETS[dataset_cfg.name].load(dataset_cfg), dataset_cfg)
     return _last[key]
+
+
+# The last dataset moved to a device, and its copy there: the seeds of a batched group, and a
+# sweep's jobs, train on one copy instead of one each.
+_moved: list = []
+
+
+def on_device(data: Dataset, device: torch.device) -> Dataset:
+    if not (_moved and _moved[0] is data and _moved[1] == device):
+        _moved[:] = [data, device, data.to(device)]
+    return _moved[2]
