@@ -46,7 +46,9 @@ def equal_mass_edges(confidence: np.ndarray, n_bins: int = N_BINS) -> np.ndarray
     """The bins of sklearn.calibration.calibration_curve(strategy='quantile'): edges at the
     confidences' percentiles, so each bin holds about N / n_bins predictions (fewer where
     confidences tie at an edge: saturated ones at 1.0 share one bin, the others stay empty)."""
-    return np.percentile(confidence, np.linspace(0, 1, n_bins + 1) * 100)  # sklearn's very expression
+    # calibration_curve's own expression: linspace(0, 100) differs in the last bits, and moves
+    # an example lying on an edge into the next bin
+    return np.percentile(confidence, np.linspace(0, 1, n_bins + 1) * 100)
 
 
 def reliability_table(confidence: np.ndarray, correct: np.ndarray, edges: np.ndarray) -> list[dict]:

@@ -1,5 +1,6 @@
 """A synthetic multi-label set: sklearn's make_multilabel_classification, deterministic from
-`dataset.seed`. Features are word counts, so they are log1p'd and standardised by the train split."""
+`dataset.seed` (its train/test split too, unless `dataset.split_seed` re-draws it). Features are
+word counts, so they are log1p'd and standardised by the train split."""
 
 from __future__ import annotations
 
