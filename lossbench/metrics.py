@@ -163,7 +163,8 @@ def class_balance(probs: np.ndarray, labels: np.ndarray, rare: np.ndarray) -> di
     return {
         "balanced_acc": float(recall[support > 0].mean()),
         "f1_macro": float(f1.mean()),
-        "rare_recall": float(recall[rare].mean()),
+        # Over the rare classes the split has: a small val split may hold none of the rarest
+        "rare_recall": float(recall[rare[support[rare] > 0]].mean()) if support[rare].any() else float("nan"),
     }
 
 

@@ -89,6 +89,14 @@ def test_a_class_too_rare_to_stratify_is_a_data_error():
         fresh("dataset.source=sample", "dataset.imbalance_ratio=400")  # the last class keeps 1 example
 
 
+def test_rare_recall_counts_the_rare_classes_a_small_split_holds():
+    """Classes 1 and 2 are rare; this split has no example of class 2: its recall is not a 0."""
+    probs = np.eye(3)[[0, 1, 0]]  # predicts 0, 1, 0
+    values = metrics.class_balance(probs, np.array([0, 1, 1]), rare=np.array([1, 2]))
+    assert values["rare_recall"] == pytest.approx(0.5)
+    assert np.isnan(metrics.class_balance(probs, np.array([0, 0, 0]), rare=np.array([1, 2]))["rare_recall"])
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["dataset.val_fraction=1"], "dataset.val_fraction=1.0 must be in [0, 1)"),
     (["dataset.val_fraction=-0.1"], "dataset.val_fraction=-0.1 must be in [0, 1)"),
