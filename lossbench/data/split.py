@@ -31,7 +31,7 @@ def _random_state(entropy: list[int]) -> int:
     return int(np.random.default_rng(entropy).integers(2**32))
 
 
-def test_split_state(cfg: Any, fixed: int) -> int:
+def train_test_state(cfg: Any, fixed: int) -> int:
     """random_state of a train/test split lossbench draws itself: `fixed`, the split every run
     had before split_seed existed, unless `dataset.split_seed` asks for another draw."""
     return fixed if cfg.split_seed is None else _random_state([cfg.split_seed, TEST_STREAM])
