@@ -29,10 +29,13 @@ from tqdm import tqdm
 
 from lossbench.data import Dataset
 from lossbench.losses import LossSpec
+from lossbench.selection import SelectionSoFar
 from lossbench.stacked_optim import stacked_optimizer
 from lossbench.train import Outcome, Signals, autocast, encoded_and_checked, epoch_records, per_class_inputs
 
 BCE_REFUSAL = "should be between 0 and 1"
+EARLY_STOP_UNSTACKABLE = ("each seed would stop at its own epoch, and the stack trains its seeds through "
+                          "every epoch together")
 
 
 @dataclass
@@ -42,7 +45,7 @@ class SeedRun:
     model: nn.Module  # built after torch.manual_seed(seed); ends holding the seed's final weights
     optimizer: torch.optim.Optimizer  # its hyperparameters are what the stacked optimiser uses
     generator: torch.Generator  # the seed's data order
-    on_epoch: Callable[..., None]  # (rows, reliability table, step rows, per-class rows)
+    on_epoch: Callable[..., None]  # (rows, reliability tables, step rows, per-class rows, test predictions)
 
 
 class StackedSignals(Signals):
@@ -101,6 +104,8 @@ def unstackable(cfg: Any) -> Optional[str]:
                 "nn.Linear's bias in float32, so the stack would not compute in the sequential run's precision")
     if OmegaConf.select(cfg, "hydra.job.chdir", default=False):
         return "hydra.job.chdir=true: each run changes the process's working directory"
+    if cfg.trainer.early_stop_patience is not None:
+        return f"trainer.early_stop_patience={cfg.trainer.early_stop_patience}: {EARLY_STOP_UNSTACKABLE}"
     return None
 
 
@@ -123,7 +128,10 @@ def train_seeds(
     """Train runs[k] as train.train would, all in one stack. `finished(k, outcome)` is called as
     soon as seed k ends (diverged seeds before the others); the outcomes are returned in order."""
     precision, skip_nonfinite = trainer.precision.name, trainer.on_nonfinite.name == "skip"
-    x, y, y_test = encoded_and_checked(runs[0].model, spec, criterion, data, trainer.batch_size, device, precision)
+    if trainer.early_stop_patience is not None:
+        raise ValueError(f"train_seeds cannot stop seeds early: {EARLY_STOP_UNSTACKABLE}")
+    x, y, y_test, y_val = encoded_and_checked(runs[0].model, spec, criterion, data, trainer.batch_size, device,
+                                              precision)
     n, batch, log_every = len(x), trainer.batch_size, trainer.log_every
     total_steps = trainer.epochs * math.ceil(n / batch)
 
@@ -139,6 +147,7 @@ def train_seeds(
     signals = StackedSignals(spec, device, len(runs))
     own_signals = [Signals(spec, device, no_scaler(device)) for _ in runs]
     condition_inputs = per_class_inputs(data)
+    selections = [SelectionSoFar() for _ in runs]
     every_seed = torch.ones(len(runs), dtype=torch.bool, device=device)
     step, epoch = 0, 0
     loss = grad_norm = logits = None
@@ -241,9 +250,10 @@ def train_seeds(
             for position, index in enumerate(live):
                 copy_weights(position)
                 model = runs[index].model
-                rows, table, per_class = epoch_records(model, spec, criterion, data, (x, y, y_test),
-                                                       condition_inputs, epoch, seconds, device, precision)
-                runs[index].on_epoch(rows, table, own_signals[index].flush(), per_class)
+                rows, table, per_class, predictions = epoch_records(
+                    model, spec, criterion, data, (x, y, y_test, y_val), condition_inputs, epoch, seconds, device,
+                    precision, selections[index])
+                runs[index].on_epoch(rows, table, own_signals[index].flush(), per_class, predictions)
     finally:
         bar.close()
     for position, index in enumerate(live):

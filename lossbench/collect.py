@@ -4,7 +4,7 @@
 
 finds each run dir (a dir holding `summary.json`) and writes into DIR:
 `summary.parquet` (one row per run), `runs.parquet` (every metrics row), `calibration.parquet`
-and, when any run logged them, `steps.parquet` and `per_class.parquet`. Each gets a `run` column: the run dir relative to
+and, when any run wrote them, `steps.parquet`, `per_class.parquet` and `predictions.parquet`. Each gets a `run` column: the run dir relative to
 DIR. A run whose summary.json cannot be read (half-written, killed mid-write) is kept as a
 `failed` row with the reason, so it shows up in the report instead of silently vanishing.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lossbench.results import CALIBRATION, METRICS, PER_CLASS, STEPS, SUMMARY, atomic_write
+from lossbench.results import CALIBRATION, METRICS, PER_CLASS, PREDICTIONS, STEPS, SUMMARY, atomic_write
 
 REPORT_DIR = "report"  # DIR/report is the report's default output: never a run
 STATUSES = ("completed", "running", "failed", "interrupted", "diverged")
@@ -33,6 +33,7 @@ class Collected:
     calibration: pd.DataFrame
     steps: pd.DataFrame | None  # None when no run logged steps
     per_class: pd.DataFrame | None = None  # None when no run wrote per-class rows
+    predictions: pd.DataFrame | None = None  # None when no run wrote per-example predictions
 
     def status_counts(self) -> dict[str, int]:
         """Runs per status, known statuses first, in a fixed order."""
@@ -135,12 +136,12 @@ def collect(directory: str | os.PathLike, *, write: bool = True) -> Collected:
     if not run_dirs:
         raise CollectError(f"{directory} holds no runs (no {SUMMARY} anywhere under it)")
 
-    rows, metrics, calibration, steps, per_class = [], [], [], [], []
+    rows, metrics, calibration, steps, per_class, predictions = [], [], [], [], [], []
     for run_dir in run_dirs:
         run = run_dir.relative_to(directory).as_posix()
         row = read_summary(run_dir, run)
         tables = {}
-        for name in (METRICS, CALIBRATION, STEPS, PER_CLASS):
+        for name in (METRICS, CALIBRATION, STEPS, PER_CLASS, PREDICTIONS):
             try:
                 tables[name] = read_table(run_dir, name, run)
             except Exception as e:  # noqa: BLE001 - pyarrow raises many kinds on a torn file
@@ -150,7 +151,7 @@ def collect(directory: str | os.PathLike, *, write: bool = True) -> Collected:
         if row["status"] == "completed" and tables[METRICS] is None:
             row["status"], row["error"] = "failed", "status completed but metrics.parquet is missing"
         rows.append(row)
-        for table, parts in zip(tables.values(), (metrics, calibration, steps, per_class)):
+        for table, parts in zip(tables.values(), (metrics, calibration, steps, per_class, predictions)):
             if table is not None:
                 parts.append(table)
 
@@ -166,6 +167,7 @@ def collect(directory: str | os.PathLike, *, write: bool = True) -> Collected:
         calibration=concat(calibration),
         steps=concat(steps) if steps else None,
         per_class=concat(per_class) if per_class else None,
+        predictions=concat(predictions) if predictions else None,
     )
     if write:
         try:
@@ -208,6 +210,7 @@ def write_tables(collected: Collected, directory: Path) -> list[Path]:
         ("calibration.parquet", collected.calibration),
         ("steps.parquet", collected.steps),
         (PER_CLASS, collected.per_class),
+        (PREDICTIONS, collected.predictions),
     ]:
         path = directory / name
         if frame is None:
@@ -235,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     names = ["summary.parquet", "runs.parquet", "calibration.parquet"]
     names += ["steps.parquet"] if collected.steps is not None else []
     names += [PER_CLASS] if collected.per_class is not None else []
+    names += [PREDICTIONS] if collected.predictions is not None else []
     print(f"wrote {', '.join(names)} to {args.dir}")
     return 0
 

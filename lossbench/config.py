@@ -85,6 +85,10 @@ class DatasetConfig:
     noise_kind: NoiseKind = NoiseKind.symmetric
     # also seeds the conditions' random draws, so every run of a sweep sees the same data
     seed: int = 0
+    # Validation split carved from the training split after the conditions (lossbench/data/split.py);
+    # 0: none. split_seed re-draws the sample's train/test split and the val split (null: fixed).
+    val_fraction: float = 0.1
+    split_seed: Optional[int] = None
 
 
 @dataclass
@@ -116,6 +120,8 @@ class TrainerConfig:
     log_every: int = 50
     on_nonfinite: OnNonfinite = OnNonfinite.stop
     loss_scaling: LossScaling = LossScaling.none
+    # Stop once the val primary metric (lossbench/selection.py) has not improved for this many epochs
+    early_stop_patience: Optional[int] = None
 
 
 @dataclass
@@ -211,6 +217,23 @@ def _condition_problems(cfg: Any) -> list[str]:
         found.append("trainer.loss_scaling=dynamic is refused with trainer.precision=32: float32 "
                      "gradients do not underflow, so a GradScaler would only cost syncs. Use it "
                      "with trainer.precision=16 (or bf16)")
+    return found
+
+
+def _validation_problems(cfg: Any) -> list[str]:
+    """The validation split and what needs it (early stopping)."""
+    found, fraction, patience = [], cfg.dataset.val_fraction, cfg.trainer.early_stop_patience
+    if not 0 <= fraction < 1:
+        found.append(f"dataset.val_fraction={fraction!r} must be in [0, 1): the share of the training "
+                     "split held out for validation (0: none)")
+    if patience is not None:
+        if patience < 1:
+            found.append(f"trainer.early_stop_patience={patience} must be an integer >= 1 (or null: "
+                         "train every epoch)")
+        elif fraction == 0:
+            found.append(f"trainer.early_stop_patience={patience} stops on the validation metric, and "
+                         "dataset.val_fraction=0 holds out no validation split: set dataset.val_fraction "
+                         "> 0 (e.g. 0.1), or trainer.early_stop_patience=null")
     return found
 
 
@@ -374,7 +397,9 @@ def validate(cfg: Any) -> None:
         problems.append(f"optim.momentum={cfg.optim.momentum!r} must be in [0, 1)")
     if not 0 <= cfg.model.dropout < 1:
         problems.append(f"model.dropout={cfg.model.dropout!r} must be in [0, 1)")
-    for key, seed in (("seed", cfg.seed), ("dataset.seed", cfg.dataset.seed)):
+    seeds = [("seed", cfg.seed), ("dataset.seed", cfg.dataset.seed)]
+    seeds += [("dataset.split_seed", cfg.dataset.split_seed)] if cfg.dataset.split_seed is not None else []
+    for key, seed in seeds:
         if seed not in SEED_RANGE:
             problems.append(f"{key}={seed} is not accepted: seeds must be in 0..{SEED_RANGE.stop - 1}")
     d = cfg.dataset
@@ -403,7 +428,7 @@ def validate(cfg: Any) -> None:
         if not 0 < d.test_fraction < 1:
             problems.append(f"dataset.test_fraction={d.test_fraction!r} must be in (0, 1)")
         problems += multilabel_problems(d)
-    problems += _condition_problems(cfg)
+    problems += _condition_problems(cfg) + _validation_problems(cfg)
     problems += [f"logger={name} needs the {name} package, which is not installed: "
                  f'pip install -e ".[{name}]" in a checkout, else pip install {name}'
                  for name in missing_trackers(cfg.logger)]

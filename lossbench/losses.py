@@ -440,7 +440,8 @@ def probabilities(spec: LossSpec, logits: torch.Tensor, task: Task) -> torch.Ten
     one-vs-rest sigmoids do not sum to 1 and have no single-label likelihood.) The binary head's
     one logit z is the distribution (1 - sigmoid(z), sigmoid(z)) = softmax(0, z).
     """
-    logits = logits.float()
+    # Low-precision logits are computed on in float32; float64 ones (temperature scaling) stay float64.
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     if spec.probabilities == Probabilities.softmax:
         return torch.softmax(logits, dim=1)
     if task == Task.multi_label:

@@ -1,7 +1,9 @@
 """Test metrics from predicted probabilities, computed once per epoch on the host.
 
-Single-label: accuracy, NLL of the predicted distribution, ECE (15 bins, top-label), Brier score
-(multi-class: squared error against the one-hot label, summed over classes, averaged over samples).
+Single-label: accuracy, NLL of the predicted distribution, ECE (15 bins, top-label; equal-width
+as `ece`, equal-mass as `ece_adaptive`), classwise ECE, Brier score (multi-class: squared error
+against the one-hot label, summed over classes, averaged over samples). NLL and Brier are the
+primary calibration metrics: ECE on 1,000 examples is biased (binning), and it moves with the bins.
 Multi-label: mAP (macro average precision), micro/macro F1 at the loss's threshold, subset accuracy,
 hamming loss. A reliability table (what ECE is computed from) is kept for the report.
 
@@ -28,14 +30,32 @@ from sklearn.metrics import (
 
 N_BINS = 15
 SINGLE_LABEL = ("acc", "nll", "ece", "brier")
+# ECE over equal-mass bins (Nixon et al. 2019's adaptive ECE) and classwise (Kull et al. 2019)
+CALIBRATION = ("ece_adaptive", "ece_classwise")
 MULTI_LABEL = ("map", "f1_micro", "f1_macro", "subset_acc", "hamming")
 CLASS_BALANCE = ("balanced_acc", "f1_macro", "rare_recall")
 MEMORISATION = ("flipped_acc_noisy", "flipped_acc_true")
 
 
-def reliability_table(confidence: np.ndarray, correct: np.ndarray, n_bins: int = N_BINS) -> list[dict]:
-    """Equal-width bins over [0, 1], each (lower, upper]: mean confidence, accuracy, count."""
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
+def equal_width_edges(n_bins: int = N_BINS) -> np.ndarray:
+    """The bins of sklearn.calibration.calibration_curve(strategy='uniform')."""
+    return np.linspace(0.0, 1.0, n_bins + 1)
+
+
+def equal_mass_edges(confidence: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:
+    """The bins of sklearn.calibration.calibration_curve(strategy='quantile'): edges at the
+    confidences' percentiles, so each bin holds about N / n_bins predictions (fewer where
+    confidences tie at an edge: saturated ones at 1.0 share one bin, the others stay empty)."""
+    # calibration_curve's own expression: linspace(0, 100) differs in the last bits, and moves
+    # an example lying on an edge into the next bin
+    return np.percentile(confidence, np.linspace(0, 1, n_bins + 1) * 100)
+
+
+def reliability_table(confidence: np.ndarray, correct: np.ndarray, edges: np.ndarray) -> list[dict]:
+    """Bins over `edges`, each (lower, upper] (the first includes its lower edge), as
+    calibration_curve bins: mean confidence, accuracy, count. calibration_curve returns the
+    first two of the non-empty bins only; the report needs every bin's count as well."""
+    n_bins = len(edges) - 1
     bins = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
     count = np.bincount(bins, minlength=n_bins)
     conf_sum = np.bincount(bins, weights=confidence, minlength=n_bins)
@@ -62,22 +82,44 @@ def expected_calibration_error(table: list[dict]) -> float:
     )
 
 
+def classwise_ece(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Classwise ECE (Kull et al. 2019): the mean over classes k of the equal-width ECE of
+    p_k against the indicator y == k, over every example."""
+    edges = equal_width_edges()
+    return float(np.mean([expected_calibration_error(reliability_table(probs[:, k], labels == k, edges))
+                          for k in range(probs.shape[1])]))
+
+
+def calibration_tables(confidence: np.ndarray, correct: np.ndarray) -> list[dict]:
+    """The reliability table in both binnings, each row tagged with its `scheme`."""
+    return [{"scheme": scheme, **row}
+            for scheme, edges in (("equal_width", equal_width_edges()),
+                                  ("equal_mass", equal_mass_edges(confidence)))
+            for row in reliability_table(confidence, correct, edges)]
+
+
+def ece_of(tables: list[dict], scheme: str) -> float:
+    return expected_calibration_error([row for row in tables if row["scheme"] == scheme])
+
+
 def single_label(probs: np.ndarray, labels: np.ndarray) -> tuple[dict, list[dict]]:
     """probs (N, C) rows summing to 1; labels (N,) class indices."""
     if not np.isfinite(probs).all():
-        return dict.fromkeys(SINGLE_LABEL, float("nan")), []
+        return dict.fromkeys(SINGLE_LABEL + CALIBRATION, float("nan")), []
     probs = probs.astype(np.float64)
     probs /= probs.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 only within ~1e-7
     predicted = probs.argmax(axis=1)
-    table = reliability_table(probs.max(axis=1), predicted == labels)
+    tables = calibration_tables(probs.max(axis=1), predicted == labels)
     onehot = np.eye(probs.shape[1])[labels]
     metrics = {
         "acc": float(accuracy_score(labels, predicted)),
         "nll": float(log_loss(labels, probs, labels=np.arange(probs.shape[1]))),
-        "ece": expected_calibration_error(table),
+        "ece": ece_of(tables, "equal_width"),
         "brier": float(((probs - onehot) ** 2).sum(axis=1).mean()),
+        "ece_adaptive": ece_of(tables, "equal_mass"),
+        "ece_classwise": classwise_ece(probs, labels),
     }
-    return metrics, table
+    return metrics, tables
 
 
 def multi_label(probs: np.ndarray, labels: np.ndarray, threshold: float) -> tuple[dict, list[dict]]:
@@ -98,8 +140,8 @@ def multi_label(probs: np.ndarray, labels: np.ndarray, threshold: float) -> tupl
             "subset_acc": float(accuracy_score(labels, predicted)),
             "hamming": float(hamming_loss(labels, predicted)),
         }
-    table = reliability_table(probs.ravel().astype(np.float64), labels.ravel() == 1)
-    return metrics, table
+    table = reliability_table(probs.ravel().astype(np.float64), labels.ravel() == 1, equal_width_edges())
+    return metrics, [{"scheme": "equal_width", **row} for row in table]
 
 
 def rarest_third(train_counts: np.ndarray) -> np.ndarray:
@@ -121,7 +163,8 @@ def class_balance(probs: np.ndarray, labels: np.ndarray, rare: np.ndarray) -> di
     return {
         "balanced_acc": float(recall[support > 0].mean()),
         "f1_macro": float(f1.mean()),
-        "rare_recall": float(recall[rare].mean()),
+        # Over the rare classes the split has: a small val split may hold none of the rarest
+        "rare_recall": float(recall[rare[support[rare] > 0]].mean()) if support[rare].any() else float("nan"),
     }
 
 

@@ -14,14 +14,18 @@ from typing import Any, Callable, Optional
 import pandas as pd
 
 from lossbench.errors import UserError
+from lossbench.selection import select_epoch
 
 SUMMARY = "summary.json"
 METRICS = "metrics.parquet"
 CALIBRATION = "calibration.parquet"
 STEPS = "steps.parquet"
 PER_CLASS = "per_class.parquet"
+PREDICTIONS = "predictions.parquet"
 LOCK = ".lossbench.lock"
-TABLES = (METRICS, CALIBRATION, STEPS, PER_CLASS)
+TABLES = (METRICS, CALIBRATION, STEPS, PER_CLASS, PREDICTIONS)
+# Written with every finished epoch: a run that finished one and lacks them is incomplete.
+EVERY_EPOCH = (METRICS, PREDICTIONS)
 
 # mkstemp creates 0600 files; a finished file gets what open() would have given it under the
 # process's umask (read once: os.umask can only be read by setting it).
@@ -54,8 +58,9 @@ def write_json(path: Path, data: dict) -> None:
     atomic_write(path, write)
 
 
-def write_table(path: Path, records: list[dict]) -> None:
-    atomic_write(path, lambda tmp: pd.DataFrame.from_records(records).to_parquet(tmp, index=False))
+def write_table(path: Path, records: list[dict] | pd.DataFrame) -> None:
+    frame = records if isinstance(records, pd.DataFrame) else pd.DataFrame.from_records(records)
+    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
 def temp_files(run_dir: Path) -> list[Path]:
@@ -64,15 +69,15 @@ def temp_files(run_dir: Path) -> list[Path]:
 
 
 def unreadable_files(run_dir: Path, summary: dict) -> list[str]:
-    """Why a run's files do not back up its summary: a table missing (metrics.parquet once an epoch
-    finished) or unreadable. Reads parquet footers only, not the data."""
+    """Why a run's files do not back up its summary: a table missing (metrics.parquet or
+    predictions.parquet once an epoch finished) or unreadable. Reads parquet footers only, not the data."""
     import pyarrow.parquet as pq
 
     problems = []
     for name in TABLES:
         path = run_dir / name
         if not path.exists():
-            if name == METRICS and summary.get("epochs_completed"):
+            if name in EVERY_EPOCH and summary.get("epochs_completed"):
                 problems.append(f"{name} is missing")
             continue
         try:
@@ -162,9 +167,12 @@ class RunFiles:
         self.per_class: list[dict] = []
 
     def add_epoch(self, rows: list[dict], calibration: list[dict], steps: list[dict],
-                  per_class: list[dict] = ()) -> None:
+                  per_class: list[dict] = (), predictions: Optional[pd.DataFrame] = None) -> None:
         self.metrics += [{**self.identity, **row} for row in rows]
         write_table(self.run_dir / METRICS, self.metrics)
+        if predictions is not None:
+            identity = pd.DataFrame(self.identity, index=predictions.index)
+            write_table(self.run_dir / PREDICTIONS, pd.concat([identity, predictions], axis=1))
         if calibration:
             write_table(self.run_dir / CALIBRATION, [{**self.identity, **row} for row in calibration])
         if steps:
@@ -181,6 +189,10 @@ class RunFiles:
             return {}
         skip = set(self.identity) | {"epoch", "split", "epoch_time_s", "samples_per_s"}
         return {f"test_{key}": value for key, value in tests[-1].items() if key not in skip}
+
+    def selected_epoch(self, metric: Optional[str]) -> Optional[int]:
+        """The epoch the val rows select (lossbench.selection.select_epoch); None without them."""
+        return select_epoch([row[metric] for row in self.metrics if row["split"] == "val"]) if metric else None
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(self.run_dir / SUMMARY, summary)

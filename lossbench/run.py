@@ -33,6 +33,7 @@ from lossbench.losses import LOSSES, TrainingLabels, head_width, loss_label, los
 from lossbench.model import build_model
 from lossbench.optim import build_optimizer
 from lossbench.results import RunDirLock, RunFiles, read_summary, temp_files, unreadable_files
+from lossbench.selection import PRIMARY
 from lossbench.trackers import Trackers
 from lossbench.train import Outcome, train
 
@@ -173,7 +174,7 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dic
         "loss": spec_name, "loss_name": spec_name, "dataset": dataset_name, "seed": cfg.seed,
         "experiment": cfg.experiment,
         "task": DATASETS[dataset_name].task.value if dataset_name in DATASETS else None,
-        "epochs": cfg.trainer.epochs, "epochs_completed": 0,
+        "epochs": cfg.trainer.epochs, "epochs_completed": 0, "stopped_early": False, "selected_epoch": None,
         "torch_version": torch.__version__, "lossbench_version": lossbench.__version__,
         "lossbench_commit": source_commit(),
         "threads": threads, "config": config, "overrides": overrides,
@@ -186,6 +187,7 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dic
         summary.update(status=status, error=error, wall_time_s=time.perf_counter() - started,
                        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra)
         summary.update(files.final_test_metrics())
+        summary["selected_epoch"] = files.selected_epoch(PRIMARY.get(summary["task"]))
         times = [r["epoch_time_s"] for r in files.metrics if r["split"] == "train"]
         summary["mean_epoch_time_s"] = float(np.mean(times)) if times else None
         try:
@@ -217,7 +219,10 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dic
     if outcome.status == "interrupted":  # the loop stopped at a step boundary
         finish("interrupted", f"interrupted by {signal.Signals(stop.signum).name}", **steps)
         raise Interrupted(stop.signum)
-    return finish(outcome.status, outcome.message, **steps)
+    if outcome.stopped_early:
+        log.info(f"stopped early after epoch {outcome.epochs_completed}: validation {PRIMARY[summary['task']]} "
+                 f"has not improved for {cfg.trainer.early_stop_patience} epochs")
+    return finish(outcome.status, outcome.message, stopped_early=outcome.stopped_early, **steps)
 
 
 def _train_run(cfg: Any, files: RunFiles, trackers: Trackers, summary: dict, threads: int,
@@ -229,7 +234,7 @@ def _train_run(cfg: Any, files: RunFiles, trackers: Trackers, summary: dict, thr
     device = resolve_device(cfg.trainer.device.name)
     data = load_dataset(cfg.dataset)
     log.info(f"data: {dataset_name} from {data.origin} ({data.source}; {len(data.x_train)} train / "
-             f"{len(data.x_test)} test)")
+             f"{0 if data.x_val is None else len(data.x_val)} val / {len(data.x_test)} test)")
     spec, params = LOSSES[cfg.loss.name], loss_params(cfg.loss)
     label = loss_label(params)
     width = head_width(spec, data.task, data.n_classes)
@@ -237,14 +242,15 @@ def _train_run(cfg: Any, files: RunFiles, trackers: Trackers, summary: dict, thr
     files.identity = {"loss": label, "dataset": dataset_name, "data_source": data.source, "seed": cfg.seed}
     summary.update(loss=label, loss_derived=derived, data_source=data.source, data_origin=data.origin,
                    n_train=len(data.x_train), n_test=len(data.x_test), n_classes=data.n_classes,
+                   n_val=0 if data.x_val is None else len(data.x_val),
                    outputs=width, device=str(device), **data.info)
     model = build_model(cfg.model, data.n_features, width, data.image_shape).to(device)
     criterion = criterion.to(device)
     optimizer = build_optimizer(cfg.optim, model.parameters())
     data = on_device(data, device)
 
-    def on_epoch(rows: list[dict], calibration: list[dict], steps: list[dict], per_class=()) -> None:
-        files.add_epoch(rows, calibration, steps, per_class)
+    def on_epoch(rows: list[dict], calibration: list[dict], steps: list[dict], per_class=(), predictions=None) -> None:
+        files.add_epoch(rows, calibration, steps, per_class, predictions)
         trackers.log_epoch(rows, steps)
         if rows:
             summary["epochs_completed"] = rows[0]["epoch"]
@@ -272,11 +278,13 @@ def _train_run(cfg: Any, files: RunFiles, trackers: Trackers, summary: dict, thr
 
 
 def _epoch_line(rows: list[dict], epochs: int) -> str:
-    train_row, test_row = rows
+    by_split = {row["split"]: row for row in rows}
+    train_row, test_row = by_split["train"], by_split["test"]
     main = "acc" if "acc" in test_row else "map"
+    val = f"val {main} {by_split['val'][main]:.4f}, " if "val" in by_split else ""
     return (
         f"epoch {train_row['epoch']}/{epochs}: train loss {train_row['loss_value']:.4f}, "
-        f"test loss {test_row['loss_value']:.4f}, test {main} {test_row[main]:.4f} "
+        f"test loss {test_row['loss_value']:.4f}, {val}test {main} {test_row[main]:.4f} "
         f"({train_row['epoch_time_s']:.2f} s, {train_row['samples_per_s']:,.0f} samples/s)"
     )
 

@@ -8,7 +8,7 @@ the task's primary metric. Never selected on test.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import pandas as pd
 
@@ -34,3 +34,26 @@ def selected_epochs(rows: pd.DataFrame, metric: str) -> pd.Series:
         return pd.Series(dtype="int64", name="selected_epoch")
     best = val.loc[val.groupby("run")[metric].idxmax()]  # idxmax: the first maximum
     return best.set_index("run")["epoch"].astype("int64").rename("selected_epoch")
+
+
+class SelectionSoFar:
+    """select_epoch applied while a run trains, one val value per epoch: the epoch selected so
+    far, what the run kept from it (its test predictions) and how many epochs have passed since
+    (early stopping's count). The same rule, so the run keeps the epoch the tables select."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self.kept: Any = None
+
+    @property
+    def selected_epoch(self) -> Optional[int]:
+        return select_epoch(self.values)
+
+    def observe(self, value: float, keep: Any) -> None:
+        """The next epoch's val value, and what to keep should that epoch be the selected one."""
+        self.values.append(value)
+        if self.selected_epoch == len(self.values):
+            self.kept = keep
+
+    def epochs_since_selected(self) -> int:
+        return len(self.values) - (self.selected_epoch or 0)

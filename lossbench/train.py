@@ -9,6 +9,7 @@ decide whether to skip the update.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from contextlib import nullcontext
@@ -16,14 +17,16 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from lossbench import metrics
+from lossbench import metrics, predictions, temperature
 from lossbench.checks import check_loss_inputs
 from lossbench.data import Dataset
 from lossbench.losses import LossSpec, Probabilities, Task, encode_targets, head_width, probabilities
+from lossbench.selection import PRIMARY, SelectionSoFar
 
 EVAL_CHUNK = 8192
 AUTOCAST = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
@@ -38,6 +41,7 @@ class Outcome:
     scaler_skipped_steps: int = 0
     first_nonfinite_step: Optional[int] = None  # the first step whose loss or gradient was not finite
     first_nonfinite: Optional[str] = None  # which of the two it was: loss | gradient
+    stopped_early: bool = False  # trainer.early_stop_patience ended a completed run
 
 
 def autocast(device: torch.device, precision: str):
@@ -55,8 +59,9 @@ def saturated(spec: LossSpec, logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, spec, criterion, x, y_enc, y_raw, task, device, precision) -> tuple[dict, list, np.ndarray]:
-    """Metrics of one split, its reliability table, and the predicted probabilities."""
+def evaluate(model, spec, criterion, x, y_enc, y_raw, task, device,
+             precision) -> tuple[dict, list, np.ndarray, torch.Tensor]:
+    """Metrics of one split, its reliability tables, the predicted probabilities and the logits."""
     model.eval()
     logits, loss_sum = [], torch.zeros((), device=device)
     with autocast(device, precision):
@@ -65,13 +70,14 @@ def evaluate(model, spec, criterion, x, y_enc, y_raw, task, device, precision) -
             end = start + len(chunk)
             loss_sum += criterion(spec.activation(chunk), y_enc[start:end]).float() * len(chunk)
             logits.append(chunk)
-    probs = probabilities(spec, torch.cat(logits), task).cpu().numpy()
+    logits = torch.cat(logits)
+    probs = probabilities(spec, logits, task).cpu().numpy()
     labels = y_raw.cpu().numpy()
     if task == Task.single_label:
         values, table = metrics.single_label(probs, labels)
     else:
         values, table = metrics.multi_label(probs, labels, spec.threshold)
-    return {"loss_value": float(loss_sum) / len(x), **values}, table, probs
+    return {"loss_value": float(loss_sum) / len(x), **values}, table, probs, logits
 
 
 def total_norm(grads: list[Tensor]) -> Tensor:
@@ -198,13 +204,15 @@ class Signals:
 
 
 def encoded_and_checked(model, spec, criterion, data, batch: int, device, precision) -> tuple[Tensor, ...]:
-    """(x_train, train targets, test targets) as the criterion takes them; the first batch through
-    the model is checked for the classic mistakes (one host sync, once per run)."""
+    """(x_train, train targets, test targets, val targets or None) as the criterion takes them;
+    the first batch through the model is checked for the classic mistakes (one host sync, once
+    per run)."""
     width = head_width(spec, data.task, data.n_classes)
     x, y = data.x_train, encode_targets(spec, data.y_train, width)
     with autocast(device, precision):
         check_loss_inputs(criterion, spec.activation(model(x[:batch])), y[:batch])
-    return x, y, encode_targets(spec, data.y_test, width)
+    y_val = None if data.y_val is None else encode_targets(spec, data.y_val, width)
+    return x, y, encode_targets(spec, data.y_test, width), y_val
 
 
 def train(
@@ -220,12 +228,13 @@ def train(
     stop_requested: Callable[[], bool] = lambda: False,
 ) -> Outcome:
     precision, skip_nonfinite = trainer.precision.name, trainer.on_nonfinite.name == "skip"
-    x, y, y_test = encoded_and_checked(model, spec, criterion, data, trainer.batch_size, device, precision)
+    x, y, y_test, y_val = encoded_and_checked(model, spec, criterion, data, trainer.batch_size, device, precision)
     # Plain ints: a knob read from the config costs microseconds, every step.
     n, batch, log_every = len(x), trainer.batch_size, trainer.log_every
     total_steps = trainer.epochs * math.ceil(n / batch)
     params = list(model.parameters())
     condition_inputs = per_class_inputs(data)
+    selection = SelectionSoFar()
 
     # Disabled (loss_scaling=none), a GradScaler passes everything through without a sync.
     scaler = torch.amp.GradScaler(device.type, enabled=trainer.loss_scaling.name == "dynamic")
@@ -277,10 +286,13 @@ def train(
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - started
-            rows, table, per_class = epoch_records(model, spec, criterion, data, (x, y, y_test),
-                                                   condition_inputs, epoch, seconds, device, precision)
-            on_epoch(rows, table, signals.flush(), per_class)
-            bar.set_postfix_str(_postfix(rows[1]))
+            rows, table, per_class, predictions = epoch_records(
+                model, spec, criterion, data, (x, y, y_test, y_val), condition_inputs, epoch, seconds, device,
+                precision, selection)
+            on_epoch(rows, table, signals.flush(), per_class, predictions)
+            bar.set_postfix_str(_postfix(rows[-1]))
+            if patience_exhausted(trainer.early_stop_patience, selection):
+                return dataclasses.replace(outcome("completed", epoch, None), stopped_early=True)
     except RuntimeError as error:
         # BCELoss checks its input range and raises on NaN instead of returning NaN: the
         # weights went non-finite between two signal reads. That is divergence, not a crash.
@@ -295,42 +307,67 @@ def train(
     return outcome("completed", trainer.epochs, None)
 
 
-def epoch_records(model, spec, criterion, data, encoded, per_class_inputs, epoch: int, seconds: float,
-                  device, precision) -> tuple[list[dict], list[dict], list[dict]]:
-    """What an epoch reports: its train and test rows, the test reliability table and the test
-    split's per-class rows. `encoded` = (x_train, encoded train targets, encoded test targets)."""
-    x, y, y_test = encoded
-    train_row, _, train_probs = evaluate(model, spec, criterion, x, y, data.y_train, data.task, device, precision)
-    test_row, table, test_probs = evaluate(model, spec, criterion, data.x_test, y_test, data.y_test, data.task,
-                                           device, precision)
+def epoch_records(model, spec, criterion, data, encoded, inputs, epoch: int, seconds: float, device, precision,
+                  selection: SelectionSoFar) -> tuple[list[dict], list[dict], list[dict], pd.DataFrame]:
+    """What an epoch reports: its train, val (with a val split) and test rows, the test
+    reliability tables, the test split's per-class rows, and the test predictions (views last
+    and selected: `selection` follows the val primary metric and keeps the selected epoch's).
+    `encoded` = (x_train, encoded train, test and val targets); `inputs` = per_class_inputs(data)."""
+    x, y, y_test, y_val = encoded
+
+    def split(x_split, y_encoded, y_raw) -> tuple[dict, list, np.ndarray, torch.Tensor]:
+        return evaluate(model, spec, criterion, x_split, y_encoded, y_raw, data.task, device, precision)
+
+    train_row, _, train_probs, _ = split(x, y, data.y_train)
+    test_row, table, test_probs, test_logits = split(data.x_test, y_test, data.y_test)
+    val_row, _, val_probs, val_logits = split(data.x_val, y_val, data.y_val) if y_val is not None else (None,) * 4
     train_row.update(epoch_time_s=seconds, samples_per_s=len(x) / seconds)
-    per_class = _add_condition_metrics(data, spec, per_class_inputs, train_row, train_probs, test_row, test_probs)
-    rows = [{"epoch": epoch, "split": "train", **train_row},
-            {"epoch": epoch, "split": "test", **test_row, "epoch_time_s": float("nan"), "samples_per_s": float("nan")}]
-    return rows, table, [{"epoch": epoch, "split": "test", **row} for row in per_class]
+    per_class = _add_condition_metrics(data, spec, inputs, train_row, train_probs, test_row, test_probs)
+    last = predictions.per_example(test_probs, inputs["test"], spec.threshold)
+    if val_row is not None:
+        _add_class_balance(data, inputs, val_row, val_probs, inputs["val"])
+        selection.observe(val_row[PRIMARY[data.task.value]], last)
+    if data.task == Task.single_label:
+        test_row.update(temperature.scaled_metrics(spec, val_logits, inputs.get("val"), test_logits, inputs["test"]))
+    untimed = {"epoch_time_s": float("nan"), "samples_per_s": float("nan")}
+    rows = [{"epoch": epoch, "split": "train", **train_row}]
+    rows += [{"epoch": epoch, "split": "val", **val_row, **untimed}] if val_row is not None else []
+    rows += [{"epoch": epoch, "split": "test", **test_row, **untimed}]
+    per_class = [{"epoch": epoch, "split": "test", **row} for row in per_class]
+    return rows, table, per_class, predictions.views(epoch, last, selection)
+
+
+def patience_exhausted(patience: Optional[int], selection: SelectionSoFar) -> bool:
+    """Early stopping: the val primary metric has not improved for `patience` epochs."""
+    return patience is not None and selection.epochs_since_selected() >= patience
 
 
 def per_class_inputs(data: Dataset) -> dict:
     """Host copies the per-epoch condition metrics need, made once per run: training counts per
     class (true labels) or positives per label, the rarest third of the classes, the clean and
-    noisy training labels, the test labels."""
+    noisy training labels, the test and val labels."""
     clean = data.y_train if data.y_train_clean is None else data.y_train_clean
     clean, test = clean.cpu().numpy(), data.y_test.cpu().numpy()
+    val = {} if data.y_val is None else {"val": data.y_val.cpu().numpy()}
     if data.task == Task.multi_label:
-        return {"train_counts": clean.sum(axis=0).astype(np.int64), "test": test}
+        return {"train_counts": clean.sum(axis=0).astype(np.int64), "test": test, **val}
     counts = np.bincount(clean, minlength=data.n_classes)
     return {"train_counts": counts, "rare": metrics.rarest_third(counts), "clean": clean,
-            "noisy": data.y_train.cpu().numpy(), "test": test}
+            "noisy": data.y_train.cpu().numpy(), "test": test, **val}
+
+
+def _add_class_balance(data, inputs, row, probs, labels) -> None:
+    if data.task == Task.single_label:
+        row.update(metrics.class_balance(probs, labels, inputs["rare"]))
 
 
 def _add_condition_metrics(data, spec, inputs, train_row, train_probs, test_row, test_probs) -> list[dict]:
     """Class-balance and memorisation metrics into the epoch's rows; the test split's per-class rows."""
     labels = inputs["test"]
-    if data.task == Task.single_label:
-        train_row.update(metrics.class_balance(train_probs, inputs["noisy"], inputs["rare"]))
-        test_row.update(metrics.class_balance(test_probs, labels, inputs["rare"]))
-        if data.y_train_clean is not None:
-            train_row.update(metrics.memorisation(train_probs, inputs["noisy"], inputs["clean"]))
+    _add_class_balance(data, inputs, train_row, train_probs, inputs.get("noisy"))
+    _add_class_balance(data, inputs, test_row, test_probs, labels)
+    if data.task == Task.single_label and data.y_train_clean is not None:
+        train_row.update(metrics.memorisation(train_probs, inputs["noisy"], inputs["clean"]))
     return metrics.per_class(test_probs, labels, spec.threshold, inputs["train_counts"])
 
 

@@ -47,7 +47,8 @@ def setup(dtype, *overrides):
     cfg = compose_config("dataset.source=sample", "model.hidden=[32]", "trainer.epochs=1", *overrides)
     data = load_dataset(cfg.dataset)
     data = dataclasses.replace(data, x_train=data.x_train[:TRAIN].to(dtype), y_train=data.y_train[:TRAIN],
-                               x_test=data.x_test[:TEST].to(dtype), y_test=data.y_test[:TEST])
+                               x_test=data.x_test[:TEST].to(dtype), y_test=data.y_test[:TEST],
+                               x_val=data.x_val.to(dtype))
     spec = LOSSES[cfg.loss.name]
     width = head_width(spec, data.task, data.n_classes)
     criterion, _ = spec.build(loss_params(cfg.loss), TrainingLabels(data.y_train, data.n_classes, width))
@@ -65,12 +66,13 @@ class Recorded:
                 p.mul_(sabotage)
         self.optimizer = build_optimizer(s.cfg.optim, self.model.parameters())
         self.generator = torch.Generator().manual_seed(seed)
-        self.metrics, self.steps, self.per_class = [], [], []
+        self.metrics, self.steps, self.per_class, self.predictions = [], [], [], None
 
-    def on_epoch(self, rows, calibration, steps, per_class=()):
+    def on_epoch(self, rows, calibration, steps, per_class=(), predictions=None):
         self.metrics += rows
         self.steps += steps
         self.per_class += per_class
+        self.predictions = predictions if predictions is not None else self.predictions
 
     def seed_run(self) -> SeedRun:
         return SeedRun(self.model, self.optimizer, self.generator, self.on_epoch)
@@ -131,6 +133,17 @@ def test_seed_s_of_a_batched_run_matches_its_sequential_run_in_float32():
         assert largest_weight_difference(seq, bat) < FLOAT32_WEIGHTS
         assert_rows_match(seq.metrics, bat.metrics, FLOAT32_METRICS)
         assert_rows_match(seq.steps, bat.steps, FLOAT32_SIGNALS, relative=True)
+
+
+def test_a_batched_seed_reports_val_rows_and_both_prediction_views_as_its_sequential_run():
+    s = setup(torch.float64, "trainer.epochs=2")
+    sequential, _, batched, _, _ = sequential_and_batched(s)
+    for seq, bat in zip(sequential, batched):
+        assert [(r["epoch"], r["split"]) for r in bat.metrics] == [
+            (epoch, split) for epoch in (1, 2) for split in ("train", "val", "test")]
+        assert_rows_match(seq.metrics, bat.metrics, FLOAT64)
+        assert set(bat.predictions["view"]) == {"last", "selected"}
+        pd.testing.assert_frame_equal(seq.predictions, bat.predictions)
 
 
 @pytest.fixture
@@ -203,6 +216,7 @@ def test_dropout_and_reduced_precision_are_not_stacked():
     and autocast, which under vmap leaves a Linear's bias in float32 (the logits come out float32)."""
     assert "dropout" in unstackable(compose_config("model.dropout=0.1"))
     assert "precision" in unstackable(compose_config("trainer.precision=16"))
+    assert "early_stop_patience" in unstackable(compose_config("trainer.early_stop_patience=2"))
     assert unstackable(compose_config()) is None
 
 

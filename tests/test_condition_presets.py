@@ -40,7 +40,9 @@ def completed_sweep(preset: str, sweep: Path, *overrides: str) -> list[dict]:
 def test_noise_preset_records_the_realised_rate_and_the_memorisation_curve(tmp_path):
     runs = completed_sweep("noise", tmp_path / "sweep", "loss=ce", "noise=symmetric_40,asymmetric_40",
                            "trainer.epochs=2")
-    assert sorted(run["label_noise_realised"] for run in runs)[1] == 0.4  # symmetric: exact
+    # symmetric: exactly 0.4 of the training split it is drawn in; the 3,600 trained on after the
+    # val split is carved (stratified by the noisy labels) keep about that
+    assert sorted(run["label_noise_realised"] for run in runs)[1] == pytest.approx(0.4, abs=0.01)
     train = pd.read_parquet(tmp_path / "sweep" / "runs.parquet").query("split == 'train'")
     assert len(train) == 4 and train[["flipped_acc_noisy", "flipped_acc_true"]].notna().all().all()
 
@@ -51,7 +53,7 @@ def test_imbalance_preset_writes_class_balance_metrics_and_per_class_tables(tmp_
     assert all(run["train_class_counts"][-1] == 4 and 0 <= run["test_rare_recall"] <= 1 for run in runs)
     per_class = pd.read_parquet(tmp_path / "sweep" / "per_class.parquet")
     assert len(per_class) == 2 * 10 and set(per_class["support"]) == {100}
-    assert per_class.groupby("run")["train_count"].sum().tolist() == [988, 988]
+    assert per_class.groupby("run")["train_count"].sum().tolist() == [889, 889]  # 988, less 99 for val
 
 
 @pytest.mark.slow

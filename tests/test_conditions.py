@@ -18,7 +18,8 @@ LABELS = np.repeat(np.arange(10), CLASS_SIZES)
 
 
 def sample(*overrides):
-    return load_dataset(compose_config("dataset.source=sample", *overrides).dataset)
+    """The sample under conditions, without a val split: the whole training split is theirs."""
+    return load_dataset(compose_config("dataset.source=sample", "dataset.val_fraction=0", *overrides).dataset)
 
 
 @pytest.mark.parametrize("eta", [0.2, 0.45, 0.8])

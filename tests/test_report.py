@@ -501,7 +501,7 @@ def test_smoke_sweep_collects_and_reports(smoke_sweep, tmp_path):
     smoke_sweep = Path(shutil.copytree(smoke_sweep.dir, tmp_path / "sweep"))
     collected = collect(smoke_sweep)
     assert len(collected.summary) == 4 and collected.status_counts() == {"completed": 4}
-    assert len(collected.runs) == collected.summary["epochs_completed"].sum() * 2
+    assert len(collected.runs) == collected.summary["epochs_completed"].sum() * 3  # train, val, test
     md = generate([smoke_sweep], say=lambda _: None).read_text()
     assert "## mnist / sample (single-label)" in md and "### Paired comparison vs ce" in md
     for name in re.findall(r"\((figures/[^)]+\.png)\)", md):

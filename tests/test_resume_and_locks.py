@@ -31,12 +31,15 @@ def test_resume_reruns_completed_runs_whose_tables_are_missing_or_torn(smoke_swe
     (sweep / CE_0 / "metrics.parquet").unlink()
     torn = sweep / CE_1 / "calibration.parquet"
     torn.write_bytes(torn.read_bytes()[:100])
+    (sweep / BCE_0 / "predictions.parquet").unlink()
     result = run_sweep("smoke", sweep)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 ran, 2 skipped" in result.stdout
+    assert "3 ran, 1 skipped" in result.stdout
     assert f"rerunning {sweep / CE_0}: metrics.parquet is missing" in result.stdout
     assert f"rerunning {sweep / CE_1}: calibration.parquet is unreadable" in result.stdout
-    assert len(pd.read_parquet(sweep / CE_1 / "calibration.parquet")) == 15
+    assert f"rerunning {sweep / BCE_0}: predictions.parquet is missing" in result.stdout
+    assert len(pd.read_parquet(sweep / CE_1 / "calibration.parquet")) == 30  # equal-width and equal-mass bins
+    assert len(pd.read_parquet(sweep / BCE_0 / "predictions.parquet")) == 2000  # views last and selected
 
 
 def finished_run(run_dir, cfg, source: str) -> None:
@@ -45,6 +48,7 @@ def finished_run(run_dir, cfg, source: str) -> None:
     write_json(run_dir / "summary.json", {"status": "completed", "config": comparable_config(cfg),
                                           "data_source": source, "epochs_completed": 1})
     pd.DataFrame({"epoch": [1]}).to_parquet(run_dir / "metrics.parquet")
+    pd.DataFrame({"example": [0]}).to_parquet(run_dir / "predictions.parquet")
 
 
 def test_resume_compares_the_data_a_run_would_load_now(tmp_path, capsys):

@@ -73,7 +73,7 @@ def test_a_failing_tracker_is_a_warning_never_a_lost_run(logger, broken, message
     cfg = compose_config(f"logger={logger}", broken, "trainer.epochs=1", "dataset.source=sample", *SMALL)
     summary = execute(cfg, tmp_path / "run", threads=torch.get_num_threads(), overrides=[])
     assert summary["status"] == "completed"
-    assert len(pd.read_parquet(tmp_path / "run" / "metrics.parquet")) == 2
+    assert len(pd.read_parquet(tmp_path / "run" / "metrics.parquet")) == 3  # train, val, test
     assert any(message in record.getMessage() for record in caplog.records if record.levelname == "WARNING")
 
 

@@ -30,6 +30,10 @@ class Dataset:
     y_train_clean: Optional[torch.Tensor] = None
     # Facts about the data for summary.json: class ids, realised noise rate, label frequencies
     info: dict[str, Any] = field(default_factory=dict)
+    # The validation split carved from the training split (lossbench/data/split.py): its labels
+    # are the training kind (noisy under label noise). None with dataset.val_fraction=0.
+    x_val: Optional[torch.Tensor] = None
+    y_val: Optional[torch.Tensor] = None
 
     @property
     def n_features(self) -> int:
@@ -39,7 +43,8 @@ class Dataset:
         """A copy on `device`; this one stays as it is (it may be the cached one). The clean
         training labels stay on the host, where the per-epoch memorisation metrics read them."""
         return dataclasses.replace(self, **{
-            name: getattr(self, name).to(device) for name in ("x_train", "y_train", "x_test", "y_test")
+            name: getattr(self, name).to(device)
+            for name in ("x_train", "y_train", "x_test", "y_test", "x_val", "y_val") if getattr(self, name) is not None
         })
 
 

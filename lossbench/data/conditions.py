@@ -1,6 +1,7 @@
 """The conditions a loss is compared under, applied to a loaded dataset in this order: a class
 subset (`dataset.classes`), a long-tailed training subsample (`dataset.imbalance_ratio`), label
-noise on the training labels (`dataset.label_noise`, `dataset.noise_kind`). The test split keeps
+noise on the training labels (`dataset.label_noise`, `dataset.noise_kind`); then the validation
+split is carved from what they leave (lossbench/data/split.py). The test split keeps
 every example of the chosen classes and its clean labels. Every draw comes from `dataset.seed`
 (one stream per condition), so all runs of a sweep see the same data."""
 
@@ -15,6 +16,7 @@ import torch
 from lossbench.data import DATASETS, Dataset
 from lossbench.data import imbalance, noise
 from lossbench.data.classes import select_classes
+from lossbench.data.split import carve_val
 from lossbench.losses import Task
 
 IMBALANCE_STREAM, NOISE_STREAM = 1, 2
@@ -84,12 +86,23 @@ def apply_conditions(data: Dataset, cfg: Any) -> Dataset:
             noisy = noise.asymmetric(labels, asymmetric_map(cfg), cfg.label_noise, rng)
         else:
             noisy = noise.symmetric(labels, data.n_classes, cfg.label_noise, rng)
-        info["label_noise_realised"] = float((noisy != labels).mean())
         clean, labels = data.y_train, noisy
+    data = dataclasses.replace(data, y_train=torch.from_numpy(labels), y_train_clean=clean)
+    # After the conditions: the val split has the training distribution (noisy labels included).
+    data = carve_val(data, cfg)
+    return dataclasses.replace(data, info={**info, **training_facts(data)})
+
+
+def training_facts(data: Dataset) -> dict[str, Any]:
+    """What summary.json records about the training split a run trains on (after the val split)."""
+    labels, facts = data.y_train.numpy(), {}
+    clean = None if data.y_train_clean is None else data.y_train_clean.numpy()
+    if clean is not None:
+        facts["label_noise_realised"] = float((labels != clean).mean())
     if data.task == Task.single_label:
-        info["train_class_counts"] = np.bincount(clean.numpy() if clean is not None else labels,
-                                                 minlength=data.n_classes).tolist()
+        facts["train_class_counts"] = np.bincount(clean if clean is not None else labels,
+                                                  minlength=data.n_classes).tolist()
     else:
-        info["train_positive_rate"] = labels.mean(axis=0, dtype=np.float64).round(6).tolist()
-        info["label_cardinality"] = float(labels.sum(axis=1, dtype=np.float64).mean())
-    return dataclasses.replace(data, y_train=torch.from_numpy(labels), y_train_clean=clean, info=info)
+        facts["train_positive_rate"] = labels.mean(axis=0, dtype=np.float64).round(6).tolist()
+        facts["label_cardinality"] = float(labels.sum(axis=1, dtype=np.float64).mean())
+    return facts

