@@ -15,6 +15,7 @@ from typing import Any, Mapping, Optional
 
 import pandas as pd
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import OverrideParseException
 
 from lossbench.errors import ConfigError
 from lossbench.results import METRICS, atomic_write, read_summary
@@ -39,7 +40,7 @@ class Space:
                  for key, value in keys.items()]
         try:
             parsed = OverridesParser.create().parse_overrides(lines)
-        except Exception as error:  # Hydra's parse error says where the text went wrong
+        except OverrideParseException as error:  # it says where the text went wrong
             raise ConfigError(f"hydra.sweeper.space.{loss}: {error}") from None
         values = {o.get_key_element(): list(o.sweep_string_iterator()) if o.is_sweep_override()
                   else [o.get_value_element_as_str()] for o in parsed}

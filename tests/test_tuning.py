@@ -144,6 +144,13 @@ TINY = ("loss=ce,focal", "trainer.epochs=2", "seed=0", "hydra.sweeper.budget=2",
         'hydra.sweeper.space.ce={optim.lr:"1e-3,3e-2"}', 'hydra.sweeper.space.focal={optim.lr:"1e-3",loss.gamma:"1,2"}')
 
 
+@needs_val_split
+def test_tuned_sweep_refuses_a_dataset_without_a_validation_split(tmp_path):
+    result = run_cli("-m", "experiment=tuned_single_label", "dataset.val_fraction=0",
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 2 and "needs one" in result.stderr, result.stdout + result.stderr
+
+
 @pytest.mark.slow
 @needs_val_split
 @pytest.mark.parametrize("launcher", ["basic", "joblib", "batched"])

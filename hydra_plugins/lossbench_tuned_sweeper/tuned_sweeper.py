@@ -52,10 +52,11 @@ ConfigStore.instance().store(group="hydra/sweeper", name="tuned", node=TunedSwee
 @dataclass
 class Job:
     loss: str
+    trial: int  # position in the loss's grid
     setting: List[str]  # the tuned overrides
     seed: str
     overrides: List[str]  # everything the job is launched with
-    run: str  # its run dir, relative to the sweep dir
+    run: str = ""  # its run dir relative to the sweep dir, once composed
 
 
 class TunedSweeper(Sweeper):
@@ -89,16 +90,16 @@ class TunedSweeper(Sweeper):
         log.info(f"tune: {len(study.spaces)} losses x {self.budget} trials on seed {self.tune_seed}")
         returns = [self._launch(trials, 0)]
         table = study.table(trials, sweep_dir)
-        write_tuning(sweep_dir, table)
+        log.info(f"tune: every trial and the choice per loss in {write_tuning(sweep_dir, table)}")
         chosen = table[table["chosen"]]
         for row in chosen.itertuples():
             log.info(f"tuned {row.loss_name}: {row.setting} (val {row.val_metric} {row.val_value:.4f} "
                      f"at epoch {row.selected_epoch}, trial {row.trial + 1} of {row.budget})")
         for loss in sorted(set(table["loss_name"]) - set(chosen["loss_name"])):
             log.error(f"tuned {loss}: no trial completed with a validation value, so it is not compared")
-        settings = {row.loss_name: trials[row.Index].setting for row in chosen.itertuples()}
-        comparison = self._jobs(COMPARE, study.comparison(settings))
-        log.info(f"compare: {len(settings)} losses at their chosen settings x {len(study.seeds)} seeds")
+        # The table's rows are the trials, in the same order (choose keeps the index).
+        comparison = self._jobs(COMPARE, study.comparison([trials[index] for index in chosen.index]))
+        log.info(f"compare: {len(chosen)} losses at their chosen settings x {len(study.seeds)} seeds")
         returns.append(self._launch(comparison, len(trials)))
         return returns
 
@@ -173,15 +174,15 @@ class Study:
     seeds: List[str]  # the comparison seeds
     budget: int
 
-    def job(self, loss: str, setting: List[str], seed: str) -> Job:
-        return Job(loss, setting, seed, [*self.common, f"{LOSS}={loss}", *setting, f"{SEED}={seed}"], run="")
+    def job(self, loss: str, trial: int, setting: List[str], seed: str) -> Job:
+        return Job(loss, trial, setting, seed, [*self.common, f"{LOSS}={loss}", *setting, f"{SEED}={seed}"])
 
     def trials(self) -> List[Job]:
-        return [self.job(space.loss, setting, self.tune_seed) for space in self.spaces for setting in space.grid()]
+        return [self.job(space.loss, trial, setting, self.tune_seed)
+                for space in self.spaces for trial, setting in enumerate(space.grid())]
 
-    def comparison(self, settings: Dict[str, List[str]]) -> List[Job]:
-        return [self.job(space.loss, settings[space.loss], seed)
-                for space in self.spaces if space.loss in settings for seed in self.seeds]
+    def comparison(self, chosen: List[Job]) -> List[Job]:
+        return [self.job(trial.loss, trial.trial, trial.setting, seed) for trial in chosen for seed in self.seeds]
 
     def table(self, trials: List[Job], sweep_dir: Path) -> Any:
         """tuning.parquet's rows: every trial, what its run dir says, and which one is chosen."""
@@ -191,10 +192,10 @@ class Study:
 
         texts = {space.loss: space.text() for space in self.spaces}
         rows = []
-        for index, job in enumerate(trials):
+        for job in trials:
             validation = read_validation(sweep_dir / job.run)
             rows.append(dict(
-                loss_name=job.loss, trial=index % self.budget, setting=",".join(job.setting), run=job.run,
+                loss_name=job.loss, trial=job.trial, setting=",".join(job.setting), run=job.run,
                 seed=int(job.seed), status=validation.status, val_metric=validation.metric,
                 val_value=validation.value, selected_epoch=validation.selected_epoch,
                 budget=self.budget, space=texts[job.loss]))
