@@ -51,14 +51,18 @@ class Space:
         return [[f"{key}={value}" for key, value in zip(self.values, point)]
                 for point in itertools.product(*self.values.values())]
 
+    @property
+    def size(self) -> int:
+        return math.prod(len(values) for values in self.values.values())
+
     def text(self) -> str:
-        """As it would be typed on the command line: `optim.lr=3e-4,1e-3 loss.gamma=1,2`."""
+        """As it would be typed on the command line: `optim.lr=0.0003,0.001 loss.gamma=1,2`."""
         return " ".join(f"{key}={','.join(values)}" for key, values in self.values.items())
 
 
 def require_validation(dataset: Any) -> None:
     """Trials are chosen on the validation split; a dataset config without one cannot tune."""
-    fraction = dataset.get("val_fraction") if hasattr(dataset, "get") else None
+    fraction = dataset.get("val_fraction")
     if not fraction:
         raise ConfigError(f"dataset.val_fraction={fraction}: tuning chooses each loss's setting on the "
                           "validation split, so it needs one (a fraction > 0 of the training set)")
@@ -68,8 +72,7 @@ def check_budget(spaces: list[Space], budget: int) -> None:
     """Every loss gets exactly `budget` trials, or nothing runs."""
     if budget < 1:
         raise ConfigError(f"hydra.sweeper.budget={budget} is not accepted: it must be an integer >= 1")
-    unequal = [f"{space.loss} has {len(space.grid())} ({space.text()})"
-               for space in spaces if len(space.grid()) != budget]
+    unequal = [f"{space.loss} has {space.size} ({space.text()})" for space in spaces if space.size != budget]
     if unequal:
         raise ConfigError(f"hydra.sweeper.budget={budget} trials per loss, but "
                           + "; ".join(unequal)
