@@ -27,6 +27,7 @@ from lossbench.report.groups import find_groups
 from lossbench.report.load import load
 from lossbench.report.stats import paired_test, t_interval
 from lossbench.report.tables import fmt_p
+from lossbench.report.tuning import TUNING_TRIAL, mark_tuning
 from test_collect import make_sweep, write_run
 
 
@@ -133,6 +134,28 @@ def test_where_a_run_executed_never_splits_a_group():
              "dataset.download": {"ce": False, "bce": True}, "trainer.log_every": {"ce": 50, "bce": 10}}
     groups = find_groups(pd.DataFrame(summary_rows(("ce", "bce"), **where)))
     assert len(groups) == 1 and groups[0].settings == () and groups[0].losses == ["ce", "bce"]
+
+
+def test_a_tuned_comparison_is_one_group_and_its_trials_are_left_out():
+    lrs = {"optim.lr": {"ce": 0.001, "focal": 0.003}}
+    compare = [dict(row, run=f"compare/{row['run']}", source="sweep")
+               for row in summary_rows(("ce", "focal"), **lrs)]
+    trials = [dict(row, run=f"tune/{row['run']}", source="sweep")
+              for row in summary_rows(("ce", "focal"), seeds=(100,), **lrs)]
+    shared = [dict(row, source="shared") for row in summary_rows(("ce", "focal"), **{"optim.lr": 0.001})]
+    tuning = pd.DataFrame({"run": [row["run"] for row in trials], "source": "sweep",
+                           "setting": ["optim.lr=0.001", "optim.lr=0.003,loss.gamma=2"]})
+    summary = mark_tuning(pd.DataFrame(compare + trials + shared), tuning)
+    assert summary[TUNING_TRIAL].tolist() == [False] * 4 + [True] * 2 + [False] * 4
+    groups = find_groups(summary[~summary[TUNING_TRIAL]])
+    assert [(g.title, g.losses, len(g.runs)) for g in groups] == [
+        ("mnist / sample (single-label): optim.lr=0.001", ["ce", "focal"], 4),
+        ("mnist / sample (single-label): optim.lr=tuned", ["ce", "focal"], 4)]
+    assert set(groups[1].runs["run"].str[:8]) == {"compare/"} and groups[1].baseline == "ce"
+    assert groups[1].members(summary[~summary[TUNING_TRIAL]])["run"].tolist() == [
+        row["run"] for row in compare]
+    # without tuning.parquet, each loss's own lr splits it off: nothing to pair with ce
+    assert len(find_groups(mark_tuning(pd.DataFrame(compare), None))) == 2
 
 
 # ---- tables that no longer describe the runs ----

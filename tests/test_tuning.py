@@ -3,6 +3,8 @@ validation (never test) with ties to the first trial, and a tiny study end to en
 
 import json
 import math
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -13,7 +15,7 @@ from lossbench.report.tuning import tuning_table
 from lossbench.results import METRICS, SUMMARY
 from lossbench.tuning import COLUMNS, TUNING, Space, check_budget, choose, read_validation, require_validation
 
-from conftest import SMALL, compose_config, initialize_config, run_cli
+from conftest import SMALL, compose_config, initialize_config, run_cli, run_sweep
 
 
 def sweeper_config(preset: str, *overrides: str):
@@ -181,3 +183,36 @@ def test_tiny_study_tunes_then_compares_at_the_chosen_settings_and_resumes(tmp_p
     assert "0 ran, 6 skipped" in again.stdout
     assert {p: p.stat().st_mtime_ns for p in sweep.glob(f"*/*/{SUMMARY}")} == finished
     assert pd.read_parquet(sweep / TUNING).equals(tuning)
+
+
+@pytest.mark.slow
+@needs_val_split
+def test_report_of_a_tuned_study_leaves_trials_out_and_pairs_the_tuned_losses_with_ce(tmp_path):
+    # ce and focal choose different learning rates, so only the tuned grouping rule pairs them.
+    sweep, shared, out = tmp_path / "sweep", tmp_path / "shared", tmp_path / "report"
+    tuned = run_cli("-m", "experiment=tuned_single_label", *SMALL, "loss=ce,focal", "trainer.epochs=1",
+                    "seed=0,1", "hydra.sweeper.budget=2", 'hydra.sweeper.space.ce={optim.lr:"1e-3,3e-2"}',
+                    'hydra.sweeper.space.focal={optim.lr:"3e-3",loss.gamma:"1,2"}', "hydra/launcher=batched",
+                    f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert tuned.returncode == 0, tuned.stdout + tuned.stderr
+    at_shared = run_sweep("compare_single_label", shared, "loss=ce,focal", "seed=0,1", "trainer.epochs=1",
+                          "hydra/launcher=batched")
+    assert at_shared.returncode == 0, at_shared.stdout + at_shared.stderr
+    report = subprocess.run([sys.executable, "-m", "lossbench.report", str(shared), str(sweep), "--out", str(out)],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert report.returncode == 0, report.stdout + report.stderr
+    tuning, tables, md = pd.read_parquet(sweep / TUNING), out / "tables", (out / "report.md").read_text()
+
+    assert f"{len(tuning)} tuning trials read" in md
+    seeded = [pd.read_csv(csv) for csv in tables.glob("*.csv") if "seed" in pd.read_csv(csv, nrows=0).columns]
+    assert seeded and all(100 not in table["seed"].tolist() for table in seeded)  # the tune seed
+    tuned_groups = sorted(tables.glob("*optim.lr=tuned-paired-vs-ce-*.csv"))
+    assert [p.name.rsplit("-", 1)[1] for p in tuned_groups] == ["last.csv", "selected.csv"]
+    for paired in map(pd.read_csv, tuned_groups):
+        assert set(paired["loss"].str.split("(").str[0]) == {"focal"} and set(paired["n_seeds"]) == {2}
+    assert len(list(tables.glob("*-paired-vs-ce-last.csv"))) == 2  # the tuned group and the shared one
+
+    chosen = tuning[tuning["chosen"]].set_index("loss_name")["setting"].to_dict()
+    assert pd.read_csv(tables / "tuning.csv").set_index("loss")["chosen"].to_dict() == chosen
+    side_by_side = pd.read_csv(tables / "shared-vs-tuned.csv")
+    assert side_by_side["loss_name"].tolist() == ["ce", "focal"] and set(side_by_side["view"]) == {"selected"}

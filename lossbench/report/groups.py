@@ -6,7 +6,9 @@ trainer.precision, ..., or a preset changed between two sweeps into one dir): ea
 settings becomes its own group, so that "paired by seed" pairs runs that differ in the loss only.
 Never settings: cfg.loss.* (a loss's own parameters are part of its identity, like its name),
 cfg.seed (the pairing key) and the keys that only say where or how a run executed
-(lossbench.config.EXECUTION_KEYS).
+(lossbench.config.EXECUTION_KEYS). In the comparison runs of a tuned sweep, the keys tuned there
+(their TUNED_KEYS column, report.tuning.mark_tuning) are part of each loss's chosen configuration,
+like cfg.loss.*: their value reads TUNED, so a tuned comparison's losses share one group.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ MAX_SLUG = 80  # file names stay well below the usual 255-byte limit
 MAX_TITLE_SETTINGS = 5
 TITLE_ORDER = ("cfg.trainer.precision", "cfg.model.logit_scale", "cfg.optim.lr")
 NEVER_SETTINGS = {"cfg.seed"} | {f"cfg.{key}" for key in EXECUTION_KEYS}
+TUNED_KEYS = "tuned_keys"  # summary column: the keys tuned per loss for this run, comma-separated
+TUNED = "tuned"  # a tuned key's value in a tuned comparison run's group settings
 
 
 @dataclass(frozen=True)
@@ -122,10 +126,12 @@ class Group:
             if column not in rows.columns:
                 return rows.iloc[0:0]
             keep &= rows[column].fillna("unknown").astype("str") == value
-        for key, value in self.settings:
-            if f"cfg.{key}" not in rows.columns:
-                return rows.iloc[0:0]
-            keep &= rows[f"cfg.{key}"].map(format_value) == value
+        columns = [f"cfg.{key}" for key, _ in self.settings]
+        if not set(columns) <= set(rows.columns):
+            return rows.iloc[0:0]
+        text = setting_text(rows, columns)
+        for column, (_, value) in zip(columns, self.settings):
+            keep &= text[column] == value
         return summary[keep]
 
     def base_slug(self) -> str:
@@ -153,17 +159,30 @@ def is_setting_column(column: str) -> bool:
             and column not in NEVER_SETTINGS)
 
 
+def setting_text(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The columns' values as text, TUNED where the run's TUNED_KEYS name the column's key."""
+    text = rows[columns].map(format_value)
+    if TUNED_KEYS not in rows:
+        return text
+    tuned = rows[TUNED_KEYS].fillna("").astype("str").str.split(",")
+    for column in columns:
+        key = column.removeprefix("cfg.")
+        text.loc[tuned.map(lambda keys: key in keys), column] = TUNED
+    return text
+
+
 def setting_columns(block: pd.DataFrame) -> list[str]:
     """The setting columns whose value is not the same for every run of the block."""
-    return [column for column in sorted(filter(is_setting_column, block.columns))
-            if block[column].map(format_value).nunique() > 1]
+    columns = sorted(filter(is_setting_column, block.columns))
+    text = setting_text(block, columns)
+    return [column for column in columns if text[column].nunique() > 1]
 
 
 def naming_columns(block: pd.DataFrame, columns: list[str]) -> list[str]:
     """The setting columns not implied by the ones kept before them (in TITLE_ORDER first)."""
     ordered = sorted(columns, key=lambda c: (TITLE_ORDER.index(c) if c in TITLE_ORDER
                                              else len(TITLE_ORDER), c))
-    text = block[ordered].map(format_value)
+    text = setting_text(block, ordered)
     kept: list[str] = []
     for column in ordered:
         implied = kept and (text.groupby([text[k] for k in kept])[column].nunique() <= 1).all()
@@ -185,7 +204,7 @@ def find_groups(completed: pd.DataFrame) -> list[Group]:
         if not columns:
             groups.append(Group(dataset, source, task, (), block.sort_values("run")))
             continue
-        keys = block[columns].map(format_value)
+        keys = setting_text(block, columns)
         naming = naming_columns(block, columns)
         for values, sub in block.groupby([keys[c] for c in columns], sort=False):
             value = dict(zip(columns, values))

@@ -14,6 +14,7 @@ from typing import Callable
 import pandas as pd
 
 from lossbench.collect import CollectError, collect, find_run_dirs, outdated
+from lossbench.report.tuning import TUNING_TRIAL, mark_tuning
 
 TABLES = ("summary", "runs", "calibration", "steps", "predictions", "per_class", "tuning")
 # the statistics need only which test example each run got right, not the probabilities
@@ -37,12 +38,19 @@ class Inputs:
     tuning: pd.DataFrame | None = None  # tuning.parquet of tuned sweeps: one row per trial
 
     @property
+    def compared(self) -> pd.DataFrame:
+        """Every run but the tuning trials (report.tuning.mark_tuning): the runs compared."""
+        if TUNING_TRIAL not in self.summary:
+            return self.summary
+        return self.summary[~self.summary[TUNING_TRIAL]]
+
+    @property
     def completed(self) -> pd.DataFrame:
-        return self.summary[self.summary["status"] == "completed"]
+        return self.compared[self.compared["status"] == "completed"]
 
     @property
     def excluded(self) -> pd.DataFrame:
-        return self.summary[self.summary["status"] != "completed"]
+        return self.compared[self.compared["status"] != "completed"]
 
 
 def read_dir(directory: Path, say: Callable[[str], None]) -> dict[str, pd.DataFrame | None]:
@@ -106,7 +114,7 @@ def load(dirs: list[str | Path], say: Callable[[str], None] = print) -> Inputs:
             table = table.copy()
             if len(dirs) > 1:  # keep run ids unique across DIRs
                 table["run"] = label + "/" + table["run"].astype("str")
-            if name == "summary":
+            if name in ("summary", "tuning"):  # tuning: which DIR's runs its keys were tuned in
                 table["source"] = label
             parts[name].append(table)
 
@@ -116,14 +124,14 @@ def load(dirs: list[str | Path], say: Callable[[str], None] = print) -> Inputs:
         return pd.concat(parts[name], ignore_index=True).sort_values("run", kind="stable")
 
     empty = pd.DataFrame({"run": pd.Series([], dtype="str")})
-    runs, calibration = joined("runs"), joined("calibration")
+    runs, calibration, tuning = joined("runs"), joined("calibration"), joined("tuning")
     return Inputs(
-        summary=joined("summary").reset_index(drop=True),
+        summary=mark_tuning(joined("summary").reset_index(drop=True), tuning),
         runs=(runs if runs is not None else empty).reset_index(drop=True),
         calibration=(calibration if calibration is not None else empty).reset_index(drop=True),
         steps=joined("steps"),
         sources=labels,
         predictions=joined("predictions"),
         per_class=joined("per_class"),
-        tuning=joined("tuning"),
+        tuning=tuning,
     )

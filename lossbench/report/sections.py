@@ -28,6 +28,7 @@ from lossbench.report.stats import ADJUSTMENTS, BOOTSTRAP_RESAMPLES, WILCOXON_MI
 from lossbench.report.studies import STUDIES, primary_table, study_blocks, study_of
 from lossbench.report.summary_bullets import (MAX_BULLETS, paired_candidates, select,
                                               stability_candidates)
+from lossbench.report.tuning import shared_vs_tuned_blocks, tuning_blocks
 from lossbench.report.views import Views, views
 
 
@@ -107,10 +108,11 @@ def describe_sources(inputs: Inputs) -> str:
                      for label in inputs.sources)
 
 
-def everything(inputs: Inputs, stress: Inputs | None) -> pd.DataFrame:
-    """Every run the report read, compared and stress runs alike."""
-    return pd.concat([inputs.summary] + ([stress.summary] if stress is not None else []),
-                     ignore_index=True)
+def everything(inputs: Inputs, stress: Inputs | None, trials: bool = False) -> pd.DataFrame:
+    """Every run the report read, compared and stress runs alike; tuning trials only if asked
+    (they cost run time but are no result)."""
+    return pd.concat([inputs.summary if trials else inputs.compared]
+                     + ([stress.summary] if stress is not None else []), ignore_index=True)
 
 
 def overview(inputs: Inputs, results: list[GroupResults], stress: Inputs | None) -> Section:
@@ -217,6 +219,9 @@ def question_sections(inputs: Inputs, studies: dict[str, list[GroupResults]]) ->
         if not blocks and not shown.empty:  # a study without its own table: the primary metric
             blocks.append(Table(f"study-{key}", shown, data, "Primary metric per loss and group "
                                 "(last epoch): mean [95% t-CI] over seeds, n = seeds."))
+        if key == "tuned":
+            blocks = (tuning_blocks(inputs.tuning) + blocks
+                      + shared_vs_tuned_blocks(mine, studies.get("shared", [])))
         seeds = int(runs["seed"].nunique())
         blocks.append(Paragraph(
             f"{plural(len(mine), 'group')}, {plural(runs['loss'].nunique(), 'loss', 'losses')}, "
@@ -363,4 +368,5 @@ def build_document(inputs: Inputs, probe: Path | None = None, stress: Inputs | N
     sections.append(Section("Appendix", [Paragraph("The long tables: non-finite events, runs "
                                                    "that did not complete, the probe's thresholds.")],
                             appendix))
-    return Document("lossbench report", sections, header_lines(everything(inputs, stress)))
+    return Document("lossbench report", sections,
+                    header_lines(everything(inputs, stress, trials=True)))
