@@ -216,3 +216,8 @@ def test_report_of_a_tuned_study_leaves_trials_out_and_pairs_the_tuned_losses_wi
     assert pd.read_csv(tables / "tuning.csv").set_index("loss")["chosen"].to_dict() == chosen
     side_by_side = pd.read_csv(tables / "shared-vs-tuned.csv")
     assert side_by_side["loss_name"].tolist() == ["ce", "focal"] and set(side_by_side["view"]) == {"selected"}
+    # the study's primary table reads the same view as the side-by-side table, not the last one
+    study = pd.read_csv(tables / "study-tuned.csv")
+    selected = pd.read_csv(next(tables.glob("*optim.lr=tuned-final-metrics-selected.csv")))
+    assert set(study["view"]) == {"selected"}
+    assert study.set_index("loss")["mean"].to_dict() == selected.set_index("loss")["acc_mean"].to_dict()

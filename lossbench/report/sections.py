@@ -217,8 +217,11 @@ def question_sections(inputs: Inputs, studies: dict[str, list[GroupResults]]) ->
         blocks = study_blocks(key, completed[completed["study"] == key], inputs.runs, inputs.per_class)
         shown, data = primary_table(mine, lambda r: r.group.kind.metric)
         if not blocks and not shown.empty:  # a study without its own table: the primary metric
-            blocks.append(Table(f"study-{key}", shown, data, "Primary metric per loss and group "
-                                "(last epoch): mean [95% t-CI] over seeds, n = seeds."))
+            views = " or ".join(f"`{v}`" for v in dict.fromkeys(r.views.primary for r in mine))
+            blocks.append(Table(f"study-{key}", shown, data, "Primary metric per loss and group, "
+                                f"test split, view {views} (the val-selected epoch where runs have "
+                                "a validation split, else the last): mean [95% t-CI] over seeds, "
+                                "n = seeds."))
         if key == "tuned":
             blocks = (tuning_blocks(inputs.tuning) + blocks
                       + shared_vs_tuned_blocks(mine, studies.get("shared", [])))

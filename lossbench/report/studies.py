@@ -217,11 +217,11 @@ def primary_table(results, metric_of) -> tuple[pd.DataFrame, pd.DataFrame]:
         metric = metric_of(r)
         if f"{metric}_mean" not in r.final:
             continue
-        for _, f in r.final.iterrows():
+        for _, f in r.final[r.final["view"] == r.views.primary].iterrows():
             cell = fmt_ci(f[f"{metric}_mean"], f[f"{metric}_ci_low"], f[f"{metric}_ci_high"], ".4f")
             rows.setdefault(f["loss"], {"loss": f["loss"]})[f"{r.group.title}: {metric}"] = (
                 f"{cell} (n={int(f['n_seeds'])})")
-            data.append({"group": r.group.title, "loss": f["loss"], "metric": metric,
+            data.append({"group": r.group.title, "loss": f["loss"], "metric": metric, "view": f["view"],
                          "n_seeds": int(f["n_seeds"]), "mean": f[f"{metric}_mean"],
                          "ci_low": f[f"{metric}_ci_low"], "ci_high": f[f"{metric}_ci_high"]})
     order = sorted(rows, key=loss_sort_key)
