@@ -42,6 +42,8 @@ def test_setup_table_lists_each_study_from_its_configs():
     assert list(table["study"]) == ["Label noise"]
     row = table.iloc[0]
     assert row["data"] == "mnist (sample): 4000 train / 1000 test, 10 classes"
+    with_val = setup_table(summary(n_train=[3600, 3600], n_val=[400, 400])).iloc[0]
+    assert with_val["data"] == "mnist (sample): 3600 train + 400 validation / 1000 test, 10 classes"
     assert (row["optimiser"], row["epochs"], row["conditions"]) == ("adam, lr 0.001", "10", "label noise 0, 0.4")
 
 

@@ -48,9 +48,10 @@ def header_lines(summary: pd.DataFrame) -> list[str]:
 def data_text(runs: pd.DataFrame) -> str:
     parts = []
     for (dataset, source), part in runs.groupby(["dataset", "data_source"], sort=True):
-        sizes = f"{listed(part, 'n_train')} train / {listed(part, 'n_test')} test"
-        if "n_val" in part and values(part, "n_val"):
-            sizes += f" (of which {listed(part, 'n_val')} train held out for validation)"
+        # n_train is what the runs trained on: the validation split is carved out of it first
+        val = (f" + {listed(part, 'n_val')} validation" if "n_val" in part and values(part, "n_val")
+               else "")
+        sizes = f"{listed(part, 'n_train')} train{val} / {listed(part, 'n_test')} test"
         parts.append(f"{dataset} ({source}): {sizes}, {listed(part, 'n_classes')} classes")
     return "; ".join(parts)
 
