@@ -59,9 +59,10 @@ def saturated(spec: LossSpec, logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, spec, criterion, x, y_enc, y_raw, task, device,
+def evaluate(model, spec, criterion, x, y_enc, labels: np.ndarray, task, device,
              precision) -> tuple[dict, list, np.ndarray, torch.Tensor]:
-    """Metrics of one split, its reliability tables, the predicted probabilities and the logits."""
+    """Metrics of one split (against `labels`, its host copy made once per run), its reliability
+    tables, the predicted probabilities and the logits."""
     model.eval()
     logits, loss_sum = [], torch.zeros((), device=device)
     with autocast(device, precision):
@@ -72,7 +73,6 @@ def evaluate(model, spec, criterion, x, y_enc, y_raw, task, device,
             logits.append(chunk)
     logits = torch.cat(logits)
     probs = probabilities(spec, logits, task).cpu().numpy()
-    labels = y_raw.cpu().numpy()
     if task == Task.single_label:
         values, table = metrics.single_label(probs, labels)
     else:
@@ -315,12 +315,12 @@ def epoch_records(model, spec, criterion, data, encoded, inputs, epoch: int, sec
     `encoded` = (x_train, encoded train, test and val targets); `inputs` = per_class_inputs(data)."""
     x, y, y_test, y_val = encoded
 
-    def split(x_split, y_encoded, y_raw) -> tuple[dict, list, np.ndarray, torch.Tensor]:
-        return evaluate(model, spec, criterion, x_split, y_encoded, y_raw, data.task, device, precision)
+    def split(x_split, y_encoded, labels) -> tuple[dict, list, np.ndarray, torch.Tensor]:
+        return evaluate(model, spec, criterion, x_split, y_encoded, labels, data.task, device, precision)
 
-    train_row, _, train_probs, _ = split(x, y, data.y_train)
-    test_row, table, test_probs, test_logits = split(data.x_test, y_test, data.y_test)
-    val_row, _, val_probs, val_logits = split(data.x_val, y_val, data.y_val) if y_val is not None else (None,) * 4
+    train_row, _, train_probs, _ = split(x, y, inputs["train"])
+    test_row, table, test_probs, test_logits = split(data.x_test, y_test, inputs["test"])
+    val_row, _, val_probs, val_logits = split(data.x_val, y_val, inputs["val"]) if y_val is not None else (None,) * 4
     train_row.update(epoch_time_s=seconds, samples_per_s=len(x) / seconds)
     per_class = _add_condition_metrics(data, spec, inputs, train_row, train_probs, test_row, test_probs)
     last = predictions.per_example(test_probs, inputs["test"], spec.threshold)
@@ -343,17 +343,17 @@ def patience_exhausted(patience: Optional[int], selection: SelectionSoFar) -> bo
 
 
 def per_class_inputs(data: Dataset) -> dict:
-    """Host copies the per-epoch condition metrics need, made once per run: training counts per
-    class (true labels) or positives per label, the rarest third of the classes, the clean and
-    noisy training labels, the test and val labels."""
-    clean = data.y_train if data.y_train_clean is None else data.y_train_clean
-    clean, test = clean.cpu().numpy(), data.y_test.cpu().numpy()
-    val = {} if data.y_val is None else {"val": data.y_val.cpu().numpy()}
+    """Host copies of what the per-epoch metrics need, made once per run: the labels of each
+    split (`train`: the labels trained on, noisy under label noise), training counts per class
+    (true labels) or positives per label, the rarest third of the classes, the clean training labels."""
+    labels = {"train": data.y_train.cpu().numpy(), "test": data.y_test.cpu().numpy()}
+    if data.y_val is not None:
+        labels["val"] = data.y_val.cpu().numpy()
+    clean = labels["train"] if data.y_train_clean is None else data.y_train_clean.cpu().numpy()
     if data.task == Task.multi_label:
-        return {"train_counts": clean.sum(axis=0).astype(np.int64), "test": test, **val}
+        return {"train_counts": clean.sum(axis=0).astype(np.int64), **labels}
     counts = np.bincount(clean, minlength=data.n_classes)
-    return {"train_counts": counts, "rare": metrics.rarest_third(counts), "clean": clean,
-            "noisy": data.y_train.cpu().numpy(), "test": test, **val}
+    return {"train_counts": counts, "rare": metrics.rarest_third(counts), "clean": clean, **labels}
 
 
 def _add_class_balance(data, inputs, row, probs, labels) -> None:
@@ -364,10 +364,10 @@ def _add_class_balance(data, inputs, row, probs, labels) -> None:
 def _add_condition_metrics(data, spec, inputs, train_row, train_probs, test_row, test_probs) -> list[dict]:
     """Class-balance and memorisation metrics into the epoch's rows; the test split's per-class rows."""
     labels = inputs["test"]
-    _add_class_balance(data, inputs, train_row, train_probs, inputs.get("noisy"))
+    _add_class_balance(data, inputs, train_row, train_probs, inputs["train"])
     _add_class_balance(data, inputs, test_row, test_probs, labels)
     if data.task == Task.single_label and data.y_train_clean is not None:
-        train_row.update(metrics.memorisation(train_probs, inputs["noisy"], inputs["clean"]))
+        train_row.update(metrics.memorisation(train_probs, inputs["train"], inputs["clean"]))
     return metrics.per_class(test_probs, labels, spec.threshold, inputs["train_counts"])
 
 
