@@ -16,13 +16,11 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy.stats import fisher_exact
-from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep
 
 from lossbench.report.groups import LOWER_IS_BETTER, loss_sort_key
-from lossbench.report.stats import ALPHA, paired_test
-from lossbench.report.tables import fmt, fmt_p
+from lossbench.report.stats import ALPHA, adjust, divergence_test, paired_test
+from lossbench.report.tables import fmt, fmt_ci, fmt_p, per_seed
 
 ENDED = ("completed", "diverged")
 PAIR = ("bce", "bce_logits")
@@ -58,11 +56,6 @@ def ended_runs(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     }).reset_index(drop=True)
 
 
-def per_seed(rows: pd.DataFrame) -> pd.Series:
-    done = rows[rows["value"].notna()]
-    return done.groupby("seed")["value"].mean().sort_index()
-
-
 def compare(rows: pd.DataFrame, reference: pd.DataFrame) -> dict:
     """The raw numbers of one row: `rows` and `reference` are one loss's and the reference loss's
     ended runs in one setting (ended_runs rows). Divergence is counted per seed (a seed rerun in
@@ -70,11 +63,10 @@ def compare(rows: pd.DataFrame, reference: pd.DataFrame) -> dict:
     seeds, ref_seeds = rows.groupby("seed")["diverged"].any(), reference.groupby("seed")["diverged"].any()
     k, n = int(seeds.sum()), len(seeds)
     k_ref, n_ref = int(ref_seeds.sum()), len(ref_seeds)
-    fisher = (float(fisher_exact([[k, n - k], [k_ref, n_ref - k_ref]]).pvalue)
-              if k + k_ref else math.nan)
+    fisher = divergence_test(k, n, k_ref, n_ref) if k + k_ref else math.nan
     share_low, share_high = confint_proportions_2indep(k, n, k_ref, n_ref, method="newcomb",
                                                        compare="diff")
-    mine, theirs = per_seed(rows), per_seed(reference)
+    mine, theirs = (per_seed(part[part["value"].notna()], "value") for part in (rows, reference))
     common = mine.index.intersection(theirs.index)
     paired = paired_test(mine[common].to_numpy(), theirs[common].to_numpy())
     return {
@@ -115,15 +107,6 @@ def references(losses: list[str], baseline: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def holm(p: pd.Series) -> pd.Series:
-    """Holm-corrected p over the non-NaN entries; NaN stays NaN (no test)."""
-    out = pd.Series(np.nan, index=p.index)
-    tested = p.notna()
-    if tested.any():
-        out[tested] = multipletests(p[tested].to_numpy(), method="holm")[1]
-    return out
-
-
 def verdict_table(runs: pd.DataFrame, baseline: str, metric: str) -> pd.DataFrame:
     """The table: one row per (setting, loss, reference), corrected p and verdict."""
     ended = ended_runs(runs, metric)
@@ -140,8 +123,8 @@ def verdict_table(runs: pd.DataFrame, baseline: str, metric: str) -> pd.DataFram
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    table["fisher_p_adj"] = holm(table["fisher_p"])
-    table["p_adj"] = holm(table["p_t"])
+    table["fisher_p_adj"] = adjust(table["fisher_p"], "holm")
+    table["p_adj"] = adjust(table["p_t"], "holm")
     table["adjust"] = "holm"
     table["verdict"] = [verdict(row, metric) for _, row in table.iterrows()]
     return table
@@ -158,10 +141,9 @@ def difference(row) -> str:
         return "—"
     if row["identical"]:
         return "0 (identical)"
-    text = fmt(row["diff"], "+.4f").replace("-0.0000", "0.0000").replace("+0.0000", "0.0000")
-    if not math.isnan(row["diff_low"]):
-        text += f" [{fmt(row['diff_low'], '+.4f')}, {fmt(row['diff_high'], '+.4f')}]"
-    return text
+    if math.isnan(row["diff_low"]):
+        return fmt(row["diff"], "+.4f")
+    return fmt_ci(row["diff"], row["diff_low"], row["diff_high"], "+.4f")
 
 
 def show_verdicts(table: pd.DataFrame, metric: str) -> pd.DataFrame:
