@@ -18,7 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
 
 from lossbench.errors import ConfigError
-from lossbench.results import METRICS, atomic_write, read_summary
+from lossbench.results import METRICS, read_summary, write_table
 from lossbench.selection import PRIMARY, select_epoch
 
 TUNING = "tuning.parquet"
@@ -121,5 +121,5 @@ def choose(trials: pd.DataFrame) -> pd.DataFrame:
 
 def write_tuning(sweep_dir: Path, trials: pd.DataFrame) -> Path:
     path = sweep_dir / TUNING
-    atomic_write(path, lambda tmp: trials.loc[:, list(COLUMNS)].to_parquet(tmp, index=False))
+    write_table(path, trials.loc[:, list(COLUMNS)])
     return path

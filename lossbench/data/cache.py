@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from lossbench.results import atomic_write
 
 KEY = "cache_key"
 
@@ -38,18 +39,12 @@ def _read(path: Path, key: str) -> dict[str, np.ndarray] | None:
 
 
 def _write(path: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
-    """Atomically: runs that start together each write a whole file, the last one wins."""
+    """Atomically: runs that start together each write a whole file, the last one wins. A cache
+    that cannot be written only costs the next run a decode."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        atomic_write(path, lambda tmp: np.savez(tmp, **arrays, **{KEY: np.array(key)}))
     except OSError:
-        return
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays, **{KEY: np.array(key)})
-        os.replace(temp, path)
-    except OSError:
-        Path(temp).unlink(missing_ok=True)
+        pass
 
 
 def cached_arrays(name: str, source: Path, recipe: str, decode: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
