@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from lossbench.report import findings
 from lossbench.report.findings import plural
 from lossbench.report.groups import LOWER_IS_BETTER
 from lossbench.report.stats import ALPHA
-from lossbench.report.tables import fmt, fmt_p
+from lossbench.report.tables import fmt
 
 MAX_BULLETS = 7
 LEGACY = {"mean_diff": "diff", "ci_low": "diff_low", "ci_high": "diff_high",
@@ -61,9 +62,8 @@ def signed(value: float) -> str:
 def p_text(p: float, adjust: str) -> str:
     if p is None or math.isnan(p):
         return "not tested"
-    p = fmt_p(p)
     how = "uncorrected" if adjust == "none" else adjust.replace("fdr_bh", "BH")
-    return f"p < {p[1:]} ({how})" if p.startswith("<") else f"p = {p} ({how})"
+    return f"{findings.p_text('', p).lstrip()} ({how})"
 
 
 def paired_candidates(study: int, order: int, title: str, condition: str, paired: pd.DataFrame,
