@@ -17,13 +17,11 @@ import pandas as pd
 from lossbench.report import figures, tables
 from lossbench.report.document import Bullets, Document, Figure, Paragraph, Section, Table
 from lossbench.report.findings import findings, method_sentence, no_comparison, plural
-from lossbench.report.groups import TASKS, Group, find_groups, format_value
+from lossbench.report.groups import Group, find_groups, format_value
 from lossbench.report.load import Inputs
 from lossbench.report.paired import all_pairs, paired_comparisons
 from lossbench.report.setup import header_lines, setup_section
-from lossbench.report.stability import (stability_appendix, stability_baseline, stability_section,
-                                        stress_groups)
-from lossbench.report.stability_verdicts import verdict_table
+from lossbench.report.stability import StressGroup, stability_appendix, stability_section, stress_groups
 from lossbench.report.stats import ADJUSTMENTS, BOOTSTRAP_RESAMPLES, WILCOXON_MIN_PAIRS
 from lossbench.report.studies import STUDIES, primary_table, study_blocks, study_of
 from lossbench.report.summary_bullets import (MAX_BULLETS, paired_candidates, select,
@@ -176,7 +174,7 @@ def short_title(group: Group, siblings: list[Group]) -> str:
     return f"{group.dataset} / {group.data_source}" + (f", {', '.join(named)}" if named else "")
 
 
-def summary_section(studies: dict[str, list[GroupResults]], stress: Inputs | None) -> Section:
+def summary_section(studies: dict[str, list[GroupResults]], stress: list[StressGroup]) -> Section:
     candidates, order = [], 0
     for study, (key, mine) in enumerate(studies.items()):
         siblings = [r.group for r in mine]
@@ -186,14 +184,11 @@ def summary_section(studies: dict[str, list[GroupResults]], stress: Inputs | Non
                 title = f"{STUDIES[key]}, {short_title(r.group, siblings)}"
                 candidates += paired_candidates(study, order, title, condition(r.group),
                                                 r.paired, r.group.kind.metric)
-    if stress is not None:
-        groups, _ = stress_groups(stress)
-        for title, _, part, task, _ in groups:
-            verdicts = verdict_table(part, stability_baseline(part, TASKS[task].baseline),
-                                     TASKS[task].metric)
-            if not verdicts.empty:
-                order += 1
-                candidates += stability_candidates(len(studies), order, f"Stability, {title}", verdicts)
+    for group in stress:
+        if not group.verdicts.empty:
+            order += 1
+            candidates += stability_candidates(len(studies), order, f"Stability, {group.title}",
+                                               group.verdicts)
     bullets = select(candidates)
     intro = (f"At most {MAX_BULLETS} verdicts, generated from the tables below: per question its "
              "largest significant effect (or its largest effect, said to be not significant), then "
@@ -359,15 +354,16 @@ def build_document(inputs: Inputs, probe: Path | None = None, stress: Inputs | N
                    adjust: str = "holm") -> Document:
     results = [analyse(g, inputs, adjust) for g in find_groups(inputs.completed)]
     stressed = stress if stress is not None else inputs
-    stressed_runs = stressed if stress is not None or inputs.steps is not None else None
+    groups, varying = stress_groups(stressed)
     studies = by_study(inputs, results)
-    sections = [summary_section(studies, stressed_runs), overview(inputs, results, stress),
+    summarised = groups if stress is not None or inputs.steps is not None else []
+    sections = [summary_section(studies, summarised), overview(inputs, results, stress),
                 setup_section(everything(inputs, stress), method(adjust), inputs.tuning)]
     sections += question_sections(inputs, studies)
-    stability = stability_section(stressed, probe)
+    stability = stability_section(stressed, groups, varying, probe)
     if stability is not None:
         sections.append(stability)
-    appendix = stability_appendix(stressed, probe) + [excluded_section(inputs, stress)]
+    appendix = stability_appendix(stressed, groups, probe) + [excluded_section(inputs, stress)]
     sections.append(Section("Appendix", [Paragraph("The long tables: non-finite events, runs "
                                                    "that did not complete, the probe's thresholds.")],
                             appendix))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -130,15 +131,15 @@ def heat_cells(runs: pd.DataFrame, varying: list[str], metric: str) -> pd.DataFr
     return table.sort_values(["loss_key"], kind="stable").drop(columns="loss_key").reset_index(drop=True)
 
 
-def group_section(title: str, slug: str, runs: pd.DataFrame, steps: pd.DataFrame | None,
-                  metric: str, baseline: str, varying: list[str]) -> Section:
+def group_section(group: "StressGroup", steps: pd.DataFrame | None) -> Section:
+    title, slug, runs, verdicts = group.title, group.slug, group.runs, group.verdicts
+    metric = TASKS[group.task].metric
     losses = sorted(runs["loss"].unique(), key=loss_sort_key)
     settings = ordered_settings(runs)
     blocks = []
-    verdicts = verdict_table(runs, baseline, metric)
     if not verdicts.empty:
         blocks.append(Table(f"{slug}-verdicts", show_verdicts(verdicts, metric), verdicts, rule(metric)))
-    cells = heat_cells(runs, varying, metric)
+    cells = heat_cells(runs, group.varying, metric)
     if not cells.empty:
         blocks.append(Figure(
             f"{slug}-{metric}-heatmap", figures.heatmap(cells, metric),
@@ -176,10 +177,20 @@ def probe_section(probe: Path) -> Section:
     return Section("Probe", blocks)
 
 
-def stress_groups(inputs: Inputs):
-    """([(title, slug, runs, task, varying)] per (dataset, source, task) of the runs with
-    identity, each run's `setting` named by the stress columns that vary in its group; the stress
-    columns that vary anywhere)."""
+@dataclass
+class StressGroup:
+    """One (dataset, source, task) of the stress runs, each run's `setting` named by the stress
+    columns that vary in it, and its verdict table (made once: the Summary reads it too)."""
+    title: str
+    slug: str
+    runs: pd.DataFrame
+    task: str
+    varying: list[str]
+    verdicts: pd.DataFrame
+
+
+def stress_groups(inputs: Inputs) -> tuple[list[StressGroup], list[str]]:
+    """The stress groups of the runs with identity, and the stress columns that vary anywhere."""
     known = inputs.summary[inputs.summary["dataset"].notna()] if "dataset" in inputs.summary else None
     if known is None or known.empty:
         return [], []
@@ -190,26 +201,24 @@ def stress_groups(inputs: Inputs):
     for (dataset, source, task), part in known.groupby(["dataset", "data_source", "task"], sort=True):
         runs, varying = with_settings(part)
         anywhere += [c for c in varying if c not in anywhere and runs[c].map(format_value).nunique() > 1]
-        groups.append((f"{dataset} / {source} ({TASKS[task].label})",
-                       f"stability-{dataset}-{source}-{task}", runs, task, varying))
+        kind = TASKS[task]
+        verdicts = verdict_table(runs, stability_baseline(runs, kind.baseline), kind.metric)
+        groups.append(StressGroup(f"{dataset} / {source} ({kind.label})",
+                                  f"stability-{dataset}-{source}-{task}", runs, task, varying, verdicts))
     return groups, [c for c in STRESS if c in anywhere]
 
 
-def stability_section(inputs: Inputs, probe: Path | None = None) -> Section | None:
+def stability_section(inputs: Inputs, groups: list[StressGroup], varying: list[str],
+                      probe: Path | None = None) -> Section | None:
     if inputs.steps is None and probe is None:
         return None
-    groups, varying = stress_groups(inputs)
     section = Section("Stability")
     if groups:
         section.blocks.append(Paragraph(
             "Every run is included here, diverged ones too; stress settings "
             + ("varied: " + ", ".join(f"`{c.removeprefix('cfg.')}`" for c in varying) if varying
                else "the same in every run") + "."))
-    for title, slug, part, task, group_varying in groups:
-        kind = TASKS[task]
-        baseline = stability_baseline(part, kind.baseline)
-        section.subsections.append(group_section(title, slug, part, inputs.steps, kind.metric,
-                                                 baseline, group_varying))
+    section.subsections += [group_section(group, inputs.steps) for group in groups]
     if probe is not None:
         section.subsections.append(probe_section(probe))
     return section if section.blocks or section.subsections else None
@@ -222,12 +231,11 @@ def stability_baseline(runs: pd.DataFrame, preferred: str) -> str:
                 sorted(losses, key=loss_sort_key)[0])
 
 
-def stability_appendix(inputs: Inputs, probe: Path | None = None) -> list[Section]:
+def stability_appendix(inputs: Inputs, groups: list[StressGroup], probe: Path | None = None) -> list[Section]:
     """The long tables: non-finite events per group, and the probe's per-threshold explanations."""
     out = []
     if inputs.steps is not None:
-        groups, _ = stress_groups(inputs)
-        for title, slug, part, _, _ in groups:
+        for title, slug, part in ((g.title, g.slug, g.runs) for g in groups):
             mine = inputs.steps[inputs.steps["run"].isin(part["run"])]
             if len(mine):
                 events = event_table(part, mine)
