@@ -17,14 +17,14 @@ from statsmodels.stats.multitest import multipletests
 from lossbench.report import generate
 from lossbench.report.__main__ import main
 from lossbench.report.findings import p_text
-from lossbench.report.groups import find_groups
+from lossbench.report.groups import direction, find_groups
 from lossbench.report.load import Inputs
 from lossbench.report.paired import BOOTSTRAPPED, SEEDS_ONLY
 from lossbench.report.sections import analyse, build_document
 from lossbench.report.render import to_markdown
 from lossbench.report.stats import (divergence_test, hierarchical_bootstrap, mcnemar_exact,
                                     t_interval)
-from lossbench.report.tables import fmt
+from lossbench.report.tables import fmt, paired_verdict
 
 METRICS = ("acc", "nll", "ece", "brier")
 
@@ -309,11 +309,22 @@ def test_findings_use_adjusted_p_values_and_say_so():
     preds = predictions_for(runs, np.random.default_rng(5),
                             p_right={"ce": 0.9, "bce": 0.8, "focal": 0.9})
     text = findings_text(make_inputs(runs, preds))
-    assert "on Holm-adjusted p-values, one family per metric and view" in text
+    assert "p adj: Holm-adjusted within each metric of this view" in text
     assert "McNemar's exact test on the test examples pooled over paired seeds for acc" in text
-    assert "**bce vs ce, selected**: Significant at 0.05 after Holm correction: acc" in text
-    assert "Holm-adjusted p < 0.0001" in text or "Holm-adjusted p = 0.0" in text
+    acc_rows = [line for line in text.splitlines() if line.startswith("| bce | acc |")]
+    assert len(acc_rows) == 2 and all("| <0.0001 | worse |" in row for row in acc_rows)
+    assert "| focal | acc |" in text and "| n.s. |" in text
+    assert "Test acc vs `ce` (selected, Holm-adjusted p < 0.05): worse: `bce`" in text
     assert "=<" not in text and "-0.0000" not in text
+
+
+def test_verdicts_read_lower_is_better_for_calibration_after_temperature_scaling():
+    assert direction("nll_ts", -0.01) == direction("ece_ts", -0.01) == "better"
+    assert direction("brier_ts", 0.01) == direction("ece_classwise", 0.01) == "worse"
+    assert direction("acc", 0.01) == "better" and direction("map", -0.01) == "worse"
+    assert paired_verdict("nll_ts", 0.03, 0.001) == "worse"
+    assert paired_verdict("nll_ts", 0.03, 0.2) == "n.s."
+    assert paired_verdict("acc", 0.01, float("nan")) == ""
 
 
 # ---- the whole report on collected tables ----

@@ -11,13 +11,11 @@ import math
 
 import pandas as pd
 
-from lossbench.report.groups import LOWER_IS_BETTER, Group
+from lossbench.report.groups import Group, direction
 from lossbench.report.paired import primary_test
 from lossbench.report.stats import ADJUSTMENTS, ALPHA, WILCOXON_MIN_PAIRS
 from lossbench.report.tables import fmt, fmt_ci, fmt_p
-from lossbench.report.views import LABELS
 
-TESTS = {"mcnemar": "McNemar", "t": "t-test"}
 FISHER = "Fisher's exact"
 
 
@@ -27,27 +25,8 @@ def p_text(name: str, p: float) -> str:
     return f"{name} p {text[0]} {text[1:]}" if text.startswith("<") else f"{name} p = {text}"
 
 
-def direction(metric: str, diff: float) -> str:
-    if diff == 0:
-        return "equal"
-    better = (diff < 0) if metric in LOWER_IS_BETTER else (diff > 0)
-    return "better" if better else "worse"
-
-
 def adjusted_name(paired: pd.DataFrame) -> str:
     return ADJUSTMENTS[paired["adjust"].iloc[0]]
-
-
-def describe(row, test: str, adjustment: str) -> str:
-    """'acc -0.0123 [-0.0200, -0.0046] (worse, d_z -1.20; McNemar p = 0.0030, Holm-adjusted
-    p = 0.0090)'"""
-    column = "p_mcnemar" if test == "mcnemar" else "p_t"
-    effect = direction(row["metric"], row["diff"])
-    if not math.isnan(row["d_z"]):
-        effect += f", d_z {fmt(row['d_z'], '+.2f')}"
-    return (f"{row['metric']} {fmt_ci(row['diff'], row['diff_low'], row['diff_high'], '+.4f')} "
-            f"({effect}; {p_text(TESTS[test], row[column])}, "
-            f"{p_text(adjustment + '-adjusted', row['p_adj'])})")
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
@@ -79,41 +58,21 @@ def method_sentence(paired: pd.DataFrame) -> str:
                                           for test, metrics in by_test.items())
 
 
-def identities(paired: pd.DataFrame) -> list[str]:
-    """One sentence per identical pair, whatever the number of views and metrics."""
-    rows = paired[paired["identical"]]
-    items = []
-    for (loss, rep), part in rows.groupby(["loss", "baseline"], sort=False):
-        views = list(dict.fromkeys(part["view"]))
-        where = "in both views" if len(views) == 2 else f"in the `{views[0]}` view"
-        items.append(f"`{loss}` is identical to `{rep}` on every paired seed (every metric "
-                     f"exactly equal on {plural(int(part['n_seeds'].max()), 'seed')}, {where}): "
-                     "one result, reported once and kept out of the corrected tests.")
-    return items
-
-
-def comparisons(group: Group, paired: pd.DataFrame, view: str) -> list[str]:
-    rows = paired[(paired["view"] == view) & ~paired["identical"]]
-    tests, adjustment = family_tests(paired), adjusted_name(paired)
-    items = []
-    for loss, part in rows.groupby("loss", sort=False):
-        significant = part["p_adj"] < ALPHA
-        tested = part["p_adj"].notna()
-        parts = []
-        for label, chosen in ((f"Significant at {ALPHA:g} after {adjustment} correction",
-                               significant),
-                              (f"Not significant after {adjustment} correction",
-                               tested & ~significant)):
-            if chosen.any():
-                parts.append(label + ": " + "; ".join(
-                    describe(r, tests[(r["metric"], view)], adjustment)
-                    for _, r in part[chosen].iterrows()))
-        untested = part[~tested]
-        if len(untested):
-            parts.append("Not tested on " + ", ".join(untested["metric"]) + ": "
-                         + untested["note"].iloc[0].split(";")[0])
-        items.append(f"**{loss} vs {group.baseline}, {view}**: " + ". ".join(parts) + ".")
-    return items
+def primary_verdicts(group: Group, paired: pd.DataFrame, view: str) -> list[str]:
+    """Which losses the corrected test finds better or worse than the baseline on the primary
+    metric, in one sentence; the numbers are in the table above it."""
+    metric, baseline = group.kind.metric, group.baseline
+    rows = paired[(paired["metric"] == metric) & (paired["view"] == view)
+                  & ~paired["identical"] & paired["p_adj"].notna()]
+    if rows.empty:
+        return []
+    heard: dict[str, list[str]] = {"better": [], "worse": [], "no difference shown": []}
+    for _, r in rows.iterrows():
+        verdict = direction(metric, r["diff"]) if r["p_adj"] < ALPHA else "no difference shown"
+        heard.setdefault(verdict, []).append(f"`{r['loss']}`")
+    parts = [f"{word}: {', '.join(losses)}" for word, losses in heard.items() if losses]
+    return [f"Test {metric} vs `{baseline}` ({view}, {adjusted_name(paired)}-adjusted p < "
+            f"{ALPHA:g}): " + "; ".join(parts) + "."]
 
 
 def seeds_warning(paired: pd.DataFrame) -> list[str]:
@@ -204,33 +163,12 @@ def left_out(excluded: pd.DataFrame) -> list[str]:
     return [f"Left out of these statistics (did not complete): {text}."]
 
 
-def header(group: Group, final: pd.DataFrame, paired: pd.DataFrame) -> str:
-    n = int(final["n_seeds"].max()) if len(final) else 0
-    baseline = f"baseline `{group.baseline}`"
-    if group.baseline != group.kind.baseline:
-        baseline += f" (`{group.kind.baseline}` has no completed run here)"
-    text = (f"{plural(len(group.losses), 'loss', 'losses')}, up to {plural(n, 'seed')} each; "
-            f"{baseline}; tests at alpha={ALPHA:g}")
-    if paired.empty:
-        return text + "."
-    return (text + f" on {adjusted_name(paired)}-adjusted p-values, one family per metric and "
-            f"view, adjusting {method_sentence(paired)}.")
-
-
 def findings(group: Group, final: pd.DataFrame, paired: pd.DataFrame, ece_pairs: pd.DataFrame,
-             diverged: pd.DataFrame, excluded: pd.DataFrame, views: list[str],
-             view_note: str) -> list[str]:
-    """Views in `views` order, the primary (verdict) view last: it ends with the largest effect
-    and the calibration claim."""
-    shown = ", ".join(f"`{v}` ({LABELS[v]})" for v in views)
-    items = [header(group, final, paired), f"Views: {shown}." + (f" {view_note}" if view_note
-                                                                 else "")]
-    items += left_out(excluded) + divergence(diverged)
+             diverged: pd.DataFrame, excluded: pd.DataFrame, primary: str) -> list[str]:
+    """The group's verdicts, in the `primary` view; the paired table above them carries every
+    comparison with its verdict column, so nothing here restates a row."""
+    items = left_out(excluded) + divergence(diverged)
     if paired.empty:
         return items + [no_comparison(group)]
-    items += identities(paired)
-    for view in views:
-        items += comparisons(group, paired, view)
-    primary = views[-1]
-    return (items + seeds_warning(paired) + largest_effect(group, paired, primary)
-            + calibration(final, ece_pairs, primary))
+    return (items + seeds_warning(paired) + primary_verdicts(group, paired, primary)
+            + largest_effect(group, paired, primary) + calibration(final, ece_pairs, primary))

@@ -47,8 +47,17 @@ TASKS = {
     "single_label": TaskKind("single-label", "acc", "ce", SINGLE_LABEL + ("nll_ts", "ece_ts")),
     "multi_label": TaskKind("multi-label", "map", "bce_logits", MULTI_LABEL),
 }
-# Metrics where a larger value is worse (for the words "better"/"worse" in findings).
-LOWER_IS_BETTER = {"nll", "ece", "brier", "hamming", "loss_value"}
+# Metrics where a larger value is worse (for the words "better"/"worse" in findings), including
+# the calibration metrics after temperature scaling and the other ECE estimators.
+LOWER_IS_BETTER = {"nll", "ece", "brier", "hamming", "loss_value", "nll_ts", "ece_ts", "brier_ts",
+                   "ece_adaptive", "ece_classwise"}
+
+
+def direction(metric: str, diff: float) -> str:
+    """'better', 'worse' or 'equal' for a difference `diff` (loss minus baseline) in `metric`."""
+    if diff == 0:
+        return "equal"
+    return "better" if (diff < 0) == (metric in LOWER_IS_BETTER) else "worse"
 
 
 def loss_sort_key(label: str):

@@ -22,7 +22,7 @@ from lossbench.report.load import Inputs
 from lossbench.report.paired import all_pairs, paired_comparisons
 from lossbench.report.setup import header_lines, setup_section
 from lossbench.report.stability import StressGroup, stability_appendix, stability_section, stress_groups
-from lossbench.report.stats import ADJUSTMENTS, BOOTSTRAP_RESAMPLES, WILCOXON_MIN_PAIRS
+from lossbench.report.stats import ADJUSTMENTS, ALPHA, BOOTSTRAP_RESAMPLES, WILCOXON_MIN_PAIRS
 from lossbench.report.studies import STUDIES, primary_table, study_blocks, study_of
 from lossbench.report.summary_bullets import (MAX_BULLETS, paired_candidates, select,
                                               stability_candidates)
@@ -258,8 +258,10 @@ def paired_caption(group: Group, view: str, paired: pd.DataFrame) -> str:
     tested = paired[~paired["identical"]]
     adjusted = (f" p adj: {ADJUSTMENTS[paired['adjust'].iloc[0]]}-adjusted within each metric of "
                 f"this view, adjusting {method_sentence(tested)}." if len(tested) else "")
+    verdict = (f" verdict: better or worse than `{group.baseline}` where p adj < {ALPHA:g}, n.s. "
+               "where not." if len(tested) else "")
     return (f"View `{view}`: each loss minus `{group.baseline}`, paired by seed; difference with "
-            f"its 95% CI ({ci or 'none computed'}).{adjusted}")
+            f"its 95% CI ({ci or 'none computed'}).{adjusted}{verdict}")
 
 
 def group_section(r: GroupResults) -> Section:
@@ -297,7 +299,7 @@ def group_section(r: GroupResults) -> Section:
                         paired, paired_caption(g, view, paired))
                   for view, paired in r.paired.groupby("view", sort=False)]
         blocks.append(Bullets(findings(g, r.final, r.paired, r.ece_pairs, r.divergence, r.excluded,
-                                       list(r.views.frames), r.views.note)))
+                                       r.views.primary)))
         if g.baseline != kind.baseline:
             blocks.insert(0, Paragraph(f"The {kind.label} baseline `{kind.baseline}` has no "
                                        f"completed run in this group: compared against "

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.proportion import confint_proportions_2indep
 
-from lossbench.report.groups import LOWER_IS_BETTER, loss_sort_key
+from lossbench.report.groups import direction, loss_sort_key
 from lossbench.report.stats import ALPHA, adjust, divergence_test, paired_test
 from lossbench.report.tables import fmt, fmt_ci, fmt_p, per_seed
 
@@ -91,9 +91,8 @@ def verdict(row, metric: str) -> str:
     if row["diverged"] == row["n"] and row["ref_diverged"] == row["ref_n"]:
         return "both diverged"
     if row["p_adj"] < ALPHA:
-        higher = row["diff"] > 0
-        return f"{'higher' if higher else 'lower'} {metric}" + (
-            " (worse)" if higher == (metric in LOWER_IS_BETTER) else " (better)")
+        return (f"{'higher' if row['diff'] > 0 else 'lower'} {metric} "
+                f"({direction(metric, row['diff'])})")
     if row["identical"]:
         return "identical"
     return "no difference shown"

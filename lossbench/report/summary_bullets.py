@@ -19,7 +19,7 @@ import pandas as pd
 
 from lossbench.report import findings
 from lossbench.report.findings import plural
-from lossbench.report.groups import LOWER_IS_BETTER
+from lossbench.report.groups import direction
 from lossbench.report.stats import ALPHA
 from lossbench.report.tables import fmt
 
@@ -74,10 +74,7 @@ def paired_candidates(study: int, order: int, title: str, condition: str, paired
     out = []
     for _, row in frame.iterrows():
         significant = bool(row["p_adj"] < ALPHA)
-        higher = row["diff"] > 0
-        better = higher != (metric in LOWER_IS_BETTER)
-        verdict = (("better" if better else "worse") if significant
-                   else "no difference shown")
+        verdict = direction(metric, row["diff"]) if significant else "no difference shown"
         ci = f"[{signed(row['diff_low'])}, {signed(row['diff_high'])}]" \
             if not math.isnan(row["diff_low"]) else "(no CI: one seed)"
         view = "at the validation-selected epoch" if row["view"] == "selected" else "at the last epoch"
