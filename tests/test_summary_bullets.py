@@ -1,5 +1,5 @@
 """The report's Summary: at most 7 verdicts, each with its difference, CI and adjusted p, read from
-the paired tables' contract columns (and from today's columns until those land)."""
+the paired tables' columns."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pandas as pd
 
-from lossbench.report.summary_bullets import MAX_BULLETS, contract, paired_candidates, select
+from lossbench.report.summary_bullets import MAX_BULLETS, lead, paired_candidates, select
 
-BULLET = re.compile(r"(acc|map) ([+-]\d\.\d{4}|0\.0000) \[[+-]?\d\.\d{4}, [+-]?\d\.\d{4}\], p [=<] [\d.]+ \((holm|BH|uncorrected)\)")
+BULLET = re.compile(r"(acc|map) ([+-]\d\.\d{4}|0\.0000) \[[+-]?\d\.\d{4}, [+-]?\d\.\d{4}\], p [=<] [\d.]+ \((holm|BH)\)")
 
 
 def contract_frame(losses, diffs, p_adj, view="selected", metric="acc") -> pd.DataFrame:
@@ -53,16 +53,17 @@ def test_a_group_without_significant_effects_says_so_with_its_numbers():
     assert "(tuned per loss)" in bullet
 
 
-def test_todays_columns_are_read_as_uncorrected_last_epoch():
-    legacy = pd.DataFrame([{"loss": "bce", "baseline": "ce", "metric": "acc", "n_pairs": 5,
-                            "mean_diff": -0.0000001, "ci_low": -0.01, "ci_high": 0.01,
-                            "effect_size_dz": 0.1, "ttest_p": 0.00001, "wilcoxon_p": 0.06,
-                            "significant": True, "identical": False, "note": ""}])
-    frame = contract(legacy)
-    assert {"diff", "diff_low", "diff_high", "n_seeds", "p_adj", "adjust", "view"} <= set(frame)
-    [bullet] = select(paired_candidates(0, 0, "mnist", "a shared lr of 0.001 at 10 epochs", legacy, "acc"))
-    assert "acc -1.0e-07 [-0.0100, +0.0100], p < 0.0001 (uncorrected), 5 seeds, at the last epoch" in bullet
-    assert "-0.0000" not in bullet and "p=<" not in bullet
+def test_a_question_leads_with_its_largest_gain_over_the_baseline():
+    """`mae` is the largest effect but a loss; the bullet names the largest significant gain."""
+    frame = contract_frame(["mae", "ce_smooth", "brier"], [-0.04, 0.01, 0.02], [0.001, 0.001, 0.3])
+    best = lead(paired_candidates(0, 0, "shared", "x", frame, "acc"))
+    assert "`ce_smooth` vs `ce`: better, acc +0.0100" in best.text
+    worse_only = contract_frame(["mae", "gce"], [-0.04, -0.02], [0.001, 0.001])
+    best = lead(paired_candidates(0, 0, "shared", "x", worse_only, "acc"))
+    assert "`mae` vs `ce`: worse, acc -0.0400" in best.text
+    lower = contract_frame(["a", "b"], [-0.03, 0.05], [0.001, 0.001], metric="hamming")
+    best = lead(paired_candidates(0, 0, "shared", "x", lower, "hamming"))
+    assert "`a` vs `ce`: better, hamming -0.0300" in best.text  # a lower hamming is the gain
 
 
 def test_each_question_gets_a_bullet_before_any_gets_a_second():

@@ -191,8 +191,9 @@ def summary_section(studies: dict[str, list[GroupResults]], stress: list[StressG
                                                group.verdicts)
     bullets = select(candidates)
     intro = (f"At most {MAX_BULLETS} verdicts, generated from the tables below: per question its "
-             "largest significant effect (or its largest effect, said to be not significant), then "
-             "the largest remaining significant ones. Differences are the loss minus its baseline "
+             "largest significant gain over the baseline (else its largest significant effect, else "
+             "its largest effect, said to be not significant), then the largest remaining "
+             "significant ones. Differences are the loss minus its baseline "
              "(primary metric, or the share of diverged seeds) with the 95% CI; p as the table "
              "corrects it.")
     return Section("Summary", [Paragraph(intro), Bullets(bullets) if bullets else

@@ -1,13 +1,12 @@
 """The report's Summary: at most MAX_BULLETS verdicts, each with its effect, CI, adjusted p and
-the condition it holds under, read from the paired tables' contract columns
+the condition it holds under, read from the paired tables' columns
 
     loss, baseline, metric, view, n_seeds, diff, diff_low, diff_high, p_adj, adjust, identical
 
-(tables written before those columns existed are read through LEGACY: no view means the last
-epoch, no p_adj means the uncorrected t-test p, said as `adjust` = none) and from the Stability
-verdict tables. Selection: each study (a question of the report, Stability included) gets its
-largest significant effect, or if it has none its largest effect, said to be not significant; then
-further significant effects, the largest first, until MAX_BULLETS; shown in page order.
+and from the Stability verdict tables. Selection: each study (a question of the report, Stability
+included) gets its largest significant gain over the baseline (the loss to pick), else its largest
+significant effect, else its largest effect, said to be not significant; then further significant
+effects, the largest first, until MAX_BULLETS; shown in page order.
 """
 
 from __future__ import annotations
@@ -24,8 +23,6 @@ from lossbench.report.stats import ALPHA
 from lossbench.report.tables import fmt
 
 MAX_BULLETS = 7
-LEGACY = {"mean_diff": "diff", "ci_low": "diff_low", "ci_high": "diff_high",
-          "n_pairs": "n_seeds", "ttest_p": "p_t"}
 
 
 @dataclass
@@ -35,19 +32,7 @@ class Candidate:
     size: float  # |effect|, to rank
     significant: bool
     text: str
-
-
-def contract(paired: pd.DataFrame) -> pd.DataFrame:
-    """The paired table in the contract's column names, whichever version wrote it."""
-    frame = paired.rename(columns={old: new for old, new in LEGACY.items()
-                                   if old in paired and new not in paired})
-    if "view" not in frame:
-        frame["view"] = "last"
-    if "p_adj" not in frame:
-        frame["p_adj"], frame["adjust"] = frame.get("p_t", math.nan), "none"
-    if "identical" not in frame:
-        frame["identical"] = False
-    return frame
+    gain: bool = False  # significantly better than the baseline
 
 
 def preferred_view(frame: pd.DataFrame) -> pd.DataFrame:
@@ -62,13 +47,12 @@ def signed(value: float) -> str:
 def p_text(p: float, adjust: str) -> str:
     if p is None or math.isnan(p):
         return "not tested"
-    how = "uncorrected" if adjust == "none" else adjust.replace("fdr_bh", "BH")
-    return f"{findings.p_text('', p).lstrip()} ({how})"
+    return f"{findings.p_text('', p).lstrip()} ({adjust.replace('fdr_bh', 'BH')})"
 
 
 def paired_candidates(study: int, order: int, title: str, condition: str, paired: pd.DataFrame,
                       metric: str) -> list[Candidate]:
-    frame = preferred_view(contract(paired))
+    frame = preferred_view(paired)
     frame = frame[(frame["metric"] == metric) & ~frame["identical"].astype(bool)
                   & frame["diff"].notna()]
     out = []
@@ -78,10 +62,11 @@ def paired_candidates(study: int, order: int, title: str, condition: str, paired
         ci = f"[{signed(row['diff_low'])}, {signed(row['diff_high'])}]" \
             if not math.isnan(row["diff_low"]) else "(no CI: one seed)"
         view = "at the validation-selected epoch" if row["view"] == "selected" else "at the last epoch"
-        out.append(Candidate(study, order, abs(row["diff"]), significant, (
-            f"**{title}** ({condition}): `{row['loss']}` vs `{row['baseline']}`: {verdict}, "
-            f"{metric} {signed(row['diff'])} {ci}, {p_text(row['p_adj'], row['adjust'])}, "
-            f"{plural(int(row['n_seeds']), 'seed')}, {view}.")))
+        text = (f"**{title}** ({condition}): `{row['loss']}` vs `{row['baseline']}`: {verdict}, "
+                f"{metric} {signed(row['diff'])} {ci}, {p_text(row['p_adj'], row['adjust'])}, "
+                f"{plural(int(row['n_seeds']), 'seed')}, {view}.")
+        out.append(Candidate(study, order, abs(row["diff"]), significant, text,
+                             gain=verdict == "better"))
     return out
 
 
@@ -102,14 +87,17 @@ def stability_candidates(study: int, order: int, title: str, verdicts: pd.DataFr
     return out
 
 
+def lead(candidates: list[Candidate]) -> Candidate:
+    """A study's bullet: its largest significant gain, else its largest significant effect, else
+    its largest."""
+    return min(candidates, key=lambda c: (not c.significant, not c.gain, -c.size))
+
+
 def select(candidates: list[Candidate]) -> list[str]:
-    """One per study (its largest significant, else its largest), then the largest significant
-    ones left, up to MAX_BULLETS; in page order."""
-    chosen: list[Candidate] = []
-    for study in sorted({c.study for c in candidates}):
-        mine = sorted((c for c in candidates if c.study == study),
-                      key=lambda c: (not c.significant, -c.size))
-        chosen.append(mine[0])
+    """One per study (its lead), then the largest significant ones left, up to MAX_BULLETS; in
+    page order."""
+    chosen = [lead([c for c in candidates if c.study == study])
+              for study in sorted({c.study for c in candidates})]
     chosen.sort(key=lambda c: not c.significant)  # over the cap, null results are dropped first
     rest = sorted((c for c in candidates if c.significant and c not in chosen),
                   key=lambda c: -c.size)
