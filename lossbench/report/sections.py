@@ -9,7 +9,7 @@ Extension point: a section is a function of the Inputs (and options) returning a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -356,7 +356,8 @@ def excluded_section(inputs: Inputs, stress: Inputs | None) -> Section:
 def build_document(inputs: Inputs, probe: Path | None = None, stress: Inputs | None = None,
                    adjust: str = "holm") -> Document:
     results = [analyse(g, inputs, adjust) for g in find_groups(inputs.completed)]
-    stressed = stress if stress is not None else inputs
+    # tuning trials are a search, not stress conditions
+    stressed = stress if stress is not None else replace(inputs, summary=inputs.compared)
     groups, varying = stress_groups(stressed)
     studies = by_study(inputs, results)
     summarised = groups if stress is not None or inputs.steps is not None else []
