@@ -423,6 +423,28 @@ def test_figures_are_legible_at_the_page_width(monkeypatch, tmp_path):
                 assert text.get_fontsize() * figures.DPI / 72 >= 10, text.get_text()
 
 
+def test_learning_curves_take_a_log_axis_where_criteria_span_decades(monkeypatch):
+    """nce_rce's criterion is ~50x ce's: on a linear axis ce's curve would be a flat line."""
+    from lossbench.report import figures
+
+    drawn = []
+    original = figures.png
+    monkeypatch.setattr(figures, "png", lambda fig: (drawn.append(fig), original(fig))[1])
+    rows = [{"loss": loss, "split": split, "column": column, "epoch": epoch, "n_seeds": 3,
+             "mean": value / epoch, "ci_low": value / epoch * 0.9, "ci_high": value / epoch * 1.1}
+            for loss, scale in (("ce", 0.3), ("nce_rce", 15.0))
+            for split, column, value in (("train", "loss_value", scale), ("test", "loss_value", scale),
+                                         ("test", "acc", 0.9))
+            for epoch in (1, 2, 3)]
+    figures.learning_curves(pd.DataFrame(rows), ["ce", "nce_rce"], "acc")
+    [fig] = drawn
+    scales = {ax.get_title(): ax.get_yscale() for ax in fig.axes if ax.get_visible()}
+    assert scales == {"train criterion, softmax family (log scale)": "log",
+                      "test criterion, softmax family (log scale)": "log", "test acc": "linear"}
+    assert len(fig.legends) == 1 and [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "ce", "nce_rce"]
+
+
 def test_condition_studies_are_found_from_configs_and_render_twice_alike(tmp_path):
     """A DIR named 'imbalance' holding noisy runs is the noise study: configs decide, not names."""
     import json

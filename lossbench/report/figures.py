@@ -93,9 +93,17 @@ def twins(curves: pd.DataFrame, losses: list[str]) -> dict[str, str]:
     return out
 
 
+def spans_decades(values: pd.Series) -> bool:
+    """Whether a panel's values are positive and span over 10x: then a log axis keeps the small
+    curves from flattening to a line under the large ones."""
+    finite = values[np.isfinite(values)]
+    return len(finite) > 0 and finite.min() > 0 and finite.max() > 10 * finite.min()
+
+
 def learning_curves(curves: pd.DataFrame, losses: list[str], metric: str) -> bytes:
     """Criterion values per loss family (their scales differ), then the common metrics (test nll
-    where logged, test <metric>) across every loss; mean with 95% t-CI lines."""
+    where logged, test <metric>) across every loss; mean with 95% t-CI lines; one legend for
+    every panel, beside them."""
     families = [f for f in ("softmax", "sigmoid", "other") if any(family(l) == f for l in losses)]
     panels = [(split, "loss_value", f, f"{split} criterion, {f} family")
               for f in families for split in ("train", "test")]
@@ -103,7 +111,9 @@ def learning_curves(curves: pd.DataFrame, losses: list[str], metric: str) -> byt
                if ((curves["split"] == "test") & (curves["column"] == column)).any()]
     same = twins(curves, losses)
     fig, axes = grid(len(panels), 3.0)
+    legend = {}
     for ax, (split, column, fam, title) in zip(axes, panels):
+        shown = []
         for i, loss in enumerate(losses):
             c = curves[(curves["loss"] == loss) & (curves["split"] == split)
                        & (curves["column"] == column)]
@@ -111,12 +121,18 @@ def learning_curves(curves: pd.DataFrame, losses: list[str], metric: str) -> byt
                 continue
             label = loss + (f" (= {same[loss]})" if loss in same else "")
             plot_band(ax, c["epoch"], c["mean"], c["ci_low"], c["ci_high"], loss, i, label)
+            shown.append(c)
+        if shown and spans_decades(pd.concat(shown)["mean"]):
+            ax.set_yscale("log")
+            title += " (log scale)"
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.set_ylabel("criterion value" if column == "loss_value" else column)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=MIN_POINTS)
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    fig.legend(list(legend.values()), list(legend), loc="outside right upper", fontsize=MIN_POINTS)
     return png(fig)
 
 

@@ -312,7 +312,9 @@ def group_section(r: GroupResults) -> Section:
             f"{slug}-learning-curves", figures.learning_curves(r.curves, g.losses, kind.metric),
             f"Criterion value per epoch, train and test, one panel per loss family (the softmax "
             "losses average over N samples, the sigmoid losses over N·C outputs, so their values "
-            f"are not comparable), then test {kind.metric} for every loss; line = mean over seeds, "
+            "are not comparable, and each criterion has its own scale), then the metrics every "
+            f"loss shares: test NLL (single-label) and test {kind.metric}; a panel whose values "
+            "span over 10x has a log axis and says so; line = mean over seeds, "
             "thin lines = 95% t-CI (none with one seed); a loss whose curves equal another's "
             "exactly says so in the legend.", r.curves)]))
 

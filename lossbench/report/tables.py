@@ -91,14 +91,16 @@ def divergence(group: Group, excluded: pd.DataFrame, method: str = "holm") -> pd
 def curves(group: Group, runs: pd.DataFrame) -> pd.DataFrame:
     """Per loss, curve and epoch: mean and 95% t-CI over seeds, plus min and max.
 
-    Curves: train loss_value, test loss_value, test <primary metric>.
+    Curves: train loss_value, test loss_value, test nll (single-label: a scale every loss
+    shares), test <primary metric>.
     """
     if "split" not in runs.columns:
         return pd.DataFrame()
     rows = runs[runs["run"].isin(group.runs["run"])].merge(
         group.runs[["run", "loss", "seed"]], on="run", suffixes=("_metrics", "")
     )
-    wanted = [("train", "loss_value"), ("test", "loss_value"), ("test", group.kind.metric)]
+    wanted = [("train", "loss_value"), ("test", "loss_value"), ("test", "nll"),
+              ("test", group.kind.metric)]
     out = []
     for loss in group.losses:
         for split, column in wanted:
