@@ -398,6 +398,10 @@ def test_contents_links_resolve_in_markdown_and_html(sweep, report_md):
     headings = [re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
                 for line in report_md.splitlines() if re.match(r"#{2,6} ", line)]
     assert set(md_links) <= set(headings)
+    # the Summary and the Setup come first; the html folds its contents so they stay on screen
+    top = [line for line in report_md.splitlines() if line.startswith("## ")]
+    assert top[:3] == ["## Summary", "## Setup", "## Overview"]
+    assert html.index("<details><summary><strong>Contents") < html.index('<h2 id="summary">')
 
 
 def test_figures_are_legible_at_the_page_width(monkeypatch, tmp_path):

@@ -196,7 +196,9 @@ def to_html(doc: Document) -> str:
            f"<title>{html.escape(doc.title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
            f"<h1>{html.escape(doc.title)}</h1>"]
     out.extend(f'<p class="meta">{inline(line)}</p>' for line in doc.meta)
-    out.append(f"<nav><strong>Contents</strong>{html_contents(doc.sections, anchor)}</nav>")
+    # folded, so the Summary stays on the first screen however many groups the report has
+    out.append(f"<nav><details><summary><strong>Contents</strong></summary>"
+               f"{html_contents(doc.sections, anchor)}</details></nav>")
 
     def section(s: Section, level: int):
         out.append(f'<h{level} id="{anchor[id(s)]}">{html.escape(s.title)}</h{level}>')

@@ -363,8 +363,10 @@ def build_document(inputs: Inputs, probe: Path | None = None, stress: Inputs | N
     groups, varying = stress_groups(stressed)
     studies = by_study(inputs, results)
     summarised = groups if stress is not None or inputs.steps is not None else []
-    sections = [summary_section(studies, summarised), overview(inputs, results, stress),
-                setup_section(everything(inputs, stress), method(adjust), inputs.tuning)]
+    # the Summary and the Setup first: what a reader needs on the first screen
+    sections = [summary_section(studies, summarised),
+                setup_section(everything(inputs, stress), method(adjust), inputs.tuning),
+                overview(inputs, results, stress)]
     sections += question_sections(inputs, studies)
     stability = stability_section(stressed, groups, varying, probe)
     if stability is not None:
