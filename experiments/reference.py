@@ -112,6 +112,11 @@ def main() -> None:
     launcher = [] if args.launcher == "basic" else [f"hydra/launcher={args.launcher}"]
     seeds = {"seeds": args.seeds, "study": args.study_seeds, "stress": args.stress_seeds}
     plan = steps(args.fashion_root)
+    known = [s.name for s in plan] + ["probe"]
+    unknown = [name for name in args.only or [] if name not in known]
+    if unknown:
+        parser.error(f"--only {' '.join(unknown)}: no such step; the steps are {', '.join(known)}"
+                     + ("" if args.fashion_root else " (fashion_full needs --fashion-root)"))
     total = 0.0
     for step in plan:
         if args.only and step.name not in args.only:

@@ -1,0 +1,42 @@
+"""experiments/reference.py: its plan names every study the report compares and refuses a step
+it does not have (the study itself takes an hour; it is not run here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "experiments" / "reference.py"
+
+
+def load():
+    spec = importlib.util.spec_from_file_location("reference", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_plan_covers_every_study_and_full_fashion_only_with_its_files():
+    reference = load()
+    names = [s.name for s in reference.steps(None)]
+    assert names == ["compare_losses", "compare_losses_multi_label", "tuned_single_label", "noise",
+                     "imbalance", "multi_label_images", "binary", "stability",
+                     "stability_multi_label", "precision"]
+    stress = [s.name for s in reference.steps(None) if s.stress]
+    assert stress == ["stability", "stability_multi_label", "precision"]
+    [fashion] = [s for s in reference.steps("/data/fmnist") if s.name == "fashion_full"]
+    assert "dataset=fashion_mnist" in fashion.overrides and "dataset.source=full" in fashion.overrides
+    assert any(o.startswith("dataset.root=") and o.endswith("fmnist") for o in fashion.overrides)
+
+
+def test_an_unknown_step_is_refused_with_the_steps_it_has(tmp_path):
+    done = subprocess.run([sys.executable, str(SCRIPT), "--only", "noise", "nosie",
+                           "--out", str(tmp_path / "out"), "--sweeps", str(tmp_path / "sweeps")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--only nosie: no such step; the steps are compare_losses" in done.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "sweeps").exists()
