@@ -266,7 +266,7 @@ def test_summary_bullets_carry_effect_ci_and_adjusted_p(sweep, report_md):
     row = paired[(paired["loss"] == "bce") & (paired["metric"] == "map")].iloc[0]
     p = fmt_p(row["p_adj"])
     p = f"p < {p[1:]}" if p.startswith("<") else f"p = {p}"
-    expected = f"map {row['diff']:+.4f} [{row['diff_low']:+.4f}, {row['diff_high']:+.4f}], {p} (holm)"
+    expected = f"map {row['diff']:+.4f} [{row['diff_low']:+.4f}, {row['diff_high']:+.4f}], {p} (Holm)"
     assert any(expected in b for b in bullets), (expected, bullets)
     for bullet in bullets:
         assert re.search(r" [+-]?\d\.\d{4} \[[+-]?\d\.\d{4}, [+-]?\d\.\d{4}\], p [=<] ", bullet), bullet

@@ -10,7 +10,7 @@ import pandas as pd
 
 from lossbench.report.summary_bullets import MAX_BULLETS, lead, paired_candidates, select
 
-BULLET = re.compile(r"(acc|map) ([+-]\d\.\d{4}|0\.0000) \[[+-]?\d\.\d{4}, [+-]?\d\.\d{4}\], p [=<] [\d.]+ \((holm|BH)\)")
+BULLET = re.compile(r"(acc|map) ([+-]\d\.\d{4}|0\.0000) \[[+-]?\d\.\d{4}, [+-]?\d\.\d{4}\], p [=<] [\d.]+ \((Holm|BH)\)")
 
 
 def contract_frame(losses, diffs, p_adj, view="selected", metric="acc") -> pd.DataFrame:
@@ -39,17 +39,17 @@ def test_bullets_are_at_most_seven_and_carry_diff_ci_and_adjusted_p():
     assert len(bullets) == MAX_BULLETS
     for bullet in bullets:
         assert BULLET.search(bullet), bullet
-        assert "a shared lr of 0.001 at 10 epochs" in bullet and "(holm)" in bullet
+        assert "a shared lr of 0.001 at 10 epochs" in bullet and "(Holm)" in bullet
         assert "validation-selected epoch" in bullet  # the selected view is preferred over last
     # the first group's bullet is its largest significant effect: loss11 (+0.012, p_adj 0.001)
-    assert "`loss11` vs `ce`: better, acc +0.0120 [+0.0020, +0.0220], p = 0.0010 (holm)" in bullets[0]
+    assert "`loss11` vs `ce`: better, acc +0.0120 [+0.0020, +0.0220], p = 0.0010 (Holm)" in bullets[0]
     assert not any("`nll`" in b for b in bullets)  # identical pairs are no verdict
 
 
 def test_a_group_without_significant_effects_says_so_with_its_numbers():
     frame = contract_frame(["bce"], [-0.02], [0.2], metric="map")
     [bullet] = select(paired_candidates(0, 0, "multilabel", "tuned per loss", frame, "map"))
-    assert "`bce` vs `ce`: no difference shown, map -0.0200 [-0.0300, -0.0100], p = 0.2000 (holm)" in bullet
+    assert "`bce` vs `ce`: no difference shown, map -0.0200 [-0.0300, -0.0100], p = 0.2000 (Holm)" in bullet
     assert "(tuned per loss)" in bullet
 
 

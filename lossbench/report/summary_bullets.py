@@ -23,6 +23,7 @@ from lossbench.report.stats import ALPHA
 from lossbench.report.tables import fmt
 
 MAX_BULLETS = 7
+SHORT = {"holm": "Holm", "fdr_bh": "BH"}  # stats.ADJUSTMENTS, as a bullet names them
 
 
 @dataclass
@@ -47,7 +48,7 @@ def signed(value: float) -> str:
 def p_text(p: float, adjust: str) -> str:
     if p is None or math.isnan(p):
         return "not tested"
-    return f"{findings.p_text('', p).lstrip()} ({adjust.replace('fdr_bh', 'BH')})"
+    return f"{findings.p_text('', p).lstrip()} ({SHORT[adjust]})"
 
 
 def paired_candidates(study: int, order: int, title: str, condition: str, paired: pd.DataFrame,
