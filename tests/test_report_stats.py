@@ -7,6 +7,8 @@ No training: summary / runs / predictions frames are written here as the collect
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,12 +21,12 @@ from lossbench.report.__main__ import main
 from lossbench.report.findings import p_text
 from lossbench.report.groups import direction, find_groups
 from lossbench.report.load import Inputs
-from lossbench.report.paired import BOOTSTRAPPED, SEEDS_ONLY
+from lossbench.report.paired import BOOTSTRAPPED, SEEDS_ONLY, verdict
 from lossbench.report.sections import analyse, build_document
 from lossbench.report.render import to_markdown
 from lossbench.report.stats import (divergence_test, hierarchical_bootstrap, mcnemar_exact,
                                     t_interval)
-from lossbench.report.tables import fmt, paired_verdict
+from lossbench.report.tables import fmt
 
 METRICS = ("acc", "nll", "ece", "brier")
 
@@ -314,7 +316,7 @@ def test_findings_use_adjusted_p_values_and_say_so():
     acc_rows = [line for line in text.splitlines() if line.startswith("| bce | acc |")]
     assert len(acc_rows) == 2 and all("| <0.0001 | worse |" in row for row in acc_rows)
     assert "| focal | acc |" in text and "| n.s. |" in text
-    assert "Test acc vs `ce` (selected, Holm-adjusted p < 0.05): worse: `bce`" in text
+    assert "Test acc vs `ce` (selected; Holm-adjusted p < 0.05 and a 95% CI excluding 0): worse: `bce`" in text
     assert "=<" not in text and "-0.0000" not in text
 
 
@@ -322,9 +324,17 @@ def test_verdicts_read_lower_is_better_for_calibration_after_temperature_scaling
     assert direction("nll_ts", -0.01) == direction("ece_ts", -0.01) == "better"
     assert direction("brier_ts", 0.01) == direction("ece_classwise", 0.01) == "worse"
     assert direction("acc", 0.01) == "better" and direction("map", -0.01) == "worse"
-    assert paired_verdict("nll_ts", 0.03, 0.001) == "worse"
-    assert paired_verdict("nll_ts", 0.03, 0.2) == "n.s."
-    assert paired_verdict("acc", 0.01, float("nan")) == ""
+    assert verdict("nll_ts", 0.03, 0.02, 0.04, 0.001) == "worse"
+    assert verdict("nll_ts", 0.03, 0.02, 0.04, 0.2) == "n.s."
+    assert verdict("acc", 0.01, 0.0, 0.02, float("nan")) == ""
+
+
+def test_a_tiny_pooled_p_with_a_ci_spanning_zero_is_no_verdict():
+    """McNemar on examples pooled over 5 unstable seeds: p < 0.0001, yet across seeds the
+    difference's CI spans 0 (the reference study's nce_rce vs ce at 80% noise)."""
+    assert verdict("acc", 0.054, -0.0336, 0.1348, 0.00001) == "n.s."
+    assert verdict("acc", 0.054, 0.01, 0.1348, 0.00001) == "better"
+    assert verdict("acc", -0.2, math.nan, math.nan, 0.001) == "worse"  # one seed: no CI
 
 
 # ---- the whole report on collected tables ----

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from lossbench.report.paired import verdict
 from lossbench.report.summary_bullets import MAX_BULLETS, lead, paired_candidates, select
 
 BULLET = re.compile(r"(acc|map) ([+-]\d\.\d{4}|0\.0000) \[[+-]?\d\.\d{4}, [+-]?\d\.\d{4}\], p [=<] [\d.]+ \((Holm|BH)\)")
@@ -21,9 +22,10 @@ def contract_frame(losses, diffs, p_adj, view="selected", metric="acc") -> pd.Da
                          "diff": diff if v == view else -diff, "diff_low": diff - 0.01,
                          "diff_high": diff + 0.01, "ci_covers": "test set", "d_z": 1.0, "p_t": p / 3,
                          "p_wilcoxon": p, "p_mcnemar": p, "p_adj": p, "adjust": "holm",
-                         "identical": False})
+                         "identical": False, "verdict": verdict(metric, diff if v == view else -diff,
+                                                                 diff - 0.01, diff + 0.01, p)})
     rows.append({**rows[0], "loss": "nll", "diff": 0.0, "diff_low": 0.0, "diff_high": 0.0,
-                 "p_adj": np.nan, "identical": True})
+                 "p_adj": np.nan, "identical": True, "verdict": "identical"})
     return pd.DataFrame(rows)
 
 
@@ -55,9 +57,9 @@ def test_a_group_without_significant_effects_says_so_with_its_numbers():
 
 def test_a_question_leads_with_its_largest_gain_over_the_baseline():
     """`mae` is the largest effect but a loss; the bullet names the largest significant gain."""
-    frame = contract_frame(["mae", "ce_smooth", "brier"], [-0.04, 0.01, 0.02], [0.001, 0.001, 0.3])
+    frame = contract_frame(["mae", "ce_smooth", "brier"], [-0.04, 0.015, 0.02], [0.001, 0.001, 0.3])
     best = lead(paired_candidates(0, 0, "shared", "x", frame, "acc"))
-    assert "`ce_smooth` vs `ce`: better, acc +0.0100" in best.text
+    assert "`ce_smooth` vs `ce`: better, acc +0.0150" in best.text
     worse_only = contract_frame(["mae", "gce"], [-0.04, -0.02], [0.001, 0.001])
     best = lead(paired_candidates(0, 0, "shared", "x", worse_only, "acc"))
     assert "`mae` vs `ce`: worse, acc -0.0400" in best.text
@@ -75,6 +77,6 @@ def test_each_question_gets_a_bullet_before_any_gets_a_second():
     assert [b.split("`")[1] for b in bullets] == ["a", "b", "c", "d"]  # page order
     assert "no difference shown" in bullets[-1]
     many = candidates + paired_candidates(0, 2, "shared 2", "x", contract_frame(
-        [f"e{i}" for i in range(8)], [0.01] * 8, [0.001] * 8), "acc")
+        [f"e{i}" for i in range(8)], [0.015] * 8, [0.001] * 8), "acc")
     chosen = select(many)
     assert len(chosen) == MAX_BULLETS and any("`d`" in b for b in chosen)  # noise kept its one

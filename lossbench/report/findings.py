@@ -66,13 +66,13 @@ def primary_verdicts(group: Group, paired: pd.DataFrame, view: str) -> list[str]
                   & ~paired["identical"] & paired["p_adj"].notna()]
     if rows.empty:
         return []
-    heard: dict[str, list[str]] = {"better": [], "worse": [], "no difference shown": []}
+    heard: dict[str, list[str]] = {"better": [], "worse": [], "n.s.": []}
     for _, r in rows.iterrows():
-        verdict = direction(metric, r["diff"]) if r["p_adj"] < ALPHA else "no difference shown"
-        heard.setdefault(verdict, []).append(f"`{r['loss']}`")
-    parts = [f"{word}: {', '.join(losses)}" for word, losses in heard.items() if losses]
-    return [f"Test {metric} vs `{baseline}` ({view}, {adjusted_name(paired)}-adjusted p < "
-            f"{ALPHA:g}): " + "; ".join(parts) + "."]
+        heard[r["verdict"]].append(f"`{r['loss']}`")
+    words = {"better": "better", "worse": "worse", "n.s.": "no difference shown"}
+    parts = [f"{words[word]}: {', '.join(losses)}" for word, losses in heard.items() if losses]
+    return [f"Test {metric} vs `{baseline}` ({view}; {adjusted_name(paired)}-adjusted p < "
+            f"{ALPHA:g} and a 95% CI excluding 0): " + "; ".join(parts) + "."]
 
 
 def seeds_warning(paired: pd.DataFrame) -> list[str]:
@@ -98,8 +98,10 @@ def largest_effect(group: Group, paired: pd.DataFrame, view: str) -> list[str]:
     if math.isnan(row["p_adj"]):
         verdict = "not tested: " + row["note"].split(";")[0]
     else:
-        verdict = ("significant" if row["p_adj"] < ALPHA else "not significant")
+        verdict = "significant" if row["verdict"] in ("better", "worse") else "not significant"
         verdict += f" after {adjustment} correction, {p_text('adjusted', row['p_adj'])}"
+        if row["verdict"] == "n.s." and row["p_adj"] < ALPHA:
+            verdict += ", but its CI spans 0"
     return [f"Largest effect on {metric} ({view}): `{row['loss']}` vs `{baseline}`, "
             f"{fmt_ci(row['diff'], row['diff_low'], row['diff_high'], '+.4f')} "
             f"({direction(metric, row['diff'])}{dz}; {verdict})."]

@@ -20,15 +20,15 @@ import math
 import numpy as np
 import pandas as pd
 
-from lossbench.report.groups import Group
-from lossbench.report.stats import (BOOTSTRAP_RESAMPLES, adjust, hierarchical_bootstrap,
+from lossbench.report.groups import Group, direction
+from lossbench.report.stats import (ALPHA, BOOTSTRAP_RESAMPLES, adjust, hierarchical_bootstrap,
                                     mcnemar_exact, paired_test)
 from lossbench.report.tables import per_seed
 from lossbench.report.views import predictions_of
 
 COLUMNS = ["loss", "baseline", "metric", "view", "n_seeds", "diff", "diff_low", "diff_high",
            "ci_covers", "d_z", "p_t", "p_wilcoxon", "p_mcnemar", "p_adj", "adjust", "identical",
-           "note"]
+           "note", "verdict"]
 # test metrics that equal the mean over test examples of predictions.parquet's `correct`
 CORRECTNESS = {"acc", "subset_acc"}
 AGREE = 1e-6  # float32 accuracies vs exact means of booleans
@@ -159,6 +159,18 @@ def primary_test(family: pd.DataFrame) -> str:
     return "t"
 
 
+def verdict(metric: str, diff: float, low: float, high: float, p_adj: float) -> str:
+    """'better' / 'worse' than the baseline where the adjusted p is below ALPHA and the 95% CI
+    of the difference excludes 0 (where there is one); 'n.s.' where either fails; '' where
+    nothing was tested. Both, because McNemar's p on test examples pooled over seeds ignores
+    how much the difference varies between seeds, which the hierarchical CI covers: with a few
+    unstable seeds the first can be tiny while the second spans 0."""
+    if p_adj is None or math.isnan(p_adj):
+        return ""
+    spans_zero = not (math.isnan(low) or math.isnan(high)) and low <= 0 <= high
+    return direction(metric, diff) if p_adj < ALPHA and not spans_zero else "n.s."
+
+
 def paired_comparisons(group: Group, frames: dict[str, pd.DataFrame],
                        predictions: pd.DataFrame | None, method: str = "holm") -> pd.DataFrame:
     """Every loss vs the baseline in every view, with p_adj adjusted per (metric, view) family."""
@@ -179,6 +191,9 @@ def paired_comparisons(group: Group, frames: dict[str, pd.DataFrame],
         column = "p_mcnemar" if primary_test(family) == "mcnemar" else "p_t"
         members = family[~family["identical"]]
         table.loc[members.index, "p_adj"] = adjust(members[column].to_numpy(), method)
+    table["verdict"] = [
+        "identical" if r.identical else verdict(r.metric, r.diff, r.diff_low, r.diff_high, r.p_adj)
+        for r in table.itertuples(index=False)]
     return table
 
 

@@ -51,7 +51,9 @@ def method(adjust: str) -> str:
         "bitwise identical on every paired seed are reported once, as an identity check. "
         f"p-values are {ADJUSTMENTS[adjust]}-adjusted (statsmodels multipletests) within each "
         "family of one group, one metric and one view: McNemar's p where every comparison in "
-        "the family has one, else the t-test's. Divergence counts are compared with Fisher's "
+        "the family has one, else the t-test's. A loss is called better or worse than the "
+        f"baseline where its adjusted p is below {ALPHA:g} and the 95% CI of the difference "
+        "excludes 0. Divergence counts are compared with Fisher's "
         "exact test (scipy.stats.fisher_exact). Learning-curve bands are mean ± 95% t-CI over "
         "seeds."
     )
@@ -259,8 +261,10 @@ def paired_caption(group: Group, view: str, paired: pd.DataFrame) -> str:
     tested = paired[~paired["identical"]]
     adjusted = (f" p adj: {ADJUSTMENTS[paired['adjust'].iloc[0]]}-adjusted within each metric of "
                 f"this view, adjusting {method_sentence(tested)}." if len(tested) else "")
-    verdict = (f" verdict: better or worse than `{group.baseline}` where p adj < {ALPHA:g}, n.s. "
-               "where not." if len(tested) else "")
+    verdict = (f" verdict: better or worse than `{group.baseline}` where p adj < {ALPHA:g} and "
+               "the CI excludes 0, n.s. where either fails (McNemar's p pools the test examples "
+               "of every seed; the CI also covers how the difference varies between seeds)."
+               if len(tested) else "")
     return (f"View `{view}`: each loss minus `{group.baseline}`, paired by seed; difference with "
             f"its 95% CI ({ci or 'none computed'}).{adjusted}{verdict}")
 

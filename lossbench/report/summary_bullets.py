@@ -1,7 +1,8 @@
 """The report's Summary: at most MAX_BULLETS verdicts, each with its effect, CI, adjusted p and
 the condition it holds under, read from the paired tables' columns
 
-    loss, baseline, metric, view, n_seeds, diff, diff_low, diff_high, p_adj, adjust, identical
+    loss, baseline, metric, view, n_seeds, diff, diff_low, diff_high, p_adj, adjust, identical,
+    verdict (paired.verdict: the adjusted p below ALPHA and a CI excluding 0)
 
 and from the Stability verdict tables. Selection: each study (a question of the report, Stability
 included) gets its largest significant gain over the baseline (the loss to pick), else its largest
@@ -18,7 +19,6 @@ import pandas as pd
 
 from lossbench.report import findings
 from lossbench.report.findings import plural
-from lossbench.report.groups import direction
 from lossbench.report.stats import ALPHA
 from lossbench.report.tables import fmt
 
@@ -58,8 +58,8 @@ def paired_candidates(study: int, order: int, title: str, condition: str, paired
                   & frame["diff"].notna()]
     out = []
     for _, row in frame.iterrows():
-        significant = bool(row["p_adj"] < ALPHA)
-        verdict = direction(metric, row["diff"]) if significant else "no difference shown"
+        significant = row["verdict"] in ("better", "worse")
+        verdict = row["verdict"] if significant else "no difference shown"
         ci = f"[{signed(row['diff_low'])}, {signed(row['diff_high'])}]" \
             if not math.isnan(row["diff_low"]) else "(no CI: one seed)"
         view = "at the validation-selected epoch" if row["view"] == "selected" else "at the last epoch"

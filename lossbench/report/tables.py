@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from lossbench.report.groups import Group, direction, loss_sort_key
-from lossbench.report.stats import ADJUSTMENTS, ALPHA, adjust, divergence_test, t_interval
+from lossbench.report.groups import Group, loss_sort_key
+from lossbench.report.stats import ADJUSTMENTS, adjust, divergence_test, t_interval
 
 
 def per_seed(runs: pd.DataFrame, column: str) -> pd.Series:
@@ -240,14 +240,6 @@ def show_final(final: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paired_verdict(metric: str, diff: float, p_adj: float) -> str:
-    """'better' / 'worse' than the baseline where the adjusted p is below ALPHA, 'n.s.' where it
-    is not, '' where nothing was tested."""
-    if p_adj is None or math.isnan(p_adj):
-        return ""
-    return direction(metric, diff) if p_adj < ALPHA else "n.s."
-
-
 def show_paired(paired: pd.DataFrame) -> pd.DataFrame:
     """One view's rows of the paired table; an identity check shows once, not once per metric."""
     adjusted = f"p adj ({ADJUSTMENTS[paired['adjust'].iloc[0]]})"
@@ -267,7 +259,7 @@ def show_paired(paired: pd.DataFrame) -> pd.DataFrame:
                 "d_z": fmt(r["d_z"], "+.2f"), "t-test p": fmt_p(r["p_t"]),
                 "Wilcoxon p": fmt_p(r["p_wilcoxon"]), "McNemar p": fmt_p(r["p_mcnemar"]),
                 adjusted: fmt_p(r["p_adj"]),
-                "verdict": paired_verdict(r["metric"], r["diff"], r["p_adj"]), "note": r["note"],
+                "verdict": r["verdict"], "note": r["note"],
             })
     return pd.DataFrame(rows)
 
