@@ -558,3 +558,13 @@ def test_smoke_sweep_collects_and_reports(smoke_sweep, tmp_path):
     acc = collected.summary.groupby("loss")["test_acc"].mean()
     final = pd.read_csv(smoke_sweep / "report" / "tables" / "mnist-sample-final-metrics-last.csv")
     assert final.set_index("loss")["acc_mean"].to_dict() == pytest.approx(acc.to_dict())
+
+
+def test_memorisation_colours_tell_every_loss_apart():
+    """There the line style means true vs noisy label; ce and mae share a registry colour."""
+    from lossbench.report.figures import distinct_colours, style
+
+    assert style("ce")["color"] == style("mae")["color"]
+    colours = distinct_colours(["ce", "focal", "mae", "gce", "sce", "nce_rce"])
+    assert len(set(colours.values())) == 6
+    assert distinct_colours(["ce", "bce"]) == {"ce": style("ce")["color"], "bce": style("bce")["color"]}

@@ -323,15 +323,26 @@ def condition_curves(points: pd.DataFrame, x_label: str, y_label: str, log_x: bo
     return png(fig)
 
 
+def distinct_colours(losses: list[str]) -> dict[str, str]:
+    """Each loss's registry colour, unless two of `losses` share one (the registry has more losses
+    than the palette colours): then one palette colour per loss, in order."""
+    colours = {loss: style(loss, i)["color"] for i, loss in enumerate(losses)}
+    if len(set(colours.values())) == len(losses):
+        return colours
+    return {loss: f"C{i % 10}" for i, loss in enumerate(losses)}
+
+
 def memorisation(curves: pd.DataFrame) -> bytes:
     """Per noise setting: accuracy of the flipped training examples against their true label
     (solid: resisted) and their noisy label (dashed: memorised), mean over seeds, per loss."""
     panels = list(dict.fromkeys(curves["panel"]))
     losses = list(dict.fromkeys(curves["loss"]))
+    # the line style says true vs noisy label, so colour alone must tell the losses apart
+    colours = distinct_colours(losses)
     fig, axes = grid(len(panels), 3.0, sharey=True)
     for ax, panel in zip(axes, panels):
-        for i, loss in enumerate(losses):
-            colour = style(loss, i)["color"]
+        for loss in losses:
+            colour = colours[loss]
             for column, line in (("flipped_acc_true", "-"), ("flipped_acc_noisy", "--")):
                 c = curves[(curves["panel"] == panel) & (curves["loss"] == loss)
                            & (curves["column"] == column)]
@@ -343,7 +354,7 @@ def memorisation(curves: pd.DataFrame) -> bytes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy on flipped examples")
-    handles = [Line2D([], [], color=style(loss, i)["color"], label=loss) for i, loss in enumerate(losses)]
+    handles = [Line2D([], [], color=colours[loss], label=loss) for loss in losses]
     handles += [Line2D([], [], color="0.3", linestyle="-", label="vs true label (resisted)"),
                 Line2D([], [], color="0.3", linestyle="--", label="vs noisy label (memorised)")]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5))
