@@ -568,3 +568,18 @@ def test_memorisation_colours_tell_every_loss_apart():
     colours = distinct_colours(["ce", "focal", "mae", "gce", "sce", "nce_rce"])
     assert len(set(colours.values())) == 6
     assert distinct_colours(["ce", "bce"]) == {"ce": style("ce")["color"], "bce": style("bce")["color"]}
+
+
+def test_imbalanced_groups_are_judged_on_balanced_accuracy():
+    """On a balanced test set plain accuracy averages away what a loss does to the rare classes."""
+    from lossbench.report.groups import Group
+
+    def group(ratio):
+        runs = pd.DataFrame({"run": ["a"], "loss": ["ce"], "test_acc": [0.9],
+                             "test_balanced_acc": [0.8], "test_rare_recall": [0.5],
+                             "cfg.dataset.imbalance_ratio": [ratio]})
+        return Group("mnist", "sample", "single_label", (), runs)
+
+    assert group(100.0).metrics[-2:] == ("balanced_acc", "rare_recall")
+    assert group(100.0).verdict_metric == "balanced_acc"
+    assert "balanced_acc" not in group(1.0).metrics and group(1.0).verdict_metric == "acc"

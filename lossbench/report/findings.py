@@ -61,7 +61,7 @@ def method_sentence(paired: pd.DataFrame) -> str:
 def primary_verdicts(group: Group, paired: pd.DataFrame, view: str) -> list[str]:
     """Which losses the corrected test finds better or worse than the baseline on the primary
     metric, in one sentence; the numbers are in the table above it."""
-    metric, baseline = group.kind.metric, group.baseline
+    metric, baseline = group.verdict_metric, group.baseline
     rows = paired[(paired["metric"] == metric) & (paired["view"] == view)
                   & ~paired["identical"] & paired["p_adj"].notna()]
     if rows.empty:
@@ -87,7 +87,7 @@ def seeds_warning(paired: pd.DataFrame) -> list[str]:
 
 
 def largest_effect(group: Group, paired: pd.DataFrame, view: str) -> list[str]:
-    metric, baseline = group.kind.metric, group.baseline
+    metric, baseline = group.verdict_metric, group.baseline
     rows = paired[(paired["metric"] == metric) & (paired["view"] == view)
                   & ~paired["identical"] & paired["diff"].notna()]
     if rows.empty:

@@ -114,6 +114,25 @@ class Group:
         return sorted(self.runs["loss"].unique(), key=loss_sort_key)
 
     @property
+    def imbalanced(self) -> bool:
+        ratio = self.runs.get("cfg.dataset.imbalance_ratio")
+        return ratio is not None and bool((pd.to_numeric(ratio, errors="coerce") > 1).any())
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The task's test metrics; with imbalanced training classes also balanced accuracy and
+        the rarest classes' recall, which the balanced test set's accuracy averages away."""
+        extra = tuple(m for m in ("balanced_acc", "rare_recall")
+                      if f"test_{m}" in self.runs) if self.imbalanced else ()
+        return self.kind.metrics + extra
+
+    @property
+    def verdict_metric(self) -> str:
+        """The metric a verdict on this group reads: balanced accuracy where the training
+        classes are imbalanced, else the task's primary metric."""
+        return "balanced_acc" if "balanced_acc" in self.metrics else self.kind.metric
+
+    @property
     def title(self) -> str:
         title = f"{self.dataset} / {self.data_source} ({self.kind.label})"
         if len(self.named) > MAX_TITLE_SETTINGS:  # listed in full in the section itself

@@ -174,7 +174,7 @@ def verdict(metric: str, diff: float, low: float, high: float, p_adj: float) -> 
 def paired_comparisons(group: Group, frames: dict[str, pd.DataFrame],
                        predictions: pd.DataFrame | None, method: str = "holm") -> pd.DataFrame:
     """Every loss vs the baseline in every view, with p_adj adjusted per (metric, view) family."""
-    metrics = [m for m in group.kind.metrics if f"test_{m}" in group.runs.columns]
+    metrics = [m for m in group.metrics if f"test_{m}" in group.runs.columns]
     rows = []
     for view, frame in frames.items():
         present = [m for m in metrics if f"test_{m}" in frame.columns]
@@ -201,7 +201,7 @@ def all_pairs(group: Group, frame: pd.DataFrame, metric: str, method: str = "hol
     """Every two losses of one view (one per identity class) on one metric: the seed-level paired
     t-test, adjusted over all the pairs. What a claim of "best" or "worst" has to pass."""
     columns = ["loss", "other", "metric", "n_seeds", "diff", "p_t", "p_adj", "adjust"]
-    metrics = [m for m in group.kind.metrics if f"test_{m}" in frame.columns]
+    metrics = [m for m in group.metrics if f"test_{m}" in frame.columns]
     if metric not in metrics:
         return pd.DataFrame(columns=columns)
     order = [loss for loss in group.losses if (frame["loss"] == loss).any()]

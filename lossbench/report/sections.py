@@ -185,7 +185,7 @@ def summary_section(studies: dict[str, list[GroupResults]], stress: list[StressG
             if not r.paired.empty:
                 title = f"{STUDIES[key]}, {short_title(r.group, siblings)}"
                 candidates += paired_candidates(study, order, title, condition(r.group),
-                                                r.paired, r.group.kind.metric)
+                                                r.paired, r.group.verdict_metric)
     for group in stress:
         if not group.verdicts.empty:
             order += 1

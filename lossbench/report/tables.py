@@ -28,7 +28,7 @@ def duplicate_seeds(group: Group) -> list[str]:
 
 
 def metric_columns(group: Group) -> list[str]:
-    return [m for m in group.kind.metrics if f"test_{m}" in group.runs.columns]
+    return [m for m in group.metrics if f"test_{m}" in group.runs.columns]
 
 
 def final_metrics(group: Group, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:

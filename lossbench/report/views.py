@@ -53,7 +53,7 @@ def selected_view(group: Group, runs: pd.DataFrame) -> tuple[pd.DataFrame | None
     epochs = selected_epochs(mine, metric)
     test = mine[mine["split"] == "test"]
     picked = test.merge(epochs.rename("epoch").reset_index(), on=["run", "epoch"])
-    metrics = [m for m in group.kind.metrics if m in picked.columns]
+    metrics = [m for m in group.metrics if m in picked.columns]
     values = picked[["run", "epoch", *metrics]].rename(columns={m: f"test_{m}" for m in metrics})
     identity = group.runs[["run", "loss", "seed"]]
     frame = identity.merge(values, on="run").sort_values("run").reset_index(drop=True)
