@@ -88,6 +88,12 @@ def test_rerunning_a_sweep_reruns_only_the_missing_run(smoke_sweep, tmp_path):
     assert forced.returncode == 0 and "4 ran, 0 skipped" in forced.stdout
     assert run_dirs(sweep) == SMOKE_RUNS  # resume=false stays out of the directory names
 
+    # where the files live is no part of a run's name (a path there would nest the run dirs)
+    moved = run_sweep("smoke", sweep, "loss=ce", "seed=0",
+                      f"dataset.root={tmp_path / 'elsewhere' / 'data'}")
+    assert moved.returncode == 0 and "1 ran" in moved.stdout, moved.stdout + moved.stderr
+    assert {p.name for p in sweep.iterdir() if p.is_dir()} == SMOKE_RUNS
+
 
 def test_a_failed_run_does_not_stop_the_sweep_and_is_listed(tmp_path):
     result = run_cli("-m", "dataset=multilabel", "loss=ce,bce_logits", "trainer.epochs=1",
