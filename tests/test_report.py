@@ -583,3 +583,23 @@ def test_imbalanced_groups_are_judged_on_balanced_accuracy():
     assert group(100.0).metrics[-2:] == ("balanced_acc", "rare_recall")
     assert group(100.0).verdict_metric == "balanced_acc"
     assert "balanced_acc" not in group(1.0).metrics and group(1.0).verdict_metric == "acc"
+
+
+def test_grad_norm_axis_keeps_every_median_curve_in_view(monkeypatch):
+    """A saturated BCE's gradient vanishes (~1e-6): that curve is the finding, so the axis must not
+    cut it away, while a few huge spikes must not set the top."""
+    from lossbench.report import figures
+
+    drawn = []
+    original = figures.png
+    monkeypatch.setattr(figures, "png", lambda fig: (drawn.append(fig), original(fig))[1])
+    settings = [f"lr={k}" for k in range(24)]  # bce saturates in one of them: under 1% of norms
+    rows = [{"setting": setting, "loss": loss, "step": step, "median": median, "min": median / 2,
+             "max": median * (1e6 if step == 10 and loss == "ce" else 2)}
+            for setting in settings
+            for loss, median in (("ce", 1.0), ("nll", 1.0), ("bce_logits", 0.1),
+                                 ("bce", 1e-6 if setting == "lr=0" else 0.1))
+            for step in range(10, 200, 10)]
+    figures.grad_norm_curves(pd.DataFrame(rows), settings, ["ce", "nll", "bce", "bce_logits"])
+    low, high = drawn[0].axes[0].get_ylim()
+    assert low <= 1e-6 / 2 and 1.0 < high < 1e5

@@ -220,6 +220,8 @@ def grad_norm_curves(curves: pd.DataFrame, panels: list[str], losses: list[str],
     fig, axes = grid(len(panels), 2.8, sharey=True)
     finite = curves[["median", "min", "max"]].to_numpy(dtype=float)
     finite = finite[np.isfinite(finite) & (finite > 0)]
+    medians = curves["median"].to_numpy(dtype=float)
+    medians = medians[np.isfinite(medians) & (medians > 0)]
     for ax, setting in zip(axes, panels):
         for i, loss in enumerate(losses):
             c = curves[(curves["setting"] == setting) & (curves["loss"] == loss)]
@@ -234,8 +236,10 @@ def grad_norm_curves(curves: pd.DataFrame, panels: list[str], losses: list[str],
         ax.set_title(textwrap.fill(setting, 48), fontsize=TITLE_POINTS)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    if len(finite):  # the healthy range: a few huge norms must not flatten the rest
-        axes[0].set_ylim(np.quantile(finite, 0.01) / 2, np.quantile(finite, 0.99) * 2)
+    if len(medians):
+        # every median curve in view (a saturated loss's vanishing gradient is the finding), but
+        # the top cut at the 99th percentile: a few huge norms must not flatten the rest
+        axes[0].set_ylim(medians.min() / 2, max(np.quantile(finite, 0.99), medians.max()) * 2)
     axes[0].set_ylabel("gradient norm")
     handles = [Line2D([], [], **{**style(loss, i), "markersize": 4}, label=loss)
                for i, loss in enumerate(losses)]
