@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lossbench.report.setup import caveats, header_lines, setup_table, tuning_text
+from lossbench.report.setup import STRESS_RUN, caveats, header_lines, setup_table, tuning_text
 
 
 def summary(**columns) -> pd.DataFrame:
@@ -45,6 +45,14 @@ def test_setup_table_lists_each_study_from_its_configs():
     with_val = setup_table(summary(n_train=[3600, 3600], n_val=[400, 400])).iloc[0]
     assert with_val["data"] == "mnist (sample): 3600 train + 400 validation / 1000 test, 10 classes"
     assert (row["optimiser"], row["epochs"], row["conditions"]) == ("adam, lr 0.001", "10", "label noise 0, 0.4")
+
+
+def test_stress_sweeps_get_their_own_setup_row():
+    """A stress grid's runs (precision 16, lr 0.1) are not losses at shared settings."""
+    both = summary(**{"cfg.trainer.precision": ["32", "16"], STRESS_RUN: [None, True]})
+    table = setup_table(both)
+    assert list(table["study"]) == ["Losses at shared settings", "Stability (stress grids)"]
+    assert list(table["runs"]) == ["1", "1"] and table.iloc[1]["conditions"] == "precision 16"
 
 
 def test_tuning_budget_and_spaces_come_from_tuning_parquet():

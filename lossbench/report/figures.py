@@ -20,6 +20,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from lossbench.losses import LOSSES  # noqa: E402
 from lossbench.report.groups import LOSS_ORDER  # noqa: E402
@@ -53,9 +54,15 @@ def family(loss: str) -> str:
 
 
 def png(fig: Figure) -> bytes:
+    """The figure as a 256-colour PNG: a plot has few colours, and the palette makes the files a
+    third the size (the reference report commits every figure twice: in figures/ and inlined in
+    report.html). Median cut is deterministic, so a rerun writes the same bytes."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    return buffer.getvalue()
+    palette = Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    out = io.BytesIO()
+    palette.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def grid(n: int, height: float, columns: int = COLUMNS, **kwargs):
@@ -220,13 +227,17 @@ def grad_norm_curves(curves: pd.DataFrame, panels: list[str], losses: list[str],
     fig, axes = grid(len(panels), 2.8, sharey=True)
     finite = curves[["median", "min", "max"]].to_numpy(dtype=float)
     finite = finite[np.isfinite(finite) & (finite > 0)]
-    medians = curves["median"].to_numpy(dtype=float)
-    medians = medians[np.isfinite(medians) & (medians > 0)]
+    # the axis spans the healthy range and two decades below it; a norm under that (a saturated
+    # loss's vanishing or exactly zero gradient, the finding here) is drawn on the bottom edge,
+    # and a few huge norms are cut at the 99th percentile so they do not flatten the rest
+    floor = np.quantile(finite, 0.01) / 100 if len(finite) else 1e-12
+    top = np.quantile(finite, 0.99) * 2 if len(finite) else 1.0
     for ax, setting in zip(axes, panels):
         for i, loss in enumerate(losses):
             c = curves[(curves["setting"] == setting) & (curves["loss"] == loss)]
             if not c.empty:
-                plot_band(ax, c["step"], c["median"], c["min"], c["max"], loss, i, loss)
+                plot_band(ax, c["step"], *(np.maximum(c[k].to_numpy(dtype=float), floor)
+                                           for k in ("median", "min", "max")), loss, i, loss)
             if diverged is not None:
                 d = diverged[(diverged["setting"] == setting) & (diverged["loss"] == loss)]
                 if len(d):
@@ -236,10 +247,7 @@ def grad_norm_curves(curves: pd.DataFrame, panels: list[str], losses: list[str],
         ax.set_title(textwrap.fill(setting, 48), fontsize=TITLE_POINTS)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    if len(medians):
-        # every median curve in view (a saturated loss's vanishing gradient is the finding), but
-        # the top cut at the 99th percentile: a few huge norms must not flatten the rest
-        axes[0].set_ylim(medians.min() / 2, max(np.quantile(finite, 0.99), medians.max()) * 2)
+    axes[0].set_ylim(floor / 2, top)
     axes[0].set_ylabel("gradient norm")
     handles = [Line2D([], [], **{**style(loss, i), "markersize": 4}, label=loss)
                for i, loss in enumerate(losses)]

@@ -20,7 +20,7 @@ from lossbench.report.findings import findings, method_sentence, no_comparison, 
 from lossbench.report.groups import Group, find_groups, format_value
 from lossbench.report.load import Inputs
 from lossbench.report.paired import all_pairs, paired_comparisons
-from lossbench.report.setup import header_lines, setup_section
+from lossbench.report.setup import STRESS_RUN, header_lines, setup_section
 from lossbench.report.stability import StressGroup, stability_appendix, stability_section, stress_groups
 from lossbench.report.stats import ADJUSTMENTS, ALPHA, BOOTSTRAP_RESAMPLES, WILCOXON_MIN_PAIRS
 from lossbench.report.studies import STUDIES, primary_table, study_blocks, study_of
@@ -112,7 +112,8 @@ def everything(inputs: Inputs, stress: Inputs | None, trials: bool = False) -> p
     """Every run the report read, compared and stress runs alike; tuning trials only if asked
     (they cost run time but are no result)."""
     return pd.concat([inputs.summary if trials else inputs.compared]
-                     + ([stress.summary] if stress is not None else []), ignore_index=True)
+                     + ([stress.summary.assign(**{STRESS_RUN: True})] if stress is not None else []),
+                     ignore_index=True)
 
 
 def overview(inputs: Inputs, results: list[GroupResults], stress: Inputs | None) -> Section:
@@ -213,7 +214,10 @@ def question_sections(inputs: Inputs, studies: dict[str, list[GroupResults]]) ->
         runs = pd.concat([r.group.runs for r in mine], ignore_index=True)
         # the study's own runs, also those pooled into a group of another study
         blocks = study_blocks(key, completed[completed["study"] == key], inputs.runs, inputs.per_class)
-        shown, data = primary_table(mine, lambda r: r.group.kind.metric)
+        # named by what tells them apart within the study: the hashed "config variant" titles
+        # of groups that differ in many keys from other studies' groups of the same data go
+        short = {id(r): short_title(r.group, [x.group for x in mine]) for r in mine}
+        shown, data = primary_table(mine, lambda r: r.group.kind.metric, lambda r: short[id(r)])
         if not blocks and not shown.empty:  # a study without its own table: the primary metric
             views = " or ".join(f"`{v}`" for v in dict.fromkeys(r.views.primary for r in mine))
             blocks.append(Table(f"study-{key}", shown, data, "Primary metric per loss and group, "
@@ -228,7 +232,7 @@ def question_sections(inputs: Inputs, studies: dict[str, list[GroupResults]]) ->
             f"{plural(len(mine), 'group')}, {plural(runs['loss'].nunique(), 'loss', 'losses')}, "
             f"up to {plural(seeds, 'seed')} each, under {condition(mine[0].group)}. "
             "Each group's paired comparison against its baseline follows."))
-        sections.append(Section(title, blocks, [group_section(r) for r in mine]))
+        sections.append(Section(title, blocks, [group_section(r, short[id(r)]) for r in mine]))
     return sections
 
 
@@ -269,7 +273,7 @@ def paired_caption(group: Group, view: str, paired: pd.DataFrame) -> str:
             f"its 95% CI ({ci or 'none computed'}).{adjusted}{verdict}")
 
 
-def group_section(r: GroupResults) -> Section:
+def group_section(r: GroupResults, title: str) -> Section:
     g, kind, slug = r.group, r.group.kind, r.group.slug
     metrics = tables.metric_columns(g)
     subsections = []
@@ -346,7 +350,7 @@ def group_section(r: GroupResults) -> Section:
                    "one after another, so machine load drifts between them: no test compares "
                    "these times (experiments/benchmark.py measures loss cost interleaved)."),
         ]))
-    return Section(g.title, intro, subsections)
+    return Section(title, intro, subsections)
 
 
 def excluded_section(inputs: Inputs, stress: Inputs | None) -> Section:

@@ -13,6 +13,8 @@ from lossbench.report.document import Bullets, Paragraph, Section, Table
 from lossbench.report.groups import format_value, value_sort_key
 from lossbench.report.studies import STUDIES, study_of, wall_hours
 
+STRESS_RUN = "stress_run"  # a column set on the summary rows of stress sweeps (--stress DIRs)
+
 SEED_VARIES = ("A run's `seed` sets the model's initial weights, the order of the training batches "
                "and dropout; the data (split, subsample, label noise, generated sets) is drawn from "
                "`dataset.seed`, the same in every run of a study, so seeds pair runs that differ only "
@@ -74,9 +76,12 @@ def conditions_text(runs: pd.DataFrame) -> str:
 
 def setup_table(summary: pd.DataFrame) -> pd.DataFrame:
     runs = summary[summary["dataset"].notna()] if "dataset" in summary else summary.iloc[0:0]
-    runs = runs.assign(study=study_of(runs), data_source=runs["data_source"].fillna("unknown"))
+    study = study_of(runs)
+    if STRESS_RUN in runs:  # a stress sweep's runs are the Stability section's, whatever they vary
+        study = study.where(runs[STRESS_RUN].isna(), "stability")
+    runs = runs.assign(study=study, data_source=runs["data_source"].fillna("unknown"))
     rows = []
-    for key, title in STUDIES.items():
+    for key, title in [*STUDIES.items(), ("stability", "Stability (stress grids)")]:
         part = runs[runs["study"] == key]
         if part.empty:
             continue

@@ -155,8 +155,10 @@ def group_section(group: "StressGroup", steps: pd.DataFrame | None) -> Section:
             f"{slug}-grad-norm",
             figures.grad_norm_curves(curves, panels, losses, divergence_steps(runs)),
             "Gradient norm per logged step, one panel per stress setting: line = median over "
-            "runs, thin lines = min and max; non-finite values left out, x = a diverged run's "
-            "first non-finite step. The sigmoid losses (bce, bce_logits) average over N·C "
+            "runs, thin lines = min and max (log scale, the top cut at the 99th percentile); "
+            "non-finite values left out, x = a diverged run's first non-finite step; a norm more "
+            "than two decades under the healthy range (a saturated loss's vanishing or zero "
+            "gradient) is drawn on the bottom edge. The sigmoid losses (bce, bce_logits) average over N·C "
             "outputs where the softmax losses average over N samples, so their norms sit about C "
             "times lower at the same fit: compare shapes, not levels, across families."
             + (f" Only the first {MAX_PANELS} of {len(settings)} settings are drawn; the CSV "
