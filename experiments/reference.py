@@ -25,8 +25,10 @@ results/reference/data/<step>/ and the report is written from those copies alone
 on the same tables rewrites a byte-identical report.md.
 
 Committed (small): per step summary.parquet, runs.parquet (metrics per epoch), calibration.parquet,
-steps.parquet, per_class.parquet and tuning.parquet where present; the report (md, html, figures,
-CSV tables); the probe's outputs. Not committed: per-example predictions.parquet and the run dirs.
+steps.parquet, per_class.parquet and tuning.parquet where present, and for the compared steps
+predictions.parquet cut to which test example each run got right (run, view, example, correct:
+what McNemar's test and the hierarchical bootstrap read); the report (md, html, figures, CSV
+tables); the probe's outputs. Not committed: the class probabilities and the run dirs.
 """
 
 from __future__ import annotations
@@ -41,10 +43,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from lossbench.report.load import COLUMNS
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "reference"
 SWEEPS = ROOT / "results" / "sweeps" / "reference"
 PRESETS = ROOT / "conf" / "experiment"
+PREDICTION_COLUMNS = COLUMNS["predictions"]
 KEPT = ("summary.parquet", "runs.parquet", "calibration.parquet", "steps.parquet",
         "per_class.parquet", "tuning.parquet")
 
@@ -131,6 +136,12 @@ def main() -> None:
         for table in KEPT:
             if (sweep / table).exists():
                 shutil.copy2(sweep / table, target / table)
+        predictions = sweep / "predictions.parquet"
+        if not step.stress and predictions.exists():
+            # which test example each run got right: all the report's McNemar test and
+            # hierarchical bootstrap read, a few MB instead of every class probability
+            pd.read_parquet(predictions, columns=PREDICTION_COLUMNS).to_parquet(
+                target / "predictions.parquet", index=False)
     if not args.only or "probe" in args.only:
         total += timed("probe", [sys.executable, "-m", "lossbench.probe", "--out", str(out / "probe")])
     present = [s for s in plan if (out / "data" / s.name / "summary.parquet").exists()]

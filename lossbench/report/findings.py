@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from lossbench.report.groups import Group, direction
+from lossbench.report.groups import Group
 from lossbench.report.paired import primary_test
 from lossbench.report.stats import ADJUSTMENTS, ALPHA, WILCOXON_MIN_PAIRS
 from lossbench.report.tables import fmt, fmt_ci, fmt_p
@@ -102,9 +102,12 @@ def largest_effect(group: Group, paired: pd.DataFrame, view: str) -> list[str]:
         verdict += f" after {adjustment} correction, {p_text('adjusted', row['p_adj'])}"
         if row["verdict"] == "n.s." and row["p_adj"] < ALPHA:
             verdict += ", but its CI spans 0"
+    # a direction word only for a verdict; a non-significant estimate is only higher or lower
+    estimate = (row["verdict"] if row["verdict"] in ("better", "worse")
+                else "higher" if row["diff"] > 0 else "lower")
     return [f"Largest effect on {metric} ({view}): `{row['loss']}` vs `{baseline}`, "
             f"{fmt_ci(row['diff'], row['diff_low'], row['diff_high'], '+.4f')} "
-            f"({direction(metric, row['diff'])}{dz}; {verdict})."]
+            f"({estimate}{dz}; {verdict})."]
 
 
 def calibration(final: pd.DataFrame, pairs: pd.DataFrame, view: str) -> list[str]:

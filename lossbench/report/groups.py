@@ -250,3 +250,13 @@ def find_groups(completed: pd.DataFrame) -> list[Group]:
         seen[slug] = seen.get(slug, 0) + 1
         g.slug = slug if seen[slug] == 1 else f"{slug}-{seen[slug]}"
     return groups
+
+
+def short_title(group: Group, siblings: list[Group]) -> str:
+    """A group named by its data and only the settings that differ between its study's groups
+    of the same data."""
+    siblings = [g for g in siblings if (g.dataset, g.data_source) == (group.dataset, group.data_source)]
+    differ = {k for g in siblings for k, v in g.settings
+              if any(dict(h.settings).get(k) != v for h in siblings)}
+    named = [f"{k}={v}" for k, v in group.settings if k in differ]
+    return f"{group.dataset} / {group.data_source}" + (f", {', '.join(named)}" if named else "")

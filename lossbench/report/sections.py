@@ -17,7 +17,7 @@ import pandas as pd
 from lossbench.report import figures, tables
 from lossbench.report.document import Bullets, Document, Figure, Paragraph, Section, Table
 from lossbench.report.findings import findings, method_sentence, no_comparison, plural
-from lossbench.report.groups import Group, find_groups, format_value
+from lossbench.report.groups import Group, find_groups, format_value, short_title, value_sort_key
 from lossbench.report.load import Inputs
 from lossbench.report.paired import all_pairs, paired_comparisons
 from lossbench.report.setup import STRESS_RUN, header_lines, setup_section
@@ -116,9 +116,12 @@ def everything(inputs: Inputs, stress: Inputs | None, trials: bool = False) -> p
                      ignore_index=True)
 
 
-def overview(inputs: Inputs, results: list[GroupResults], stress: Inputs | None) -> Section:
-    groups = [f"{r.group.title}: {plural(len(r.group.runs), 'completed run')}, losses "
-              + ", ".join(f"`{loss}`" for loss in r.group.losses) for r in results]
+def overview(inputs: Inputs, studies: dict[str, list[GroupResults]], stress: Inputs | None) -> Section:
+    """Inputs, each group under its study and section title, and what was left out."""
+    groups = [f"{STUDIES[key]}, {short_title(r.group, [x.group for x in mine])} "
+              f"({r.group.kind.label}): {plural(len(r.group.runs), 'completed run')}, losses "
+              + ", ".join(f"`{loss}`" for loss in r.group.losses)
+              for key, mine in studies.items() for r in mine]
     left_out = len(inputs.excluded)
     unfinished = everything(inputs, stress)
     unfinished = len(unfinished[unfinished["status"] != "completed"])
@@ -143,14 +146,13 @@ def overview(inputs: Inputs, results: list[GroupResults], stress: Inputs | None)
     return Section("Overview", blocks)
 
 
-def condition(group: Group) -> str:
-    """Under what a group's verdicts hold: its learning rate and epochs, or tuned per loss (the
-    group's other settings are in its title)."""
-    runs = group.runs
+def condition(runs: pd.DataFrame) -> str:
+    """Under what the verdicts on these runs (a group's, or a study's) hold: their learning rates
+    and epochs, or tuned per loss (a group's other settings are in its title)."""
     if "experiment" in runs and runs["experiment"].astype(str).str.contains("tuned").any():
         return "tuned per loss"
-    lrs = sorted({format_value(v) for v in runs.get("cfg.optim.lr", [])})
-    epochs = sorted({format_value(v) for v in runs.get("cfg.trainer.epochs", [])})
+    lrs = sorted({format_value(v) for v in runs.get("cfg.optim.lr", [])}, key=value_sort_key)
+    epochs = sorted({format_value(v) for v in runs.get("cfg.trainer.epochs", [])}, key=value_sort_key)
     return (f"a shared lr of {' / '.join(lrs) or 'unknown'} at "
             f"{' / '.join(epochs) or '?'} epoch{'' if epochs == ['1'] else 's'}")
 
@@ -167,16 +169,6 @@ def by_study(inputs: Inputs, results: list[GroupResults]) -> dict[str, list[Grou
     return {key: mine for key, mine in out.items() if mine}
 
 
-def short_title(group: Group, siblings: list[Group]) -> str:
-    """A group named by its data and only the settings that differ between its study's groups
-    of the same data."""
-    siblings = [g for g in siblings if (g.dataset, g.data_source) == (group.dataset, group.data_source)]
-    differ = {k for g in siblings for k, v in g.settings
-              if any(dict(h.settings).get(k) != v for h in siblings)}
-    named = [f"{k}={v}" for k, v in group.settings if k in differ]
-    return f"{group.dataset} / {group.data_source}" + (f", {', '.join(named)}" if named else "")
-
-
 def summary_section(studies: dict[str, list[GroupResults]], stress: list[StressGroup]) -> Section:
     candidates, order = [], 0
     for study, (key, mine) in enumerate(studies.items()):
@@ -185,7 +177,7 @@ def summary_section(studies: dict[str, list[GroupResults]], stress: list[StressG
             order += 1
             if not r.paired.empty:
                 title = f"{STUDIES[key]}, {short_title(r.group, siblings)}"
-                candidates += paired_candidates(study, order, title, condition(r.group),
+                candidates += paired_candidates(study, order, title, condition(r.group.runs),
                                                 r.paired, r.group.verdict_metric)
     for group in stress:
         if not group.verdicts.empty:
@@ -230,7 +222,7 @@ def question_sections(inputs: Inputs, studies: dict[str, list[GroupResults]]) ->
         seeds = int(runs["seed"].nunique())
         blocks.append(Paragraph(
             f"{plural(len(mine), 'group')}, {plural(runs['loss'].nunique(), 'loss', 'losses')}, "
-            f"up to {plural(seeds, 'seed')} each, under {condition(mine[0].group)}. "
+            f"up to {plural(seeds, 'seed')} each, under {condition(runs)}. "
             "Each group's paired comparison against its baseline follows."))
         sections.append(Section(title, blocks, [group_section(r, short[id(r)]) for r in mine]))
     return sections
@@ -265,9 +257,11 @@ def paired_caption(group: Group, view: str, paired: pd.DataFrame) -> str:
     tested = paired[~paired["identical"]]
     adjusted = (f" p adj: {ADJUSTMENTS[paired['adjust'].iloc[0]]}-adjusted within each metric of "
                 f"this view, adjusting {method_sentence(tested)}." if len(tested) else "")
+    pooled = tested["p_mcnemar"].notna().any() if len(tested) else False
     verdict = (f" verdict: better or worse than `{group.baseline}` where p adj < {ALPHA:g} and "
-               "the CI excludes 0, n.s. where either fails (McNemar's p pools the test examples "
-               "of every seed; the CI also covers how the difference varies between seeds)."
+               "the CI excludes 0, n.s. where either fails"
+               + (" (McNemar's p pools the test examples of every seed; the CI also covers how "
+                  "the difference varies between seeds)." if pooled else ".")
                if len(tested) else "")
     return (f"View `{view}`: each loss minus `{group.baseline}`, paired by seed; difference with "
             f"its 95% CI ({ci or 'none computed'}).{adjusted}{verdict}")
@@ -374,7 +368,7 @@ def build_document(inputs: Inputs, probe: Path | None = None, stress: Inputs | N
     # the Summary and the Setup first: what a reader needs on the first screen
     sections = [summary_section(studies, summarised),
                 setup_section(everything(inputs, stress), method(adjust), inputs.tuning),
-                overview(inputs, results, stress)]
+                overview(inputs, studies, stress)]
     sections += question_sections(inputs, studies)
     stability = stability_section(stressed, groups, varying, probe)
     if stability is not None:

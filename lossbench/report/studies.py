@@ -107,7 +107,9 @@ def noise_blocks(runs: pd.DataFrame, metrics: pd.DataFrame) -> list:
                                           dict.fromkeys(points["panel"]) if kind != "symmetric"],
                               ignore_index=True), "x")
     blocks = [Table("noise-acc", condition_table(points, "noise"), points,
-                    "Final test accuracy (clean test labels) per loss and training-label noise: "
+                    "Test accuracy (clean test labels) at each run's last epoch (the paired "
+                    "comparisons below also read the validation-selected epoch) per loss and "
+                    "training-label noise: "
                     "mean [95% t-CI] over seeds, n = seeds."),
               Figure("noise-acc-vs-rate", figures.condition_curves(drawn, "training-label noise rate",
                                                            "test accuracy"),
@@ -155,7 +157,9 @@ def imbalance_blocks(runs: pd.DataFrame) -> list:
         return []
     points = ordered(pd.concat(parts, ignore_index=True), "x")
     return [Table("imbalance", condition_table(points, "ratio"), points,
-                  "Final test balanced accuracy and rare-class recall (the test set is balanced) per "
+                  "Test balanced accuracy and rare-class recall (the test set is balanced) at each "
+                  "run's last epoch (the paired comparisons below also read the validation-selected "
+                  "epoch) per "
                   "loss and imbalance ratio: mean [95% t-CI] over seeds, n = seeds."),
             Figure("imbalance", figures.condition_curves(points, "imbalance ratio (log scale)",
                                                          "test metric", log_x=True),
