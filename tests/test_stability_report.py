@@ -185,3 +185,15 @@ def test_stress_dirs_feed_only_the_stability_section(smoke, smoke_sweep, tmp_pat
     assert "**Stability, mnist / sample (single-label)** (precision=16, logit_scale=100): `bce` vs `bce_logits`" in summary
     excluded = md.split("### Excluded runs")[1]
     assert "diverged" in excluded  # the stress grid's diverged bce run is still listed
+
+
+def test_a_zero_gradient_stays_in_the_grad_norm_curves():
+    """A saturated BCELoss has a gradient norm of exactly 0: the run's curve must not vanish."""
+    from lossbench.report.stability import grad_curves
+
+    runs = pd.DataFrame({"run": ["a", "b"], "loss": ["bce", "ce"], "setting": ["lr=0.1"] * 2})
+    steps = pd.DataFrame({"run": ["a", "a", "b", "b"], "step": [10, 20, 10, 20],
+                          "grad_norm": [0.0, 0.0, 1.5, np.nan]})
+    curves = grad_curves(runs, steps).set_index(["loss", "step"])
+    assert curves.loc[("bce", 10), "median"] == 0.0 and curves.loc[("bce", 20), "median"] == 0.0
+    assert ("ce", 20) not in curves.index  # a non-finite norm is left out

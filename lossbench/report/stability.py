@@ -83,9 +83,11 @@ def show_events(events: pd.DataFrame) -> pd.DataFrame:
 
 
 def grad_curves(runs: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
-    """Per (setting, loss, step): median, min and max of the finite gradient norms over runs."""
+    """Per (setting, loss, step): median, min and max of the finite gradient norms over runs, zeros
+    included: BCELoss on saturated sigmoids has a gradient of exactly 0 (its logs clamp at -100),
+    and the figure draws it on its bottom edge."""
     rows = steps.merge(runs[["run", "loss", "setting"]], on="run", suffixes=("_steps", ""))
-    rows = rows[np.isfinite(rows["grad_norm"]) & (rows["grad_norm"] > 0)]
+    rows = rows[np.isfinite(rows["grad_norm"])]
     if rows.empty:
         return pd.DataFrame()
     out = rows.groupby(["setting", "loss", "step"], sort=True)["grad_norm"].agg(
