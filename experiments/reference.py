@@ -90,8 +90,11 @@ def run_count(directory: Path) -> int:
 def timed(label: str, command: list[str], runs_in: Path | None = None) -> float:
     print(f"$ {' '.join(command)}", flush=True)
     started = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, check=True)
+    done = subprocess.run(command, cwd=ROOT)
     seconds = time.perf_counter() - started
+    if done.returncode != 0:  # its own output above says why; finished runs are kept
+        sys.exit(f"{label}: failed with exit code {done.returncode} after {seconds:.0f} s; "
+                 "rerunning the same command resumes where it stopped")
     count = f"{run_count(runs_in)} runs, " if runs_in is not None else ""
     print(f"{label}: {count}{seconds:.0f} s wall", flush=True)
     return seconds
@@ -113,6 +116,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT, help=f"report dir (default {OUT})")
     parser.add_argument("--sweeps", type=Path, default=SWEEPS, help=f"run dirs (default {SWEEPS})")
     args = parser.parse_args()
+    for flag in ("seeds", "study_seeds", "stress_seeds"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} {getattr(args, flag)}: needs at least 1 seed")
     out, sweeps = args.out.resolve(), args.sweeps.resolve()
     launcher = [] if args.launcher == "basic" else [f"hydra/launcher={args.launcher}"]
     seeds = {"seeds": args.seeds, "study": args.study_seeds, "stress": args.stress_seeds}

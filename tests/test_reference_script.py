@@ -40,3 +40,24 @@ def test_an_unknown_step_is_refused_with_the_steps_it_has(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "--only nosie: no such step; the steps are compare_losses" in done.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "sweeps").exists()
+
+
+def test_a_seed_count_under_one_is_refused(tmp_path):
+    done = subprocess.run([sys.executable, str(SCRIPT), "--study-seeds", "0", "--only", "binary",
+                           "--out", str(tmp_path / "out"), "--sweeps", str(tmp_path / "sweeps")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--study-seeds 0: needs at least 1 seed" in done.stderr
+    assert not (tmp_path / "sweeps").exists()
+
+
+def test_a_failing_step_stops_with_one_line_not_a_traceback(tmp_path):
+    done = subprocess.run([sys.executable, str(SCRIPT), "--only", "binary", "--override",
+                           "loss=nosuchloss", "--out", str(tmp_path / "out"),
+                           "--sweeps", str(tmp_path / "sweeps")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=240)
+    assert done.returncode == 1 and "CalledProcessError" not in done.stderr
+    assert "binary (batched, seed=range(5)): failed with exit code" in done.stderr
+    assert "resumes where it stopped" in done.stderr
+    assert "nosuchloss" in done.stdout + done.stderr  # the sweep's own message says what was wrong
+    assert not (tmp_path / "out" / "report.md").exists()
