@@ -30,6 +30,10 @@ MAX_WIDTH = 12.0  # inches: 1200 px, the html page's width
 MIN_POINTS = 7.5  # 10.4 px at DPI
 TITLE_POINTS = 10
 COLUMNS = 3  # panels per row in grids
+# tab20's strong colours, then its light ones: the registry's 17 losses each get their own colour
+# (where line style means something else, as in the memorisation figure, colour alone must tell
+# the losses apart)
+PALETTE = (matplotlib.colormaps["tab20"].colors[0::2] + matplotlib.colormaps["tab20"].colors[1::2])
 LINESTYLES = ("-", "--", "-.", ":")
 MARKERS = ("o", "x", "s", "^", "v", "d", "P", "*", "<", ">", "h", "D")
 matplotlib.rcParams.update({"font.size": 9, "legend.fontsize": 8, "xtick.labelsize": 8,
@@ -43,7 +47,7 @@ def style(loss: str, index: int = 0) -> dict:
     k = LOSS_ORDER.index(name) if name in LOSS_ORDER else len(LOSS_ORDER) + index
     if loss != name:  # a variant with other knobs: its loss's colour, another line style
         k += len(LOSS_ORDER)
-    return dict(color=f"C{k % 10}", linestyle=LINESTYLES[k % len(LINESTYLES)],
+    return dict(color=PALETTE[k % len(PALETTE)], linestyle=LINESTYLES[k % len(LINESTYLES)],
                 marker=MARKERS[k % len(MARKERS)])
 
 
@@ -335,22 +339,13 @@ def condition_curves(points: pd.DataFrame, x_label: str, y_label: str, log_x: bo
     return png(fig)
 
 
-def distinct_colours(losses: list[str]) -> dict[str, str]:
-    """Each loss's registry colour, unless two of `losses` share one (the registry has more losses
-    than the palette colours): then one palette colour per loss, in order."""
-    colours = {loss: style(loss, i)["color"] for i, loss in enumerate(losses)}
-    if len(set(colours.values())) == len(losses):
-        return colours
-    return {loss: f"C{i % 10}" for i, loss in enumerate(losses)}
-
-
 def memorisation(curves: pd.DataFrame) -> bytes:
     """Per noise setting: accuracy of the flipped training examples against their true label
     (solid: resisted) and their noisy label (dashed: memorised), mean over seeds, per loss."""
     panels = list(dict.fromkeys(curves["panel"]))
     losses = list(dict.fromkeys(curves["loss"]))
-    # the line style says true vs noisy label, so colour alone must tell the losses apart
-    colours = distinct_colours(losses)
+    # the line style says true vs noisy label: colour alone tells the losses apart (PALETTE)
+    colours = {loss: style(loss, i)["color"] for i, loss in enumerate(losses)}
     fig, axes = grid(len(panels), 3.0, sharey=True)
     for ax, panel in zip(axes, panels):
         for loss in losses:

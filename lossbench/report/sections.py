@@ -73,6 +73,8 @@ class GroupResults:
     ece: pd.DataFrame
     times: pd.DataFrame
     excluded: pd.DataFrame  # the group's runs that did not complete
+    # its name within its study (groups.short_title), set once the studies are known (by_study)
+    title: str = ""
 
 
 def analyse(group: Group, inputs: Inputs, adjust: str = "holm") -> GroupResults:
@@ -118,7 +120,7 @@ def everything(inputs: Inputs, stress: Inputs | None, trials: bool = False) -> p
 
 def overview(inputs: Inputs, studies: dict[str, list[GroupResults]], stress: Inputs | None) -> Section:
     """Inputs, each group under its study and section title, and what was left out."""
-    groups = [f"{STUDIES[key]}, {short_title(r.group, [x.group for x in mine])} "
+    groups = [f"{STUDIES[key]}, {r.title} "
               f"({r.group.kind.label}): {plural(len(r.group.runs), 'completed run')}, losses "
               + ", ".join(f"`{loss}`" for loss in r.group.losses)
               for key, mine in studies.items() for r in mine]
@@ -166,18 +168,20 @@ def by_study(inputs: Inputs, results: list[GroupResults]) -> dict[str, list[Grou
     for r in results:
         counts = study.reindex(r.group.runs["run"]).value_counts()
         out[max(STUDIES, key=lambda k: (counts.get(k, 0), -list(STUDIES).index(k)))].append(r)
+    for mine in out.values():
+        for r in mine:
+            r.title = short_title(r.group, [x.group for x in mine])
     return {key: mine for key, mine in out.items() if mine}
 
 
 def summary_section(studies: dict[str, list[GroupResults]], stress: list[StressGroup]) -> Section:
     candidates, order = [], 0
     for study, (key, mine) in enumerate(studies.items()):
-        siblings = [r.group for r in mine]
         for r in mine:
             order += 1
             if not r.paired.empty:
-                title = f"{STUDIES[key]}, {short_title(r.group, siblings)}"
-                candidates += paired_candidates(study, order, title, condition(r.group.runs),
+                candidates += paired_candidates(study, order, f"{STUDIES[key]}, {r.title}",
+                                                condition(r.group.runs),
                                                 r.paired, r.group.verdict_metric)
     for group in stress:
         if not group.verdicts.empty:
@@ -206,10 +210,7 @@ def question_sections(inputs: Inputs, studies: dict[str, list[GroupResults]]) ->
         runs = pd.concat([r.group.runs for r in mine], ignore_index=True)
         # the study's own runs, also those pooled into a group of another study
         blocks = study_blocks(key, completed[completed["study"] == key], inputs.runs, inputs.per_class)
-        # named by what tells them apart within the study: the hashed "config variant" titles
-        # of groups that differ in many keys from other studies' groups of the same data go
-        short = {id(r): short_title(r.group, [x.group for x in mine]) for r in mine}
-        shown, data = primary_table(mine, lambda r: r.group.kind.metric, lambda r: short[id(r)])
+        shown, data = primary_table(mine, lambda r: r.group.kind.metric)
         if not blocks and not shown.empty:  # a study without its own table: the primary metric
             views = " or ".join(f"`{v}`" for v in dict.fromkeys(r.views.primary for r in mine))
             blocks.append(Table(f"study-{key}", shown, data, "Primary metric per loss and group, "
@@ -224,7 +225,7 @@ def question_sections(inputs: Inputs, studies: dict[str, list[GroupResults]]) ->
             f"{plural(len(mine), 'group')}, {plural(runs['loss'].nunique(), 'loss', 'losses')}, "
             f"up to {plural(seeds, 'seed')} each, under {condition(runs)}. "
             "Each group's paired comparison against its baseline follows."))
-        sections.append(Section(title, blocks, [group_section(r, short[id(r)]) for r in mine]))
+        sections.append(Section(title, blocks, [group_section(r) for r in mine]))
     return sections
 
 
@@ -267,7 +268,7 @@ def paired_caption(group: Group, view: str, paired: pd.DataFrame) -> str:
             f"its 95% CI ({ci or 'none computed'}).{adjusted}{verdict}")
 
 
-def group_section(r: GroupResults, title: str) -> Section:
+def group_section(r: GroupResults) -> Section:
     g, kind, slug = r.group, r.group.kind, r.group.slug
     metrics = tables.metric_columns(g)
     subsections = []
@@ -344,7 +345,7 @@ def group_section(r: GroupResults, title: str) -> Section:
                    "one after another, so machine load drifts between them: no test compares "
                    "these times (experiments/benchmark.py measures loss cost interleaved)."),
         ]))
-    return Section(title, intro, subsections)
+    return Section(r.title, intro, subsections)
 
 
 def excluded_section(inputs: Inputs, stress: Inputs | None) -> Section:

@@ -214,7 +214,7 @@ def study_blocks(key: str, runs: pd.DataFrame, metrics: pd.DataFrame,
     return []
 
 
-def primary_table(results, metric_of, title_of) -> tuple[pd.DataFrame, pd.DataFrame]:
+def primary_table(results, metric_of) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Display and data of the primary metric per loss (rows) and group (columns) of a study."""
     rows, data = {}, []
     for r in results:
@@ -223,9 +223,9 @@ def primary_table(results, metric_of, title_of) -> tuple[pd.DataFrame, pd.DataFr
             continue
         for _, f in r.final[r.final["view"] == r.views.primary].iterrows():
             cell = fmt_ci(f[f"{metric}_mean"], f[f"{metric}_ci_low"], f[f"{metric}_ci_high"], ".4f")
-            rows.setdefault(f["loss"], {"loss": f["loss"]})[f"{title_of(r)}: {metric}"] = (
+            rows.setdefault(f["loss"], {"loss": f["loss"]})[f"{r.title}: {metric}"] = (
                 f"{cell} (n={int(f['n_seeds'])})")
-            data.append({"group": title_of(r), "loss": f["loss"], "metric": metric, "view": f["view"],
+            data.append({"group": r.title, "loss": f["loss"], "metric": metric, "view": f["view"],
                          "n_seeds": int(f["n_seeds"]), "mean": f[f"{metric}_mean"],
                          "ci_low": f[f"{metric}_ci_low"], "ci_high": f[f"{metric}_ci_high"]})
     order = sorted(rows, key=loss_sort_key)

@@ -9,7 +9,7 @@ import re
 import pandas as pd
 
 from lossbench.report.document import Paragraph, Table
-from lossbench.report.groups import TUNED_KEYS, format_value, loss_sort_key, short_title
+from lossbench.report.groups import TUNED_KEYS, format_value, loss_sort_key
 from lossbench.report.tables import fmt, fmt_ci
 
 TUNING_TRIAL = "tuning_trial"  # summary column: the run is a trial of a tuned sweep
@@ -78,15 +78,15 @@ def show_tuning(table: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def primary_cells(r, view: str, title: str) -> pd.DataFrame:
+def primary_cells(r, view: str) -> pd.DataFrame:
     """Per loss of a group's results (sections.GroupResults): its primary metric's mean and CI in
-    `view`; `group` is the group's `title`."""
+    `view`."""
     g, metric = r.group, r.group.kind.metric
     final = r.final[r.final["view"] == view] if "view" in r.final else r.final.iloc[0:0]
     rows = [{"dataset": g.dataset, "data_source": g.data_source, "task": g.task,
              "loss_name": f["loss"].split("(")[0], "loss": f["loss"], "metric": metric,
              "view": view, "n_seeds": int(f["n_seeds"]), "mean": f[f"{metric}_mean"],
-             "ci_low": f[f"{metric}_ci_low"], "ci_high": f[f"{metric}_ci_high"], "group": title}
+             "ci_low": f[f"{metric}_ci_low"], "ci_high": f[f"{metric}_ci_high"], "group": r.title}
             for _, f in final.iterrows()]
     return pd.DataFrame(rows, columns=["dataset", "data_source", "task", "loss_name", "loss",
                                        "metric", "view", "n_seeds", "mean", "ci_low", "ci_high",
@@ -105,9 +105,8 @@ def shared_vs_tuned(tuned: list, shared: list) -> pd.DataFrame:
                     t.group.dataset, t.group.data_source, t.group.task):
                 continue
             view = "selected" if "selected" in set(t.views.frames) & set(s.views.frames) else "last"
-            parts.append(primary_cells(s, view, short_title(s.group, [x.group for x in shared])).merge(
-                primary_cells(t, view, short_title(t.group, [x.group for x in tuned])),
-                suffixes=("_shared", "_tuned"),
+            parts.append(primary_cells(s, view).merge(
+                primary_cells(t, view), suffixes=("_shared", "_tuned"),
                 on=["dataset", "data_source", "task", "loss_name", "metric", "view"]))
     if not parts:
         return pd.DataFrame()
