@@ -20,7 +20,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from lossbench.errors import ConfigError
-from lossbench.losses import LOSSES, LossParams, loss_params
+from lossbench.footprint import size_problems
+from lossbench.losses import LOSSES, LossParams, head_width, loss_params
 
 # conf/loss/<name>.yaml lists `/loss_schema/<name>@_here_` in its defaults: the loss's typed knobs.
 LOSS_SCHEMA_GROUP = "loss_schema"
@@ -287,24 +288,12 @@ def non_finite_values(cfg: Any) -> list[str]:
 
 # numpy's legacy seeding (np.random.seed, sklearn's random_state) takes 0..2**32-1.
 SEED_RANGE = range(0, 2**32)
-# Parameters, gradients and Adam's two moments: four float32 copies of every weight.
-BYTES_PER_PARAMETER = 16
-MNIST_FEATURES = 28 * 28
-
-
-def memory_bytes() -> int:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def model_bytes(n_in: int, hidden: list[int], n_out: int) -> int:
-    widths = [n_in, *hidden, n_out]
-    return BYTES_PER_PARAMETER * sum((a + 1) * b for a, b in zip(widths, widths[1:]))
 
 
 def multilabel_problems(d: Any) -> list[str]:
     """What make_multilabel_classification and the train/test split cannot do. Its label count
     is drawn from Poisson(n_labels) until it is <= n_classes: with n_labels >= n_classes that
-    rejection loop can run for ever."""
+    rejection loop can run for ever. Its size is lossbench/footprint.py's."""
     problems = []
     if d.n_classes >= 2 and d.n_labels >= d.n_classes:
         problems.append(
@@ -319,15 +308,6 @@ def multilabel_problems(d: Any) -> list[str]:
                 f"dataset.n_samples={d.n_samples} with dataset.test_fraction={d.test_fraction} "
                 f"leaves {d.n_samples - n_test} training and {n_test} test samples; both need >= 1"
             )
-    # A dense float64 (n_samples, n_features) matrix, held about four times over (generated,
-    # log1p'd, split, standardised), and a (n_features, n_classes) word distribution.
-    needed = 8 * (d.n_samples * max(d.n_features, 1) * 4 + max(d.n_features, 1) * max(d.n_classes, 1))
-    if needed > memory_bytes():
-        problems.append(
-            f"dataset.n_samples={d.n_samples} x dataset.n_features={d.n_features} (x n_classes="
-            f"{d.n_classes}) needs about {needed / 2**30:,.0f} GiB; this machine has "
-            f"{memory_bytes() / 2**30:,.0f} GiB"
-        )
     return problems
 
 
@@ -408,15 +388,6 @@ def validate(cfg: Any) -> None:
             f"model.hidden={list(cfg.model.hidden)!r} is not accepted: give one or more layer "
             "widths >= 1, e.g. model.hidden=[256] or model.hidden=[512,256]"
         )
-    else:
-        n_in, n_out = (d.n_features, d.n_classes) if d.name == "multilabel" else (MNIST_FEATURES, 10)
-        needed = model_bytes(max(n_in, 1), list(cfg.model.hidden), max(n_out, 1))
-        if needed > memory_bytes():
-            problems.append(
-                f"model.hidden={list(cfg.model.hidden)!r} needs about {needed / 2**30:,.0f} GiB for "
-                f"its weights, gradients and optimizer state; this machine has "
-                f"{memory_bytes() / 2**30:,.0f} GiB"
-            )
     problems += root_problems(d)
     if d.name == "multilabel":
         positive("dataset.n_samples", d.n_samples, "an integer >= 1")
@@ -432,6 +403,8 @@ def validate(cfg: Any) -> None:
     problems += [f"logger={name} needs the {name} package, which is not installed: "
                  f'pip install -e ".[{name}]" in a checkout, else pip install {name}'
                  for name in missing_trackers(cfg.logger)]
+    # Sizes last: they build the model (on the meta device) from the values checked above.
+    problems = problems or size_problems(cfg, head_width(spec, dataset.task, expected_n_classes(d)))
     if problems:
         raise ConfigError("\n".join(problems))
 

@@ -205,7 +205,7 @@ class NCEandRCE(SoftmaxLoss):
 
 class SigmoidFocalLoss(SigmoidLoss):
     """torchvision.ops.sigmoid_focal_loss (Lin et al. 2017, the RetinaNet form):
-    -alpha_t (1 - p_t)^gamma log p_t per output, p_t = p if y = 1 else 1 - p; alpha < 0 disables
+    -alpha_t (1 - p_t)^gamma log p_t per output, p_t = p if y = 1 else 1 - p; alpha = -1 disables
     alpha_t. Reduction: mean over N x C. gamma = 0, alpha = -1: BCEWithLogitsLoss."""
 
     def __init__(self, alpha: float = 0.25, gamma: float = 2.0):

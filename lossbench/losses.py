@@ -188,9 +188,10 @@ class SigmoidFocalParams(LossParams):
 
     def problems(self, n_classes: int) -> list[str]:
         found = _in("loss.gamma", self.gamma, 0, math.inf, "a number >= 0")
-        if not (_number(self.alpha) and (0 <= self.alpha <= 1 or self.alpha < 0)):
+        # torchvision's sigmoid_focal_loss raises on any other negative (only -1 means off)
+        if not (_number(self.alpha) and (0 <= self.alpha <= 1 or self.alpha == -1)):
             found.append(f"loss.alpha={self.alpha!r} is not accepted: it must be in [0, 1], or "
-                         "negative to switch alpha_t off")
+                         "-1 to switch alpha_t off")
         return found
 
 

@@ -6,6 +6,8 @@ from typing import Any, Optional
 
 from torch import Tensor, nn
 
+from lossbench.errors import ConfigError
+
 
 class MLP(nn.Module):
     def __init__(self, n_in: int, hidden: list[int], n_out: int, dropout: float, logit_scale: float):
@@ -36,6 +38,12 @@ class CNN(nn.Module):
         super().__init__()
         self.image_shape = tuple(image_shape)
         in_channels, height, width = self.image_shape
+        if min(height, width) < 2 ** len(channels):  # a 2x2 max-pool of a 1-pixel map is empty
+            side = 2 ** len(channels)
+            raise ConfigError(
+                f"model.channels={list(channels)!r} has {len(channels)} conv + pool blocks, each halving "
+                f"the image: they need images of at least {side}x{side}, and these are {height}x{width}. "
+                f"Give at most {min(height, width).bit_length() - 1} channel widths")
         blocks: list[nn.Module] = []
         for out_channels in channels:
             blocks += [nn.Conv2d(in_channels, out_channels, kernel_size, padding="same"),

@@ -59,6 +59,13 @@ def execute_in(tmp_path, *overrides):
         (["+trainer.epoch=3"], "did you mean trainer.epochs?"),
         (["+foo=1"], "foo is not a key of the config"),
         (["++model.widths=[3]"], "model.widths is not a key"),
+        (["dataset=multi_mnist", "loss=bce_logits", "dataset.n_train=5000000000"], "dataset.n_train=5000000000"),
+        (["dataset=multi_mnist", "loss=bce_logits", "dataset.grid=6000"], "168000x168000 (dataset.grid=6000)"),
+        (["dataset=multi_mnist", "loss=bce_logits", "dataset.grid=100", "model.hidden=[300000]"],
+         "model=mlp on 7,840,000 inputs"),
+        (["model=cnn", "model.channels=[6,3000000]"], "model=cnn on 784 inputs"),
+        (["model=cnn", "model.channels=[2,2,2,2,2]"], "images of at least 32x32, and these are 28x28"),
+        (["loss=focal_sigmoid", "dataset=multilabel", "loss.alpha=-0.5"], "-1 to switch alpha_t off"),
     ],
 )
 def test_values_the_run_cannot_use_are_refused_before_data_and_recorded(tmp_path, overrides, message):

@@ -49,6 +49,17 @@ class Dataset:
 
 
 @dataclass(frozen=True)
+class Footprint:
+    """What a dataset config will give, known before it loads (lossbench/footprint.py adds the
+    model's share and refuses what this machine cannot hold)."""
+
+    n_features: int  # the model's input width: pixels of an image, else features
+    image_shape: Optional[tuple[int, int, int]]
+    bytes: int  # peak host memory while it loads: its tensors and the loader's temporaries
+    sizes: str  # the knobs that set `bytes`, for the refusal
+
+
+@dataclass(frozen=True)
 class DatasetInfo:
     task: Task
     load: Callable[[Any], Dataset]
@@ -60,6 +71,8 @@ class DatasetInfo:
     class_ids: Optional[tuple[int, ...]] = None
     # The data_source a run would record if it loaded now (resume compares it with the old run's).
     source_now: Callable[[Any], str] = lambda cfg: "synthetic"
+    # Its size before it loads; None: known only once loaded (then nothing is refused early).
+    footprint: Callable[[Any], Optional[Footprint]] = lambda cfg: None
 
 
 def _registry() -> dict[str, DatasetInfo]:
@@ -68,12 +81,14 @@ def _registry() -> dict[str, DatasetInfo]:
     digits = tuple(range(10))
     return {
         "mnist": DatasetInfo(Task.single_label, mnist.load_mnist, mnist.check_mnist, True, digits,
-                             mnist.source_mnist),
+                             mnist.source_mnist, mnist.footprint),
         "fashion_mnist": DatasetInfo(Task.single_label, mnist.load_fashion_mnist,
-                                     mnist.check_fashion_mnist, True, digits, mnist.source_fashion_mnist),
-        "multilabel": DatasetInfo(Task.multi_label, multilabel.load, lambda cfg: None),
+                                     mnist.check_fashion_mnist, True, digits, mnist.source_fashion_mnist,
+                                     mnist.footprint),
+        "multilabel": DatasetInfo(Task.multi_label, multilabel.load, lambda cfg: None,
+                                  footprint=multilabel.footprint),
         "multi_mnist": DatasetInfo(Task.multi_label, multi_mnist.load, mnist.check_mnist, True, digits,
-                                   mnist.source_mnist),
+                                   mnist.source_mnist, multi_mnist.footprint),
     }
 
 

@@ -15,7 +15,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from lossbench.data import Dataset
+from lossbench.data import Dataset, Footprint
 from lossbench.data.cache import cached_arrays
 from lossbench.data.idx import read_idx, read_idx_shape
 from lossbench.data.split import train_test_state
@@ -178,6 +178,13 @@ def _read_sample(random_state: int) -> tuple[np.ndarray, ...]:
 
 
 IMAGE_SHAPE = (1, 28, 28)
+FULL_IMAGES = 70_000  # train + test of the full sets, the largest either family gives
+
+
+def footprint(cfg: Any) -> Footprint:
+    """uint8 pixels and their float32 copy."""
+    pixels = FULL_IMAGES * 28 * 28
+    return Footprint(28 * 28, IMAGE_SHAPE, 5 * pixels, f"up to {FULL_IMAGES:,} images of 28x28")
 
 
 def standardised(x_train: np.ndarray, x_test: np.ndarray, origin: str) -> tuple[torch.Tensor, torch.Tensor]:

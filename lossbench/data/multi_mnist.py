@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lossbench.data import Dataset
+from lossbench.data import Dataset, Footprint
 from lossbench.data.mnist import MNIST, read_arrays, standardised
 from lossbench.losses import Task
 
@@ -37,6 +37,16 @@ def compose(digits: np.ndarray, labels: np.ndarray, n_images: int, min_digits: i
     # (n, row, col, y, x) -> (n, row, y, col, x): the cells side by side, pixel rows joined
     images = canvas.reshape(n_images, grid, grid, CELL, CELL).transpose(0, 1, 3, 2, 4)
     return images.reshape(n_images, grid * CELL, grid * CELL), multi_hot
+
+
+def footprint(cfg: Any) -> Footprint:
+    """Per image: the uint8 canvas, its transposed copy and the float32 tensor (6 bytes a pixel),
+    and compose's float64 cell order and int64 picks."""
+    side = cfg.grid * CELL
+    per_image = 6 * side * side + 16 * cfg.grid ** 2 + 8 * cfg.max_digits + 4 * 10
+    return Footprint(side * side, (1, side, side), (cfg.n_train + cfg.n_test) * per_image,
+                     f"dataset.n_train={cfg.n_train} + dataset.n_test={cfg.n_test} images of "
+                     f"{side}x{side} (dataset.grid={cfg.grid})")
 
 
 def load(cfg: Any) -> Dataset:

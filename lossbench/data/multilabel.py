@@ -11,9 +11,18 @@ import torch
 from sklearn.datasets import make_multilabel_classification
 from sklearn.model_selection import train_test_split
 
-from lossbench.data import Dataset
+from lossbench.data import Dataset, Footprint
 from lossbench.data.split import train_test_state
 from lossbench.losses import Task
+
+
+def footprint(cfg: Any) -> Footprint:
+    """A dense float64 (n_samples, n_features) matrix, held about four times over (generated,
+    log1p'd, split, standardised), and a (n_features, n_classes) word distribution."""
+    features, classes = max(cfg.n_features, 1), max(cfg.n_classes, 1)
+    return Footprint(features, None, 8 * (cfg.n_samples * features * 4 + features * classes),
+                     f"dataset.n_samples={cfg.n_samples} x dataset.n_features={cfg.n_features} "
+                     f"(x n_classes={cfg.n_classes})")
 
 
 def load(cfg: Any) -> Dataset:
