@@ -31,8 +31,18 @@ def _is_distribution(x: Tensor) -> bool:
     return bool(((x >= 0) & (x <= 1)).all() and torch.allclose(sums, torch.ones_like(sums), atol=_tolerance(x)))
 
 
-def _value_range(x: Tensor) -> str:
-    return f"{float(x.min()):.3g}..{float(x.max()):.3g}"
+def _shown(value: float, bounds: tuple[float, ...]) -> str:
+    """Three significant digits, more when those would round a value beyond a bound onto it
+    (1.0000001 is not shown as 1)."""
+    for digits in range(3, 18):
+        text = f"{value:.{digits}g}"
+        if value in bounds or float(text) not in bounds:
+            return text
+    return repr(value)
+
+
+def _value_range(x: Tensor, bounds: tuple[float, ...] = (0.0, 1.0)) -> str:
+    return f"{_shown(float(x.min()), bounds)}..{_shown(float(x.max()), bounds)}"
 
 
 def _check_arguments(name: str, input: Any, target: Any) -> None:
@@ -53,10 +63,60 @@ def _check_arguments(name: str, input: Any, target: Any) -> None:
             f"{name}: input of dtype {input.dtype}; a loss takes floating-point scores "
             "(logits, probabilities or log-probabilities): use input.float()"
         )
-    if input.dim() != 2:
+
+
+def _class_rows(name: str, input: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """CrossEntropyLoss/NLLLoss inputs as (rows, classes), targets as (rows,) class indices or
+    (rows, classes) probabilities. torch takes the classes in dim 1 of (N, C) and (N, C, d1, ...)
+    and in dim 0 of an unbatched (C,); index targets have the input's shape without the class
+    dim, probability targets the input's shape."""
+    if input.dim() == 0:
+        raise LossInputError(f"{name}: input is a scalar; give one score per class, shape (C,) or "
+                             "(batch, C, ...)")
+    batched = input.dim() >= 2
+    index_shape = (input.shape[:1] + input.shape[2:]) if batched else torch.Size()
+    if target.is_floating_point() and target.shape == index_shape != input.shape:
         raise LossInputError(
-            f"{name}: input of shape {tuple(input.shape)}; lossbench checks (batch, classes) inputs"
-        )
+            f"{name}: float target of shape {tuple(target.shape)}, the shape of class indices: give "
+            "indices as int64 (target.long()), or class probabilities of the input's shape "
+            f"{tuple(input.shape)}")
+    expected = input.shape if target.is_floating_point() else index_shape
+    if target.shape != expected:
+        raise LossInputError(
+            f"{name}: shape mismatch: input {tuple(input.shape)} and target {tuple(target.shape)}. "
+            f"Class indices have the input's shape without its class dim, {tuple(index_shape)}; "
+            f"class probabilities the input's shape")
+    if not batched:
+        return input[None], target[None]
+    classes = input.shape[1]
+    rows = input.movedim(1, -1).reshape(-1, classes)
+    return rows, target.movedim(1, -1).reshape(-1, classes) if target.is_floating_point() else target.reshape(-1)
+
+
+def _check_class_weight(criterion: nn.Module, name: str, classes: int) -> None:
+    weight = getattr(criterion, "weight", None)
+    if weight is not None and tuple(weight.shape) != (classes,):
+        raise LossInputError(
+            f"{name}: weight of shape {tuple(weight.shape)} for an input with {classes} classes: "
+            f"give one weight per class, shape ({classes},)")
+
+
+def _check_broadcast_weights(criterion: nn.Module, name: str, input: Tensor) -> None:
+    """BCE's weight and pos_weight must broadcast to the input's shape (pos_weight along the
+    classes, the last dim of a (batch, classes) input)."""
+    for key in ("weight", "pos_weight"):
+        weight = getattr(criterion, key, None)
+        if weight is None:
+            continue
+        try:
+            fits = torch.broadcast_shapes(weight.shape, input.shape) == input.shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise LossInputError(
+                f"{name}: {key} of shape {tuple(weight.shape)} does not broadcast to the input "
+                f"{tuple(input.shape)}: give one value per class, shape ({input.shape[-1]},) for a "
+                "(batch, classes) input, or a single value")
 
 
 def _check_finite(name: str, input: Tensor, target: Tensor) -> None:
@@ -92,12 +152,6 @@ def _check_classes(name: str, input: Tensor) -> None:
 
 
 def _check_soft_target(name: str, input: Tensor, target: Tensor) -> None:
-    if target.shape != input.shape:
-        raise LossInputError(
-            f"{name}: float target of shape {tuple(target.shape)} does not match input "
-            f"{tuple(input.shape)}; give class indices (long, shape ({input.shape[0]},)) or "
-            "class probabilities of the input's shape"
-        )
     if bool(((target < 0) | (target > 1)).any()):
         raise LossInputError(
             f"{name}: float targets are class probabilities in [0, 1], got range "
@@ -118,11 +172,6 @@ def _check_index_target(criterion: nn.Module, name: str, input: Tensor, target: 
     if target.is_floating_point():
         _check_soft_target(name, input, target)
         return
-    if target.dim() != 1 or target.shape[0] != input.shape[0]:
-        raise LossInputError(
-            f"{name}: target of shape {tuple(target.shape)} does not match input "
-            f"{tuple(input.shape)}: give one class index per row, shape ({input.shape[0]},)"
-        )
     if target.dtype not in (torch.int64, torch.uint8):  # the two index types torch takes
         raise LossInputError(
             f"{name}: class indices of dtype {target.dtype}; torch requires int64 (long) "
@@ -148,7 +197,9 @@ def _check_index_target(criterion: nn.Module, name: str, input: Tensor, target: 
 
 def _check_cross_entropy(criterion: nn.Module, input: Tensor, target: Tensor) -> None:
     name = type(criterion).__name__
+    input, target = _class_rows(name, input, target)
     _check_classes(name, input)
+    _check_class_weight(criterion, name, input.shape[1])
     if _is_distribution(input.detach()):
         raise LossInputError(
             f"{name} got probabilities (rows in [0, 1] summing to 1): it applies "
@@ -160,16 +211,22 @@ def _check_cross_entropy(criterion: nn.Module, input: Tensor, target: Tensor) ->
 
 def _check_softmax_family(criterion: nn.Module, input: Tensor, target: Tensor) -> None:
     """lossbench's softmax-family criteria: CrossEntropyLoss's input rules, class indices only."""
+    name = type(criterion).__name__
+    if input.dim() != 2:
+        raise LossInputError(f"{name}: input of shape {tuple(input.shape)}; lossbench's softmax-family "
+                             "criteria take (batch, classes) logits")
     if target.is_floating_point():
         raise LossInputError(
-            f"{type(criterion).__name__} got {target.dtype} targets: it takes class indices "
+            f"{name} got {target.dtype} targets: it takes class indices "
             f"(long, shape ({input.shape[0]},)), not one-hot or soft targets"
         )
     _check_cross_entropy(criterion, input, target)
 
 
 def _check_nll(criterion: nn.Module, input: Tensor, target: Tensor) -> None:
+    input, target = _class_rows("NLLLoss", input, target)
     _check_classes("NLLLoss", input)
+    _check_class_weight(criterion, "NLLLoss", input.shape[1])
     detached = input.detach()
     tolerance = _tolerance(detached)
     if bool((detached > tolerance).any()):
@@ -201,7 +258,7 @@ def _check_binary(name: str, input: Tensor, target: Tensor) -> None:
         )
     if target.shape != input.shape:
         raise LossInputError(
-            f"{name}: input {tuple(input.shape)} and target {tuple(target.shape)} differ in shape; "
+            f"{name}: shape mismatch: input {tuple(input.shape)} and target {tuple(target.shape)}; "
             "BCE scores every entry on its own, so they must match (one-hot or multi-hot targets)"
         )
     if bool(((target < 0) | (target > 1)).any()):
@@ -221,11 +278,25 @@ def _check_bce(criterion: nn.Module, input: Tensor, target: Tensor) -> None:
             "first"
         )
     _check_binary("BCELoss", input, target)
+    _check_broadcast_weights(criterion, "BCELoss", input)
+
+
+# Raw logits of an untrained or trained model straddle 0; this many all strictly inside (0, 1)
+# by chance is at most 2**-16 for logits symmetric about 0, but is what a sigmoid always gives.
+SIGMOID_EVIDENCE = 16
 
 
 def _check_bce_logits(criterion: nn.Module, input: Tensor, target: Tensor) -> None:
     """BCEWithLogitsLoss and lossbench's sigmoid-family criteria: logits, float 0/1 targets."""
-    _check_binary(type(criterion).__name__, input, target)
+    name = type(criterion).__name__
+    detached = input.detach()
+    if detached.numel() >= SIGMOID_EVIDENCE and bool(((detached > 0) & (detached < 1)).all()):
+        raise LossInputError(
+            f"{name} got values all inside (0, 1) (range {_value_range(detached)}): it applies the "
+            "sigmoid itself, so a sigmoid before it squashes twice and no output can reach a "
+            "probability below 0.5. Pass the raw logits (drop the sigmoid)")
+    _check_binary(name, input, target)
+    _check_broadcast_weights(criterion, name, input)
 
 
 # The extension point: one check per criterion class, called with (criterion, input, target)
@@ -242,6 +313,10 @@ _CHECKS: dict[type, Callable[[nn.Module, Tensor, Tensor], None]] = {
 
 
 def _check_for(criterion: Any) -> Callable[[nn.Module, Tensor, Tensor], None]:
+    if isinstance(criterion, type) and issubclass(criterion, nn.Module):
+        raise TypeError(
+            f"check_loss_inputs got the class {criterion.__name__}, not a criterion: create one "
+            f"first, {criterion.__name__}() (with its options inside the parentheses)")
     for kind in type(criterion).__mro__:
         if kind in _CHECKS:
             return _CHECKS[kind]

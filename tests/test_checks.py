@@ -20,8 +20,9 @@ LABELS = torch.randint(0, 5, (8,))
         (nn.NLLLoss(), LOGITS, LABELS, "Apply log_softmax"),
         (nn.BCEWithLogitsLoss(), LOGITS, F.one_hot(LABELS, 5), "float 0/1 targets"),
         (nn.BCELoss(), torch.sigmoid(LOGITS), F.one_hot(LABELS, 5), "F.one_hot(target, num_classes).float()"),
-        (nn.BCEWithLogitsLoss(), LOGITS, F.one_hot(LABELS, 5).float()[:, :4], "differ in shape"),
-        (nn.CrossEntropyLoss(), LOGITS, LABELS[:6], "does not match input"),
+        (nn.BCEWithLogitsLoss(), LOGITS, F.one_hot(LABELS, 5).float()[:, :4],
+         "shape mismatch: input (8, 5) and target (8, 4)"),
+        (nn.CrossEntropyLoss(), LOGITS, LABELS[:6], "shape mismatch: input (8, 5) and target (6,)"),
         (nn.CrossEntropyLoss(), LOGITS, (torch.rand(8, 5) < 0.5).float().index_fill_(1, torch.tensor([0, 1]), 1.0), "BCEWithLogitsLoss"),
         (nn.BCELoss(), LOGITS, F.one_hot(LABELS, 5).float(), "outside [0, 1]"),
         (nn.BCELoss(), torch.sigmoid(LOGITS).index_fill(0, torch.tensor([2]), float("nan")),
@@ -49,6 +50,22 @@ LABELS = torch.randint(0, 5, (8,))
         (nn.CrossEntropyLoss(), LOGITS.tolist(), LABELS, "input is a list, not a torch.Tensor"),
         (nn.BCEWithLogitsLoss(), LOGITS, F.one_hot(LABELS, 5).tolist(), "target is a list"),
         (nn.CrossEntropyLoss(), LOGITS.long(), LABELS, "use input.float()"),
+        (nn.CrossEntropyLoss(), LOGITS[:, :, None].expand(8, 5, 3), LABELS[:, None].expand(8, 2),
+         "shape mismatch: input (8, 5, 3) and target (8, 2)"),
+        (nn.NLLLoss(), F.log_softmax(LOGITS, dim=1), LABELS.float(), "give indices as int64 (target.long())"),
+        (nn.BCELoss(), torch.sigmoid(LOGITS), F.one_hot(LABELS, 5).float() * 1.0000001,
+         "got range 0..1.0000001"),
+        (nn.BCEWithLogitsLoss(pos_weight=torch.ones(3)), LOGITS, F.one_hot(LABELS, 5).float(),
+         "pos_weight of shape (3,) does not broadcast to the input (8, 5)"),
+        (nn.BCELoss(weight=torch.ones(3)), torch.sigmoid(LOGITS), F.one_hot(LABELS, 5).float(),
+         "weight of shape (3,) does not broadcast"),
+        (nn.CrossEntropyLoss(weight=torch.ones(3)), LOGITS, LABELS, "give one weight per class, shape (5,)"),
+        (nn.NLLLoss(weight=torch.ones(6)), F.log_softmax(LOGITS, dim=1), LABELS, "weight of shape (6,)"),
+        (nn.BCEWithLogitsLoss(), torch.sigmoid(torch.randn(8, 5)), F.one_hot(LABELS, 5).float(),
+         "drop the sigmoid"),
+        (nn.CrossEntropyLoss(), F.softmax(LOGITS[:, :, None].expand(8, 5, 3), dim=1), LABELS[:, None].expand(8, 3),
+         "drop the softmax"),
+        (nn.CrossEntropyLoss(), F.softmax(LOGITS[0], dim=0), LABELS[0], "drop the softmax"),
     ],
     ids=["softmax-before-ce", "logits-to-nll", "long-targets-to-bce-logits", "long-targets-to-bce",
          "bce-shape-mismatch", "ce-shape-mismatch", "multi-hot-to-ce", "logits-to-bce",
@@ -56,7 +73,10 @@ LABELS = torch.randint(0, 5, (8,))
          "bce-target-2", "soft-target-2", "int32-ce-target", "bool-nll-target",
          "single-column-ce", "single-column-nll", "empty-ce-batch", "empty-bce-batch",
          "all-targets-ignored", "other-ignore-index", "target-on-other-device", "list-input",
-         "list-target", "integer-input"],
+         "list-target", "integer-input", "ce-3d-shape-mismatch", "float-index-target",
+         "range-shows-offending-value", "wrong-length-pos-weight", "wrong-length-bce-weight",
+         "wrong-length-ce-weight", "wrong-length-nll-weight", "sigmoid-before-bce-logits",
+         "softmax-before-ce-3d", "softmax-before-ce-unbatched"],
 )
 def test_classic_mistake_is_caught_with_its_fix(criterion, input, target, message):
     with pytest.raises(LossInputError, match=None) as caught:
@@ -78,10 +98,23 @@ def test_classic_mistake_is_caught_with_its_fix(criterion, input, target, messag
         (nn.BCEWithLogitsLoss(), LOGITS, torch.rand(8, 5)),  # soft binary targets
         (nn.CrossEntropyLoss(reduction="sum"), LOGITS[:0], LABELS[:0]),  # a sum over nothing is 0
         (nn.CrossEntropyLoss(label_smoothing=0.1), LOGITS, LABELS),
+        (nn.CrossEntropyLoss(), torch.randn(8, 5, 3), torch.randint(0, 5, (8, 3))),  # (N, C, d)
+        (nn.CrossEntropyLoss(), torch.randn(2, 5, 3, 4), torch.randint(0, 5, (2, 3, 4))),  # (N, C, d1, d2)
+        (nn.CrossEntropyLoss(), torch.randn(2, 5, 3), F.softmax(torch.randn(2, 5, 3), dim=1)),
+        (nn.CrossEntropyLoss(), LOGITS[0], LABELS[0]),  # unbatched (C,) with a scalar index
+        (nn.NLLLoss(), F.log_softmax(torch.randn(8, 5, 3), dim=1), torch.randint(0, 5, (8, 3))),
+        (nn.NLLLoss(), F.log_softmax(LOGITS[0], dim=0), LABELS[0]),
+        (nn.CrossEntropyLoss(weight=torch.rand(5)), LOGITS, LABELS),
+        (nn.BCEWithLogitsLoss(pos_weight=torch.rand(5)), LOGITS, F.one_hot(LABELS, 5).float()),
+        (nn.BCEWithLogitsLoss(pos_weight=torch.tensor([2.0])), LOGITS, F.one_hot(LABELS, 5).float()),
+        (nn.BCEWithLogitsLoss(), torch.randn(4, 5, 3), (torch.rand(4, 5, 3) < 0.5).float()),
+        (nn.BCEWithLogitsLoss(), torch.rand(3), torch.ones(3)),  # too few values to call it a sigmoid's
     ],
     ids=["ce", "nll", "bce", "bce_logits-multi-hot", "ce-soft-targets", "ce-ignore-index",
          "nll-own-ignore-index", "ce-uint8-targets", "bce_logits-soft-targets", "ce-empty-sum",
-         "ce-label-smoothing"],
+         "ce-label-smoothing", "ce-3d", "ce-4d", "ce-3d-soft-targets", "ce-unbatched", "nll-3d",
+         "nll-unbatched", "ce-class-weights", "bce_logits-pos-weight", "bce_logits-scalar-pos-weight",
+         "bce_logits-3d", "bce_logits-few-values"],
 )
 def test_correct_use_passes(criterion, input, target):
     check_loss_inputs(criterion, input, target)
@@ -112,6 +145,12 @@ def test_subclass_of_a_known_criterion_uses_its_parents_check():
     with pytest.raises(LossInputError, match="drop the softmax"):
         check_loss_inputs(_TemperedCrossEntropy(), F.softmax(LOGITS, dim=1), LABELS)
     check_loss_inputs(_TemperedCrossEntropy(), LOGITS, LABELS)
+
+
+@pytest.mark.parametrize("criterion", [nn.CrossEntropyLoss, nn.BCEWithLogitsLoss])
+def test_a_criterion_class_instead_of_an_instance_says_to_create_one(criterion):
+    with pytest.raises(TypeError, match=rf"got the class {criterion.__name__}, not a criterion: create one first, {criterion.__name__}\(\)"):
+        check_loss_inputs(criterion, LOGITS, LABELS)
 
 
 @pytest.mark.parametrize("criterion", [nn.MSELoss(), nn.KLDivLoss(reduction="batchmean"), F.cross_entropy])
