@@ -194,5 +194,20 @@ class RunFiles:
         """The epoch the val rows select (lossbench.selection.select_epoch); None without them."""
         return select_epoch([row[metric] for row in self.metrics if row["split"] == "val"]) if metric else None
 
+    def untrained_epochs(self, through: int) -> list[int]:
+        """The epochs up to `through` in which every step was skipped (trainer.on_nonfinite=skip),
+        read from the step rows: an epoch's last step is always logged, with the cumulative
+        skipped count."""
+        last = {row["epoch"]: (row["step"], row["skipped_steps"]) for row in self.steps}
+        untrained, before = [], (0, 0)
+        for epoch in range(1, through + 1):
+            if epoch not in last:
+                continue
+            (step, skipped), (step_before, skipped_before) = last[epoch], before
+            if step > step_before and skipped - skipped_before == step - step_before:
+                untrained.append(epoch)
+            before = last[epoch]
+        return untrained
+
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(self.run_dir / SUMMARY, summary)

@@ -215,14 +215,30 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dic
             finish("failed", f"{type(error).__name__}: {error}")
         raise
     steps = dict(skipped_steps=outcome.skipped_steps, scaler_skipped_steps=outcome.scaler_skipped_steps,
-                 first_nonfinite_step=outcome.first_nonfinite_step, first_nonfinite=outcome.first_nonfinite)
+                 first_nonfinite_step=outcome.first_nonfinite_step, first_nonfinite=outcome.first_nonfinite,
+                 untrained_epochs=files.untrained_epochs(outcome.epochs_completed))
     if outcome.status == "interrupted":  # the loop stopped at a step boundary
         finish("interrupted", f"interrupted by {signal.Signals(stop.signum).name}", **steps)
         raise Interrupted(stop.signum)
     if outcome.stopped_early:
         log.info(f"stopped early after epoch {outcome.epochs_completed}: validation {PRIMARY[summary['task']]} "
                  f"has not improved for {cfg.trainer.early_stop_patience} epochs")
-    return finish(outcome.status, outcome.message, stopped_early=outcome.stopped_early, **steps)
+    status, message = _status_after_skips(outcome, steps["untrained_epochs"])
+    return finish(status, message, stopped_early=outcome.stopped_early, **steps)
+
+
+def _status_after_skips(outcome: Outcome, untrained: list[int]) -> tuple[str, Optional[str]]:
+    """A run whose every step was skipped for a non-finite value never changed its weights: it
+    diverged, whatever the loop says. Epochs skipped whole in a run that trained otherwise are
+    warned about (summary.json lists them as untrained_epochs)."""
+    if outcome.status != "completed" or not untrained:
+        return outcome.status, outcome.message
+    cause = "had a non-finite loss or gradient and was skipped (trainer.on_nonfinite=skip)"
+    if len(untrained) == outcome.epochs_completed:
+        return "diverged", f"every one of the {outcome.skipped_steps} steps {cause}: the weights never changed"
+    log.warning(f"every step of epoch {', '.join(map(str, untrained))} {cause}: the weights did not change "
+                "in that epoch")
+    return outcome.status, outcome.message
 
 
 def _train_run(cfg: Any, files: RunFiles, trackers: Trackers, summary: dict, threads: int,

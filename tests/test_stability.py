@@ -9,9 +9,11 @@ from torch import nn
 
 from lossbench.errors import UserError
 from lossbench.losses import LOSSES
-from lossbench.run import execute
+from lossbench.results import RunFiles
+from lossbench.run import _status_after_skips, execute
+from lossbench.train import Outcome
 
-from conftest import compose_config, sweep_grid
+from conftest import compose_config, run_sweep, sweep_grid
 
 SIGNALS = {"step", "epoch", "loss_value", "grad_norm", "max_abs_logit", "saturated_frac",
            "nonfinite_loss", "nonfinite_grad", "skipped_steps"}
@@ -68,11 +70,47 @@ def test_resume_skips_a_diverged_run_and_reruns_a_failed_one(tmp_path):
     assert execute(cfg, tmp_path, threads=2, overrides=[])["status"] == "diverged"  # ran again
 
 
-def test_skip_counts_nonfinite_steps_and_completes(tmp_path):
+def test_skip_counts_nonfinite_steps_and_a_run_that_skipped_every_step_diverged(tmp_path):
     summary, steps = run(tmp_path, *STRESS, "trainer.on_nonfinite=skip")
-    assert summary["status"] == "completed"
-    assert summary["skipped_steps"] == steps["skipped_steps"].iloc[-1] > 0
+    assert summary["skipped_steps"] == steps["skipped_steps"].iloc[-1] == steps["step"].iloc[-1]
     assert summary["skipped_steps"] == steps["nonfinite_grad"].iloc[-1]
+    assert summary["status"] == "diverged" and summary["untrained_epochs"] == [1]
+    assert f"every one of the {summary['skipped_steps']} steps" in summary["error"]
+
+
+def step_rows(*epochs: tuple[int, int, int]) -> list[dict]:
+    """Logged step rows (epoch, step, cumulative skipped steps)."""
+    return [{"epoch": epoch, "step": step, "skipped_steps": skipped} for epoch, step, skipped in epochs]
+
+
+@pytest.mark.parametrize("rows, through, untrained", [
+    (step_rows((1, 5, 0), (1, 10, 0), (2, 20, 10), (3, 30, 12)), 3, [2]),
+    (step_rows((1, 10, 10), (2, 20, 20)), 2, [1, 2]),
+    (step_rows((1, 10, 9), (2, 20, 18)), 2, []),
+    (step_rows((1, 10, 0), (2, 20, 10)), 1, []),  # epoch 2 did not complete
+])
+def test_untrained_epochs_are_the_epochs_whose_every_step_was_skipped(tmp_path, rows, through, untrained):
+    files = RunFiles(tmp_path, {})
+    files.steps = rows
+    assert files.untrained_epochs(through) == untrained
+
+
+def test_a_run_that_trained_in_some_epochs_stays_completed_with_a_warning(caplog):
+    outcome = Outcome("completed", 3, None, skipped_steps=12)
+    assert _status_after_skips(outcome, [2]) == ("completed", None)
+    assert "every step of epoch 2" in caplog.text
+    assert _status_after_skips(outcome, [1, 2, 3])[0] == "diverged"
+
+
+@pytest.mark.slow
+def test_a_batched_seed_that_skipped_every_step_is_recorded_diverged(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_sweep("smoke", sweep, "hydra/launcher=batched", "loss=bce_logits", "seed=0,1",
+                       "trainer.on_nonfinite=skip", "model.logit_scale=3e38", "trainer.threads=1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    summaries = [json.loads(p.read_text()) for p in sweep.glob("*/summary.json")]
+    assert len(summaries) == 2
+    assert all(s["status"] == "diverged" and s["untrained_epochs"] == [1] for s in summaries)
 
 
 def test_bce_with_logits_trains_through_the_same_stress(tmp_path):
