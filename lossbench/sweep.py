@@ -37,6 +37,37 @@ def require_writable(directory: Path, key: str) -> None:
         sys.exit(2)
 
 
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def shared_run_dir(config: Any) -> Optional[str]:
+    """Two jobs of a basic sweep that would write one run dir (a value listed twice, or values of
+    a key left out of run dir names), as one line; None when every job has its own. Expanded as
+    BasicSweeper expands them, named as Hydra names them."""
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    sweeper, names = config.hydra.sweeper, config.hydra.job.config.override_dirname
+    by_dirname = OmegaConf.to_container(config.hydra.sweep)["subdir"] == "${hydra.job.override_dirname}"
+    if sweeper.get("_target_") != BASIC_SWEEPER or not by_dirname:
+        return None
+    parser = OverridesParser.create()
+    arguments = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
+    jobs = BasicSweeper.split_arguments(parser.parse_overrides(arguments + list(config.hydra.overrides.task)), None)[0]
+    seen: dict[str, list[str]] = {}
+    for job in jobs:
+        name = get_overrides_dirname(parser.parse_overrides(job), list(names.exclude_keys), names.item_sep,
+                                     names.kv_sep)
+        if name in seen:
+            return (f"two jobs of this sweep would write one run dir, {name or 'the sweep dir itself'}: "
+                    f"{shlex.join(seen[name])} and {shlex.join(job)}. List each value once (keys left out "
+                    f"of run dir names: {', '.join(names.exclude_keys)})")
+        seen[name] = job
+    return None
+
+
 class SweepCallback(Callback):
     # The sweep this process runs, for whoever ends it early (lossbench.app.cli).
     sweep_dir: Optional[Path] = None
@@ -45,6 +76,10 @@ class SweepCallback(Callback):
         require_writable(Path(config.hydra.run.dir), "hydra.run.dir")
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        shared = shared_run_dir(config)
+        if shared:
+            print(f"error: {shared}", file=sys.stderr)
+            sys.exit(2)
         require_writable(Path(config.hydra.sweep.dir), "hydra.sweep.dir")
         self.started = time.time()
         prepare_sweep(config)

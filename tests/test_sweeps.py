@@ -106,3 +106,17 @@ def test_a_failed_run_does_not_stop_the_sweep_and_is_listed(tmp_path):
     assert "1 of 2 runs failed" in result.stdout + result.stderr
     assert "loss=ce cannot train dataset=multilabel" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("launcher", ["basic", "batched"])
+@pytest.mark.parametrize("overrides, shared", [
+    (["seed=0,0,1"], "seed=0 trainer.epochs=1 and seed=0 trainer.epochs=1"),
+    (["dataset.root=a,b"], "dataset.root=a trainer.epochs=1 and dataset.root=b trainer.epochs=1"),
+])
+def test_a_sweep_whose_jobs_share_a_run_dir_is_refused_before_any_runs(tmp_path, launcher, overrides, shared):
+    sweep = tmp_path / "sweep"
+    result = run_cli("-m", f"hydra/launcher={launcher}", *overrides, "trainer.epochs=1",
+                     f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "two jobs of this sweep would write one run dir" in result.stderr and shared in result.stderr
+    assert "Traceback" not in result.stderr and not sweep.exists()
