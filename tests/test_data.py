@@ -2,6 +2,7 @@
 itself, refusals of missing or broken files, and the synthetic multi-label set."""
 
 import gzip
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -84,6 +85,37 @@ def test_wrong_magic_is_refused(tmp_path):
     path.write_bytes(b"\x89PNG" + bytes(100))
     with pytest.raises(DataError, match="not an unsigned-byte IDX file"):
         read_idx(path)
+
+
+def test_a_gzip_bomb_is_refused_without_inflating_it_whole(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:  # a valid header for 10 images, then 64 MB of zeros
+        f.write(idx_bytes(np.zeros((10, 28, 28))))
+        for _ in range(64):
+            f.write(bytes(2**20))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"declares shape \(10, 28, 28\), 7856 bytes, but it holds more"):
+            read_idx(path, (28, 28))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20  # read up to the declared size, not inflated to 64 MB
+
+
+def test_a_header_declaring_more_than_the_file_can_hold_is_refused_before_reading(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    header = bytes([0, 0, 0x08, 3]) + np.asarray([2**31, 28, 28], dtype=">u4").tobytes()
+    path.write_bytes(gzip.compress(header + bytes(1000)))
+    with pytest.raises(DataError, match="more than this .*-byte file can hold"):
+        read_idx(path, (28, 28))
+
+
+def test_images_of_another_size_are_refused_by_their_header(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(idx_bytes(np.zeros((4, 30, 30))))
+    with pytest.raises(DataError, match=r"items of shape \(30, 30\), expected \(28, 28\)"):
+        read_idx(path, (28, 28))
 
 
 def test_sample_source_ignores_files(tmp_path):
@@ -179,6 +211,23 @@ def test_a_corrupt_sample_cache_is_decoded_again(tmp_path, monkeypatch):
     entry.write_bytes(bytes(raw))
     again = mnist._read_sample(0)
     assert len(decodes) == 2 and all(np.array_equal(a, b) for a, b in zip(again, expected))
+
+
+@pytest.mark.parametrize("keep", [(), ("x_train", "y_train")], ids=["no-arrays", "half-the-arrays"])
+def test_an_incomplete_sample_cache_entry_is_decoded_again(tmp_path, monkeypatch, keep):
+    from lossbench.data.cache import KEY
+
+    monkeypatch.setenv("LOSSBENCH_CACHE", str(tmp_path))
+    mnist, decodes = _counting_decoder(monkeypatch)
+    expected = mnist._read_sample(0)
+    (entry,) = tmp_path.glob("mnist_sample-*.npz")
+    with np.load(entry) as stored:  # the right key, some arrays gone
+        kept = {name: stored[name] for name in (KEY, *keep)}
+    with open(entry, "wb") as f:
+        np.savez(f, **kept)
+    again = mnist._read_sample(0)
+    assert len(decodes) == 2 and all(np.array_equal(a, b) for a, b in zip(again, expected))
+    assert mnist._read_sample(0) is not None and len(decodes) == 2  # the rebuilt entry serves
 
 
 def test_a_changed_source_file_is_not_served_from_the_cache(tmp_path, monkeypatch):

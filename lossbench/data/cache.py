@@ -3,8 +3,9 @@
 The MNIST sample ships as a 1 MB CSV that numpy parses in seconds, longer than a short run trains;
 its split arrays are cached as an .npz under $LOSSBENCH_CACHE, else $XDG_CACHE_HOME/lossbench,
 else ~/.cache/lossbench. An entry is keyed by the SHA-256 of the source file and of what else
-decides the arrays (`recipe`), and checked on every read: the key stored inside it must match and
-the zip's CRCs must hold, else it is rebuilt. A cache that cannot be written only costs time.
+decides the arrays (`recipe`), and checked on every read: the key stored inside it must match, it
+must hold exactly the arrays it lists (at least one) and the zip's CRCs must hold, else it is
+rebuilt. A cache that cannot be written only costs time.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from lossbench.results import atomic_write
 
 KEY = "cache_key"
+NAMES = "cache_names"  # the arrays the entry holds: an entry missing one is incomplete
 
 
 def cache_dir() -> Path:
@@ -31,9 +33,12 @@ def cache_dir() -> Path:
 def _read(path: Path, key: str) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as stored:
-            if KEY not in stored.files or str(stored[KEY]) != key:
+            if not {KEY, NAMES} <= set(stored.files) or str(stored[KEY]) != key:
                 return None
-            return {name: stored[name] for name in stored.files if name != KEY}
+            names = [str(name) for name in stored[NAMES].ravel()]
+            if not names or set(names) != set(stored.files) - {KEY, NAMES}:
+                return None
+            return {name: stored[name] for name in names}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # missing, torn or corrupt
         return None
 
@@ -42,7 +47,8 @@ def _write(path: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
     """Atomically: runs that start together each write a whole file, the last one wins. A cache
     that cannot be written only costs the next run a decode."""
     try:
-        atomic_write(path, lambda tmp: np.savez(tmp, **arrays, **{KEY: np.array(key)}))
+        atomic_write(path, lambda tmp: np.savez(tmp, **arrays, **{KEY: np.array(key),
+                                                                 NAMES: np.array(list(arrays))}))
     except OSError:
         pass
 

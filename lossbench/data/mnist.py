@@ -142,7 +142,7 @@ def _read_full(family: Family, files: dict[str, Path]) -> tuple[np.ndarray, ...]
     _check_headers(files)
     arrays = []
     for images_stem, labels_stem in SPLITS.values():
-        images, labels = read_idx(files[images_stem]), read_idx(files[labels_stem])
+        images, labels = read_idx(files[images_stem], IMAGE_SHAPE[1:]), read_idx(files[labels_stem], ())
         if labels.max() > 9:
             raise DataError(f"{files[labels_stem]}: labels outside 0..9 (max {labels.max()})")
         arrays += [images.reshape(len(images), -1), labels]
