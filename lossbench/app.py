@@ -14,7 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from lossbench.config import register_configs
-from lossbench.errors import UserError
+from lossbench.errors import WRITE_FAILED_EXIT, UserError, write_failure
 from lossbench.run import default_threads, execute
 from lossbench.sweep import SweepCallback, end_interrupted_sweep
 
@@ -50,8 +50,14 @@ def main(cfg: DictConfig) -> None:
         raise  # cli() ends the process, and a sweep with it
     except Exception as error:
         # Not a user mistake: a bug, or the machine (memory, a full disk). summary.json already
-        # says failed and why; the traceback goes to the run's log file, not the console. A bug
-        # in one job must not cut a sweep short: Hydra would stop before collecting.
+        # says failed and why (when it could be written); the traceback goes to the run's log
+        # file, not the console. A bug in one job must not cut a sweep short: Hydra would stop
+        # before collecting.
+        if write_failure(error):
+            log.error(f"error: {write_failure(error)}")
+            if in_sweep:
+                return
+            sys.exit(WRITE_FAILED_EXIT)
         log.error(f"error: the run failed with {type(error).__name__}: {error}")
         log.debug("the failure's traceback:", exc_info=True)
         log.info(f"recorded in {run_dir}/summary.json; traceback in {run_dir}/lossbench.log")

@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 import lossbench
 from lossbench.autocast_ops import autocast_dtypes
 from lossbench.config import validate
-from lossbench.errors import UserError
+from lossbench.errors import UserError, write_failure
 from lossbench.data import DATASETS, load_dataset, on_device
 from lossbench.device import resolve_device
 from lossbench.losses import LOSSES, TrainingLabels, head_width, loss_label, loss_params
@@ -212,7 +212,7 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dic
         if isinstance(error, KeyboardInterrupt):
             finish("interrupted", f"interrupted by {str(error) or 'SIGINT'}")
         else:
-            finish("failed", f"{type(error).__name__}: {error}")
+            finish("failed", write_failure(error) or f"{type(error).__name__}: {error}")
         raise
     steps = dict(skipped_steps=outcome.skipped_steps, scaler_skipped_steps=outcome.scaler_skipped_steps,
                  first_nonfinite_step=outcome.first_nonfinite_step, first_nonfinite=outcome.first_nonfinite,

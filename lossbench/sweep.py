@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -15,6 +16,7 @@ from typing import Any, Optional
 from hydra.experimental.callback import Callback
 
 from lossbench.collect import CollectError, collect
+from lossbench.errors import WRITE_FAILED_EXIT, write_failure
 from lossbench.results import LOCK, SUMMARY, lock_holder
 from lossbench.trackers import prepare_sweep
 from lossbench.run import STOP_SIGNALS, Interrupted
@@ -25,13 +27,26 @@ log = logging.getLogger("lossbench")
 FAILED = ("failed", "running")
 
 
+# More than Hydra's .hydra/*.yaml files, written before lossbench can catch anything.
+PROBE_BYTES = 16 * 1024
+
+
 def require_writable(directory: Path, key: str) -> None:
-    """Exit 2 with one line naming the key when `directory` cannot be made or written: Hydra
-    would otherwise make it inside its job runner and print a traceback."""
+    """Exit with one line naming the key when `directory` cannot be made or written, or holds no
+    room for a few files (file size limit, full disk, quota): Hydra would otherwise fail inside
+    its job runner with a traceback. Exit 2 for a path the user can fix, WRITE_FAILED_EXIT
+    for the machine."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=directory).close()
+        with tempfile.TemporaryFile(dir=directory) as probe:
+            probe.write(bytes(PROBE_BYTES))
+            probe.flush()
+            os.fsync(probe.fileno())
     except OSError as error:
+        failure = write_failure(error)
+        if failure:
+            print(f"error: {key}={directory}: {failure}", file=sys.stderr)
+            sys.exit(WRITE_FAILED_EXIT)
         print(f"error: {key}={directory} cannot be written ({error.strerror or error}); "
               f"choose a writable directory", file=sys.stderr)
         sys.exit(2)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 import lossbench.config
+import lossbench.errors
 import lossbench.run
 from lossbench.config import validate
 from lossbench.errors import ConfigError, DataError
@@ -318,3 +319,35 @@ def test_an_output_dir_that_cannot_be_made_is_one_line_naming_the_key(tmp_path, 
     assert result.returncode == 2
     assert f"{key}={blocker}/out cannot be written" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def run_with_file_size_limit(tmp_path, limit: int, *args):
+    """The CLI under `ulimit -f` (RLIMIT_FSIZE, bytes)."""
+    import resource
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run([sys.executable, "-m", "lossbench", *args, *CHEAP, "trainer.threads=1"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=240, preexec_fn=limited)
+
+
+@pytest.mark.parametrize("mode, key", [((), "hydra.run.dir"), (("-m", "seed=0,1"), "hydra.sweep.dir")])
+def test_a_file_size_limit_below_what_hydra_writes_is_one_line_before_anything_runs(tmp_path, mode, key):
+    out = tmp_path / "out"
+    result = run_with_file_size_limit(tmp_path, 512, *mode, f"{key}={out}")
+    assert result.returncode == lossbench.errors.WRITE_FAILED_EXIT, result.stderr
+    assert result.stderr.strip() == (f"error: {key}={out}: cannot write (File too large): the file size "
+                                     "limit of this process (ulimit -f) is reached: raise it")
+
+
+def test_a_write_that_fails_mid_run_is_one_line_and_recorded_failed(tmp_path):
+    run_dir = tmp_path / "run"
+    # room for Hydra's files, the probe and the first tables, not for the predictions (~50 kB)
+    result = run_with_file_size_limit(tmp_path, 20 * 1024, f"hydra.run.dir={run_dir}")
+    assert result.returncode == lossbench.errors.WRITE_FAILED_EXIT, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "error: cannot write" in output and "(ulimit -f) is reached" in output
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and "ulimit -f" in summary["error"]
