@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -54,11 +55,21 @@ class Tracker:
             self._log(scalars(row, "steps", ("step", "epoch")), row["step"])
 
 
+# MLflow's own HTTP defaults retry a server that is down for about two minutes (7 retries,
+# backoff factor 2, 120 s timeout) before the run may start. A tracker is a copy of the run's
+# files: it gets a few seconds, then the run goes on without it. A user's own settings win.
+MLFLOW_HTTP_BOUNDS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                      "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
 def mlflow_experiment(options: Any, preset: Optional[str]) -> tuple[Any, str]:
     """A client of the tracking store and the id of the run's experiment (one per preset: a
     sweep's runs side by side), created if new. The first client creates a new store's tables."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
+
+    for key, value in MLFLOW_HTTP_BOUNDS.items():  # read by MLflow at every request
+        os.environ.setdefault(key, value)
 
     client = MlflowClient(tracking_uri=options.tracking_uri)
     name = options.experiment or preset or "lossbench"

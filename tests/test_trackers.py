@@ -2,9 +2,11 @@
 imported when off, refused before data loads when not installed, and never costing a run."""
 
 import json
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pandas as pd
 import pytest
@@ -75,6 +77,47 @@ def test_a_failing_tracker_is_a_warning_never_a_lost_run(logger, broken, message
     assert summary["status"] == "completed"
     assert len(pd.read_parquet(tmp_path / "run" / "metrics.parquet")) == 3  # train, val, test
     assert any(message in record.getMessage() for record in caplog.records if record.levelname == "WARNING")
+
+
+@pytest.fixture
+def dropping_server():
+    """A loopback port that accepts every connection and closes it unanswered, counting them:
+    an MLflow server that is down, whose every request fails as a connection error."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    connections = []
+
+    def serve():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:  # closed: the test is over
+                return
+            connections.append(1)
+            connection.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield server.getsockname()[1], connections
+    server.close()
+
+
+def test_an_mlflow_server_that_is_down_costs_a_few_retries_and_the_run_goes_on(
+        dropping_server, tmp_path, caplog, monkeypatch):
+    pytest.importorskip("mlflow", reason="mlflow not installed")
+    from lossbench.trackers import MLFLOW_HTTP_BOUNDS
+
+    for key in MLFLOW_HTTP_BOUNDS:  # unset for the run, restored after the test
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
+    port, connections = dropping_server
+    cfg = compose_config("logger=mlflow", f"logger.mlflow.tracking_uri=http://127.0.0.1:{port}",
+                         "trainer.epochs=1", "dataset.source=sample", *SMALL)
+    summary = execute(cfg, tmp_path / "run", threads=1, overrides=[])
+    assert summary["status"] == "completed"
+    assert any("logger=mlflow stopped logging" in record.getMessage() for record in caplog.records)
+    # one request and its bounded retries (MLflow's default is 7 retries, about two minutes)
+    assert 1 <= len(connections) <= 1 + int(MLFLOW_HTTP_BOUNDS["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
 
 
 def test_a_sweep_creates_its_mlflow_store_and_experiment_before_its_jobs_start(tmp_path):
