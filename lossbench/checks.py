@@ -281,18 +281,32 @@ def _check_bce(criterion: nn.Module, input: Tensor, target: Tensor) -> None:
     _check_broadcast_weights(criterion, "BCELoss", input)
 
 
-# Raw logits of an untrained or trained model straddle 0; this many all strictly inside (0, 1)
-# by chance is at most 2**-16 for logits symmetric about 0, but is what a sigmoid always gives.
+# Without autograd history, values all strictly inside (0, 1) are the only sign of a sigmoid:
+# trusted from this many values on (2**-16 for logits symmetric about 0).
 SIGMOID_EVIDENCE = 16
+# Nodes a sigmoid's output may pass through on its way to the criterion (autocast's casts, views).
+_PASS_THROUGH = ("ToCopyBackward0", "ViewBackward0", "UnsafeViewBackward0", "CloneBackward0")
+
+
+def _after_sigmoid(x: Tensor) -> bool:
+    """Whether x comes out of a sigmoid: read from its autograd history when it has one (a
+    model's raw logits can all lie in (0, 1), one output unit's often do), else guessed from
+    its values."""
+    if not x.requires_grad:
+        detached = x.detach()
+        return detached.numel() >= SIGMOID_EVIDENCE and bool(((detached > 0) & (detached < 1)).all())
+    node = x.grad_fn
+    while node is not None and type(node).__name__ in _PASS_THROUGH:
+        node = node.next_functions[0][0]
+    return node is not None and type(node).__name__ == "SigmoidBackward0"
 
 
 def _check_bce_logits(criterion: nn.Module, input: Tensor, target: Tensor) -> None:
     """BCEWithLogitsLoss and lossbench's sigmoid-family criteria: logits, float 0/1 targets."""
     name = type(criterion).__name__
-    detached = input.detach()
-    if detached.numel() >= SIGMOID_EVIDENCE and bool(((detached > 0) & (detached < 1)).all()):
+    if _after_sigmoid(input):
         raise LossInputError(
-            f"{name} got values all inside (0, 1) (range {_value_range(detached)}): it applies the "
+            f"{name} got the output of a sigmoid (range {_value_range(input.detach())}): it applies the "
             "sigmoid itself, so a sigmoid before it squashes twice and no output can reach a "
             "probability below 0.5. Pass the raw logits (drop the sigmoid)")
     _check_binary(name, input, target)

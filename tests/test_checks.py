@@ -63,6 +63,8 @@ LABELS = torch.randint(0, 5, (8,))
         (nn.NLLLoss(weight=torch.ones(6)), F.log_softmax(LOGITS, dim=1), LABELS, "weight of shape (6,)"),
         (nn.BCEWithLogitsLoss(), torch.sigmoid(torch.randn(8, 5)), F.one_hot(LABELS, 5).float(),
          "drop the sigmoid"),
+        (nn.BCEWithLogitsLoss(), torch.sigmoid(torch.randn(4, 1, requires_grad=True)), torch.ones(4, 1),
+         "got the output of a sigmoid"),
         (nn.CrossEntropyLoss(), F.softmax(LOGITS[:, :, None].expand(8, 5, 3), dim=1), LABELS[:, None].expand(8, 3),
          "drop the softmax"),
         (nn.CrossEntropyLoss(), F.softmax(LOGITS[0], dim=0), LABELS[0], "drop the softmax"),
@@ -76,6 +78,7 @@ LABELS = torch.randint(0, 5, (8,))
          "list-target", "integer-input", "ce-3d-shape-mismatch", "float-index-target",
          "range-shows-offending-value", "wrong-length-pos-weight", "wrong-length-bce-weight",
          "wrong-length-ce-weight", "wrong-length-nll-weight", "sigmoid-before-bce-logits",
+         "sigmoid-before-bce-logits-by-autograd",
          "softmax-before-ce-3d", "softmax-before-ce-unbatched"],
 )
 def test_classic_mistake_is_caught_with_its_fix(criterion, input, target, message):
@@ -109,12 +112,15 @@ def test_classic_mistake_is_caught_with_its_fix(criterion, input, target, messag
         (nn.BCEWithLogitsLoss(pos_weight=torch.tensor([2.0])), LOGITS, F.one_hot(LABELS, 5).float()),
         (nn.BCEWithLogitsLoss(), torch.randn(4, 5, 3), (torch.rand(4, 5, 3) < 0.5).float()),
         (nn.BCEWithLogitsLoss(), torch.rand(3), torch.ones(3)),  # too few values to call it a sigmoid's
+        # a model's single logit, all inside (0, 1) for this batch: its history says it is no sigmoid's
+        (nn.BCEWithLogitsLoss(), nn.Linear(4, 1)(torch.rand(64, 4)).detach().clamp(0.1, 0.9).requires_grad_() * 1,
+         torch.ones(64, 1)),
     ],
     ids=["ce", "nll", "bce", "bce_logits-multi-hot", "ce-soft-targets", "ce-ignore-index",
          "nll-own-ignore-index", "ce-uint8-targets", "bce_logits-soft-targets", "ce-empty-sum",
          "ce-label-smoothing", "ce-3d", "ce-4d", "ce-3d-soft-targets", "ce-unbatched", "nll-3d",
          "nll-unbatched", "ce-class-weights", "bce_logits-pos-weight", "bce_logits-scalar-pos-weight",
-         "bce_logits-3d", "bce_logits-few-values"],
+         "bce_logits-3d", "bce_logits-few-values", "bce_logits-one-logit-inside-0-1"],
 )
 def test_correct_use_passes(criterion, input, target):
     check_loss_inputs(criterion, input, target)
