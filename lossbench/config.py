@@ -20,7 +20,6 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from lossbench.errors import ConfigError
-from lossbench.footprint import size_problems
 from lossbench.losses import LOSSES, LossParams, head_width, loss_params
 
 # conf/loss/<name>.yaml lists `/loss_schema/<name>@_here_` in its defaults: the loss's typed knobs.
@@ -328,6 +327,7 @@ def root_problems(d: Any) -> list[str]:
 def validate(cfg: Any) -> None:
     """Refuse values the types allow but the run cannot use. Cheap: no data is touched."""
     from lossbench.data import DATASETS, check_source_available, expected_n_classes
+    from lossbench.footprint import size_problems
     from lossbench.model import MODELS
     from lossbench.optim import OPTIMIZERS
 
