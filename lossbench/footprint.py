@@ -63,4 +63,5 @@ def size_problems(cfg: Any, n_out: int) -> list[str]:
             f"{_gib(available)}: the data {_gib(data.bytes)} ({data.sizes}); the model "
             f"{_gib(model_needs)} (model={cfg.model.name} on {data.n_features:,} inputs: {weights:,} "
             f"weights with their gradients and optimizer state, and the activations of a "
-            f"trainer.batch_size={cfg.trainer.batch_size} batch). Shrink the larger"]
+            f"trainer.batch_size={cfg.trainer.batch_size} batch). Shrink the "
+            + ("data" if data.bytes >= model_needs else "model")]
