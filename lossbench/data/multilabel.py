@@ -8,8 +8,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.datasets import make_multilabel_classification
-from sklearn.model_selection import train_test_split
 
 from lossbench.data import Dataset
 from lossbench.data.split import train_test_state
@@ -17,6 +15,10 @@ from lossbench.losses import Task
 
 
 def load(cfg: Any) -> Dataset:
+    # Only this dataset imports scikit-learn (over a second): other runs never pay for it
+    from sklearn.datasets import make_multilabel_classification
+    from sklearn.model_selection import train_test_split
+
     x, y = make_multilabel_classification(
         n_samples=cfg.n_samples,
         n_features=cfg.n_features,
