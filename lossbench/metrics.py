@@ -13,7 +13,7 @@ on multi-label data): recall, precision, F1, support. For label noise: the accur
 flipped training examples against their noisy and their true labels (memorisation vs robustness).
 
 The single-label metrics are sklearn's formulas in a few lines of numpy (accuracy_score, log_loss,
-precision_recall_fscore_support; tests/test_metrics.py checks them against sklearn): a run on
+precision_recall_fscore_support; tests/test_numpy_equals_sklearn.py checks them against sklearn): a run on
 single-label data then never imports scikit-learn, over a second of its start-up. The multi-label
 ones (average precision's ties) import sklearn where they are computed.
 """

@@ -106,15 +106,15 @@ class RunningTally:
         """One step: its loss (shape `shape`), logits (*shape, B, C) and labels (*shape, B) class
         indices or (*shape, B, C) multi-hot, as the metrics read them."""
         with torch.no_grad():
-            flat = logits.detach().reshape(-1, logits.shape[-1])
-            probs = probabilities(self.spec, flat, self.task)
-            if self.task == Task.single_label:
-                right = probs.argmax(dim=1) == labels.reshape(-1)
-            else:
-                right = ((probs >= self.spec.threshold) == (labels.reshape(flat.shape) == 1)).all(dim=1)
-            right = right.reshape(logits.shape[:-1])
+            logits = logits.detach()
+            if self.task == Task.multi_label:
+                right = ((torch.sigmoid(logits) >= self.spec.threshold) == (labels == 1)).all(-1)
+            elif logits.shape[-1] == 1:  # the binary head: class 1 where sigmoid(z) > 1/2
+                right = (logits[..., 0] > 0) == (labels == 1)
+            else:  # every single-label distribution (softmax, renormalised sigmoids) is monotone in the logits
+                right = logits.argmax(-1) == labels
             self.correct += right.sum(-1)
-            self.loss_sum += loss.detach().double() * right.shape[-1]
+            self.loss_sum += loss.detach() * right.shape[-1]
             self.seen += right.shape[-1]
 
     def keep(self, positions: Tensor) -> None:

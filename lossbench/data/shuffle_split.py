@@ -5,7 +5,7 @@ run's start-up, for a few lines of numpy).
 `sklearn.model_selection.train_test_split(np.arange(n), test_size=..., stratify=..., random_state=...)`
 returns: ShuffleSplit's and StratifiedShuffleSplit's draws from a legacy RandomState, step for
 step, so the splits (and every run's data) stay the ones lossbench drew with sklearn.
-tests/test_data.py checks the equality on random cases.
+tests/test_numpy_equals_sklearn.py checks the equality.
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ def approximate_mode(class_counts: np.ndarray, n_draws: int, rng: np.random.Rand
     return floored.astype(int)
 
 
-def shuffle_split(n: int, test_size: float, random_state: int,
+def shuffle_split(n: int, test_size: float | int, random_state: int,
                   stratify: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) indices of range(n), test_size a fraction in (0, 1). ValueError when the
-    split cannot be made (an empty side; stratified: a class with one member, or fewer examples
-    on a side than classes)."""
-    n_test = math.ceil(test_size * n)
+    """(train, test) indices of range(n); test_size a fraction in (0, 1) or a count, as sklearn
+    takes it. ValueError when the split cannot be made (an empty side; stratified: a class with
+    one member, or fewer examples on a side than classes)."""
+    n_test = test_size if isinstance(test_size, int) else math.ceil(test_size * n)
     n_train = n - n_test
-    if not 0 < test_size < 1 or n_train <= 0:
+    if n_test <= 0 or n_train <= 0:
         raise ValueError(f"test_size={test_size} of {n} samples leaves a side empty")
     rng = np.random.RandomState(random_state)
     if stratify is None:

