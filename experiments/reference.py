@@ -1,6 +1,6 @@
 """Rebuild the committed reference study in results/reference/ from scratch.
 
-    python experiments/reference.py [--launcher batched|basic|joblib] [--seeds 10]
+    python experiments/reference.py [--launcher auto|batched|basic|joblib] [--seeds 10]
         [--study-seeds 5] [--stress-seeds 10] [--fashion-root DIR] [--only STEP ...]
 
 Steps, each a Hydra sweep (an experiment preset) whose runs live under results/sweeps/reference/
@@ -18,9 +18,10 @@ Steps, each a Hydra sweep (an experiment preset) whose runs live under results/s
                                                  loss_scaling=dynamic only (its other half is
                                                  stability's bf16/16 runs)
   probe                                          the analytic probe (results/reference/probe/)
-Each step prints its run count and wall time. The default launcher, batched, trains each
-configuration's seeds as one stack (run dirs and files as the basic launcher's; float32 results
-agree with sequential runs to rounding, tests/test_batched.py). Then each sweep's collected tables are copied into
+Each step prints its run count and wall time. The default launcher, auto, is batched on a CUDA
+machine, which trains each configuration's seeds as one stack (run dirs and files as the basic
+launcher's; float32 results agree with sequential runs to rounding, tests/test_batched.py), and
+basic elsewhere, where the stack is slower than one run after another (lossbench.device.seed_launcher). Then each sweep's collected tables are copied into
 results/reference/data/<step>/ and the report is written from those copies alone, so a second run
 on the same tables rewrites a byte-identical report.md.
 
@@ -43,6 +44,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lossbench.device import seed_launcher
 from lossbench.report.load import COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,7 +104,8 @@ def timed(label: str, command: list[str], runs_in: Path | None = None) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--launcher", choices=["batched", "basic", "joblib"], default="batched")
+    parser.add_argument("--launcher", choices=["auto", "batched", "basic", "joblib"], default="auto",
+                        help="auto: batched on CUDA, basic elsewhere")
     parser.add_argument("--seeds", type=int, default=10, help="seeds of the headline comparisons")
     parser.add_argument("--study-seeds", type=int, default=5, help="seeds of the condition studies")
     parser.add_argument("--stress-seeds", type=int, default=10, help="seeds of the stress grids")
@@ -120,6 +123,8 @@ def main() -> None:
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} {getattr(args, flag)}: needs at least 1 seed")
     out, sweeps = args.out.resolve(), args.sweeps.resolve()
+    if args.launcher == "auto":
+        args.launcher = seed_launcher()
     launcher = [] if args.launcher == "basic" else [f"hydra/launcher={args.launcher}"]
     seeds = {"seeds": args.seeds, "study": args.study_seeds, "stress": args.stress_seeds}
     plan = steps(args.fashion_root)

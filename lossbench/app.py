@@ -14,6 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from lossbench.config import register_configs
+from lossbench.device import spread_over_gpus
 from lossbench.errors import WRITE_FAILED_EXIT, UserError, write_failure
 from lossbench.run import default_threads, execute
 from lossbench.sweep import SweepCallback, end_interrupted_sweep
@@ -38,6 +39,8 @@ def main(cfg: DictConfig) -> None:
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     run_dir = Path(hydra_cfg.runtime.output_dir)
     threads = cfg.trainer.threads or default_threads(hydra_cfg.launcher if in_sweep else None)
+    if in_sweep:
+        spread_over_gpus(cfg.trainer.device.name, hydra_cfg.launcher, hydra_cfg.job.num)
     try:
         summary = execute(cfg, run_dir, threads, list(hydra_cfg.overrides.task))
     except UserError as error:

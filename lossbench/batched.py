@@ -31,7 +31,8 @@ from lossbench.data import Dataset
 from lossbench.losses import LossSpec
 from lossbench.selection import SelectionSoFar
 from lossbench.stacked_optim import stacked_optimizer
-from lossbench.train import Outcome, Signals, autocast, encoded_and_checked, epoch_records, per_class_inputs
+from lossbench.train import (Outcome, RunningTally, Signals, autocast, encoded_and_checked, epoch_records,
+                             per_class_inputs)
 
 BCE_REFUSAL = "should be between 0 and 1"
 EARLY_STOP_UNSTACKABLE = ("each seed would stop at its own epoch, and the stack trains its seeds through "
@@ -145,6 +146,8 @@ def train_seeds(
     live = list(range(len(runs)))  # live[position in the stack] = index into runs
     outcomes: list[Optional[Outcome]] = [None] * len(runs)
     signals = StackedSignals(spec, device, len(runs))
+    tally = (RunningTally(spec, data.task, device, (len(runs),)) if trainer.train_metrics.name == "running"
+             else None)
     own_signals = [Signals(spec, device, no_scaler(device)) for _ in runs]
     condition_inputs = per_class_inputs(data)
     selections = [SelectionSoFar() for _ in runs]
@@ -181,6 +184,8 @@ def train_seeds(
         optimizer.params = params
         optimizer.keep(keep)
         signals.keep(keep)
+        if tally is not None:
+            tally.keep(keep)
         every_seed, orders, live = every_seed[keep], orders[keep], [live[p] for p in kept]
         loss, grad_norm, logits = (None if t is None else t.detach()[keep] for t in (loss, grad_norm, logits))
         return keep
@@ -219,6 +224,8 @@ def train_seeds(
                 logits, loss = forward(orders[:, start : start + batch])
                 if not live:
                     return outcomes
+                if tally is not None:
+                    tally.add(loss, logits, data.y_train[orders[:, start : start + batch]])
                 for p in params.values():
                     p.grad = None
                 loss.sum().backward()  # seeds share no weights: each gets its own loss's gradient
@@ -247,12 +254,13 @@ def train_seeds(
                 torch.cuda.synchronize()
             # One stacked epoch trained every live seed: each is charged its share of the wall time.
             seconds = (time.perf_counter() - started) / len(live)
+            running = [None] * len(live) if tally is None else tally.rows()
             for position, index in enumerate(live):
                 copy_weights(position)
                 model = runs[index].model
                 rows, table, per_class, predictions = epoch_records(
                     model, spec, criterion, data, (x, y, y_test, y_val), condition_inputs, epoch, seconds, device,
-                    precision, selections[index])
+                    precision, selections[index], running[position])
                 runs[index].on_epoch(rows, table, own_signals[index].flush(), per_class, predictions)
     finally:
         bar.close()

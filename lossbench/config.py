@@ -49,6 +49,11 @@ class OnNonfinite(str, Enum):
     skip = "skip"
 
 
+class TrainMetrics(str, Enum):
+    running = "running"
+    full = "full"
+
+
 class NoiseKind(str, Enum):
     symmetric = "symmetric"
     asymmetric = "asymmetric"
@@ -122,6 +127,8 @@ class TrainerConfig:
     loss_scaling: LossScaling = LossScaling.none
     # Stop once the val primary metric (lossbench/selection.py) has not improved for this many epochs
     early_stop_patience: Optional[int] = None
+    # The train rows: the epoch's own steps (running) or a second pass over the training split (full)
+    train_metrics: TrainMetrics = TrainMetrics.running
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Optional
+
 import torch
 
 from lossbench.errors import ConfigError
@@ -23,6 +25,33 @@ def resolve_device(requested: str) -> torch.device:
                 return torch.device(name)
         return torch.device("cpu")
     return torch.device(requested)
+
+
+def seed_launcher(requested: str = "auto") -> str:
+    """The launcher that trains a sweep's seeds fastest on this device: `batched` (seeds as one
+    stack) on CUDA, where it turns many small kernels into one; `basic` (one run after another)
+    elsewhere: on the CPU the stack measured 0.83x as fast as one-by-one runs (issue 22)."""
+    return "batched" if resolve_device(requested).type == "cuda" else "basic"
+
+
+def parallel_job_gpu(requested: str, job_num: int, gpus: int) -> Optional[int]:
+    """The GPU job `job_num` of a parallel sweep trains on: one job per device in turn (job n on
+    GPU n mod gpus), so the jobs spread over every GPU instead of all landing on the first. None
+    (torch's current device) with fewer than two GPUs, or when trainer.device is cpu or mps."""
+    if gpus < 2 or requested not in ("auto", "cuda"):
+        return None
+    return job_num % gpus
+
+
+def spread_over_gpus(requested: str, launcher: Any, job_num: int) -> Optional[int]:
+    """Under a parallel launcher (joblib), make this job's GPU (parallel_job_gpu) torch's current
+    device, which `cuda` without an index means; returns it (None: nothing changed)."""
+    if "joblib" not in str(launcher.get("_target_", "")):
+        return None
+    gpu = parallel_job_gpu(requested, job_num, torch.cuda.device_count())
+    if gpu is not None:
+        torch.cuda.set_device(gpu)
+    return gpu
 
 
 def check_device(requested: str, precision: str) -> None:

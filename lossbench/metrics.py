@@ -11,6 +11,11 @@ For imbalance (every single-label run): balanced accuracy (mean per-class recall
 the mean recall of the rarest third of the classes by training count; per class (and per label
 on multi-label data): recall, precision, F1, support. For label noise: the accuracy on the
 flipped training examples against their noisy and their true labels (memorisation vs robustness).
+
+The single-label metrics are sklearn's formulas in a few lines of numpy (accuracy_score, log_loss,
+precision_recall_fscore_support; tests/test_numpy_equals_sklearn.py checks them against sklearn): a run on
+single-label data then never imports scikit-learn, over a second of its start-up. The multi-label
+ones (average precision's ties) import sklearn where they are computed.
 """
 
 from __future__ import annotations
@@ -18,15 +23,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import (
-    accuracy_score,
-    average_precision_score,
-    f1_score,
-    hamming_loss,
-    log_loss,
-    precision_recall_fscore_support,
-)
 
 N_BINS = 15
 SINGLE_LABEL = ("acc", "nll", "ece", "brier")
@@ -112,8 +108,8 @@ def single_label(probs: np.ndarray, labels: np.ndarray) -> tuple[dict, list[dict
     tables = calibration_tables(probs.max(axis=1), predicted == labels)
     onehot = np.eye(probs.shape[1])[labels]
     metrics = {
-        "acc": float(accuracy_score(labels, predicted)),
-        "nll": float(log_loss(labels, probs, labels=np.arange(probs.shape[1]))),
+        "acc": float((predicted == labels).mean()),
+        "nll": log_loss(probs, labels),
         "ece": ece_of(tables, "equal_width"),
         "brier": float(((probs - onehot) ** 2).sum(axis=1).mean()),
         "ece_adaptive": ece_of(tables, "equal_mass"),
@@ -122,10 +118,32 @@ def single_label(probs: np.ndarray, labels: np.ndarray) -> tuple[dict, list[dict
     return metrics, tables
 
 
+def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    """sklearn.metrics.log_loss: the mean of -log p_y, p clipped to [eps, 1 - eps] of its dtype."""
+    eps = np.finfo(probs.dtype).eps
+    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], eps, 1 - eps)).mean())
+
+
+def precision_recall_f1_support(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> tuple[np.ndarray, ...]:
+    """sklearn's precision_recall_fscore_support(labels=range(C), zero_division=0) on class
+    indices: per class, precision, recall, F1 = 2 tp / (support + predicted) and support."""
+    tp = np.bincount(labels[labels == predicted], minlength=n_classes).astype(np.float64)
+    support = np.bincount(labels, minlength=n_classes)
+    predicted_count = np.bincount(predicted, minlength=n_classes)
+
+    def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+        return np.divide(numerator, denominator, out=np.zeros(n_classes), where=denominator > 0)
+
+    return ratio(tp, predicted_count), ratio(tp, support), ratio(2 * tp, support + predicted_count), support
+
+
 def multi_label(probs: np.ndarray, labels: np.ndarray, threshold: float) -> tuple[dict, list[dict]]:
     """probs (N, C) independent per-class probabilities; labels (N, C) multi-hot."""
     if not np.isfinite(probs).all():
         return dict.fromkeys(MULTI_LABEL, float("nan")), []
+    from sklearn.exceptions import UndefinedMetricWarning
+    from sklearn.metrics import accuracy_score, average_precision_score, f1_score, hamming_loss
+
     labels = labels.astype(np.int64)
     predicted = (probs >= threshold).astype(np.int64)
     with warnings.catch_warnings():
@@ -156,10 +174,10 @@ def class_balance(probs: np.ndarray, labels: np.ndarray, rare: np.ndarray) -> di
     """Single-label: balanced accuracy, macro-F1 over all classes, mean recall of the `rare` ones."""
     if not np.isfinite(probs).all():
         return dict.fromkeys(CLASS_BALANCE, float("nan"))
-    predicted, classes = probs.argmax(axis=1), np.arange(probs.shape[1])
+    predicted = probs.argmax(axis=1)
     # One pass gives all three: balanced accuracy is the mean recall over the classes present
     # (as sklearn's balanced_accuracy_score), macro-F1 the mean of the per-class F1.
-    _, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=classes, zero_division=0)
+    _, recall, f1, support = precision_recall_f1_support(labels, predicted, probs.shape[1])
     return {
         "balanced_acc": float(recall[support > 0].mean()),
         "f1_macro": float(f1.mean()),
@@ -176,16 +194,17 @@ def per_class(probs: np.ndarray, labels: np.ndarray, threshold: float, train_cou
         return []
     classes = np.arange(probs.shape[1])
     if labels.ndim == 1:
-        predicted, extra = probs.argmax(axis=1), {}
-        labels_arg = dict(labels=classes)
+        extra = {}
+        precision, recall, f1, support = precision_recall_f1_support(labels, probs.argmax(axis=1), len(classes))
     else:
-        predicted, labels_arg = (probs >= threshold).astype(np.int64), {}
+        from sklearn.metrics import average_precision_score, precision_recall_fscore_support
+
+        predicted = (probs >= threshold).astype(np.int64)
         labels = labels.astype(np.int64)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # a label without positives: AP undefined
             extra = {"ap": average_precision_score(labels, probs, average=None)}
-    precision, recall, f1, support = precision_recall_fscore_support(
-        labels, predicted, zero_division=0, **labels_arg)
+        precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, zero_division=0)
     return [
         {"class": int(c), "recall": float(recall[c]), "precision": float(precision[c]),
          "f1": float(f1[c]), "support": int(support[c]), "train_count": int(train_counts[c]),

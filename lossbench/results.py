@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from lossbench.errors import UserError
 from lossbench.selection import select_epoch
@@ -58,9 +60,20 @@ def write_json(path: Path, data: dict) -> None:
     atomic_write(path, write)
 
 
+def arrow_table(records: list[dict] | pd.DataFrame) -> pa.Table:
+    """Rows as an Arrow table: a column for every key any row has, in first-seen order (null where a
+    row lacks it; pandas reads it back as NaN, as it would a DataFrame built from the rows)."""
+    if not isinstance(records, list):
+        return pa.Table.from_pandas(records, preserve_index=False)
+    columns = dict.fromkeys(key for row in records for key in row)
+    return pa.table({key: [row.get(key) for row in records] for key in columns})
+
+
 def write_table(path: Path, records: list[dict] | pd.DataFrame) -> None:
-    frame = records if isinstance(records, pd.DataFrame) else pd.DataFrame.from_records(records)
-    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    """Rows (or a DataFrame) as a parquet file, atomically. Written with pyarrow directly: a
+    run rewrites its tables after every epoch, and a DataFrame in between cost three times as much."""
+    table = arrow_table(records)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def temp_files(run_dir: Path) -> list[Path]:
@@ -71,8 +84,6 @@ def temp_files(run_dir: Path) -> list[Path]:
 def unreadable_files(run_dir: Path, summary: dict) -> list[str]:
     """Why a run's files do not back up its summary: a table missing (metrics.parquet or
     predictions.parquet once an epoch finished) or unreadable. Reads parquet footers only, not the data."""
-    import pyarrow.parquet as pq
-
     problems = []
     for name in TABLES:
         path = run_dir / name

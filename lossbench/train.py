@@ -59,25 +59,76 @@ def saturated(spec: LossSpec, logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, spec, criterion, x, y_enc, labels: np.ndarray, task, device,
-             precision) -> tuple[dict, list, np.ndarray, torch.Tensor]:
-    """Metrics of one split (against `labels`, its host copy made once per run), its reliability
-    tables, the predicted probabilities and the logits."""
+def forward(model, spec, criterion, x, y_enc, device, precision) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's logits on x in eval mode, chunk by chunk, and the criterion's sum over x
+    (None without targets)."""
     model.eval()
     logits, loss_sum = [], torch.zeros((), device=device)
     with autocast(device, precision):
         for start in range(0, len(x), EVAL_CHUNK):
             chunk = model(x[start : start + EVAL_CHUNK])
-            end = start + len(chunk)
-            loss_sum += criterion(spec.activation(chunk), y_enc[start:end]).float() * len(chunk)
+            if y_enc is not None:
+                loss_sum += criterion(spec.activation(chunk), y_enc[start : start + len(chunk)]).float() * len(chunk)
             logits.append(chunk)
-    logits = torch.cat(logits)
+    return torch.cat(logits), loss_sum
+
+
+def evaluate(model, spec, criterion, x, y_enc, labels: np.ndarray, task, device,
+             precision) -> tuple[dict, list, np.ndarray, torch.Tensor]:
+    """Metrics of one split (against `labels`, its host copy made once per run), its reliability
+    tables, the predicted probabilities and the logits."""
+    logits, loss_sum = forward(model, spec, criterion, x, y_enc, device, precision)
     probs = probabilities(spec, logits, task).cpu().numpy()
     if task == Task.single_label:
         values, table = metrics.single_label(probs, labels)
     else:
         values, table = metrics.multi_label(probs, labels, spec.threshold)
     return {"loss_value": float(loss_sum) / len(x), **values}, table, probs, logits
+
+
+class RunningTally:
+    """The train row of an epoch from its own steps (trainer.train_metrics=running): the mean
+    criterion value (weighted by batch size, as a full pass weights it) and the accuracy
+    (multi-label: subset accuracy) of each example at the step that trained on it, before that
+    step's update. Device tensors, one entry per seed for a stack (shape (K,)); no host sync
+    until the epoch's row is read."""
+
+    def __init__(self, spec: LossSpec, task: Task, device: torch.device, shape: tuple = ()):
+        self.spec, self.task, self.shape, self.device = spec, task, shape, device
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss_sum = torch.zeros(self.shape, dtype=torch.float64, device=self.device)
+        self.correct = torch.zeros(self.shape, dtype=torch.long, device=self.device)
+        self.seen = 0
+
+    def add(self, loss: Tensor, logits: Tensor, labels: Tensor) -> None:
+        """One step: its loss (shape `shape`), logits (*shape, B, C) and labels (*shape, B) class
+        indices or (*shape, B, C) multi-hot, as the metrics read them."""
+        with torch.no_grad():
+            logits = logits.detach()
+            if self.task == Task.multi_label:
+                right = ((torch.sigmoid(logits) >= self.spec.threshold) == (labels == 1)).all(-1)
+            elif logits.shape[-1] == 1:  # the binary head: class 1 where sigmoid(z) > 1/2
+                right = (logits[..., 0] > 0) == (labels == 1)
+            else:  # every single-label distribution (softmax, renormalised sigmoids) is monotone in the logits
+                right = logits.argmax(-1) == labels
+            self.correct += right.sum(-1)
+            self.loss_sum += loss.detach() * right.shape[-1]
+            self.seen += right.shape[-1]
+
+    def keep(self, positions: Tensor) -> None:
+        """A stack's seeds at `positions` go on; the others have ended."""
+        self.loss_sum, self.correct = self.loss_sum[positions], self.correct[positions]
+        self.shape = tuple(self.loss_sum.shape)
+
+    def rows(self) -> list[dict]:
+        """The epoch's train metrics, one dict per seed (one for a single model); resets."""
+        main = "acc" if self.task == Task.single_label else "subset_acc"
+        loss, correct = (self.loss_sum / self.seen).reshape(-1).tolist(), self.correct.reshape(-1).tolist()
+        rows = [{"loss_value": l, main: c / self.seen} for l, c in zip(loss, correct)]
+        self.reset()
+        return rows
 
 
 def total_norm(grads: list[Tensor]) -> Tensor:
@@ -239,6 +290,7 @@ def train(
     # Disabled (loss_scaling=none), a GradScaler passes everything through without a sync.
     scaler = torch.amp.GradScaler(device.type, enabled=trainer.loss_scaling.name == "dynamic")
     signals, step, epoch = Signals(spec, device, scaler), 0, 0
+    tally = RunningTally(spec, data.task, device) if trainer.train_metrics.name == "running" else None
     loss = grad_norm = logits = None
 
     def outcome(status: str, epochs_completed: int, message: Optional[str]) -> Outcome:
@@ -265,6 +317,8 @@ def train(
                 with autocast(device, precision):
                     logits = model(x[idx])
                     loss = criterion(spec.activation(logits), y[idx])
+                if tally is not None:
+                    tally.add(loss, logits, data.y_train[idx])
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)  # the logged gradient norm is the true one
@@ -288,7 +342,7 @@ def train(
             seconds = time.perf_counter() - started
             rows, table, per_class, predictions = epoch_records(
                 model, spec, criterion, data, (x, y, y_test, y_val), condition_inputs, epoch, seconds, device,
-                precision, selection)
+                precision, selection, None if tally is None else tally.rows()[0])
             on_epoch(rows, table, signals.flush(), per_class, predictions)
             bar.set_postfix_str(_postfix(rows[-1]))
             if patience_exhausted(trainer.early_stop_patience, selection):
@@ -308,21 +362,37 @@ def train(
 
 
 def epoch_records(model, spec, criterion, data, encoded, inputs, epoch: int, seconds: float, device, precision,
-                  selection: SelectionSoFar) -> tuple[list[dict], list[dict], list[dict], pd.DataFrame]:
+                  selection: SelectionSoFar, running: Optional[dict] = None,
+                  ) -> tuple[list[dict], list[dict], list[dict], pd.DataFrame]:
     """What an epoch reports: its train, val (with a val split) and test rows, the test
     reliability tables, the test split's per-class rows, and the test predictions (views last
     and selected: `selection` follows the val primary metric and keeps the selected epoch's).
-    `encoded` = (x_train, encoded train, test and val targets); `inputs` = per_class_inputs(data)."""
+    `encoded` = (x_train, encoded train, test and val targets); `inputs` = per_class_inputs(data).
+    `running`: the train row's metrics from the epoch's steps (RunningTally); None evaluates the
+    whole training split again."""
     x, y, y_test, y_val = encoded
 
     def split(x_split, y_encoded, labels) -> tuple[dict, list, np.ndarray, torch.Tensor]:
         return evaluate(model, spec, criterion, x_split, y_encoded, labels, data.task, device, precision)
 
-    train_row, _, train_probs, _ = split(x, y, inputs["train"])
+    if running is None:
+        train_row, _, train_probs, _ = split(x, y, inputs["train"])
+        _add_class_balance(data, inputs, train_row, train_probs, inputs["train"])
+        _add_memorisation(data, inputs, train_row, train_probs, slice(None))
+    else:
+        train_row = dict(running)
+        flipped = inputs.get("flipped")
+        if flipped is not None and len(flipped):  # the model at the epoch's end, on the flipped examples only
+            logits, _ = forward(model, spec, criterion, x[flipped], None, device, precision)
+            _add_memorisation(data, inputs, train_row, probabilities(spec, logits, data.task).cpu().numpy(),
+                              flipped.cpu().numpy())
+        elif flipped is not None:
+            train_row.update(dict.fromkeys(metrics.MEMORISATION, float("nan")))
     test_row, table, test_probs, test_logits = split(data.x_test, y_test, inputs["test"])
     val_row, _, val_probs, val_logits = split(data.x_val, y_val, inputs["val"]) if y_val is not None else (None,) * 4
     train_row.update(epoch_time_s=seconds, samples_per_s=len(x) / seconds)
-    per_class = _add_condition_metrics(data, spec, inputs, train_row, train_probs, test_row, test_probs)
+    _add_class_balance(data, inputs, test_row, test_probs, inputs["test"])
+    per_class = metrics.per_class(test_probs, inputs["test"], spec.threshold, inputs["train_counts"])
     last = predictions.per_example(test_probs, inputs["test"], spec.threshold)
     if val_row is not None:
         _add_class_balance(data, inputs, val_row, val_probs, inputs["val"])
@@ -353,7 +423,10 @@ def per_class_inputs(data: Dataset) -> dict:
     if data.task == Task.multi_label:
         return {"train_counts": clean.sum(axis=0).astype(np.int64), **labels}
     counts = np.bincount(clean, minlength=data.n_classes)
-    return {"train_counts": counts, "rare": metrics.rarest_third(counts), "clean": clean, **labels}
+    # The training examples whose label noise flipped, on the device (None without noise)
+    flipped = None if data.y_train_clean is None else (data.y_train != data.y_train_clean).nonzero().flatten()
+    return {"train_counts": counts, "rare": metrics.rarest_third(counts), "clean": clean, "flipped": flipped,
+            **labels}
 
 
 def _add_class_balance(data, inputs, row, probs, labels) -> None:
@@ -361,14 +434,10 @@ def _add_class_balance(data, inputs, row, probs, labels) -> None:
         row.update(metrics.class_balance(probs, labels, inputs["rare"]))
 
 
-def _add_condition_metrics(data, spec, inputs, train_row, train_probs, test_row, test_probs) -> list[dict]:
-    """Class-balance and memorisation metrics into the epoch's rows; the test split's per-class rows."""
-    labels = inputs["test"]
-    _add_class_balance(data, inputs, train_row, train_probs, inputs["train"])
-    _add_class_balance(data, inputs, test_row, test_probs, labels)
+def _add_memorisation(data, inputs, train_row, probs, examples) -> None:
+    """flipped_acc_noisy/true of `probs`, the predictions on the training `examples` (an index)."""
     if data.task == Task.single_label and data.y_train_clean is not None:
-        train_row.update(metrics.memorisation(train_probs, inputs["train"], inputs["clean"]))
-    return metrics.per_class(test_probs, labels, spec.threshold, inputs["train_counts"])
+        train_row.update(metrics.memorisation(probs, inputs["train"][examples], inputs["clean"][examples]))
 
 
 def _postfix(row: dict) -> str:

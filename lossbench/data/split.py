@@ -16,9 +16,9 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from lossbench.data import Dataset
+from lossbench.data.shuffle_split import shuffle_split
 from lossbench.errors import DataError
 from lossbench.losses import Task
 
@@ -26,7 +26,7 @@ TEST_STREAM, VAL_STREAM = 3, 4  # after the conditions' streams (1, 2)
 
 
 def _random_state(entropy: list[int]) -> int:
-    """An int for sklearn's random_state (it takes no numpy Generator), drawn from `entropy` as
+    """An int for a RandomState (what sklearn's splits took; no numpy Generator), drawn from `entropy` as
     the conditions draw theirs (np.random.default_rng([seed, stream]))."""
     return int(np.random.default_rng(entropy).integers(2**32))
 
@@ -53,8 +53,7 @@ def carve_val(data: Dataset, cfg: Any) -> Dataset:
     labels = data.y_train.numpy()
     stratify = labels if data.task == Task.single_label else None
     try:
-        train, val = train_test_split(np.arange(len(labels)), test_size=cfg.val_fraction,
-                                      stratify=stratify, random_state=_val_state(cfg))
+        train, val = shuffle_split(len(labels), cfg.val_fraction, _val_state(cfg), stratify)
     except ValueError as error:  # too few examples for the fraction, or a class too rare to stratify
         raise DataError(f"dataset.val_fraction={cfg.val_fraction} cannot split the {len(labels)} training "
                         f"examples{' stratified by class' if stratify is not None else ''} ({error}); "
