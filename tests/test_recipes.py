@@ -287,16 +287,17 @@ def test_augmentation_touches_training_batches_only(monkeypatch):
 
 
 def test_versus_published_puts_each_cell_beside_the_published_one():
-    runs = pd.DataFrame({"cfg.loss.name": ["ce"] * 3 + ["mae"] * 3, "cfg.dataset.noise_kind": "symmetric",
+    runs = pd.DataFrame({"cfg.loss.name": ["ce"] * 3 + ["mae"] * 3, "loss": ["ce"] * 3 + ["mae(scale=1)"] * 3,
+                         "cfg.dataset.noise_kind": "symmetric",
                          "cfg.dataset.label_noise": 0.4, "data_source": "sample", "seed": [0, 1, 2] * 2,
                          "test_acc": [0.94, 0.95, 0.96, 0.5, 0.6, 0.7]})
     published = pd.DataFrame({"loss": ["ce", "mae", "nce"], "noise_kind": "symmetric", "label_noise": 0.4,
                               "acc_mean_pct": [94.21, 99.06, 11.35], "acc_std_pct": [0.54, 0.02, 0.0]})
     table = versus(runs, published).set_index("loss")
-    assert list(table.index) == ["ce", "mae"]
+    assert list(table.index) == ["ce", "mae(scale=1)"]
     assert table.loc["ce", "lossbench_mean"] == pytest.approx(95.0)
     assert table.loc["ce", "difference"] == pytest.approx(95.0 - 94.21)
-    assert table.loc["ce", "published_in_ci"] and not table.loc["mae", "published_in_ci"]
+    assert table.loc["ce", "published_in_ci"] and not table.loc["mae(scale=1)", "published_in_ci"]
 
 
 def test_the_apl_preset_composes_to_the_papers_setting():
