@@ -185,7 +185,8 @@ def test_a_batched_seed_follows_its_sequential_runs_schedule_clipping_nesterov_a
                  "model.hidden=[16]", "model.channels=[4,4]", "trainer.grad_clip=0.05", "trainer.epochs=2",
                  "scheduler=cosine", "dataset.augment=[crop,flip]")
     s = setup(torch.float64, *overrides)
-    s = dataclasses.replace(s, data=dataclasses.replace(s.data, x_train=s.data.x_train[:256], y_train=s.data.y_train[:256]))
+    data = dataclasses.replace(s.data, x_train=s.data.x_train[:256], y_train=s.data.y_train[:256])
+    s = dataclasses.replace(s, data=data)
     recipe = Recipe.of(compose_config(*overrides))
     sequential = [run_once(s, seed, recipe)[0] for seed in SEEDS]
     batched = [Seeded(s, seed) for seed in SEEDS]
