@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from lossbench.data import Dataset
 from lossbench.losses import LossSpec
+from lossbench.recipe import Recipe
 from lossbench.selection import SelectionSoFar
 from lossbench.stacked_optim import stacked_optimizer
 from lossbench.train import (Outcome, RunningTally, Signals, autocast, encoded_and_checked, epoch_records,
@@ -61,6 +62,7 @@ class StackedSignals(Signals):
         self.tally()
         signals.bad_loss, signals.bad_grad = self.bad_loss[position], self.bad_grad[position]
         signals.first_bad, signals.first_bad_loss = self.first_bad[position], self.first_bad_loss[position]
+        signals.clipped, signals.lr = self.clipped[position], self.lr
         signals.skipped = int(self.skipped_per_seed[position])
         return signals
 
@@ -85,7 +87,7 @@ class StackedSignals(Signals):
         self.bad_loss, self.bad_grad = self.bad_loss[positions], self.bad_grad[positions]
         self.first_bad, self.skipped_per_seed = self.first_bad[positions], self.skipped_per_seed[positions]
         self.first_bad_loss = self.first_bad_loss[positions]
-        self.scaler_skipped = self.scaler_skipped[positions]
+        self.scaler_skipped, self.clipped = self.scaler_skipped[positions], self.clipped[positions]
         self.window = None  # its next steps have fewer seeds
 
 
@@ -107,6 +109,9 @@ def unstackable(cfg: Any) -> Optional[str]:
         return "hydra.job.chdir=true: each run changes the process's working directory"
     if cfg.trainer.early_stop_patience is not None:
         return f"trainer.early_stop_patience={cfg.trainer.early_stop_patience}: {EARLY_STOP_UNSTACKABLE}"
+    if cfg.model.batch_norm:
+        return ("model.batch_norm=true: each seed's BatchNorm updates its running statistics in place, "
+                "which a vmapped stack cannot do seed by seed")
     return None
 
 
@@ -114,6 +119,15 @@ def stacked_grad_norm(params: dict[str, Tensor]) -> Tensor:
     """Each seed's total gradient norm, as torch.nn.utils.get_total_norm computes one model's."""
     per_param = [torch.linalg.vector_norm(p.grad.flatten(1), dim=1) for p in params.values()]
     return torch.linalg.vector_norm(torch.stack(per_param, dim=1), dim=1)
+
+
+@torch.no_grad()
+def clip_stacked(params: dict[str, Tensor], max_norm: float, grad_norm: Tensor) -> None:
+    """torch.nn.utils.clip_grads_with_norm_ for each seed: its gradients times
+    min(1, max_norm / (its norm + 1e-6)), the same operations in the same dtype."""
+    coefficient = (max_norm / (grad_norm + 1e-6)).clamp(max=1.0)
+    for p in params.values():
+        p.grad.mul_(coefficient.view(-1, *[1] * (p.grad.dim() - 1)))
 
 
 def train_seeds(
@@ -125,6 +139,7 @@ def train_seeds(
     device: torch.device,
     finished: Callable[[int, Outcome], None] = lambda index, outcome: None,
     stop_requested: Callable[[], bool] = lambda: False,
+    recipe: Recipe = Recipe(),
 ) -> list[Outcome]:
     """Train runs[k] as train.train would, all in one stack. `finished(k, outcome)` is called as
     soon as seed k ends (diverged seeds before the others); the outcomes are returned in order."""
@@ -138,6 +153,8 @@ def train_seeds(
 
     params, buffers = stack_module_state([run.model for run in runs])
     optimizer = stacked_optimizer(runs[0].optimizer, params)
+    lrs = recipe.lrs(optimizer.lr, trainer.epochs, math.ceil(n / batch))
+    fill, clip = recipe.fill(x), trainer.grad_clip
     # The stacked weights are handed in at each call; the base only lends its structure.
     base = copy.deepcopy(runs[0].model).to("meta")
     logits_of = vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)))
@@ -148,6 +165,7 @@ def train_seeds(
     signals = StackedSignals(spec, device, len(runs))
     tally = (RunningTally(spec, data.task, device, (len(runs),)) if trainer.train_metrics.name == "running"
              else None)
+    signals.lr = optimizer.lr
     own_signals = [Signals(spec, device, no_scaler(device)) for _ in runs]
     condition_inputs = per_class_inputs(data)
     selections = [SelectionSoFar() for _ in runs]
@@ -190,13 +208,13 @@ def train_seeds(
         loss, grad_norm, logits = (None if t is None else t.detach()[keep] for t in (loss, grad_norm, logits))
         return keep
 
-    def forward(idx: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(xb: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
         """This step's logits and per-seed losses; a seed whose weights went non-finite since the
         last signal read makes BCELoss refuse its input: it ends diverged and the rest retry."""
         nonlocal logits
         while True:
             with autocast(device, precision):
-                logits = logits_of(params, buffers, x[idx])
+                logits = logits_of(params, buffers, xb)
                 try:
                     return logits, loss_of(logits, y[idx])
                 except RuntimeError as error:
@@ -211,7 +229,7 @@ def train_seeds(
                         f"were NaN because the weights had gone non-finite; {s.divergence()}"), step + 1)
                     if not live:
                         return logits, None
-                    idx = idx[keep]
+                    xb, idx = xb[keep], idx[keep]
 
     bar = tqdm(total=total_steps, disable=None, unit="step", leave=False)
     try:
@@ -221,7 +239,13 @@ def train_seeds(
             started = time.perf_counter()
             for start in range(0, n, batch):
                 loss = grad_norm = None
-                logits, loss = forward(orders[:, start : start + batch])
+                if lrs is not None:
+                    optimizer.lr = signals.lr = lrs[step]
+                idx = orders[:, start : start + batch]
+                # each seed's batch augmented from its own generator, as its sequential run draws it
+                xb = torch.stack([recipe.batch(x[idx[position]], data.image_shape, fill, runs[index].generator)
+                                  for position, index in enumerate(live)]) if recipe.augment else x[idx]
+                logits, loss = forward(xb, idx)
                 if not live:
                     return outcomes
                 if tally is not None:
@@ -230,6 +254,9 @@ def train_seeds(
                     p.grad = None
                 loss.sum().backward()  # seeds share no weights: each gets its own loss's gradient
                 grad_norm = stacked_grad_norm(params)
+                if clip is not None:
+                    clip_stacked(params, clip, grad_norm)
+                    signals.clipped += grad_norm > clip
                 step += 1
                 signals.observe(step, loss, grad_norm)
                 if skip_nonfinite:
@@ -261,6 +288,7 @@ def train_seeds(
                 rows, table, per_class, predictions = epoch_records(
                     model, spec, criterion, data, (x, y, y_test, y_val), condition_inputs, epoch, seconds, device,
                     precision, selections[index], running[position])
+                rows[0]["lr"] = signals.lr  # the train row, as train.py records it
                 runs[index].on_epoch(rows, table, own_signals[index].flush(), per_class, predictions)
     finally:
         bar.close()

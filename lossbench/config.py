@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lossbench.errors import ConfigError
 from lossbench.losses import LOSSES, LossParams, head_width, loss_params
+from lossbench.recipe_checks import recipe_problems
 
 # conf/loss/<name>.yaml lists `/loss_schema/<name>@_here_` in its defaults: the loss's typed knobs.
 LOSS_SCHEMA_GROUP = "loss_schema"
@@ -64,6 +65,17 @@ class LossScaling(str, Enum):
     dynamic = "dynamic"
 
 
+class Augment(str, Enum):
+    crop = "crop"
+    flip = "flip"
+
+
+class Init(str, Enum):
+    default = "default"
+    kaiming_uniform = "kaiming_uniform"
+    xavier_uniform = "xavier_uniform"
+
+
 @dataclass
 class DatasetConfig:
     name: str = "mnist"
@@ -94,6 +106,17 @@ class DatasetConfig:
     # 0: none. split_seed re-draws the sample's train/test split and the val split (null: fixed).
     val_fraction: float = 0.1
     split_seed: Optional[int] = None
+    # Training batches only, on the device, from the run's generator (lossbench/augment.py)
+    augment: list[Augment] = field(default_factory=list)
+    crop_pad: int = 4
+
+
+@dataclass
+class InitConfig:
+    """Weight initialisation per layer kind (biases keep torch's default)."""
+
+    conv: Init = Init.default
+    linear: Init = Init.default
 
 
 @dataclass
@@ -105,6 +128,9 @@ class ModelConfig:
     # cnn: output channels of its two conv + pool blocks, and their square kernel
     channels: list[int] = field(default_factory=lambda: [6, 16])
     kernel_size: int = 5
+    # BatchNorm after every conv and hidden linear layer, before its ReLU
+    batch_norm: bool = False
+    init: InitConfig = field(default_factory=InitConfig)
 
 
 @dataclass
@@ -113,6 +139,21 @@ class OptimConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.0
+    nesterov: bool = False
+
+
+@dataclass
+class SchedulerConfig:
+    """The lr schedule (lossbench/schedule.py); each conf/scheduler/*.yaml sets its own knobs."""
+
+    name: str = "none"
+    warmup_epochs: int = 0
+    eta_min: float = 0.0  # cosine
+    step_size: int = 1  # step
+    milestones: list[int] = field(default_factory=list)  # multistep
+    gamma: float = 0.1  # step, multistep
+    div_factor: float = 25.0  # onecycle
+    final_div_factor: float = 1e4  # onecycle
 
 
 @dataclass
@@ -129,6 +170,8 @@ class TrainerConfig:
     early_stop_patience: Optional[int] = None
     # The train rows: the epoch's own steps (running) or a second pass over the training split (full)
     train_metrics: TrainMetrics = TrainMetrics.running
+    # Clip the total gradient norm to this (torch.nn.utils.clip_grad_norm_); null: no clipping
+    grad_clip: Optional[float] = None
 
 
 @dataclass
@@ -157,6 +200,7 @@ class Config:
     loss: LossParams = field(default_factory=LossParams)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 0
@@ -164,6 +208,9 @@ class Config:
     resume: bool = True
     # Set by experiment presets; names the sweep directory.
     experiment: Optional[str] = None
+    # Set by presets that reproduce a published table: results/published/<name>.csv, which the
+    # report sets beside the runs (lossbench/report/published.py).
+    published: Optional[str] = None
 
 
 # Keys that say where or how a run executes, or what it logs, not what it computes: runs that
@@ -172,7 +219,7 @@ class Config:
 # because the data actually used is recorded per run (`data_source`) and compared instead; device
 # and threads change results only in the last bits of floating-point sums.
 EXECUTION_KEYS = (
-    "experiment", "resume", "dataset.root", "dataset.download", "dataset.source",
+    "experiment", "published", "resume", "dataset.root", "dataset.download", "dataset.source",
     "trainer.device", "trainer.threads", "trainer.log_every",
 )
 
@@ -406,7 +453,7 @@ def validate(cfg: Any) -> None:
         if not 0 < d.test_fraction < 1:
             problems.append(f"dataset.test_fraction={d.test_fraction!r} must be in (0, 1)")
         problems += multilabel_problems(d)
-    problems += _condition_problems(cfg) + _validation_problems(cfg)
+    problems += _condition_problems(cfg) + _validation_problems(cfg) + recipe_problems(cfg)
     problems += [f"logger={name} needs the {name} package, which is not installed: "
                  f'pip install -e ".[{name}]" in a checkout, else pip install {name}'
                  for name in missing_trackers(cfg.logger)]

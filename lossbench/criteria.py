@@ -143,12 +143,17 @@ class LogitMSELoss(SoftmaxLoss):
 
 class MAELoss(SoftmaxLoss):
     """Mean absolute error between softmax and one-hot (Ghosh et al. 2017, "Robust Loss Functions
-    under Label Noise for Deep Neural Networks"): sum_k |onehot_k - p_k| = 2 (1 - p_y).
-    Reduction: mean over the N samples. (The Active Passive Loss code's MAE is half this.)"""
+    under Label Noise for Deep Neural Networks"): sum_k |onehot_k - p_k| = 2 (1 - p_y), as
+    scale (1 - p_y) with scale 2. Reduction: mean over the N samples. (The Active Passive Loss
+    code's MAE is the reduced form 1 - p_y: scale 1.)"""
+
+    def __init__(self, scale: float = 2.0):
+        super().__init__()
+        self.scale = scale
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         log_p = F.log_softmax(input, dim=1)
-        return self.reduce(2 * torch.exp(self.log_one_minus_target(log_p, target)))
+        return self.reduce(self.scale * torch.exp(self.log_one_minus_target(log_p, target)))
 
 
 class GCELoss(SoftmaxLoss):

@@ -147,6 +147,16 @@ class MSEParams(LossParams):
 
 
 @dataclass
+class MAEParams(LossParams):
+    name: str = "mae"
+    # scale (1 - p_y): 2 is sum_k |onehot_k - p_k| (Ghosh et al.); 1 is the Active Passive Loss code's MAE
+    scale: float = 2.0
+
+    def problems(self, n_classes: int) -> list[str]:
+        return _in("loss.scale", self.scale, 1e-12, math.inf, "a number > 0")
+
+
+@dataclass
 class GCEParams(LossParams):
     name: str = "gce"
     q: float = 0.7
@@ -391,8 +401,8 @@ LOSSES: dict[str, LossSpec] = {
         LossSpec("mse", "squared error between logits and one-hot (k, M rescaling)", MSEParams,
                  lambda p, labels: (criteria.LogitMSELoss(p.k, p.m), {}), _identity, Targets.index,
                  Probabilities.softmax, SOFTMAX_TASKS, PER_OUTPUT, "Hui & Belkin 2021"),
-        _softmax("mae", "sum_k |onehot_k - softmax_k| = 2 (1 - p_y)", _no_knobs("mae"),
-                 _plain(criteria.MAELoss), "Ghosh et al. 2017"),
+        _softmax("mae", "scale (1 - p_y); scale 2: sum_k |onehot_k - softmax_k|", MAEParams,
+                 lambda p, labels: (criteria.MAELoss(p.scale), {}), "Ghosh et al. 2017"),
         _softmax("gce", "generalized cross-entropy (1 - p_y^q) / q", GCEParams,
                  lambda p, labels: (criteria.GCELoss(p.q), {}), "Zhang & Sabuncu 2018"),
         _softmax("sce", "symmetric cross-entropy alpha CE + beta RCE", SCEParams,

@@ -12,7 +12,8 @@ def _adam(params, cfg: Any) -> torch.optim.Optimizer:
 
 
 def _sgd(params, cfg: Any) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                           nesterov=cfg.nesterov)
 
 
 OPTIMIZERS = {"adam": _adam, "sgd": _sgd}

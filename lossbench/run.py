@@ -32,6 +32,7 @@ from lossbench.device import resolve_device
 from lossbench.losses import LOSSES, TrainingLabels, head_width, loss_label, loss_params
 from lossbench.model import build_model
 from lossbench.optim import build_optimizer
+from lossbench.recipe import Recipe
 from lossbench.results import RunDirLock, RunFiles, read_summary, temp_files, unreadable_files
 from lossbench.selection import PRIMARY
 from lossbench.trackers import Trackers
@@ -284,7 +285,7 @@ def _train_run(cfg: Any, files: RunFiles, trackers: Trackers, summary: dict, thr
     try:
         with stop.deferred():
             return TRAINER.get()(model, spec, criterion, data, optimizer, cfg.trainer, device, generator,
-                                 on_epoch, lambda: stop.requested)
+                                 on_epoch, lambda: stop.requested, Recipe.of(cfg))
     except RuntimeError as error:
         # CUDA autocast refuses binary_cross_entropy outright: a finding about that loss, recorded
         # as the run's result rather than a crash.

@@ -161,15 +161,16 @@ def _speaking(seat: Seat, on_epoch: Callable) -> Callable:
 
 
 def _train(seats: list[Seat], stop_requested: Callable[[], bool]) -> None:
-    # train.train's arguments: model, spec, criterion, data, optimizer, trainer, device, generator, on_epoch, ...
-    model, spec, criterion, data, optimizer, trainer, device, generator, on_epoch, _ = seats[0].training
+    # train.train's arguments: model, spec, criterion, data, optimizer, trainer, device, generator, on_epoch,
+    # stop_requested[, recipe]
+    model, spec, criterion, data, optimizer, trainer, device, generator, on_epoch, _, *recipe = seats[0].training
     if len(seats) == 1:  # nothing to stack: the sequential loop itself
         with seats[0].speaking():
             outcome = train(model, spec, criterion, data, optimizer, trainer, device, generator,
-                            _speaking(seats[0], on_epoch), stop_requested)
+                            _speaking(seats[0], on_epoch), stop_requested, *recipe)
         seats[0].finish(outcome)
         return
     runs = [SeedRun(args[0], args[4], args[7], _speaking(seat, args[8]))
             for seat, args in zip(seats, (seat.training for seat in seats))]
     train_seeds(runs, spec, criterion, data, trainer, device,
-                lambda index, outcome: seats[index].finish(outcome), stop_requested)
+                lambda index, outcome: seats[index].finish(outcome), stop_requested, *recipe)

@@ -66,9 +66,9 @@ class StackedAdam:
 
 class StackedSGD:
     def __init__(self, params: dict[str, Tensor], lr: float, momentum: float, dampening: float,
-                 weight_decay: float):
+                 weight_decay: float, nesterov: bool = False):
         self.params, self.lr, self.momentum, self.dampening = params, lr, momentum, dampening
-        self.weight_decay = weight_decay
+        self.weight_decay, self.nesterov = weight_decay, nesterov
         seeds = next(iter(params.values())).shape[0]
         self.steps = torch.zeros(seeds, dtype=torch.long, device=next(iter(params.values())).device)
         self.buffer = {name: torch.zeros_like(p) for name, p in params.items()}
@@ -85,7 +85,7 @@ class StackedSGD:
                 later = (self.buffer[name] * self.momentum).add(grad, alpha=1 - self.dampening)
                 buffer = torch.where(_per_seed(self.steps == 0, param).bool(), grad, later)
                 self.buffer[name] = torch.where(mask, buffer, self.buffer[name])
-                grad = buffer
+                grad = grad.add(buffer, alpha=self.momentum) if self.nesterov else buffer
             param.copy_(torch.where(mask, param.add(grad, alpha=-self.lr), param))
         self.steps = self.steps + take
 
@@ -104,6 +104,7 @@ def stacked_optimizer(optimizer: torch.optim.Optimizer, params: dict[str, Tensor
         raise NotStackable("maximize and differentiable are not covered")
     if type(optimizer) is torch.optim.Adam and not group["amsgrad"] and not group["decoupled_weight_decay"]:
         return StackedAdam(params, group["lr"], group["betas"], group["eps"], group["weight_decay"])
-    if type(optimizer) is torch.optim.SGD and not group["nesterov"]:
-        return StackedSGD(params, group["lr"], group["momentum"], group["dampening"], group["weight_decay"])
+    if type(optimizer) is torch.optim.SGD:
+        return StackedSGD(params, group["lr"], group["momentum"], group["dampening"], group["weight_decay"],
+                          group["nesterov"])
     raise NotStackable(f"{type(optimizer).__name__} with {group} is not covered")

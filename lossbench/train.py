@@ -26,6 +26,7 @@ from lossbench import metrics, predictions, temperature
 from lossbench.checks import check_loss_inputs
 from lossbench.data import Dataset
 from lossbench.losses import LossSpec, Probabilities, Task, encode_targets, head_width, probabilities
+from lossbench.recipe import Recipe
 from lossbench.selection import PRIMARY, SelectionSoFar
 
 EVAL_CHUNK = 8192
@@ -156,6 +157,9 @@ class Signals:
         # Steps GradScaler skipped for a non-finite gradient (its normal business, not divergence)
         self.scaler_skipped = torch.zeros(shape, dtype=torch.long, device=device)
         self.scaler = scaler
+        # Steps whose gradient norm exceeded trainer.grad_clip, and the lr of the latest step
+        self.clipped = torch.zeros(shape, dtype=torch.long, device=device)
+        self.lr = float("nan")
         self.rows: list[dict] = []
         # (WINDOW, 2, *shape): loss and gradient norm of the steps since the last tally, the
         # first of them step `window_start`; allocated at the first step in the loss's dtype.
@@ -199,23 +203,23 @@ class Signals:
         self.filled = 0
 
     def readings(self, loss, grad_norm, logits: Tensor) -> Tensor:
-        """What a row reads, stacked (float64, (7, *shape)) so that one host read fetches it all."""
+        """What a row reads, stacked (float64, (8, *shape)) so that one host read fetches it all."""
         logits = logits.detach()
         seeds = self.bad_loss.shape
         values = (loss, grad_norm, logits.abs().reshape(*seeds, -1).amax(-1),
                   saturated(self.spec, logits).reshape(*seeds, -1).float().mean(-1),
-                  self.bad_loss, self.bad_grad, self.scaler_skipped)
+                  self.bad_loss, self.bad_grad, self.scaler_skipped, self.clipped)
         nan = torch.full(seeds, float("nan"), dtype=torch.float64, device=self.bad_loss.device)
         return torch.stack([nan if v is None else v.detach().double() for v in values])
 
     def row(self, step: int, epoch: int, read: list, skipped: int) -> dict:
-        loss, grad_norm, max_abs, saturated_frac, bad_loss, bad_grad, scaler_skipped = read
+        loss, grad_norm, max_abs, saturated_frac, bad_loss, bad_grad, scaler_skipped, clipped = read
         return {
             "step": step, "epoch": epoch, "loss_value": loss, "grad_norm": grad_norm,
             "max_abs_logit": max_abs, "saturated_frac": saturated_frac,
             "nonfinite_loss": int(bad_loss), "nonfinite_grad": int(bad_grad), "skipped_steps": skipped,
             "loss_scale": self.scaler.get_scale() if self.scaler.is_enabled() else float("nan"),
-            "scaler_skipped_steps": int(scaler_skipped),
+            "scaler_skipped_steps": int(scaler_skipped), "clipped_steps": int(clipped), "lr": self.lr,
         }
 
     def log(self, step: int, epoch: int, loss, grad_norm, logits: Tensor) -> None:
@@ -277,6 +281,7 @@ def train(
     generator: torch.Generator,
     on_epoch: Callable[..., None],
     stop_requested: Callable[[], bool] = lambda: False,
+    recipe: Recipe = Recipe(),
 ) -> Outcome:
     precision, skip_nonfinite = trainer.precision.name, trainer.on_nonfinite.name == "skip"
     x, y, y_test, y_val = encoded_and_checked(model, spec, criterion, data, trainer.batch_size, device, precision)
@@ -286,11 +291,14 @@ def train(
     params = list(model.parameters())
     condition_inputs = per_class_inputs(data)
     selection = SelectionSoFar()
+    lrs = recipe.lrs(optimizer.param_groups[0]["lr"], trainer.epochs, math.ceil(n / batch))
+    fill, clip = recipe.fill(x), trainer.grad_clip
 
     # Disabled (loss_scaling=none), a GradScaler passes everything through without a sync.
     scaler = torch.amp.GradScaler(device.type, enabled=trainer.loss_scaling.name == "dynamic")
     signals, step, epoch = Signals(spec, device, scaler), 0, 0
     tally = RunningTally(spec, data.task, device) if trainer.train_metrics.name == "running" else None
+    signals.lr = optimizer.param_groups[0]["lr"]
     loss = grad_norm = logits = None
 
     def outcome(status: str, epochs_completed: int, message: Optional[str]) -> Outcome:
@@ -314,8 +322,11 @@ def train(
             for start in range(0, n, batch):
                 idx = order[start : start + batch]
                 loss = grad_norm = None
+                if lrs is not None:
+                    signals.lr = set_lr(optimizer, lrs[step])
+                xb = recipe.batch(x[idx], data.image_shape, fill, generator)
                 with autocast(device, precision):
-                    logits = model(x[idx])
+                    logits = model(xb)
                     loss = criterion(spec.activation(logits), y[idx])
                 if tally is not None:
                     tally.add(loss, logits, data.y_train[idx])
@@ -323,6 +334,9 @@ def train(
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)  # the logged gradient norm is the true one
                 grad_norm = total_norm([p.grad for p in params if p.grad is not None])
+                if clip is not None:  # after the norm is read: grad_norm stays the norm before clipping
+                    torch.nn.utils.clip_grads_with_norm_(params, clip, grad_norm)
+                    signals.clipped += grad_norm > clip
                 step += 1
                 signals.observe(step, loss, grad_norm)
                 if skip_nonfinite and bool(signals.bad_now()):
@@ -343,6 +357,7 @@ def train(
             rows, table, per_class, predictions = epoch_records(
                 model, spec, criterion, data, (x, y, y_test, y_val), condition_inputs, epoch, seconds, device,
                 precision, selection, None if tally is None else tally.rows()[0])
+            rows[0]["lr"] = signals.lr  # the train row: the lr of the epoch's last step
             on_epoch(rows, table, signals.flush(), per_class, predictions)
             bar.set_postfix_str(_postfix(rows[-1]))
             if patience_exhausted(trainer.early_stop_patience, selection):
@@ -405,6 +420,12 @@ def epoch_records(model, spec, criterion, data, encoded, inputs, epoch: int, sec
     rows += [{"epoch": epoch, "split": "test", **test_row, **untimed}]
     per_class = [{"epoch": epoch, "split": "test", **row} for row in per_class]
     return rows, table, per_class, predictions.views(epoch, last, selection)
+
+
+def set_lr(optimizer, lr: float) -> float:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
 
 
 def patience_exhausted(patience: Optional[int], selection: SelectionSoFar) -> bool:

@@ -20,6 +20,7 @@ from lossbench.report.findings import findings, method_sentence, no_comparison, 
 from lossbench.report.groups import Group, find_groups, format_value, short_title, value_sort_key
 from lossbench.report.load import Inputs
 from lossbench.report.paired import all_pairs, paired_comparisons
+from lossbench.report.published import published_section
 from lossbench.report.setup import STRESS_RUN, header_lines, setup_section
 from lossbench.report.stability import StressGroup, stability_appendix, stability_section, stress_groups
 from lossbench.report.stats import ADJUSTMENTS, ALPHA, BOOTSTRAP_RESAMPLES, WILCOXON_MIN_PAIRS
@@ -371,6 +372,9 @@ def build_document(inputs: Inputs, probe: Path | None = None, stress: Inputs | N
                 setup_section(everything(inputs, stress), method(adjust), inputs.tuning),
                 overview(inputs, studies, stress)]
     sections += question_sections(inputs, studies)
+    published = published_section(inputs.completed)
+    if published is not None:
+        sections.append(published)
     stability = stability_section(stressed, groups, varying, probe)
     if stability is not None:
         sections.append(stability)
