@@ -96,6 +96,11 @@ def no_scaler(device: torch.device) -> torch.amp.GradScaler:
 def unstackable(cfg: Any) -> Optional[str]:
     """Why the seeds of this configuration (a job's config, hydra node included) cannot be trained
     as one stack and match their sequential runs, or None if they can."""
+    from lossbench.model import unstackable_model
+
+    model_reason = unstackable_model(cfg.model)
+    if model_reason:
+        return model_reason
     if cfg.model.dropout > 0:
         return ("model.dropout > 0: a sequential run draws its dropout masks from the global RNG, "
                 "which one stack cannot replay seed by seed")

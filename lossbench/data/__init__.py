@@ -60,6 +60,9 @@ class DatasetInfo:
     class_ids: Optional[tuple[int, ...]] = None
     # The data_source a run would record if it loaded now (resume compares it with the old run's).
     source_now: Callable[[Any], str] = lambda cfg: "synthetic"
+    # The (C, H, W) of its images as the config fixes them, known before loading (None: known
+    # only once loaded); a model too small for them is refused before any data loads.
+    shape: Callable[[Any], Optional[tuple[int, int, int]]] = lambda cfg: None
 
 
 def _registry() -> dict[str, DatasetInfo]:
@@ -68,12 +71,13 @@ def _registry() -> dict[str, DatasetInfo]:
     digits = tuple(range(10))
     return {
         "mnist": DatasetInfo(Task.single_label, mnist.load_mnist, mnist.check_mnist, True, digits,
-                             mnist.source_mnist),
+                             mnist.source_mnist, lambda cfg: mnist.IMAGE_SHAPE),
         "fashion_mnist": DatasetInfo(Task.single_label, mnist.load_fashion_mnist,
-                                     mnist.check_fashion_mnist, True, digits, mnist.source_fashion_mnist),
+                                     mnist.check_fashion_mnist, True, digits, mnist.source_fashion_mnist,
+                                     lambda cfg: mnist.IMAGE_SHAPE),
         "multilabel": DatasetInfo(Task.multi_label, multilabel.load, lambda cfg: None),
         "multi_mnist": DatasetInfo(Task.multi_label, multi_mnist.load, mnist.check_mnist, True, digits,
-                                   mnist.source_mnist),
+                                   mnist.source_mnist, lambda cfg: (1, multi_mnist.CELL * cfg.grid, multi_mnist.CELL * cfg.grid)),
     }
 
 
