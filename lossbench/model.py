@@ -96,6 +96,13 @@ def build_model(cfg: Any, n_in: int, n_out: int, image_shape: Optional[tuple[int
     return model
 
 
+def describe(cfg: Any) -> str:
+    """The model as a run's log line names it."""
+    if cfg.name in ("mlp", "cnn"):
+        return f"{cfg.name} {list(cfg.hidden)}"
+    return f"custom {cfg._target_}" if cfg.name == "custom" else cfg.name
+
+
 def cnn_min_side(channels: list[int]) -> int:
     """Each block halves the image (2x2 max-pool, floor): below 2**blocks a map reaches 0 pixels."""
     return 2 ** len(channels)

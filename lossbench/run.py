@@ -30,7 +30,7 @@ from lossbench.errors import UserError
 from lossbench.data import DATASETS, load_dataset, on_device
 from lossbench.device import resolve_device
 from lossbench.losses import LOSSES, TrainingLabels, head_width, loss_label, loss_params
-from lossbench.model import build_model
+from lossbench.model import build_model, describe
 from lossbench.optim import build_optimizer
 from lossbench.results import RunDirLock, RunFiles, read_summary, temp_files, unreadable_files
 from lossbench.selection import PRIMARY
@@ -257,8 +257,8 @@ def _train_run(cfg: Any, files: RunFiles, trackers: Trackers, summary: dict, thr
             log.info(_epoch_line(rows, cfg.trainer.epochs))
 
     derived_text = "".join(f", {key} {[round(v, 4) for v in values]}" for key, values in derived.items())
-    log.info(f"loss: {label} = {spec.summary} ({spec.reduction}{derived_text}); model: {cfg.model.name} "
-             f"{list(cfg.model.hidden)}; device: {device}, {threads} threads, precision {cfg.trainer.precision.name}")
+    log.info(f"loss: {label} = {spec.summary} ({spec.reduction}{derived_text}); model: {describe(cfg.model)}; "
+             f"device: {device}, {threads} threads, precision {cfg.trainer.precision.name}")
     summary["autocast_dtypes"] = autocast_dtypes(device, cfg.trainer.precision.name)
     if summary["autocast_dtypes"]:
         log.info("autocast on %s runs: %s", device.type,
