@@ -80,7 +80,7 @@ class Progress:
     @staticmethod
     def estimate(per_run: Optional[float], runs: int, source: str) -> str:
         if not per_run:
-            return (f"estimated time: unknown ({source} gave no time: jobs in other processes "
+            return ("estimated time: unknown (jobs that run in other processes, as joblib's do, "
                     "are not timed here)")
         return (f"estimated time for the other {runs} runs: about {duration(per_run * runs)} "
                 f"({per_run:.1f} s a run, from {source}; the progress lines refine it)")
