@@ -70,22 +70,26 @@ def text(blocks):
 def test_recommendation_names_the_largest_significant_gain_else_the_baseline():
     rows = paired([dict(loss="focal", metric="acc", diff=0.01, verdict="better"),
                    dict(loss="ce_smooth", metric="acc", diff=0.02, verdict="better")])
-    said = text(answer(group(), rows))
+    ece = paired([dict(loss="ce_smooth", metric="ece", diff=0.7, verdict="worse")])
+    said = text(answer(group(), rows, ece))
     assert said.startswith("**Use `ce_smooth`**") and "+0.0200 [+0.0100, +0.0300]" in said
+    assert "Its probabilities are worse calibrated than `ce`'s (`ce_smooth` vs `ce`: ece +0.7000" in said
     none = paired([dict(loss="focal", metric="acc", diff=-0.004, verdict="n.s.", p_adj=0.4)])
-    said = text(answer(group(), none))
+    said = text(answer(group(), none, ece))
     assert said.startswith("**`ce` is as good as anything tested**") and "p adj 0.4000" in said
 
 
 def test_recommendation_says_what_to_avoid_and_why():
     rows = paired([dict(loss="mae", metric="acc", diff=-0.3, verdict="worse", diff_low=-0.4, diff_high=-0.2)])
-    ece = paired([dict(loss="bce", metric="ece", diff=0.1, verdict="worse")])
+    ece = paired([dict(loss="bce", metric="ece", diff=0.1, verdict="worse"),
+                  dict(loss="mse", metric="ece", diff=0.5, verdict="worse")])
     diverged = pd.DataFrame([dict(loss="bce", diverged=2, runs=5)])
     tuning = pd.DataFrame({"source": ["s"] * 2, "loss_name": ["bce", "bce"], "status": ["diverged", "completed"]})
-    items = avoid_items(group(diverged), rows, ece, tuning)
-    assert items[0] == "`bce`: diverged in 2 of 5 comparison runs and 1 of 2 tuning trials (a non-finite loss or gradient)"
+    items = avoid_items(group(diverged), rows, ece, tuning, keep="mse")  # mse: the recommended one
+    assert len(items) == 2
+    assert items[0].startswith("`bce`: diverged in 2 of 5 comparison runs and 1 of 2 tuning trials "
+                               "(a non-finite loss or gradient); miscalibrated (test ECE higher), `bce` vs `ce`")
     assert items[1].startswith("`mae`: worse, `mae` vs `ce`: acc -0.3000")
-    assert items[2].startswith("`bce`: miscalibrated (test ECE higher)")
 
 
 @pytest.mark.slow

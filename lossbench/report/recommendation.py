@@ -53,18 +53,21 @@ def diverged_losses(r: Any, tuning: Optional[pd.DataFrame]) -> dict[str, str]:
 
 
 def avoid_items(r: Any, primary: pd.DataFrame, calibration: pd.DataFrame,
-                tuning: Optional[pd.DataFrame]) -> list[str]:
+                tuning: Optional[pd.DataFrame], keep: str = "") -> list[str]:
+    """One line per loss to avoid, each reason with its evidence; `keep` (the recommended loss)
+    is left out: its calibration is said beside the recommendation."""
     baseline = r.group.baseline
-    items = [f"`{loss}`: diverged in {text} (a non-finite loss or gradient)"
-             for loss, text in diverged_losses(r, tuning).items()]
-    items += [f"`{row.loss}`: worse, {evidence(row, baseline)}"
-              for row in primary[primary["verdict"] == "worse"].itertuples(index=False)]
-    items += [f"`{row.loss}`: miscalibrated (test ECE higher), {evidence(row, baseline)}"
-              for row in calibration[calibration["verdict"] == "worse"].itertuples(index=False)]
-    return items
+    reasons: dict[str, list[str]] = {}
+    for loss, text in diverged_losses(r, tuning).items():
+        reasons.setdefault(loss, []).append(f"diverged in {text} (a non-finite loss or gradient)")
+    for row in primary[primary["verdict"] == "worse"].itertuples(index=False):
+        reasons.setdefault(row.loss, []).append(f"worse, {evidence(row, baseline)}")
+    for row in calibration[calibration["verdict"] == "worse"].itertuples(index=False):
+        reasons.setdefault(row.loss, []).append(f"miscalibrated (test ECE higher), {evidence(row, baseline)}")
+    return [f"`{loss}`: " + "; ".join(why) for loss, why in reasons.items() if loss != keep]
 
 
-def answer(r: Any, primary: pd.DataFrame) -> list[Any]:
+def answer(r: Any, primary: pd.DataFrame, calibration: pd.DataFrame) -> list[Any]:
     baseline, metric = r.group.baseline, r.group.verdict_metric
     better = primary[primary["verdict"] == "better"]
     if better.empty:
@@ -77,8 +80,12 @@ def answer(r: Any, primary: pd.DataFrame) -> list[Any]:
     # every metric a verdict reads here is higher-is-better (acc, balanced_acc, map)
     ranked = better.sort_values("diff", ascending=False)
     best = next(ranked.itertuples(index=False))
+    worse_calibrated = calibration[(calibration["loss"] == best.loss) & (calibration["verdict"] == "worse")]
+    caveat = "".join(f" Its probabilities are worse calibrated than `{baseline}`'s ({evidence(row, baseline)}): "
+                     f"take its decisions, or recalibrate it (temperature scaling) before using its "
+                     f"probabilities." for row in worse_calibrated.itertuples(index=False))
     blocks: list[Any] = [Paragraph(f"**Use `{best.loss}`**: it beats `{baseline}` on test {metric}. "
-                                   f"Evidence: {evidence(best, baseline)}.")]
+                                   f"Evidence: {evidence(best, baseline)}.{caveat}")]
     if len(ranked) > 1:
         blocks.append(Paragraph("Also significantly better than the baseline (not tested against "
                                 "each other): " + "; ".join(evidence(row, baseline)
@@ -110,8 +117,10 @@ def recommendation_section(results: list[Any], tuning: Optional[pd.DataFrame]) -
             continue
         primary = rows_of(r.paired, r.group.verdict_metric, view)
         calibration = rows_of(r.paired, CALIBRATION, view)
-        avoid = avoid_items(r, primary, calibration, tuning)
-        blocks += answer(r, primary)
+        said = answer(r, primary, calibration)
+        best = primary[primary["verdict"] == "better"].sort_values("diff", ascending=False)["loss"]
+        avoid = avoid_items(r, primary, calibration, tuning, keep=best.iloc[0] if len(best) else "")
+        blocks += said
         blocks.append(Paragraph("Avoid:" if avoid else f"Nothing to avoid: no loss diverged, or was "
                                 f"significantly worse or worse calibrated than `{r.group.baseline}`."))
         if avoid:
