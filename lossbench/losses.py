@@ -23,7 +23,7 @@ Adding a loss: a params dataclass, one `LossSpec` in `LOSSES` and one `conf/loss
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field, fields, make_dataclass, replace
 from enum import Enum
 from typing import Any, Callable, Optional
 
@@ -349,6 +349,9 @@ class LossSpec:
     # Multi-label decision rule: a class is predicted when its probability reaches this.
     # Single-label tasks always predict the argmax of the probabilities.
     threshold: float = 0.5
+    # The loss's own knob a tuned study searches beside the learning rate, as (key, sweep string);
+    # none: only the learning rate is tuned (hydra_plugins/lossbench_tuned_sweeper).
+    tuned: tuple[tuple[str, str], ...] = ()
 
     def refusal(self, dataset: str, task: Task) -> str:
         """Why this loss cannot train on that task, and what to use instead."""
@@ -386,11 +389,11 @@ LOSSES: dict[str, LossSpec] = {
                  _plain(nn.BCELoss), TORCH, activation=torch.sigmoid),
         _sigmoid("bce_logits", "BCEWithLogitsLoss on logits (sigmoid + BCE fused, log-sum-exp)",
                  _no_knobs("bce_logits"), _plain(nn.BCEWithLogitsLoss), TORCH),
-        _softmax("focal", "focal loss -(1-p_y)^gamma log p_y from log_softmax", FocalParams, _focal,
-                 "Lin et al. 2017"),
-        _softmax("ce_smooth", "CrossEntropyLoss(label_smoothing=smoothing)", SmoothParams,
-                 lambda p, labels: (nn.CrossEntropyLoss(label_smoothing=p.smoothing), {}),
-                 "Szegedy et al. 2016; torch.nn"),
+        replace(_softmax("focal", "focal loss -(1-p_y)^gamma log p_y from log_softmax", FocalParams, _focal,
+                         "Lin et al. 2017"), tuned=(("loss.gamma", "1,2"),)),
+        replace(_softmax("ce_smooth", "CrossEntropyLoss(label_smoothing=smoothing)", SmoothParams,
+                         lambda p, labels: (nn.CrossEntropyLoss(label_smoothing=p.smoothing), {}),
+                         "Szegedy et al. 2016; torch.nn"), tuned=(("loss.smoothing", "0.05,0.1"),)),
         LossSpec("ce_weighted", "CrossEntropyLoss(weight=w), w balanced from the training labels or given",
                  WeightedParams, _ce_weighted, _identity, Targets.index, Probabilities.softmax,
                  SOFTMAX_TASKS, "weighted mean over N samples (sum w_y l / sum w_y)", "torch.nn; sklearn"),
@@ -411,15 +414,15 @@ LOSSES: dict[str, LossSpec] = {
         _softmax("nce_rce", "active passive loss alpha NCE + beta RCE", NCERCEParams,
                  lambda p, labels: (criteria.NCEandRCE(p.alpha, p.beta, p.log_zero), {}),
                  "Ma et al. 2020"),
-        _sigmoid("focal_sigmoid", "torchvision.ops.sigmoid_focal_loss", SigmoidFocalParams,
-                 lambda p, labels: (criteria.SigmoidFocalLoss(p.alpha, p.gamma), {}),
-                 "Lin et al. 2017; torchvision"),
+        replace(_sigmoid("focal_sigmoid", "torchvision.ops.sigmoid_focal_loss", SigmoidFocalParams,
+                         lambda p, labels: (criteria.SigmoidFocalLoss(p.alpha, p.gamma), {}),
+                         "Lin et al. 2017; torchvision"), tuned=(("loss.gamma", "1,2"),)),
         _sigmoid("bce_pos_weight", "BCEWithLogitsLoss(pos_weight=p), p balanced from the training labels or given",
                  PosWeightParams, _pos_weight, "torch.nn",
                  reduction="mean over N x C outputs (positives weighted by pos_weight)"),
-        _sigmoid("asl", "asymmetric loss (focusing gamma_neg/gamma_pos, probability shift clip)", ASLParams,
-                 lambda p, labels: (criteria.AsymmetricLoss(p.gamma_neg, p.gamma_pos, p.clip), {}),
-                 "Ridnik et al. 2021"),
+        replace(_sigmoid("asl", "asymmetric loss (focusing gamma_neg/gamma_pos, probability shift clip)", ASLParams,
+                         lambda p, labels: (criteria.AsymmetricLoss(p.gamma_neg, p.gamma_pos, p.clip), {}),
+                         "Ridnik et al. 2021"), tuned=(("loss.gamma_neg", "2,4"),)),
     ]
 }
 

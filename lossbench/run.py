@@ -30,7 +30,7 @@ from lossbench.errors import UserError, write_failure
 from lossbench.data import DATASETS, load_dataset, on_device
 from lossbench.device import resolve_device
 from lossbench.losses import LOSSES, TrainingLabels, head_width, loss_label, loss_params
-from lossbench.model import build_model
+from lossbench.model import build_model, describe
 from lossbench.optim import build_optimizer
 from lossbench.recipe import Recipe
 from lossbench.results import RunDirLock, RunFiles, read_summary, temp_files, unreadable_files
@@ -261,7 +261,7 @@ def _train_run(cfg: Any, files: RunFiles, trackers: Trackers, summary: dict, thr
                    n_train=len(data.x_train), n_test=len(data.x_test), n_classes=data.n_classes,
                    n_val=0 if data.x_val is None else len(data.x_val),
                    outputs=width, device=str(device), **data.info)
-    model = build_model(cfg.model, data.n_features, width, data.image_shape).to(device)
+    model = build_model(cfg.model, data.n_features, width, data.image_shape, data.x_train[:2]).to(device)
     criterion = criterion.to(device)
     optimizer = build_optimizer(cfg.optim, model.parameters())
     data = on_device(data, device)
@@ -274,8 +274,8 @@ def _train_run(cfg: Any, files: RunFiles, trackers: Trackers, summary: dict, thr
             log.info(_epoch_line(rows, cfg.trainer.epochs))
 
     derived_text = "".join(f", {key} {[round(v, 4) for v in values]}" for key, values in derived.items())
-    log.info(f"loss: {label} = {spec.summary} ({spec.reduction}{derived_text}); model: {cfg.model.name} "
-             f"{list(cfg.model.hidden)}; device: {device}, {threads} threads, precision {cfg.trainer.precision.name}")
+    log.info(f"loss: {label} = {spec.summary} ({spec.reduction}{derived_text}); model: {describe(cfg.model)}; "
+             f"device: {device}, {threads} threads, precision {cfg.trainer.precision.name}")
     summary["autocast_dtypes"] = autocast_dtypes(device, cfg.trainer.precision.name)
     if summary["autocast_dtypes"]:
         log.info("autocast on %s runs: %s", device.type,

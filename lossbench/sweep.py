@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
 
 from lossbench.collect import CollectError, collect
 from lossbench.errors import WRITE_FAILED_EXIT, write_failure
+from lossbench.progress import Progress
 from lossbench.results import LOCK, SUMMARY, lock_holder
 from lossbench.trackers import prepare_sweep
 from lossbench.run import STOP_SIGNALS, Interrupted
@@ -86,11 +88,24 @@ def shared_run_dir(config: Any) -> Optional[str]:
 class SweepCallback(Callback):
     # The sweep this process runs, for whoever ends it early (lossbench.app.cli).
     sweep_dir: Optional[Path] = None
+    # Set by a sweeper that knows its run count (the tuned sweeper): a line per finished job.
+    progress: Optional[Progress] = None
+
+    def __init__(self, report: bool = False) -> None:
+        # true (experiment=which_loss): the sweep ends by writing DIR/report and printing its answer
+        self.report = report
+
+    def on_job_end(self, config: Any, job_return: Any = None, **kwargs: Any) -> None:
+        if SweepCallback.progress is not None:
+            run_dir = Path(config.hydra.runtime.output_dir)
+            log.info(SweepCallback.progress.job_ended(SweepCallback.progress.ran(run_dir)))
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         require_writable(Path(config.hydra.run.dir), "hydra.run.dir")
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        if OmegaConf.select(config, "hydra.sweeper.dry_run", default=False):
+            return  # the sweeper lists the runs and ends: nothing is written
         shared = shared_run_dir(config)
         if shared:
             print(f"error: {shared}", file=sys.stderr)
@@ -126,11 +141,26 @@ class SweepCallback(Callback):
             if holder:
                 reasons[lock.parent.relative_to(sweep_dir).as_posix()] = (
                     f"in use by {holder}, so this sweep did not run it (rerun the sweep once it ends)")
+        if self.report:
+            write_report(sweep_dir)
         for run, reason in sorted(reasons.items()):
             log.error(f"failed: {run}: {reason}")
         if reasons:
             log.error(f"{len(reasons)} of {len(set(summary['run']) | set(reasons))} runs failed")
             sys.exit(1)
+
+
+def write_report(sweep_dir: Path) -> None:
+    """DIR/report, and its first section (the recommendation, when the study has one) printed."""
+    from lossbench.report import ReportInputError, generate
+
+    try:
+        path = generate([sweep_dir], say=log.info)
+    except ReportInputError as error:
+        log.error(f"report: {error}")
+        return
+    first = path.read_text().split("\n## ")[1]  # the text of the first section, title first
+    log.info("report: %s\n## %s", path, first.strip())
 
 
 def raise_interrupted(signum, frame) -> None:

@@ -2,7 +2,8 @@
 
 load.py reads the collected tables -> groups.py splits them into comparable groups and studies.py
 says which question each answers -> tables.py, stats.py and stability_verdicts.py compute the
-numbers -> figures.py draws them -> summary_bullets.py and setup.py write the few generated lines
+numbers -> figures.py draws them -> recommendation.py (a which_loss study's answer, first),
+summary_bullets.py and setup.py write the few generated lines
 -> sections.py assembles a Document -> render.py writes it as markdown and html. `generate` runs
 the chain and writes OUT/report.md, OUT/report.html, OUT/figures/*.png, OUT/tables/*.csv.
 """
