@@ -52,12 +52,6 @@ class CNN(nn.Module):
         super().__init__()
         self.image_shape = tuple(image_shape)
         in_channels, height, width = self.image_shape
-        if min(height, width) < 2 ** len(channels):  # a 2x2 max-pool of a 1-pixel map is empty
-            side = 2 ** len(channels)
-            raise ConfigError(
-                f"model.channels={list(channels)!r} has {len(channels)} conv + pool blocks, each halving "
-                f"the image: they need images of at least {side}x{side}, and these are {height}x{width}. "
-                f"Give at most {min(height, width).bit_length() - 1} channel widths")
         blocks: list[nn.Module] = []
         for out_channels in channels:
             blocks += [nn.Conv2d(in_channels, out_channels, kernel_size, padding="same"),
