@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lossbench.owned import Manifest
 from lossbench.results import CALIBRATION, METRICS, PER_CLASS, PREDICTIONS, STEPS, SUMMARY, atomic_write
 
 REPORT_DIR = "report"  # DIR/report is the report's default output: never a run
@@ -202,23 +203,21 @@ def outdated(directory: Path, run_dirs: list[Path]) -> str | None:
     return None
 
 
+TABLE_FILES = ("summary.parquet", "runs.parquet", "calibration.parquet", "steps.parquet", PER_CLASS, PREDICTIONS)
+
+
 def write_tables(collected: Collected, directory: Path) -> list[Path]:
-    written = []
-    for name, frame in [
-        ("summary.parquet", collected.summary),
-        ("runs.parquet", collected.runs),
-        ("calibration.parquet", collected.calibration),
-        ("steps.parquet", collected.steps),
-        (PER_CLASS, collected.per_class),
-        (PREDICTIONS, collected.predictions),
-    ]:
-        path = directory / name
-        if frame is None:
-            path.unlink(missing_ok=True)  # a stale one from an earlier collect would mislead
-            continue
-        atomic_write(path, lambda tmp, frame=frame: frame.to_parquet(tmp, index=False))
-        written.append(path)
-    return written
+    """Write the tables into DIR, listed in its manifest (lossbench.owned); a table no run has now
+    is removed only if an earlier collect listed it there."""
+    frames = (collected.summary, collected.runs, collected.calibration, collected.steps,
+              collected.per_class, collected.predictions)
+    wanted = {name: frame for name, frame in zip(TABLE_FILES, frames) if frame is not None}
+    manifest = Manifest(directory, "collect")
+    manifest.claim(wanted)
+    for name, frame in wanted.items():
+        atomic_write(directory / name, lambda tmp, frame=frame: frame.to_parquet(tmp, index=False))
+    manifest.release(keep=wanted)
+    return [directory / name for name in wanted]
 
 
 def main(argv: list[str] | None = None) -> int:

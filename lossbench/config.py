@@ -132,7 +132,7 @@ class MlflowConfig:
 
 @dataclass
 class TensorboardConfig:
-    dir: str = "tensorboard"  # inside the run directory
+    dir: str = "tensorboard"  # a subdirectory of the run directory (refused if outside it)
 
 
 @dataclass
@@ -350,6 +350,8 @@ def validate(cfg: Any) -> None:
     from lossbench.data import DATASETS, check_source_available, expected_n_classes
     from lossbench.model import MODELS
     from lossbench.optim import OPTIMIZERS
+    from lossbench.owned import subdir_problem
+    from lossbench.results import RUN_FILES
 
     # Unknown keys and non-finite values first: every other check would misread them.
     problems = unknown_keys(cfg) or non_finite_values(cfg)
@@ -432,6 +434,8 @@ def validate(cfg: Any) -> None:
     problems += [f"logger={name} needs the {name} package, which is not installed: "
                  f'pip install -e ".[{name}]" in a checkout, else pip install {name}'
                  for name in missing_trackers(cfg.logger)]
+    if cfg.logger.tensorboard is not None:
+        problems += filter(None, [subdir_problem("logger.tensorboard.dir", cfg.logger.tensorboard.dir, RUN_FILES)])
     if problems:
         raise ConfigError("\n".join(problems))
 

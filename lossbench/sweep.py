@@ -14,8 +14,9 @@ from typing import Any, Optional
 
 from hydra.experimental.callback import Callback
 
-from lossbench.collect import CollectError, collect
-from lossbench.results import LOCK, SUMMARY, lock_holder
+from lossbench.collect import TABLE_FILES, CollectError, collect
+from lossbench.owned import PlantedLink, refuse_planted_links
+from lossbench.results import LOCK, RUN_FILES, SUMMARY, lock_holder
 from lossbench.trackers import prepare_sweep
 from lossbench.run import STOP_SIGNALS, Interrupted
 
@@ -37,15 +38,27 @@ def require_writable(directory: Path, key: str) -> None:
         sys.exit(2)
 
 
+def require_no_links(directory: Path, key: str, recursive: bool) -> None:
+    """Exit 2 with one line when a symlink sits where Hydra or lossbench would write: this runs
+    before Hydra writes .hydra/*.yaml, the job log and multirun.yaml, which it opens following links."""
+    try:
+        refuse_planted_links(directory, [*RUN_FILES, *TABLE_FILES], recursive)
+    except PlantedLink as error:
+        print(f"error: {key}={directory}: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
 class SweepCallback(Callback):
     # The sweep this process runs, for whoever ends it early (lossbench.app.cli).
     sweep_dir: Optional[Path] = None
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         require_writable(Path(config.hydra.run.dir), "hydra.run.dir")
+        require_no_links(Path(config.hydra.run.dir), "hydra.run.dir", recursive=False)
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         require_writable(Path(config.hydra.sweep.dir), "hydra.sweep.dir")
+        require_no_links(Path(config.hydra.sweep.dir), "hydra.sweep.dir", recursive=True)
         self.started = time.time()
         prepare_sweep(config)
         SweepCallback.sweep_dir = Path(config.hydra.sweep.dir)
