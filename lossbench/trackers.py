@@ -131,7 +131,8 @@ class TensorboardTracker(Tracker):
 
     def _files(self) -> set[str]:
         root = self.manifest.root
-        return {path.relative_to(root).as_posix() for path in (root / self.dir).rglob("*") if path.is_file()}
+        return {path.relative_to(root).as_posix() for path in (root / self.dir).glob("events.out.tfevents.*")
+                if path.is_file() and not path.is_symlink()}
 
     def _claim_new(self) -> None:
         self.manifest.claim(self._files() - self.before)
