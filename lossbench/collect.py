@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from lossbench.malformed import PREFIX, STATUSES, summary_problem, table_problem
-from lossbench.owned import Manifest
+from lossbench.owned import Manifest, PlantedLink
 from lossbench.results import CALIBRATION, METRICS, PER_CLASS, PREDICTIONS, STEPS, SUMMARY, atomic_write
 
 REPORT_DIR = "report"  # DIR/report is the report's default output: never a run
@@ -191,6 +191,8 @@ def collect(directory: str | os.PathLike, *, write: bool = True) -> Collected:
         except OSError as e:
             raise CollectError(f"cannot write the tables into {directory} ({e.strerror or e}); "
                                "make it writable, or collect a writable copy of it") from None
+        except PlantedLink as e:
+            raise CollectError(str(e)) from None
     return collected
 
 

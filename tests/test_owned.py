@@ -72,7 +72,7 @@ def test_a_foreign_file_where_the_report_writes_is_refused_untouched(sweep, tmp_
     out = tmp_path / "paper"
     out.mkdir()
     (out / "report.md").write_text(TARGET)
-    with pytest.raises(ReportInputError, match="report.md, which no earlier report wrote there"):
+    with pytest.raises(ReportInputError, match="report.md, which no earlier report listed as its own"):
         write_report(document, out)
     assert (out / "report.md").read_text() == TARGET
     assert not (out / "figures").exists() or not any((out / "figures").iterdir())

@@ -42,8 +42,10 @@ def write_report(doc: Document, out: Path) -> Path:
     foreign = manifest.foreign(files)
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise ReportInputError(f"{out} holds {shown}, which no earlier report wrote there; lossbench "
-                               "does not overwrite it: move it away, or give another --out")
+        raise ReportInputError(f"{out} holds {shown}, which no earlier report listed as its "
+                               "own (.lossbench-manifest.report); lossbench overwrites no file it did not "
+                               "write: move them away (a report from before manifests: remove it), or "
+                               "give another --out")
     manifest.claim(files)
     for name, data in files.items():
         write_bytes(out / name, data)
