@@ -184,7 +184,7 @@ class MlflowConfig:
 
 @dataclass
 class TensorboardConfig:
-    dir: str = "tensorboard"  # inside the run directory
+    dir: str = "tensorboard"  # a subdirectory of the run directory (refused if outside it)
 
 
 @dataclass
@@ -388,6 +388,8 @@ def validate(cfg: Any) -> None:
     from lossbench.footprint import size_problems
     from lossbench.model import image_size_problems, name_problems
     from lossbench.optim import OPTIMIZERS
+    from lossbench.owned import subdir_problem
+    from lossbench.results import RUN_FILES
 
     # Unknown keys and non-finite values first: every other check would misread them.
     problems = unknown_keys(cfg) or non_finite_values(cfg)
@@ -462,6 +464,8 @@ def validate(cfg: Any) -> None:
     problems += [f"logger={name} needs the {name} package, which is not installed: "
                  f'pip install -e ".[{name}]" in a checkout, else pip install {name}'
                  for name in missing_trackers(cfg.logger)]
+    if cfg.logger.tensorboard is not None:
+        problems += filter(None, [subdir_problem("logger.tensorboard.dir", cfg.logger.tensorboard.dir, RUN_FILES)])
     # Sizes last: they build the model (on the meta device) from the values checked above.
     problems = problems or size_problems(cfg, head_width(spec, dataset.task, expected_n_classes(d)))
     if problems:

@@ -32,8 +32,9 @@ from lossbench.device import resolve_device
 from lossbench.losses import LOSSES, TrainingLabels, head_width, loss_label, loss_params
 from lossbench.model import build_model, describe
 from lossbench.optim import build_optimizer
+from lossbench.owned import refuse_planted_links
 from lossbench.recipe import Recipe
-from lossbench.results import RunDirLock, RunFiles, read_summary, temp_files, unreadable_files
+from lossbench.results import RUN_FILES, RunDirLock, RunFiles, read_summary, temp_files, unreadable_files
 from lossbench.selection import PRIMARY
 from lossbench.trackers import Trackers
 from lossbench.train import Outcome, train
@@ -151,11 +152,13 @@ def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict
     """Run one configuration into run_dir and return its summary (status `skipped` if an identical
     run had completed or diverged there).
 
-    One writer per run dir: RunDirBusy, recording nothing, if another process holds it. Every way
+    One writer per run dir: RunDirBusy, recording nothing, if another process holds it; PlantedLink,
+    recording nothing, if a symlink sits where the run would write (lossbench.owned). Every way
     out records a final status in summary.json first: UserError (a configuration or data the run
     cannot use) and any other exception as `failed` with the error, a stop signal as `interrupted`
     (raised as Interrupted). The exception is then raised again."""
     with RunDirLock(run_dir):
+        refuse_planted_links(run_dir, RUN_FILES)
         for leftover in temp_files(run_dir):  # a killed writer's; no one else writes here now
             leftover.unlink(missing_ok=True)
         return _execute(cfg, run_dir, threads, overrides)

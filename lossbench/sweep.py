@@ -16,10 +16,11 @@ from typing import Any, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from lossbench.collect import CollectError, collect
+from lossbench.collect import TABLE_FILES, CollectError, collect
 from lossbench.errors import WRITE_FAILED_EXIT, write_failure
+from lossbench.owned import PlantedLink, refuse_planted_links
 from lossbench.progress import Progress
-from lossbench.results import LOCK, SUMMARY, lock_holder
+from lossbench.results import LOCK, RUN_FILES, SUMMARY, lock_holder
 from lossbench.trackers import prepare_sweep
 from lossbench.run import STOP_SIGNALS, Interrupted
 
@@ -54,35 +55,11 @@ def require_writable(directory: Path, key: str) -> None:
         sys.exit(2)
 
 
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
-
-
-def shared_run_dir(config: Any) -> Optional[str]:
-    """Two jobs of a basic sweep that would write one run dir (a value listed twice, or values of
-    a key left out of run dir names), as one line; None when every job has its own. Expanded as
-    BasicSweeper expands them, named as Hydra names them."""
-    from hydra._internal.config_loader_impl import get_overrides_dirname
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
-
-    sweeper, names = config.hydra.sweeper, config.hydra.job.config.override_dirname
-    by_dirname = OmegaConf.to_container(config.hydra.sweep)["subdir"] == "${hydra.job.override_dirname}"
-    if sweeper.get("_target_") != BASIC_SWEEPER or not by_dirname:
-        return None
-    parser = OverridesParser.create()
-    arguments = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
-    jobs = BasicSweeper.split_arguments(parser.parse_overrides(arguments + list(config.hydra.overrides.task)), None)[0]
-    seen: dict[str, list[str]] = {}
-    for job in jobs:
-        name = get_overrides_dirname(parser.parse_overrides(job), list(names.exclude_keys), names.item_sep,
-                                     names.kv_sep)
-        if name in seen:
-            return (f"two jobs of this sweep would write one run dir, {name or 'the sweep dir itself'}: "
-                    f"{shlex.join(seen[name])} and {shlex.join(job)}. List each value once (keys left out "
-                    f"of run dir names: {', '.join(names.exclude_keys)})")
-        seen[name] = job
-    return None
+from lossbench.collect import TABLE_FILES, CollectError, collect
+from lossbench.errors import WRITE_FAILED_EXIT, write_failure
+from lossbench.owned import PlantedLink, refuse_planted_links
+from lossbench.progress import Progress
+from lossbench.results import LOCK, RUN_FILES, SUMMARY, lock_holder
 
 
 class SweepCallback(Callback):
@@ -102,6 +79,7 @@ class SweepCallback(Callback):
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         require_writable(Path(config.hydra.run.dir), "hydra.run.dir")
+        require_no_links(Path(config.hydra.run.dir), "hydra.run.dir", recursive=False)
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         if OmegaConf.select(config, "hydra.sweeper.dry_run", default=False):
@@ -111,6 +89,7 @@ class SweepCallback(Callback):
             print(f"error: {shared}", file=sys.stderr)
             sys.exit(2)
         require_writable(Path(config.hydra.sweep.dir), "hydra.sweep.dir")
+        require_no_links(Path(config.hydra.sweep.dir), "hydra.sweep.dir", recursive=True)
         self.started = time.time()
         prepare_sweep(config)
         SweepCallback.sweep_dir = Path(config.hydra.sweep.dir)
