@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from lossbench.results import CALIBRATION, METRICS, PER_CLASS, PREDICTIONS, STEPS, SUMMARY, atomic_write
+from lossbench.signals import run_command
 
 REPORT_DIR = "report"  # DIR/report is the report's default output: never a run
 STATUSES = ("completed", "running", "failed", "interrupted", "diverged")
@@ -244,4 +245,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("lossbench.collect", main))

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 import shlex
-import signal
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -17,7 +15,6 @@ from hydra.experimental.callback import Callback
 from lossbench.collect import CollectError, collect
 from lossbench.results import LOCK, SUMMARY, lock_holder
 from lossbench.trackers import prepare_sweep
-from lossbench.run import STOP_SIGNALS, Interrupted
 
 log = logging.getLogger("lossbench")
 # Statuses that mean the run must be looked at; diverged and interrupted are results, and a
@@ -49,11 +46,6 @@ class SweepCallback(Callback):
         self.started = time.time()
         prepare_sweep(config)
         SweepCallback.sweep_dir = Path(config.hydra.sweep.dir)
-        # SIGTERM (a scheduler's preemption) and SIGHUP end the sweep the way Ctrl-C does. A job
-        # running in this process swaps in its own handler while it runs (lossbench.run.StopFlag).
-        if threading.current_thread() is threading.main_thread():
-            for signum in STOP_SIGNALS:
-                signal.signal(signum, raise_interrupted)
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -81,10 +73,6 @@ class SweepCallback(Callback):
         if reasons:
             log.error(f"{len(reasons)} of {len(set(summary['run']) | set(reasons))} runs failed")
             sys.exit(1)
-
-
-def raise_interrupted(signum, frame) -> None:
-    raise Interrupted(signum)
 
 
 def failure_reason(status: str, error: Any) -> str:
