@@ -77,10 +77,10 @@ def rerun_command(run_dir: Path) -> str:
 def cli() -> None:
     """`python -m lossbench`. A stop signal ends a single run or a whole sweep here, whichever
     process it reaches: with Hydra's basic launcher the jobs run in this process, with joblib
-    this process waits for its workers (which joblib then kills)."""
+    this process waits for its workers (which joblib then kills, so their runs are recorded here)."""
 
-    def wind_down() -> None:
+    def wind_down(signal_name: str) -> None:
         if SweepCallback.sweep_dir is not None:
-            end_interrupted_sweep(SweepCallback.sweep_dir)
+            end_interrupted_sweep(SweepCallback.sweep_dir, SweepCallback.began, signal_name)
 
     sys.exit(run_command("lossbench", lambda: main() or 0, wind_down))

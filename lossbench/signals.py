@@ -54,18 +54,19 @@ def install(handler: Callable[[int, Any], None] = raise_interrupted) -> None:
             signal.signal(signum, handler)
 
 
-def run_command(prog: str, main: Callable[[], int], wind_down: Callable[[], None] = lambda: None) -> int:
+def run_command(prog: str, main: Callable[[], int], wind_down: Callable[[str], None] = lambda name: None) -> int:
     """main()'s exit code, or 128 + the signal's number when a stop signal ends it: one line
-    saying so after `wind_down` (which a second signal cuts short), never a traceback."""
+    saying so after `wind_down(the signal's name)` (which a second signal cuts short), never a
+    traceback."""
     install()
     try:
         return main()
     except KeyboardInterrupt as interruption:
+        name = signal.Signals(exit_code(interruption) - 128).name
         try:
-            wind_down()
+            wind_down(name)
         except KeyboardInterrupt:
             pass
-        name = signal.Signals(exit_code(interruption) - 128).name
         print(f"{prog}: stopped by {name}", file=sys.stderr)
         return exit_code(interruption)
 

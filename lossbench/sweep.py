@@ -7,13 +7,14 @@ import shlex
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
 from hydra.experimental.callback import Callback
 
 from lossbench.collect import CollectError, collect
-from lossbench.results import LOCK, SUMMARY, lock_holder
+from lossbench.results import LOCK, SUMMARY, RunDirBusy, RunDirLock, lock_holder, read_summary, write_json
 from lossbench.trackers import prepare_sweep
 
 log = logging.getLogger("lossbench")
@@ -35,8 +36,9 @@ def require_writable(directory: Path, key: str) -> None:
 
 
 class SweepCallback(Callback):
-    # The sweep this process runs, for whoever ends it early (lossbench.app.cli).
+    # The sweep this process runs and when it began, for whoever ends it early (lossbench.app.cli).
     sweep_dir: Optional[Path] = None
+    began: float = 0.0
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         require_writable(Path(config.hydra.run.dir), "hydra.run.dir")
@@ -45,7 +47,7 @@ class SweepCallback(Callback):
         require_writable(Path(config.hydra.sweep.dir), "hydra.sweep.dir")
         self.started = time.time()
         prepare_sweep(config)
-        SweepCallback.sweep_dir = Path(config.hydra.sweep.dir)
+        SweepCallback.sweep_dir, SweepCallback.began = Path(config.hydra.sweep.dir), self.started
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -83,8 +85,34 @@ def failure_reason(status: str, error: Any) -> str:
     return "no final status recorded: the process was killed" if status == "running" else status
 
 
-def end_interrupted_sweep(sweep_dir: Path) -> None:
-    """A stop signal ended the sweep early: collect what finished and say how to go on."""
+def record_killed_workers(sweep_dir: Path, began: float, signal_name: str) -> None:
+    """Runs this sweep began that still say `running` with no live process holding their lock:
+    their worker was killed under them (joblib SIGKILLs its workers when the sweep stops), so
+    this process records them `interrupted` on their behalf. It takes each run's lock first;
+    a killed process releases it as soon as it is gone."""
+    for path in sorted(sweep_dir.glob(f"**/{SUMMARY}")):
+        summary = read_summary(path.parent)
+        if path.stat().st_mtime < began or not summary or summary.get("status") != "running":
+            continue
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with RunDirLock(path.parent):
+                    summary.update(status="interrupted",
+                                   error=f"interrupted by {signal_name}: the launcher ended its worker process",
+                                   finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                    write_json(path, summary)
+                break
+            except RunDirBusy:
+                if time.monotonic() > deadline:  # a live process still runs it: it records its own status
+                    break
+                time.sleep(0.1)
+
+
+def end_interrupted_sweep(sweep_dir: Path, began: float, signal_name: str) -> None:
+    """A stop signal ended the sweep early: record runs whose worker was killed, collect what
+    finished and say how to go on."""
+    record_killed_workers(sweep_dir, began, signal_name)
     try:
         collected = collect(sweep_dir)
     except CollectError as error:

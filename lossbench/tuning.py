@@ -113,7 +113,8 @@ def read_validation(run_dir: Path) -> Validation:
         return Validation(status, metric, math.nan, None, f"{METRICS} has no {', '.join(missing)} column")
     val = rows[rows["split"] == "val"]
     val = pd.DataFrame({"epoch": pd.to_numeric(val["epoch"], errors="coerce"),
-                        "value": pd.to_numeric(val[metric], errors="coerce")}).dropna(subset=["epoch"]).sort_values("epoch")
+                        "value": pd.to_numeric(val[metric], errors="coerce")})
+    val = val.dropna(subset=["epoch"]).sort_values("epoch")
     position = select_epoch(val["value"].tolist())
     if position is None:
         return Validation(status, metric, math.nan, None, f"no finite validation {metric}")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import pytest
@@ -47,6 +48,20 @@ def signalled(tmp_path: Path, module: str, args: list[str], at: str, call: int =
     owner, name = at.split(":")
     script = SIGNAL_AT_CALL.format(owner=owner, name=name, call=call, signal=signum.name, module=module, args=args)
     return subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+
+def signalled_once(tmp_path: Path, args: list[str], ready: Callable[[], bool],
+                   signum: signal.Signals) -> subprocess.CompletedProcess:
+    """`python -m lossbench ARGS`, sent `signum` (to its own process only) as soon as ready()."""
+    process = subprocess.Popen([sys.executable, "-m", "lossbench", *args], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not ready():
+        assert process.poll() is None and time.time() < deadline, process.communicate()
+        time.sleep(0.01)
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def statuses(sweep: Path) -> dict[str, str]:
@@ -86,18 +101,11 @@ def test_a_signal_while_a_command_still_imports_exits_with_its_code(tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_batched_sweep_stopped_while_its_seeds_start_records_every_run(tmp_path, signum):
     sweep = tmp_path / "sweep"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lossbench", "-m", "hydra/launcher=batched", "loss=ce,bce_logits", "seed=0,1,2",
-         "trainer.epochs=3", *TINY_RUN, f"hydra.sweep.dir={sweep}"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
     # Seed 1's run has begun (its summary says running): seed 0 waits for the stack, 2 has not begun.
-    while not list(sweep.glob(f"*loss=ce,*seed=1,*/{SUMMARY}")):
-        assert process.poll() is None and time.time() < deadline, process.communicate()
-        time.sleep(0.01)
-    process.send_signal(signum)
-    out, err = process.communicate(timeout=300)
-    output = assert_stopped(subprocess.CompletedProcess(process.args, process.returncode, out, err), signum)
+    result = signalled_once(tmp_path, ["-m", "hydra/launcher=batched", "loss=ce,bce_logits", "seed=0,1,2",
+                                       "trainer.epochs=3", *TINY_RUN, f"hydra.sweep.dir={sweep}"],
+                            lambda: bool(list(sweep.glob(f"*loss=ce,*seed=1,*/{SUMMARY}"))), signum)
+    output = assert_stopped(result, signum)
     on_disk = statuses(sweep)
     assert on_disk and set(on_disk.values()) <= FINAL, on_disk
     assert all(status == "interrupted" for status in on_disk.values()), on_disk  # none had finished
@@ -136,3 +144,18 @@ def test_sigterm_during_a_tuned_comparison_exits_143(tmp_path):
     assert sorted(run.split("/")[0] for run in on_disk) == ["compare", "tune", "tune"], on_disk
     assert set(on_disk.values()) == {"completed"}
     assert "to resume (finished runs are skipped): python -m lossbench -m experiment=tuned_single_label" in output
+
+
+@pytest.mark.slow
+def test_a_joblib_sweep_stopped_mid_run_records_the_runs_of_its_killed_workers(tmp_path):
+    sweep = tmp_path / "sweep"
+    # Both runs have begun and one has finished an epoch; the signal goes to the sweep's process
+    # only, as a scheduler's preemption would.
+    result = signalled_once(tmp_path, ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1",
+                                       "trainer.epochs=200", *TINY_RUN, f"hydra.sweep.dir={sweep}"],
+                            lambda: len(statuses(sweep)) == 2 and bool(list(sweep.glob("*/metrics.parquet"))),
+                            signal.SIGTERM)
+    assert_stopped(result, signal.SIGTERM)
+    errors = [json.loads(path.read_text())["error"] for path in sweep.glob(f"*/{SUMMARY}")]
+    assert errors == ["interrupted by SIGTERM: the launcher ended its worker process"] * 2
+    assert set(pd.read_parquet(sweep / "summary.parquet")["status"]) == {"interrupted"}
