@@ -36,6 +36,12 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def _heeded() -> list[int]:
+    """The stop signals this process does not ignore: one started under `nohup` (SIGHUP) or in
+    the background of a script (SIGINT) keeps ignoring them, as Python itself does with SIGINT."""
+    return [signum for signum in STOP_SIGNALS if signal.getsignal(signum) is not signal.SIG_IGN]
+
+
 def exit_at_once(signum: int, frame: Any) -> None:
     """Nothing has started yet (the command's modules are still importing): exit now."""
     sys.stderr.write(f"{signal.Signals(signum).name}: stopped before starting\n")
@@ -50,7 +56,7 @@ def raise_interrupted(signum: int, frame: Any) -> None:
 def install(handler: Callable[[int, Any], None] = raise_interrupted) -> None:
     """`handler` for every stop signal, from now on (the main thread only can set one)."""
     if _in_main_thread():
-        for signum in STOP_SIGNALS:
+        for signum in _heeded():
             signal.signal(signum, handler)
 
 
@@ -89,7 +95,7 @@ class StopFlag:
 
     def __enter__(self) -> "StopFlag":
         if _in_main_thread():
-            self._previous = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in _heeded()}
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from lossbench.results import SUMMARY
+from lossbench.signals import STOP_SIGNALS, StopFlag, install, raise_interrupted
 
 TINY_RUN = ("trainer.threads=1", "dataset.source=sample", "model.hidden=[8]")
 FINAL = {"completed", "diverged", "failed", "interrupted"}
@@ -95,6 +96,20 @@ def test_a_signal_while_a_command_still_imports_exits_with_its_code(tmp_path):
               "os.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(60)\n")
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 143 and result.stderr == "SIGTERM: stopped before starting\n", result.stderr
+
+
+def test_a_signal_ignored_at_start_stays_ignored_as_under_nohup():
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        install()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is raise_interrupted
+        with StopFlag():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 @pytest.mark.slow
