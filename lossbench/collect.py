@@ -23,6 +23,7 @@ import pandas as pd
 from lossbench.malformed import PREFIX, STATUSES, summary_problem, table_problem
 from lossbench.owned import Manifest, PlantedLink
 from lossbench.results import CALIBRATION, METRICS, PER_CLASS, PREDICTIONS, STEPS, SUMMARY, atomic_write
+from lossbench.signals import run_command
 
 REPORT_DIR = "report"  # DIR/report is the report's default output: never a run
 
@@ -262,4 +263,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("lossbench.collect", main))

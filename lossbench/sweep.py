@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import signal
 import sys
 import tempfile
-import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,9 +19,9 @@ from lossbench.collect import TABLE_FILES, CollectError, collect
 from lossbench.errors import WRITE_FAILED_EXIT, write_failure
 from lossbench.owned import PlantedLink, refuse_planted_links
 from lossbench.progress import Progress
-from lossbench.results import LOCK, RUN_FILES, SUMMARY, lock_holder
+from lossbench.results import (LOCK, RUN_FILES, SUMMARY, RunDirBusy, RunDirLock, lock_holder, read_summary,
+                               write_json)
 from lossbench.trackers import prepare_sweep
-from lossbench.run import STOP_SIGNALS, Interrupted
 
 log = logging.getLogger("lossbench")
 # Statuses that mean the run must be looked at; diverged and interrupted are results, and a
@@ -55,16 +54,51 @@ def require_writable(directory: Path, key: str) -> None:
         sys.exit(2)
 
 
-from lossbench.collect import TABLE_FILES, CollectError, collect
-from lossbench.errors import WRITE_FAILED_EXIT, write_failure
-from lossbench.owned import PlantedLink, refuse_planted_links
-from lossbench.progress import Progress
-from lossbench.results import LOCK, RUN_FILES, SUMMARY, lock_holder
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def shared_run_dir(config: Any) -> Optional[str]:
+    """Two jobs of a basic sweep that would write one run dir (a value listed twice, or values of
+    a key left out of run dir names), as one line; None when every job has its own. Expanded as
+    BasicSweeper expands them, named as Hydra names them."""
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    sweeper, names = config.hydra.sweeper, config.hydra.job.config.override_dirname
+    by_dirname = OmegaConf.to_container(config.hydra.sweep)["subdir"] == "${hydra.job.override_dirname}"
+    if sweeper.get("_target_") != BASIC_SWEEPER or not by_dirname:
+        return None
+    parser = OverridesParser.create()
+    arguments = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
+    jobs = BasicSweeper.split_arguments(parser.parse_overrides(arguments + list(config.hydra.overrides.task)), None)[0]
+    seen: dict[str, list[str]] = {}
+    for job in jobs:
+        name = get_overrides_dirname(parser.parse_overrides(job), list(names.exclude_keys), names.item_sep,
+                                     names.kv_sep)
+        if name in seen:
+            return (f"two jobs of this sweep would write one run dir, {name or 'the sweep dir itself'}: "
+                    f"{shlex.join(seen[name])} and {shlex.join(job)}. List each value once (keys left out "
+                    f"of run dir names: {', '.join(names.exclude_keys)})")
+        seen[name] = job
+    return None
+
+
+def require_no_links(directory: Path, key: str, recursive: bool) -> None:
+    """Exit 2 with one line when a symlink sits where Hydra or lossbench would write: this runs
+    before Hydra writes .hydra/*.yaml, the job log and multirun.yaml, which it opens following links."""
+    try:
+        refuse_planted_links(directory, [*RUN_FILES, *TABLE_FILES], recursive)
+    except PlantedLink as error:
+        print(f"error: {key}={directory}: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 class SweepCallback(Callback):
-    # The sweep this process runs, for whoever ends it early (lossbench.app.cli).
+    # The sweep this process runs and when it began, for whoever ends it early (lossbench.app.cli).
     sweep_dir: Optional[Path] = None
+    began: float = 0.0
     # Set by a sweeper that knows its run count (the tuned sweeper): a line per finished job.
     progress: Optional[Progress] = None
 
@@ -92,12 +126,7 @@ class SweepCallback(Callback):
         require_no_links(Path(config.hydra.sweep.dir), "hydra.sweep.dir", recursive=True)
         self.started = time.time()
         prepare_sweep(config)
-        SweepCallback.sweep_dir = Path(config.hydra.sweep.dir)
-        # SIGTERM (a scheduler's preemption) and SIGHUP end the sweep the way Ctrl-C does. A job
-        # running in this process swaps in its own handler while it runs (lossbench.run.StopFlag).
-        if threading.current_thread() is threading.main_thread():
-            for signum in STOP_SIGNALS:
-                signal.signal(signum, raise_interrupted)
+        SweepCallback.sweep_dir, SweepCallback.began = Path(config.hydra.sweep.dir), self.started
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -142,10 +171,6 @@ def write_report(sweep_dir: Path) -> None:
     log.info("report: %s\n## %s", path, first.strip())
 
 
-def raise_interrupted(signum, frame) -> None:
-    raise Interrupted(signum)
-
-
 def failure_reason(status: str, error: Any) -> str:
     if isinstance(error, str) and error:
         return error
@@ -154,8 +179,34 @@ def failure_reason(status: str, error: Any) -> str:
     return "no final status recorded: the process was killed" if status == "running" else status
 
 
-def end_interrupted_sweep(sweep_dir: Path) -> None:
-    """A stop signal ended the sweep early: collect what finished and say how to go on."""
+def record_killed_workers(sweep_dir: Path, began: float, signal_name: str) -> None:
+    """Runs this sweep began that still say `running` with no live process holding their lock:
+    their worker was killed under them (joblib SIGKILLs its workers when the sweep stops), so
+    this process records them `interrupted` on their behalf. It takes each run's lock first;
+    a killed process releases it as soon as it is gone."""
+    for path in sorted(sweep_dir.glob(f"**/{SUMMARY}")):
+        summary = read_summary(path.parent)
+        if path.stat().st_mtime < began or not summary or summary.get("status") != "running":
+            continue
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with RunDirLock(path.parent):
+                    summary.update(status="interrupted",
+                                   error=f"interrupted by {signal_name}: the launcher ended its worker process",
+                                   finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                    write_json(path, summary)
+                break
+            except RunDirBusy:
+                if time.monotonic() > deadline:  # a live process still runs it: it records its own status
+                    break
+                time.sleep(0.1)
+
+
+def end_interrupted_sweep(sweep_dir: Path, began: float, signal_name: str) -> None:
+    """A stop signal ended the sweep early: record runs whose worker was killed, collect what
+    finished and say how to go on."""
+    record_killed_workers(sweep_dir, began, signal_name)
     try:
         collected = collect(sweep_dir)
     except CollectError as error:

@@ -126,6 +126,9 @@ class TunedSweeper(Sweeper):
             returns.append(self._launch(trials[1:], 1))
         table = study.table(trials, sweep_dir)
         log.info(f"tune: every trial and the choice per loss in {write_tuning(sweep_dir, table)}")
+        for row in table[table["ineligible"].notna()].itertuples():
+            log.warning(f"tune: {row.loss_name} trial {row.trial + 1} ({row.setting or 'no tuned key'}) "
+                        f"cannot be chosen: {row.ineligible}")
         chosen = table[table["chosen"]]
         for row in chosen.itertuples():
             log.info(f"tuned {row.loss_name}: {row.setting} (val {row.val_metric} {row.val_value:.4f} "
@@ -171,6 +174,9 @@ class TunedSweeper(Sweeper):
             else:
                 common.append(override.input_line)
         losses = picked.get(LOSS) or (self._panel() if self.panel else list(self.space))
+        if not losses:
+            raise ConfigError("hydra.sweeper.space is empty: give each loss to tune its space, "
+                              "e.g. hydra.sweeper.space.ce={optim.lr:'1e-3,3e-3'}")
         unknown = [loss for loss in losses if self._space(loss) is None]
         if unknown:
             raise ConfigError(f"loss={','.join(unknown)} has no search space in hydra.sweeper.space; "
@@ -263,7 +269,7 @@ class Study:
         """tuning.parquet's rows: every trial, what its run dir says, and which one is chosen."""
         import pandas as pd
 
-        from lossbench.tuning import choose, read_validation
+        from lossbench.tuning import choose, ineligible, read_validation
 
         texts = {space.loss: space.text() for space in self.spaces}
         rows = []
@@ -273,5 +279,6 @@ class Study:
                 loss_name=job.loss, trial=job.trial, setting=",".join(job.setting), run=job.run,
                 seed=int(job.seed), status=validation.status, val_metric=validation.metric,
                 val_value=validation.value, selected_epoch=validation.selected_epoch,
+                ineligible=ineligible(validation.status, validation.value, validation.problem),
                 budget=self.budget, space=texts[job.loss]))
         return choose(pd.DataFrame(rows).astype({"selected_epoch": "Int64"}))
