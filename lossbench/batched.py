@@ -191,7 +191,7 @@ def train_seeds(
         nonlocal logits
         while True:
             with autocast(device, precision):
-                logits = logits_of(params, buffers, x[idx])
+                logits = logits_of(params, buffers, data.inputs(x[idx]))
                 try:
                     return logits, loss_of(logits, y[idx])
                 except RuntimeError as error:

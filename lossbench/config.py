@@ -24,6 +24,8 @@ from lossbench.losses import LOSSES, LossParams, loss_params
 
 # conf/loss/<name>.yaml lists `/loss_schema/<name>@_here_` in its defaults: the loss's typed knobs.
 LOSS_SCHEMA_GROUP = "loss_schema"
+# conf/dataset/<name>.yaml lists `/dataset_schema/<name>@_here_`: the dataset's typed knobs.
+DATASET_SCHEMA_GROUP = "dataset_schema"
 
 
 class Source(str, Enum):
@@ -61,23 +63,11 @@ class LossScaling(str, Enum):
 
 @dataclass
 class DatasetConfig:
+    """What every dataset has: its name and the conditions a loss is compared under. Each dataset
+    adds its own knobs in a subclass beside its loader (lossbench/data/<module>.py), the schema its
+    conf/dataset/<name>.yaml names (`/dataset_schema/<name>@_here_`): a key it lacks is refused."""
+
     name: str = "mnist"
-    # MNIST family
-    root: str = "data"
-    source: Source = Source.auto
-    download: bool = False
-    # synthetic multi-label set (sklearn.datasets.make_multilabel_classification)
-    n_samples: int = 5000
-    n_features: int = 64
-    n_classes: int = 10
-    n_labels: int = 3
-    test_fraction: float = 0.2
-    # multi_mnist: k digits per image, k uniform in [min_digits, max_digits], on a grid x grid canvas
-    n_train: int = 4000
-    n_test: int = 1000
-    min_digits: int = 1
-    max_digits: int = 4
-    grid: int = 2
     # conditions (lossbench/data/conditions.py), applied to the training split only
     classes: Optional[list[int]] = None
     imbalance_ratio: float = 1.0
@@ -86,7 +76,7 @@ class DatasetConfig:
     # also seeds the conditions' random draws, so every run of a sweep sees the same data
     seed: int = 0
     # Validation split carved from the training split after the conditions (lossbench/data/split.py);
-    # 0: none. split_seed re-draws the sample's train/test split and the val split (null: fixed).
+    # 0: none. split_seed re-draws the train/test split lossbench draws itself and the val split.
     val_fraction: float = 0.1
     split_seed: Optional[int] = None
 
@@ -175,6 +165,10 @@ def register_configs() -> None:
     store.store(name="base_config", node=Config)
     for spec in LOSSES.values():
         store.store(group=LOSS_SCHEMA_GROUP, name=spec.name, node=spec.params)
+    from lossbench.data import DATASETS
+
+    for name, info in DATASETS.items():
+        store.store(group=DATASET_SCHEMA_GROUP, name=name, node=info.schema)
     # hydra.sweep.dir names a sweep after its preset; oc.select's default applies only to a
     # missing key, not to the schema's null, which would name the directory `None`.
     OmegaConf.register_new_resolver("sweep_name", lambda experiment: experiment or "adhoc", replace=True)
@@ -192,7 +186,7 @@ def _accepted(values) -> str:
 def _condition_problems(cfg: Any) -> list[str]:
     """The knobs of the conditions a loss is compared under: class subsets, noise, imbalance,
     multi_mnist, cnn, loss scaling."""
-    from lossbench.data import DATASETS
+    from lossbench.data import DATASETS, peek
     from lossbench.data.conditions import problems as dataset_condition_problems
 
     d, found = cfg.dataset, dataset_condition_problems(cfg.dataset)
@@ -206,7 +200,7 @@ def _condition_problems(cfg: Any) -> list[str]:
             found.append(f"dataset.max_digits={d.max_digits} digits do not fit a {d.grid}x{d.grid} "
                          f"grid ({d.grid ** 2} cells): lower it or raise dataset.grid")
     if cfg.model.name == "cnn":
-        if not DATASETS[d.name].images:
+        if peek(d).image_shape is None:
             images = sorted(name for name, info in DATASETS.items() if info.images)
             found.append(f"model=cnn needs images; dataset={d.name} holds feature vectors. Use "
                          f"model=mlp, or one of the image datasets: {', '.join(images)}")
@@ -257,6 +251,10 @@ def unknown_keys(cfg: Any) -> list[str]:
     schema = OmegaConf.structured(Config)
     if cfg.loss.name in LOSSES:  # each loss has its own knobs: its params dataclass is the schema
         schema.loss = OmegaConf.structured(LOSSES[cfg.loss.name].params)
+    from lossbench.data import DATASETS
+
+    if cfg.dataset.name in DATASETS:  # and each dataset its own: its schema dataclass
+        schema.dataset = OmegaConf.structured(DATASETS[cfg.dataset.name].schema)
     walk(cfg, schema, "")
     return problems
 
@@ -289,7 +287,6 @@ def non_finite_values(cfg: Any) -> list[str]:
 SEED_RANGE = range(0, 2**32)
 # Parameters, gradients and Adam's two moments: four float32 copies of every weight.
 BYTES_PER_PARAMETER = 16
-MNIST_FEATURES = 28 * 28
 
 
 def memory_bytes() -> int:
@@ -334,9 +331,9 @@ def multilabel_problems(d: Any) -> list[str]:
 def root_problems(d: Any) -> list[str]:
     """A data root that exists must be a folder this process can list; else the IDX files in it
     would be silently missed (and source=auto would fall back to the sample)."""
-    root = Path(d.root)
-    if d.name == "multilabel" or d.source == Source.sample or not root.exists():
+    if "root" not in d or d.get("source") == Source.sample or not Path(d.root).exists():
         return []
+    root = Path(d.root)
     if not root.is_dir():
         return [f"dataset.root={d.root} is a file, not a folder: point it at the folder holding the IDX files"]
     if not os.access(root, os.R_OK | os.X_OK):
@@ -347,7 +344,7 @@ def root_problems(d: Any) -> list[str]:
 
 def validate(cfg: Any) -> None:
     """Refuse values the types allow but the run cannot use. Cheap: no data is touched."""
-    from lossbench.data import DATASETS, check_source_available, expected_n_classes
+    from lossbench.data import DATASETS, check_source_available, expected_n_classes, peek
     from lossbench.model import MODELS
     from lossbench.optim import OPTIMIZERS
 
@@ -371,9 +368,9 @@ def validate(cfg: Any) -> None:
         raise ConfigError("\n".join(problems))
 
     spec = LOSSES[cfg.loss.name]
-    dataset = DATASETS[cfg.dataset.name]
-    if dataset.task not in spec.tasks:
-        raise ConfigError(spec.refusal(cfg.dataset.name, dataset.task))
+    shape = peek(cfg.dataset)  # file data: a cheap read of its header or labels
+    if shape.task not in spec.tasks:
+        raise ConfigError(spec.refusal(cfg.dataset.name, shape.task))
     problems += loss_params(cfg.loss).problems(expected_n_classes(cfg.dataset))
 
     def positive(key: str, value, kind: str = "a number > 0") -> None:
@@ -409,8 +406,7 @@ def validate(cfg: Any) -> None:
             "widths >= 1, e.g. model.hidden=[256] or model.hidden=[512,256]"
         )
     else:
-        n_in, n_out = (d.n_features, d.n_classes) if d.name == "multilabel" else (MNIST_FEATURES, 10)
-        needed = model_bytes(max(n_in, 1), list(cfg.model.hidden), max(n_out, 1))
+        needed = model_bytes(max(shape.n_features, 1), list(cfg.model.hidden), max(shape.n_classes, 1))
         if needed > memory_bytes():
             problems.append(
                 f"model.hidden={list(cfg.model.hidden)!r} needs about {needed / 2**30:,.0f} GiB for "

@@ -60,14 +60,15 @@ def saturated(spec: LossSpec, logits: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(model, spec, criterion, x, y_enc, labels: np.ndarray, task, device,
-             precision) -> tuple[dict, list, np.ndarray, torch.Tensor]:
+             precision, inputs: Callable[[Tensor], Tensor]) -> tuple[dict, list, np.ndarray, torch.Tensor]:
     """Metrics of one split (against `labels`, its host copy made once per run), its reliability
-    tables, the predicted probabilities and the logits."""
+    tables, the predicted probabilities and the logits. `inputs` turns rows of x into what the
+    model takes (Dataset.inputs), one chunk at a time."""
     model.eval()
     logits, loss_sum = [], torch.zeros((), device=device)
     with autocast(device, precision):
         for start in range(0, len(x), EVAL_CHUNK):
-            chunk = model(x[start : start + EVAL_CHUNK])
+            chunk = model(inputs(x[start : start + EVAL_CHUNK]))
             end = start + len(chunk)
             loss_sum += criterion(spec.activation(chunk), y_enc[start:end]).float() * len(chunk)
             logits.append(chunk)
@@ -210,7 +211,7 @@ def encoded_and_checked(model, spec, criterion, data, batch: int, device, precis
     width = head_width(spec, data.task, data.n_classes)
     x, y = data.x_train, encode_targets(spec, data.y_train, width)
     with autocast(device, precision):
-        check_loss_inputs(criterion, spec.activation(model(x[:batch])), y[:batch])
+        check_loss_inputs(criterion, spec.activation(model(data.inputs(x[:batch]))), y[:batch])
     y_val = None if data.y_val is None else encode_targets(spec, data.y_val, width)
     return x, y, encode_targets(spec, data.y_test, width), y_val
 
@@ -263,7 +264,7 @@ def train(
                 idx = order[start : start + batch]
                 loss = grad_norm = None
                 with autocast(device, precision):
-                    logits = model(x[idx])
+                    logits = model(data.inputs(x[idx]))
                     loss = criterion(spec.activation(logits), y[idx])
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -316,7 +317,8 @@ def epoch_records(model, spec, criterion, data, encoded, inputs, epoch: int, sec
     x, y, y_test, y_val = encoded
 
     def split(x_split, y_encoded, labels) -> tuple[dict, list, np.ndarray, torch.Tensor]:
-        return evaluate(model, spec, criterion, x_split, y_encoded, labels, data.task, device, precision)
+        return evaluate(model, spec, criterion, x_split, y_encoded, labels, data.task, device, precision,
+                        data.inputs)
 
     train_row, _, train_probs, _ = split(x, y, inputs["train"])
     test_row, table, test_probs, test_logits = split(data.x_test, y_test, inputs["test"])
