@@ -48,7 +48,8 @@ def _npz_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         for member in archive.namelist():
             with archive.open(member) as stream:
                 version = np.lib.format.read_magic(stream)
-                shape, _, dtype = np.lib.format._read_array_header(stream, version)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(stream)
                 shapes[member.removesuffix(".npy")] = (shape, dtype)
     return shapes
 
