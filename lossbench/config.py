@@ -421,9 +421,9 @@ def validate(cfg: Any) -> None:
         positive("dataset.n_labels", d.n_labels, "an integer >= 1")
         if d.n_classes < 2:
             problems.append(f"dataset.n_classes={d.n_classes} must be >= 2")
-        if not 0 < d.test_fraction < 1:
-            problems.append(f"dataset.test_fraction={d.test_fraction!r} must be in (0, 1)")
         problems += multilabel_problems(d)
+    if "test_fraction" in d and not 0 < d.test_fraction < 1:
+        problems.append(f"dataset.test_fraction={d.test_fraction!r} must be in (0, 1)")
     problems += _condition_problems(cfg) + _validation_problems(cfg)
     problems += [f"logger={name} needs the {name} package, which is not installed: "
                  f'pip install -e ".[{name}]" in a checkout, else pip install {name}'

@@ -320,7 +320,8 @@ def test_each_kind_sweeps_resumes_collects_and_reports(tmp_path, kind):
                  f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     first = run_cli(*overrides, cwd=tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
-    summaries = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/summary.json")]
+    # dataset.path is part of the run dirs' names: an absolute path nests them under its folders
+    summaries = [json.loads(p.read_text()) for p in (tmp_path / "sweep").rglob("summary.json")]
     assert len(summaries) == 2 and {s["status"] for s in summaries} == {"completed"}
     assert all(s["data_source"] == "files" and s["content_hash"] for s in summaries)
     again = run_cli(*overrides, cwd=tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
@@ -109,8 +110,17 @@ def _registry() -> dict[str, DatasetInfo]:
 DATASETS = _registry()
 
 
+# The last peek: validation asks several times per run, and a file's peek reads it.
+_peeked: dict[str, Peek] = {}
+
+
 def peek(dataset_cfg: Any) -> Peek:
-    return DATASETS[dataset_cfg.name].peek(dataset_cfg)
+    path = Path(str(dataset_cfg.get("path") or ""))
+    key = OmegaConf.to_yaml(dataset_cfg) + (str(path.stat().st_mtime_ns) if path.is_file() else "")
+    if key not in _peeked:
+        _peeked.clear()
+        _peeked[key] = DATASETS[dataset_cfg.name].peek(dataset_cfg)
+    return _peeked[key]
 
 
 def expected_n_classes(dataset_cfg: Any) -> int:
