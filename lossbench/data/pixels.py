@@ -22,16 +22,8 @@ def pixel_stats(x_train: torch.Tensor, channels: int, origin: str) -> tuple[torc
     mean, std = torch.stack(means)[:, None], torch.stack(stds)[:, None]
     flat = (std == 0).nonzero().flatten().tolist()
     if flat:  # standardising would divide by zero and every run would "diverge"
-        raise DataError(f"{origin}: every training pixel of channel {flat[0]} has the same value "
+        channel = f" of channel {flat[0]}" if channels > 1 else ""
+        raise DataError(f"{origin}: every training pixel{channel} has the same value "
                         f"({float(mean[flat[0]]) * 255:g}); there is nothing to learn from")
     return mean, std
 
-
-def as_pixels(array) -> torch.Tensor:
-    """A uint8 tensor of `array` (numpy), refusing values a byte cannot hold."""
-    import numpy as np
-
-    array = np.asarray(array)
-    if array.dtype != np.uint8:
-        raise DataError(f"images must be uint8 pixels 0..255; got {array.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(array))
