@@ -128,6 +128,31 @@ def content_hash(*arrays: Optional[np.ndarray]) -> str:
     return digest.hexdigest()
 
 
+def _n_classes(y: np.ndarray, others: dict[str, Optional[np.ndarray]], origin: str,
+               class_names: Optional[Sequence[str]]) -> int:
+    """The class count the training labels give, refusing one class only and other splits' labels
+    that do not fit it."""
+    if y.ndim == 2:
+        for split, labels in others.items():
+            if labels is not None and labels.shape[1:] != y.shape[1:]:
+                raise DataError(f"{origin}: {split} labels have {labels.shape[1]} columns, the training "
+                                f"labels {y.shape[1]}")
+        return y.shape[1]
+    present = np.unique(y)
+    if len(present) < 2:
+        raise DataError(f"{origin}: the training labels hold one class only ({class_name(class_names, present)}); "
+                        "a classifier needs two or more")
+    for split, labels in others.items():
+        if labels is not None and len(labels) and labels.max() > y.max():
+            raise DataError(f"{origin}: {split} labels out of range: {int(labels.max())} is above the "
+                            f"training labels' largest class {int(y.max())}")
+    return int(y.max()) + 1
+
+
+def _label_tensor(y: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(y.astype(np.int64) if y.ndim == 1 else y)
+
+
 def assemble(cfg: Any, x: np.ndarray, y: np.ndarray, origin: str, class_names: Optional[Sequence[str]] = None,
              x_test: Optional[np.ndarray] = None, y_test: Optional[np.ndarray] = None,
              x_val: Optional[np.ndarray] = None, y_val: Optional[np.ndarray] = None,
@@ -136,22 +161,7 @@ def assemble(cfg: Any, x: np.ndarray, y: np.ndarray, origin: str, class_names: O
     images flattened channels first with `image_shape`; y class indices (N,) or multi-hot (N, K).
     The test split is carved when there is none."""
     task = task_of(y)
-    others = {"test": y_test, "val": y_val}
-    if task == Task.single_label:
-        n_classes = int(y.max()) + 1 if len(y) else 0
-        if len(np.unique(y)) < 2:
-            raise DataError(f"{origin}: the training labels hold one class only "
-                            f"({class_name(class_names, np.unique(y))}); a classifier needs two or more")
-        for split, labels in others.items():
-            if labels is not None and len(labels) and labels.max() >= n_classes:
-                raise DataError(f"{origin}: {split} labels out of range: {int(labels.max())} is above the "
-                                f"training labels' largest class {n_classes - 1}")
-    else:
-        n_classes = y.shape[1]
-        for split, labels in others.items():
-            if labels is not None and labels.shape[1:] != y.shape[1:]:
-                raise DataError(f"{origin}: {split} labels have {labels.shape[1]} columns, the training "
-                                f"labels {n_classes}")
+    n_classes = _n_classes(y, {"test": y_test, "val": y_val}, origin, class_names)
     digest = content_hash(x, y, x_test, y_test, x_val, y_val)
     if x_test is None:
         check_test_fraction(cfg)
@@ -164,17 +174,17 @@ def assemble(cfg: Any, x: np.ndarray, y: np.ndarray, origin: str, class_names: O
     else:
         x_train_t, x_test_t = torch.from_numpy(x), torch.from_numpy(x_test)
         stats = pixel_stats(x_train_t, image_shape[0], origin)
-    names = list(class_names) if class_names is not None else [str(c) for c in range(n_classes)]
-    facts = {"data_shape": [len(x) + len(x_test) + (0 if x_val is None else len(x_val)), *(image_shape or x.shape[1:])],
-             "class_names": names, "source_path": str(Path(cfg.path).expanduser().resolve())
-             if cfg.get("path") else origin, "content_hash": digest, **(info or {})}
-    labels = (lambda a: torch.from_numpy(a)) if task == Task.multi_label else (lambda a: torch.from_numpy(a.astype(np.int64)))
+    n_rows = sum(len(a) for a in (x, x_test, x_val) if a is not None)
+    facts = {"data_shape": [n_rows, *(image_shape or x.shape[1:])],
+             "class_names": list(class_names) if class_names is not None else [str(c) for c in range(n_classes)],
+             "source_path": str(Path(cfg.path).expanduser().resolve()) if cfg.get("path") else origin,
+             "content_hash": digest, **(info or {})}
     val = {}
     if x_val is not None:
-        x_val_t = torch.from_numpy(x_val) if stats is not None else _vectors(x, x_val)[1]
-        val = {"x_val": x_val_t, "y_val": labels(y_val)}
-    return Dataset(name=cfg.name, task=task, n_classes=n_classes, x_train=x_train_t, y_train=labels(y),
-                   x_test=x_test_t, y_test=labels(y_test), source=SOURCE, origin=origin,
+        val = {"x_val": torch.from_numpy(x_val) if stats is not None else _vectors(x, x_val)[1],
+               "y_val": _label_tensor(y_val)}
+    return Dataset(name=cfg.name, task=task, n_classes=n_classes, x_train=x_train_t, y_train=_label_tensor(y),
+                   x_test=x_test_t, y_test=_label_tensor(y_test), source=SOURCE, origin=origin,
                    image_shape=image_shape, info=facts, pixel_stats=stats, **val)
 
 
