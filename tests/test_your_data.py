@@ -330,3 +330,13 @@ def test_each_kind_sweeps_resumes_collects_and_reports(tmp_path, kind):
     report = subprocess.run([sys.executable, "-m", "lossbench.report", str(tmp_path / "sweep")],
                             cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert report.returncode == 0, report.stdout + report.stderr
+
+
+def test_data_that_would_not_fit_is_refused_before_loading_with_the_estimate(tmp_path, monkeypatch):
+    wine_csv(tmp_path / "wine.csv")
+    png_folder(tmp_path / "pngs", 20)
+    monkeypatch.setattr("lossbench.data.files.memory_bytes", lambda: 1000)
+    for overrides in (("dataset=table", f"dataset.path={tmp_path / 'wine.csv'}", "dataset.target=cultivar"),
+                      ("dataset=image_folder", f"dataset.path={tmp_path / 'pngs'}")):
+        message = refusal(*overrides)
+        assert "GiB in memory" in message and "this machine has" in message

@@ -15,7 +15,7 @@ from typing import Any, Optional
 import numpy as np
 
 from lossbench.data import Dataset, DatasetInfo, Peek
-from lossbench.data.files import FileDataConfig, assemble, existing_path, multi_hot, task_of, file_source
+from lossbench.data.files import FileDataConfig, assemble, check_fits, existing_path, multi_hot, task_of, file_source
 from lossbench.errors import DataError
 from lossbench.losses import Task
 
@@ -133,9 +133,22 @@ def load(cfg: Any) -> Dataset:
                     info={"feature_columns": features, "dropped_rows": dropped})
 
 
+def _bytes_needed(path: Path, n_columns: int) -> int:
+    """About what reading the table takes: its rows x columns as float64, twice (the frame and
+    the feature matrix). A CSV's row count is bounded by its size (a value takes at least 2 bytes)."""
+    if path.suffix.lower() in PARQUET:
+        import pyarrow.parquet
+
+        rows = pyarrow.parquet.read_metadata(path).num_rows
+    else:
+        rows = path.stat().st_size // (2 * max(n_columns, 1))
+    return 2 * 8 * rows * n_columns
+
+
 def peek(cfg: Any) -> Peek:
     """The task, classes and features from the header and the target columns alone."""
     path, targets, features = _chosen(cfg)
+    check_fits(_bytes_needed(path, len(features) + len(targets)), f"dataset.path={cfg.path}")
     frame = _read(path, targets).dropna()
     if _multi_label(cfg):
         return Peek(Task.multi_label, len(targets), len(features))
