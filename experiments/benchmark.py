@@ -70,10 +70,11 @@ def images(args) -> tuple:
 def tensors(args, device):
     import torch
 
-    from lossbench.data.mnist import standardised
+    from lossbench.data.mnist import image_tensors
 
     x, y, _ = images(args)
-    x, _ = standardised(x, x[:1], "benchmark")
+    x, _, (mean, std) = image_tensors(x, x[:1], "benchmark")
+    x = x.float().div_(255.0).sub_(mean[0]).div_(std[0])  # one channel
     return x.to(device), torch.from_numpy(y).to(device)
 
 

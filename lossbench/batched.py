@@ -222,7 +222,7 @@ def train_seeds(
         nonlocal logits
         while True:
             with autocast(device, precision):
-                logits = logits_of(params, buffers, xb)
+                logits = logits_of(params, buffers, data.inputs(xb))
                 try:
                     return logits, loss_of(logits, y[idx])
                 except RuntimeError as error:

@@ -25,6 +25,8 @@ from lossbench.recipe_checks import recipe_problems
 
 # conf/loss/<name>.yaml lists `/loss_schema/<name>@_here_` in its defaults: the loss's typed knobs.
 LOSS_SCHEMA_GROUP = "loss_schema"
+# conf/dataset/<name>.yaml lists `/dataset_schema/<name>@_here_`: the dataset's typed knobs.
+DATASET_SCHEMA_GROUP = "dataset_schema"
 
 
 class Source(str, Enum):
@@ -78,23 +80,11 @@ class Init(str, Enum):
 
 @dataclass
 class DatasetConfig:
+    """What every dataset has: its name and the conditions a loss is compared under. Each dataset
+    adds its own knobs in a subclass beside its loader (lossbench/data/<module>.py), the schema its
+    conf/dataset/<name>.yaml names (`/dataset_schema/<name>@_here_`): a key it lacks is refused."""
+
     name: str = "mnist"
-    # MNIST family
-    root: str = "data"
-    source: Source = Source.auto
-    download: bool = False
-    # synthetic multi-label set (sklearn.datasets.make_multilabel_classification)
-    n_samples: int = 5000
-    n_features: int = 64
-    n_classes: int = 10
-    n_labels: int = 3
-    test_fraction: float = 0.2
-    # multi_mnist: k digits per image, k uniform in [min_digits, max_digits], on a grid x grid canvas
-    n_train: int = 4000
-    n_test: int = 1000
-    min_digits: int = 1
-    max_digits: int = 4
-    grid: int = 2
     # conditions (lossbench/data/conditions.py), applied to the training split only
     classes: Optional[list[int]] = None
     imbalance_ratio: float = 1.0
@@ -103,7 +93,7 @@ class DatasetConfig:
     # also seeds the conditions' random draws, so every run of a sweep sees the same data
     seed: int = 0
     # Validation split carved from the training split after the conditions (lossbench/data/split.py);
-    # 0: none. split_seed re-draws the sample's train/test split and the val split (null: fixed).
+    # 0: none. split_seed re-draws the train/test split lossbench draws itself and the val split.
     val_fraction: float = 0.1
     split_seed: Optional[int] = None
     # Training batches only, on the device, from the run's generator (lossbench/augment.py)
@@ -231,6 +221,10 @@ def register_configs() -> None:
     store.store(name="base_config", node=Config)
     for spec in LOSSES.values():
         store.store(group=LOSS_SCHEMA_GROUP, name=spec.name, node=spec.params)
+    from lossbench.data import DATASETS
+
+    for name, info in DATASETS.items():
+        store.store(group=DATASET_SCHEMA_GROUP, name=name, node=info.schema)
     # hydra.sweep.dir names a sweep after its preset; oc.select's default applies only to a
     # missing key, not to the schema's null, which would name the directory `None`.
     OmegaConf.register_new_resolver("sweep_name", lambda experiment: experiment or "adhoc", replace=True)
@@ -248,7 +242,7 @@ def _accepted(values) -> str:
 def _condition_problems(cfg: Any) -> list[str]:
     """The knobs of the conditions a loss is compared under: class subsets, noise, imbalance,
     multi_mnist, cnn, loss scaling."""
-    from lossbench.data import DATASETS
+    from lossbench.data import DATASETS, peek
     from lossbench.data.conditions import problems as dataset_condition_problems
 
     d, found = cfg.dataset, dataset_condition_problems(cfg.dataset)
@@ -262,7 +256,7 @@ def _condition_problems(cfg: Any) -> list[str]:
             found.append(f"dataset.max_digits={d.max_digits} digits do not fit a {d.grid}x{d.grid} "
                          f"grid ({d.grid ** 2} cells): lower it or raise dataset.grid")
     if cfg.model.name == "cnn":
-        if not DATASETS[d.name].images:
+        if peek(d).image_shape is None:
             images = sorted(name for name, info in DATASETS.items() if info.images)
             found.append(f"model=cnn needs images; dataset={d.name} holds feature vectors. Use "
                          f"model=mlp, or one of the image datasets: {', '.join(images)}")
@@ -315,6 +309,10 @@ def unknown_keys(cfg: Any) -> list[str]:
     schema = OmegaConf.structured(Config)
     if cfg.loss.name in LOSSES:  # each loss has its own knobs: its params dataclass is the schema
         schema.loss = OmegaConf.structured(LOSSES[cfg.loss.name].params)
+    from lossbench.data import DATASETS
+
+    if cfg.dataset.name in DATASETS:  # and each dataset its own: its schema dataclass
+        schema.dataset = OmegaConf.structured(DATASETS[cfg.dataset.name].schema)
     walk(cfg, schema, "")
     return problems
 
@@ -371,9 +369,9 @@ def multilabel_problems(d: Any) -> list[str]:
 def root_problems(d: Any) -> list[str]:
     """A data root that exists must be a folder this process can list; else the IDX files in it
     would be silently missed (and source=auto would fall back to the sample)."""
-    root = Path(d.root)
-    if d.name == "multilabel" or d.source == Source.sample or not root.exists():
+    if "root" not in d or d.get("source") == Source.sample or not Path(d.root).exists():
         return []
+    root = Path(d.root)
     if not root.is_dir():
         return [f"dataset.root={d.root} is a file, not a folder: point it at the folder holding the IDX files"]
     if not os.access(root, os.R_OK | os.X_OK):
@@ -384,7 +382,7 @@ def root_problems(d: Any) -> list[str]:
 
 def validate(cfg: Any) -> None:
     """Refuse values the types allow but the run cannot use. Cheap: no data is touched."""
-    from lossbench.data import DATASETS, check_source_available, expected_n_classes
+    from lossbench.data import DATASETS, check_source_available, expected_n_classes, peek
     from lossbench.footprint import size_problems
     from lossbench.model import image_size_problems, name_problems
     from lossbench.optim import OPTIMIZERS
@@ -402,8 +400,7 @@ def validate(cfg: Any) -> None:
             f"dataset.name={cfg.dataset.name!r} is not a dataset; accepted: {_accepted(DATASETS)}"
         )
     if cfg.dataset.name in DATASETS:
-        info = DATASETS[cfg.dataset.name]
-        problems += name_problems(cfg.model, info.images) + image_size_problems(cfg.model, info.shape(cfg.dataset))
+        problems += name_problems(cfg.model, DATASETS[cfg.dataset.name].images)
     if cfg.optim.name not in OPTIMIZERS:
         problems.append(
             f"optim.name={cfg.optim.name!r} is not an optimizer; accepted: {_accepted(OPTIMIZERS)}"
@@ -412,9 +409,10 @@ def validate(cfg: Any) -> None:
         raise ConfigError("\n".join(problems))
 
     spec = LOSSES[cfg.loss.name]
-    dataset = DATASETS[cfg.dataset.name]
-    if dataset.task not in spec.tasks:
-        raise ConfigError(spec.refusal(cfg.dataset.name, dataset.task))
+    shape = peek(cfg.dataset)  # file data: a cheap read of its header or labels
+    if shape.task not in spec.tasks:
+        raise ConfigError(spec.refusal(cfg.dataset.name, shape.task))
+    problems += image_size_problems(cfg.model, shape.image_shape)
     problems += loss_params(cfg.loss).problems(expected_n_classes(cfg.dataset))
 
     def positive(key: str, value, kind: str = "a number > 0") -> None:
@@ -457,9 +455,9 @@ def validate(cfg: Any) -> None:
         positive("dataset.n_labels", d.n_labels, "an integer >= 1")
         if d.n_classes < 2:
             problems.append(f"dataset.n_classes={d.n_classes} must be >= 2")
-        if not 0 < d.test_fraction < 1:
-            problems.append(f"dataset.test_fraction={d.test_fraction!r} must be in (0, 1)")
         problems += multilabel_problems(d)
+    if "test_fraction" in d and not 0 < d.test_fraction < 1:
+        problems.append(f"dataset.test_fraction={d.test_fraction!r} must be in (0, 1)")
     problems += _condition_problems(cfg) + _validation_problems(cfg) + recipe_problems(cfg)
     problems += [f"logger={name} needs the {name} package, which is not installed: "
                  f'pip install -e ".[{name}]" in a checkout, else pip install {name}'
@@ -467,7 +465,7 @@ def validate(cfg: Any) -> None:
     if cfg.logger.tensorboard is not None:
         problems += filter(None, [subdir_problem("logger.tensorboard.dir", cfg.logger.tensorboard.dir, RUN_FILES)])
     # Sizes last: they build the model (on the meta device) from the values checked above.
-    problems = problems or size_problems(cfg, head_width(spec, dataset.task, expected_n_classes(d)))
+    problems = problems or size_problems(cfg, head_width(spec, shape.task, expected_n_classes(d)))
     if problems:
         raise ConfigError("\n".join(problems))
 

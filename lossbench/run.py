@@ -126,7 +126,8 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dic
         "status": "running", "error": None,
         "loss": spec_name, "loss_name": spec_name, "dataset": dataset_name, "seed": cfg.seed,
         "experiment": cfg.experiment,
-        "task": DATASETS[dataset_name].task.value if dataset_name in DATASETS else None,
+        # file data: known once read (_train_run sets it)
+        "task": getattr(DATASETS[dataset_name].task if dataset_name in DATASETS else None, "value", None),
         "epochs": cfg.trainer.epochs, "epochs_completed": 0, "stopped_early": False, "selected_epoch": None,
         "torch_version": torch.__version__, "lossbench_version": lossbench.__version__,
         "lossbench_commit": source_commit(),
@@ -215,7 +216,7 @@ def _train_run(cfg: Any, files: RunFiles, trackers: Trackers, summary: dict, thr
     width = head_width(spec, data.task, data.n_classes)
     criterion, derived = spec.build(params, TrainingLabels(data.y_train, data.n_classes, width))
     files.identity = {"loss": label, "dataset": dataset_name, "data_source": data.source, "seed": cfg.seed}
-    summary.update(loss=label, loss_derived=derived, data_source=data.source, data_origin=data.origin,
+    summary.update(task=data.task.value, loss=label, loss_derived=derived, data_source=data.source, data_origin=data.origin,
                    n_train=len(data.x_train), n_test=len(data.x_test), n_classes=data.n_classes,
                    n_val=0 if data.x_val is None else len(data.x_val),
                    outputs=width, device=str(device), **data.info)

@@ -60,14 +60,15 @@ def saturated(spec: LossSpec, logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def forward(model, spec, criterion, x, y_enc, device, precision) -> tuple[torch.Tensor, torch.Tensor]:
+def forward(model, spec, criterion, x, y_enc, device, precision,
+            inputs: Callable[[Tensor], Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """The model's logits on x in eval mode, chunk by chunk, and the criterion's sum over x
-    (None without targets)."""
+    (None without targets). `inputs` turns rows of x into what the model takes (Dataset.inputs)."""
     model.eval()
     logits, loss_sum = [], torch.zeros((), device=device)
     with autocast(device, precision):
         for start in range(0, len(x), EVAL_CHUNK):
-            chunk = model(x[start : start + EVAL_CHUNK])
+            chunk = model(inputs(x[start : start + EVAL_CHUNK]))
             if y_enc is not None:
                 loss_sum += criterion(spec.activation(chunk), y_enc[start : start + len(chunk)]).float() * len(chunk)
             logits.append(chunk)
@@ -75,10 +76,10 @@ def forward(model, spec, criterion, x, y_enc, device, precision) -> tuple[torch.
 
 
 def evaluate(model, spec, criterion, x, y_enc, labels: np.ndarray, task, device,
-             precision) -> tuple[dict, list, np.ndarray, torch.Tensor]:
+             precision, inputs: Callable[[Tensor], Tensor]) -> tuple[dict, list, np.ndarray, torch.Tensor]:
     """Metrics of one split (against `labels`, its host copy made once per run), its reliability
     tables, the predicted probabilities and the logits."""
-    logits, loss_sum = forward(model, spec, criterion, x, y_enc, device, precision)
+    logits, loss_sum = forward(model, spec, criterion, x, y_enc, device, precision, inputs)
     probs = probabilities(spec, logits, task).cpu().numpy()
     if task == Task.single_label:
         values, table = metrics.single_label(probs, labels)
@@ -265,7 +266,7 @@ def encoded_and_checked(model, spec, criterion, data, batch: int, device, precis
     width = head_width(spec, data.task, data.n_classes)
     x, y = data.x_train, encode_targets(spec, data.y_train, width)
     with autocast(device, precision):
-        check_loss_inputs(criterion, spec.activation(model(x[:batch])), y[:batch])
+        check_loss_inputs(criterion, spec.activation(model(data.inputs(x[:batch]))), y[:batch])
     y_val = None if data.y_val is None else encode_targets(spec, data.y_val, width)
     return x, y, encode_targets(spec, data.y_test, width), y_val
 
@@ -324,7 +325,8 @@ def train(
                 loss = grad_norm = None
                 if lrs is not None:
                     signals.lr = set_lr(optimizer, lrs[step])
-                xb = recipe.batch(x[idx], data.image_shape, fill, generator)
+                # augmented as stored (uint8 pixels pad with black), then standardised as the model takes them
+                xb = data.inputs(recipe.batch(x[idx], data.image_shape, fill, generator))
                 with autocast(device, precision):
                     logits = model(xb)
                     loss = criterion(spec.activation(logits), y[idx])
@@ -388,7 +390,8 @@ def epoch_records(model, spec, criterion, data, encoded, inputs, epoch: int, sec
     x, y, y_test, y_val = encoded
 
     def split(x_split, y_encoded, labels) -> tuple[dict, list, np.ndarray, torch.Tensor]:
-        return evaluate(model, spec, criterion, x_split, y_encoded, labels, data.task, device, precision)
+        return evaluate(model, spec, criterion, x_split, y_encoded, labels, data.task, device, precision,
+                        data.inputs)
 
     if running is None:
         train_row, _, train_probs, _ = split(x, y, inputs["train"])
@@ -398,7 +401,7 @@ def epoch_records(model, spec, criterion, data, encoded, inputs, epoch: int, sec
         train_row = dict(running)
         flipped = inputs.get("flipped")
         if flipped is not None and len(flipped):  # the model at the epoch's end, on the flipped examples only
-            logits, _ = forward(model, spec, criterion, x[flipped], None, device, precision)
+            logits, _ = forward(model, spec, criterion, x[flipped], None, device, precision, data.inputs)
             _add_memorisation(data, inputs, train_row, probabilities(spec, logits, data.task).cpu().numpy(),
                               flipped.cpu().numpy())
         elif flipped is not None:

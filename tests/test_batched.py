@@ -46,9 +46,10 @@ def setup(dtype, *overrides):
     """One configuration as run.py builds it, its data in `dtype` (float64 is a test-only switch)."""
     cfg = compose_config("dataset.source=sample", "model.hidden=[32]", "trainer.epochs=1", *overrides)
     data = load_dataset(cfg.dataset)
-    data = dataclasses.replace(data, x_train=data.x_train[:TRAIN].to(dtype), y_train=data.y_train[:TRAIN],
-                               x_test=data.x_test[:TEST].to(dtype), y_test=data.y_test[:TEST],
-                               x_val=data.x_val.to(dtype))
+    # the pixels standardised up front, in `dtype`
+    data = dataclasses.replace(data, x_train=data.inputs(data.x_train[:TRAIN]).to(dtype), y_train=data.y_train[:TRAIN],
+                               x_test=data.inputs(data.x_test[:TEST]).to(dtype), y_test=data.y_test[:TEST],
+                               x_val=data.inputs(data.x_val).to(dtype), pixel_stats=None)
     spec = LOSSES[cfg.loss.name]
     width = head_width(spec, data.task, data.n_classes)
     criterion, _ = spec.build(loss_params(cfg.loss), TrainingLabels(data.y_train, data.n_classes, width))

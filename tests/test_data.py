@@ -49,10 +49,11 @@ def test_full_source_reads_idx_files_in_either_layout(tmp_path, layout, gz):
                                        "dataset.val_fraction=0").dataset)
     assert data.source == "full" and str(folder) in data.origin
     assert (len(data.x_train), len(data.x_test)) == (600, 200)
-    assert data.x_train.shape[1] == 784 and data.x_train.dtype == torch.float32
+    assert data.x_train.shape[1] == 784 and data.x_train.dtype == torch.uint8  # a quarter of float32
     assert torch.equal(data.y_test, torch.from_numpy(labels[600:800]))
-    # standardised with the training pixels' statistics
-    assert abs(float(data.x_train.mean())) < 1e-4 and abs(float(data.x_train.std()) - 1) < 1e-3
+    # each batch is standardised with the training pixels' statistics
+    x = data.inputs(data.x_train)
+    assert x.dtype == torch.float32 and abs(float(x.mean())) < 1e-4 and abs(float(x.std()) - 1) < 1e-3
 
 
 def test_auto_prefers_files_over_the_sample(tmp_path):

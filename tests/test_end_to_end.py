@@ -18,7 +18,9 @@ TIMING = ["epoch_time_s", "samples_per_s"]
 
 
 def train_in_process(tmp_path, *overrides):
-    cfg = compose_config("dataset.source=sample", f"dataset.root={tmp_path / 'data'}", *overrides)
+    # the MNIST family's knobs; multilabel's schema has no source or root
+    mnist = () if "dataset=multilabel" in overrides else ("dataset.source=sample", f"dataset.root={tmp_path / 'data'}")
+    cfg = compose_config(*mnist, *overrides)
     run_dir = tmp_path / "run"
     summary = execute(cfg, run_dir, threads=torch.get_num_threads(), overrides=list(overrides))
     return summary, pd.read_parquet(run_dir / "metrics.parquet"), run_dir

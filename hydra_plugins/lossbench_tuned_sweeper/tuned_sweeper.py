@@ -195,14 +195,14 @@ class TunedSweeper(Sweeper):
 
     def _panel(self) -> List[str]:
         """Every loss of the registry that fits the dataset's task, in the registry's order."""
-        from lossbench.data import DATASETS, expected_n_classes
+        from lossbench.data import DATASETS, expected_n_classes, peek
         from lossbench.errors import ConfigError
         from lossbench.losses import LOSSES
 
         name = self.config.dataset.name
         if name not in DATASETS:
             raise ConfigError(f"dataset.name={name!r} is not a dataset; accepted: {', '.join(sorted(DATASETS))}")
-        task = DATASETS[name].task
+        task = peek(self.config.dataset).task  # file data: read from its labels
         binary = task.value == "single_label" and expected_n_classes(self.config.dataset) == 2
         log.info(f"panel: the losses that fit dataset={name}, a "
                  f"{'binary (two-class single-label)' if binary else task.value.replace('_', '-')} task")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
@@ -17,11 +18,13 @@ class Dataset:
     name: str
     task: Task
     n_classes: int
-    x_train: torch.Tensor  # float32 (N, features): images flattened row by row
+    # (N, features): float32 vectors, or images flattened row by row (channels first). Images may
+    # be held as uint8 pixels with `pixel_stats` set: `inputs` makes each batch float on its device.
+    x_train: torch.Tensor
     y_train: torch.Tensor  # long (N,) class indices, or float32 (N, classes) multi-hot
     x_test: torch.Tensor
     y_test: torch.Tensor
-    source: str  # full | sample | synthetic: results from different sources are never pooled
+    source: str  # full | sample | synthetic | files: results from different sources are never pooled
     origin: str  # where exactly the data came from, for the log and the summary
     # (channels, height, width) of an image set, so a CNN can unflatten x; None for vector data
     image_shape: Optional[tuple[int, int, int]] = None
@@ -34,18 +37,42 @@ class Dataset:
     # are the training kind (noisy under label noise). None with dataset.val_fraction=0.
     x_val: Optional[torch.Tensor] = None
     y_val: Optional[torch.Tensor] = None
+    # uint8 images: the per-channel (mean, std) of the training pixels scaled to [0, 1], shape
+    # (channels, 1) each. Memory holds a quarter of float32; `inputs` standardises a batch.
+    pixel_stats: Optional[tuple[torch.Tensor, torch.Tensor]] = None
 
     @property
     def n_features(self) -> int:
         return self.x_train.shape[1]
 
+    def inputs(self, rows: torch.Tensor) -> torch.Tensor:
+        """What the model takes for rows of x: float32, uint8 pixels standardised per channel
+        (on the rows' device, one batch at a time)."""
+        if self.pixel_stats is None:
+            return rows
+        mean, std = self.pixel_stats  # (C, 1): rows (..., C*H*W) viewed as (..., C, H*W); a stack of seeds' batches too
+        pixels = rows.float().div_(255.0).unflatten(-1, (len(mean), -1))
+        return pixels.sub_(mean).div_(std).flatten(-2)
+
     def to(self, device: torch.device) -> "Dataset":
         """A copy on `device`; this one stays as it is (it may be the cached one). The clean
         training labels stay on the host, where the per-epoch memorisation metrics read them."""
-        return dataclasses.replace(self, **{
-            name: getattr(self, name).to(device)
-            for name in ("x_train", "y_train", "x_test", "y_test", "x_val", "y_val") if getattr(self, name) is not None
-        })
+        moved = {name: getattr(self, name).to(device)
+                 for name in ("x_train", "y_train", "x_test", "y_test", "x_val", "y_val") if getattr(self, name) is not None}
+        if self.pixel_stats is not None:
+            moved["pixel_stats"] = tuple(t.to(device) for t in self.pixel_stats)
+        return dataclasses.replace(self, **moved)
+
+
+@dataclass(frozen=True)
+class Peek:
+    """What validation needs to know about a dataset before it loads: for built-in data it follows
+    from the config, for file data from a cheap read (a header, the labels, a folder listing)."""
+
+    task: Task
+    n_classes: int
+    n_features: int
+    image_shape: Optional[tuple[int, int, int]] = None
 
 
 @dataclass(frozen=True)
@@ -61,16 +88,21 @@ class Footprint:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    task: Task
+    schema: type  # the structured config of conf/dataset/<name>.yaml (a DatasetConfig subclass)
     load: Callable[[Any], Dataset]
     # Raises DataError when the configured source cannot be had; must not read the data.
     check: Callable[[Any], None]
-    # Images (a CNN can train on them) rather than feature vectors
+    peek: Callable[[Any], Peek]
+    # The task when the dataset fixes it; None: the files decide (peek reads it)
+    task: Optional[Task] = None
+    # Can hold images (a CNN can train on them) rather than only feature vectors
     images: bool = False
-    # Class ids as the files label them; dataset.classes picks from these (None: set by the config)
+    # Class ids as the files label them; dataset.classes picks from these (None: 0..n_classes-1)
     class_ids: Optional[tuple[int, ...]] = None
     # The data_source a run would record if it loaded now (resume compares it with the old run's).
     source_now: Callable[[Any], str] = lambda cfg: "synthetic"
+    # Its size before it loads; None: known only once loaded (then nothing is refused early).
+    footprint: Callable[[Any], Optional[Footprint]] = lambda cfg: None
     # Its size before it loads; None: known only once loaded (then nothing is refused early).
     footprint: Callable[[Any], Optional[Footprint]] = lambda cfg: None
     # The (C, H, W) of its images as the config fixes them, known before loading (None: known
@@ -79,32 +111,39 @@ class DatasetInfo:
 
 
 def _registry() -> dict[str, DatasetInfo]:
-    from lossbench.data import mnist, multi_mnist, multilabel
+    from lossbench.data import arrays, image_folder, mnist, multi_mnist, multilabel, table, vision
 
-    digits = tuple(range(10))
     return {
-        "mnist": DatasetInfo(Task.single_label, mnist.load_mnist, mnist.check_mnist, True, digits,
-                             mnist.source_mnist, mnist.footprint, lambda cfg: mnist.IMAGE_SHAPE),
-        "fashion_mnist": DatasetInfo(Task.single_label, mnist.load_fashion_mnist,
-                                     mnist.check_fashion_mnist, True, digits, mnist.source_fashion_mnist,
-                                     mnist.footprint, lambda cfg: mnist.IMAGE_SHAPE),
-        "multilabel": DatasetInfo(Task.multi_label, multilabel.load, lambda cfg: None,
-                                  footprint=multilabel.footprint),
-        "multi_mnist": DatasetInfo(Task.multi_label, multi_mnist.load, mnist.check_mnist, True, digits,
-                                   mnist.source_mnist, multi_mnist.footprint,
-                                   lambda cfg: (1, multi_mnist.CELL * cfg.grid, multi_mnist.CELL * cfg.grid)),
+        "mnist": mnist.MNIST_INFO,
+        "fashion_mnist": mnist.FASHION_MNIST_INFO,
+        "multilabel": multilabel.INFO,
+        "multi_mnist": multi_mnist.INFO,
+        "table": table.INFO,
+        "arrays": arrays.INFO,
+        "image_folder": image_folder.INFO,
+        "torchvision": vision.INFO,
     }
 
 
 DATASETS = _registry()
 
 
+# The last peek: validation asks several times per run, and a file's peek reads it.
+_peeked: dict[str, Peek] = {}
+
+
+def peek(dataset_cfg: Any) -> Peek:
+    path = Path(str(dataset_cfg.get("path") or ""))
+    key = OmegaConf.to_yaml(dataset_cfg) + (str(path.stat().st_mtime_ns) if path.is_file() else "")
+    if key not in _peeked:
+        _peeked.clear()
+        _peeked[key] = DATASETS[dataset_cfg.name].peek(dataset_cfg)
+    return _peeked[key]
+
+
 def expected_n_classes(dataset_cfg: Any) -> int:
     """The number of classes the config will give, known before any data loads."""
-    ids = DATASETS[dataset_cfg.name].class_ids
-    if ids is None:
-        return dataset_cfg.n_classes
-    return len(dataset_cfg.classes) if dataset_cfg.get("classes") else len(ids)
+    return len(dataset_cfg.classes) if dataset_cfg.get("classes") else peek(dataset_cfg).n_classes
 
 
 def check_source_available(dataset_cfg: Any) -> None:

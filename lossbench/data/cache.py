@@ -55,7 +55,14 @@ def _write(path: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
 
 def cached_arrays(name: str, source: Path, recipe: str, decode: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """decode()'s arrays, read from the cache when it holds them for this source file and recipe."""
-    key = hashlib.sha256(source.read_bytes() + recipe.encode()).hexdigest()
+    return cached(name, source.read_bytes() + recipe.encode(), decode)
+
+
+def cached(name: str, identity: bytes, decode: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """decode()'s arrays, read from the cache when it holds them for this `identity` (whatever
+    decides the arrays: the source's bytes, or a folder's file list with sizes and mtimes, and
+    the recipe)."""
+    key = hashlib.sha256(identity).hexdigest()
     path = cache_dir() / f"{name}-{key[:16]}.npz"
     arrays = _read(path, key)
     if arrays is None:

@@ -11,12 +11,12 @@ from lossbench.data import Dataset
 
 
 def select_classes(data: Dataset, classes: list[int]) -> Dataset:
-    relabel = torch.full((int(max(data.y_train.max(), data.y_test.max())) + 1,), -1, dtype=torch.long)
+    relabel = torch.full((max(data.n_classes, *classes) + 1,), -1, dtype=torch.long)
     relabel[torch.tensor(classes)] = torch.arange(len(classes))
-    train, test = relabel[data.y_train], relabel[data.y_test]
-    return dataclasses.replace(
-        data,
-        n_classes=len(classes),
-        x_train=data.x_train[train >= 0], y_train=train[train >= 0],
-        x_test=data.x_test[test >= 0], y_test=test[test >= 0],
-    )
+    kept = {}
+    for split in ("train", "test", "val"):  # a dataset's own val split (image folders) too
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        if y is not None:
+            y = relabel[y]
+            kept.update({f"x_{split}": x[y >= 0], f"y_{split}": y[y >= 0]})
+    return dataclasses.replace(data, n_classes=len(classes), **kept)

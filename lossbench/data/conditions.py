@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lossbench.data import DATASETS, Dataset
+from lossbench.data import DATASETS, Dataset, peek
 from lossbench.data import imbalance, noise
 from lossbench.data.classes import select_classes
 from lossbench.data.split import carve_val
@@ -24,21 +24,22 @@ IMBALANCE_STREAM, NOISE_STREAM = 1, 2
 
 def problems(cfg: Any) -> list[str]:
     """What is wrong with the condition knobs of dataset config `cfg`, without reading any data."""
-    info, found = DATASETS[cfg.name], []
+    info, found, shape = DATASETS[cfg.name], [], peek(cfg)
+    class_ids = info.class_ids or tuple(range(shape.n_classes))
     if cfg.classes is not None:
         classes = list(cfg.classes)
-        if info.task != Task.single_label:
+        if shape.task != Task.single_label:
             found.append(f"dataset.classes selects classes of a single-label dataset; "
-                         f"dataset={cfg.name} is {info.task.value}")
+                         f"dataset={cfg.name} is {shape.task.value}")
         else:
-            unknown = [c for c in classes if c not in info.class_ids]
+            unknown = [c for c in classes if c not in class_ids]
             repeated = sorted({c for c in classes if classes.count(c) > 1})
             why = [f"unknown classes {unknown}"] if unknown else []
             why += [f"repeated classes {repeated}"] if repeated else []
             why += ["fewer than 2 classes"] if len(classes) < 2 else []
             if why:
                 found.append(f"dataset.classes={classes} is not accepted ({'; '.join(why)}): give 2 "
-                             f"or more distinct ids from {list(info.class_ids)}, e.g. [3,8]")
+                             f"or more distinct ids from {list(class_ids)}, e.g. [{class_ids[0]},{class_ids[1]}]")
     if not 0 <= cfg.label_noise < 1:
         found.append(f"dataset.label_noise={cfg.label_noise!r} must be in [0, 1)")
     if cfg.noise_kind.name == "asymmetric" and cfg.label_noise > 0:
@@ -50,9 +51,9 @@ def problems(cfg: Any) -> list[str]:
                          f"{list(cfg.classes)}: its map is {noise.ASYMMETRIC_MAPS[cfg.name]}")
     if not cfg.imbalance_ratio >= 1:
         found.append(f"dataset.imbalance_ratio={cfg.imbalance_ratio!r} must be >= 1 (1: balanced)")
-    elif cfg.imbalance_ratio > 1 and info.task != Task.single_label:
+    elif cfg.imbalance_ratio > 1 and shape.task != Task.single_label:
         found.append(f"dataset.imbalance_ratio subsamples classes of a single-label dataset; "
-                     f"dataset={cfg.name} is {info.task.value}")
+                     f"dataset={cfg.name} is {shape.task.value}")
     return found
 
 

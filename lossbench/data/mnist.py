@@ -15,9 +15,11 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from lossbench.data import Dataset, Footprint
+from lossbench.config import DatasetConfig, Source
+from lossbench.data import Dataset, DatasetInfo, Footprint, Peek
 from lossbench.data.cache import cached_arrays
 from lossbench.data.idx import read_idx, read_idx_shape
+from lossbench.data.pixels import pixel_stats
 from lossbench.data.shuffle_split import shuffle_split
 from lossbench.data.split import train_test_state
 from lossbench.errors import DataError
@@ -182,22 +184,16 @@ def footprint(cfg: Any) -> Footprint:
     return Footprint(28 * 28, IMAGE_SHAPE, 5 * pixels, f"up to {FULL_IMAGES:,} images of 28x28")
 
 
-def standardised(x_train: np.ndarray, x_test: np.ndarray, origin: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 pixels (N, features) -> float32, one conversion for the whole set: [0, 1], then
-    standardised by the training pixels. In place after the conversion: 60,000 images are 188 MB
-    as float32, and each temporary would be another 188 MB at the run's peak."""
-    x_train = torch.from_numpy(x_train.astype(np.float32)).div_(255.0)
-    x_test = torch.from_numpy(x_test.astype(np.float32)).div_(255.0)
-    mean, std = x_train.mean(), x_train.std()
-    if not std > 0:  # standardising would divide by zero and every run would "diverge"
-        raise DataError(f"{origin}: every training pixel has the same value ({float(mean) * 255:g}); "
-                        "there is nothing to learn from")
-    return x_train.sub_(mean).div_(std), x_test.sub_(mean).div_(std)
+def image_tensors(x_train: np.ndarray, x_test: np.ndarray, origin: str) -> tuple[torch.Tensor, ...]:
+    """uint8 pixels (N, features) as tensors, and their per-channel standardisation
+    (lossbench/data/pixels.py): a batch is standardised on its device as it is used."""
+    x_train, x_test = (torch.from_numpy(np.require(x, requirements=["C", "W"])) for x in (x_train, x_test))
+    return x_train, x_test, pixel_stats(x_train, IMAGE_SHAPE[0], origin)
 
 
 def _to_tensors(family, arrays, source: str, origin: str) -> Dataset:
     x_train, y_train, x_test, y_test = arrays
-    x_train, x_test = standardised(x_train, x_test, origin)
+    x_train, x_test, stats = image_tensors(x_train, x_test, origin)
     return Dataset(
         name=family.name,
         task=Task.single_label,
@@ -209,6 +205,7 @@ def _to_tensors(family, arrays, source: str, origin: str) -> Dataset:
         source=source,
         origin=origin,
         image_shape=IMAGE_SHAPE,
+        pixel_stats=stats,
     )
 
 
@@ -244,3 +241,28 @@ def load_mnist(cfg: Any) -> Dataset:
 
 def load_fashion_mnist(cfg: Any) -> Dataset:
     return _to_tensors(FASHION_MNIST, *read_arrays(FASHION_MNIST, cfg))
+
+
+@dataclass
+class MnistConfig(DatasetConfig):
+    name: str = "mnist"
+    # Where IDX files are looked for: <root>/MNIST/raw/ (torchvision's layout) or <root>/ itself
+    root: str = "data"
+    source: Source = Source.auto
+    download: bool = False
+
+
+@dataclass
+class FashionMnistConfig(MnistConfig):
+    name: str = "fashion_mnist"
+
+
+def peek(cfg: Any) -> Peek:
+    return Peek(Task.single_label, 10, IMAGE_SHAPE[1] * IMAGE_SHAPE[2], IMAGE_SHAPE)
+
+
+DIGITS = tuple(range(10))
+MNIST_INFO = DatasetInfo(MnistConfig, load_mnist, check_mnist, peek, Task.single_label, True, DIGITS,
+                         source_mnist, footprint)
+FASHION_MNIST_INFO = DatasetInfo(FashionMnistConfig, load_fashion_mnist, check_fashion_mnist, peek,
+                                 Task.single_label, True, DIGITS, source_fashion_mnist, footprint)

@@ -7,13 +7,14 @@ sample (see lossbench/data/mnist.py). Deterministic from dataset.seed."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from lossbench.data import Dataset, Footprint
-from lossbench.data.mnist import MNIST, read_arrays, standardised
+from lossbench.data import Dataset, DatasetInfo, Footprint, Peek
+from lossbench.data.mnist import DIGITS, MNIST, MnistConfig, check_mnist, image_tensors, read_arrays, source_mnist
 from lossbench.losses import Task
 
 CELL = 28
@@ -57,8 +58,8 @@ def load(cfg: Any) -> Dataset:
     test_images, test_labels = compose(
         x_test, y_test, cfg.n_test, rng=np.random.default_rng([cfg.seed, TEST_STREAM]), **shape)
     side = cfg.grid * CELL
-    x_train, x_test = standardised(train_images.reshape(cfg.n_train, -1), test_images.reshape(cfg.n_test, -1),
-                                   origin)
+    x_train, x_test, stats = image_tensors(train_images.reshape(cfg.n_train, -1),
+                                           test_images.reshape(cfg.n_test, -1), origin)
     return Dataset(
         name="multi_mnist",
         task=Task.multi_label,
@@ -71,5 +72,27 @@ def load(cfg: Any) -> Dataset:
         origin=(f"{cfg.min_digits}-{cfg.max_digits} digits on a {side}x{side} canvas, composed from "
                 f"{origin}"),
         image_shape=(1, side, side),
+        pixel_stats=stats,
         info={"test_label_cardinality": float(test_labels.sum(axis=1, dtype=np.float64).mean())},
     )
+
+
+@dataclass
+class MultiMnistConfig(MnistConfig):
+    name: str = "multi_mnist"
+    # Images composed for each split
+    n_train: int = 4000
+    n_test: int = 1000
+    # k digits per image, k uniform in [min_digits, max_digits], on a grid x grid canvas
+    min_digits: int = 1
+    max_digits: int = 4
+    grid: int = 2
+
+
+def peek(cfg: Any) -> Peek:
+    side = max(cfg.grid, 1) * CELL
+    return Peek(Task.multi_label, 10, side * side, (1, side, side))
+
+
+INFO = DatasetInfo(MultiMnistConfig, load, check_mnist, peek, Task.multi_label, True, DIGITS, source_mnist,
+                   footprint)

@@ -4,12 +4,14 @@ word counts, so they are log1p'd and standardised by the train split."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from lossbench.data import Dataset, Footprint
+from lossbench.config import DatasetConfig
+from lossbench.data import Dataset, DatasetInfo, Footprint, Peek
 from lossbench.data.split import train_test_state
 from lossbench.losses import Task
 
@@ -60,3 +62,21 @@ def load(cfg: Any) -> Dataset:
             f"random_state={cfg.seed})"
         ),
     )
+
+
+@dataclass
+class MultilabelConfig(DatasetConfig):
+    name: str = "multilabel"
+    n_samples: int = 5000
+    n_features: int = 64
+    n_classes: int = 10
+    # Mean number of positive labels per sample (Poisson); samples may have none
+    n_labels: int = 3
+    test_fraction: float = 0.2
+
+
+def peek(cfg: Any) -> Peek:
+    return Peek(Task.multi_label, cfg.n_classes, cfg.n_features)
+
+
+INFO = DatasetInfo(MultilabelConfig, load, lambda cfg: None, peek, Task.multi_label, footprint=footprint)

@@ -47,8 +47,9 @@ def _take(tensor: Optional[torch.Tensor], index: np.ndarray) -> Optional[torch.T
 
 
 def carve_val(data: Dataset, cfg: Any) -> Dataset:
-    """`dataset.val_fraction` of the training split moved into x_val/y_val (a no-op at 0)."""
-    if cfg.val_fraction == 0:
+    """`dataset.val_fraction` of the training split moved into x_val/y_val (a no-op at 0, and for
+    data that came with its own validation split)."""
+    if cfg.val_fraction == 0 or data.x_val is not None:
         return data
     labels = data.y_train.numpy()
     stratify = labels if data.task == Task.single_label else None
