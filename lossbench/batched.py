@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from lossbench.data import Dataset
 from lossbench.losses import LossSpec
-from lossbench.selection import SelectionSoFar
+from lossbench.selection import SelectionSoFar, selection_metric
 from lossbench.stacked_optim import stacked_optimizer
 from lossbench.train import Outcome, Signals, autocast, encoded_and_checked, epoch_records, per_class_inputs
 
@@ -147,7 +147,7 @@ def train_seeds(
     signals = StackedSignals(spec, device, len(runs))
     own_signals = [Signals(spec, device, no_scaler(device)) for _ in runs]
     condition_inputs = per_class_inputs(data)
-    selections = [SelectionSoFar() for _ in runs]
+    selections = [SelectionSoFar(selection_metric(data.task.value, trainer.select_on)) for _ in runs]
     every_seed = torch.ones(len(runs), dtype=torch.bool, device=device)
     step, epoch = 0, 0
     loss = grad_norm = logits = None

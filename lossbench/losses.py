@@ -41,6 +41,11 @@ class Task(str, Enum):
     multi_label = "multi_label"
 
 
+# The loss every other loss is compared against on a task when no question declares a baseline
+# (ad-hoc sweeps): the torch loss made for it.
+BASELINE = {Task.single_label: "ce", Task.multi_label: "bce_logits"}
+
+
 class Targets(str, Enum):
     """How a batch's labels are handed to the criterion."""
 
@@ -338,6 +343,10 @@ class LossSpec:
     # Multi-label decision rule: a class is predicted when its probability reaches this.
     # Single-label tasks always predict the argmax of the probabilities.
     threshold: float = 0.5
+    # False where the loss never trains its outputs as probabilities (mse regresses logits onto
+    # one-hot targets; their softmax is a read-out, not a forecast): calibration metrics of such
+    # a loss describe the read-out, so the report does not rank it on them.
+    probabilistic: bool = True
 
     def refusal(self, dataset: str, task: Task) -> str:
         """Why this loss cannot train on that task, and what to use instead."""
@@ -389,7 +398,8 @@ LOSSES: dict[str, LossSpec] = {
                  _plain(criteria.BrierLoss), "Brier 1950"),
         LossSpec("mse", "squared error between logits and one-hot (k, M rescaling)", MSEParams,
                  lambda p, labels: (criteria.LogitMSELoss(p.k, p.m), {}), _identity, Targets.index,
-                 Probabilities.softmax, SOFTMAX_TASKS, PER_OUTPUT, "Hui & Belkin 2021"),
+                 Probabilities.softmax, SOFTMAX_TASKS, PER_OUTPUT, "Hui & Belkin 2021",
+                 probabilistic=False),
         _softmax("mae", "sum_k |onehot_k - softmax_k| = 2 (1 - p_y)", _no_knobs("mae"),
                  _plain(criteria.MAELoss), "Ghosh et al. 2017"),
         _softmax("gce", "generalized cross-entropy (1 - p_y^q) / q", GCEParams,

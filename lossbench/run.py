@@ -33,7 +33,7 @@ from lossbench.losses import LOSSES, TrainingLabels, head_width, loss_label, los
 from lossbench.model import build_model
 from lossbench.optim import build_optimizer
 from lossbench.results import RunDirLock, RunFiles, read_summary, temp_files, unreadable_files
-from lossbench.selection import PRIMARY
+from lossbench.selection import selection_metric
 from lossbench.trackers import Trackers
 from lossbench.train import Outcome, train
 
@@ -187,7 +187,7 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dic
         summary.update(status=status, error=error, wall_time_s=time.perf_counter() - started,
                        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra)
         summary.update(files.final_test_metrics())
-        summary["selected_epoch"] = files.selected_epoch(PRIMARY.get(summary["task"]))
+        summary["selected_epoch"] = files.selected_epoch(selection_metric(summary["task"], cfg.trainer.select_on))
         times = [r["epoch_time_s"] for r in files.metrics if r["split"] == "train"]
         summary["mean_epoch_time_s"] = float(np.mean(times)) if times else None
         try:
@@ -220,7 +220,7 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dic
         finish("interrupted", f"interrupted by {signal.Signals(stop.signum).name}", **steps)
         raise Interrupted(stop.signum)
     if outcome.stopped_early:
-        log.info(f"stopped early after epoch {outcome.epochs_completed}: validation {PRIMARY[summary['task']]} "
+        log.info(f"stopped early after epoch {outcome.epochs_completed}: validation {selection_metric(summary['task'], cfg.trainer.select_on)} "
                  f"has not improved for {cfg.trainer.early_stop_patience} epochs")
     return finish(outcome.status, outcome.message, stopped_early=outcome.stopped_early, **steps)
 

@@ -19,7 +19,7 @@ from hydra.errors import OverrideParseException
 
 from lossbench.errors import ConfigError
 from lossbench.results import METRICS, read_summary, write_table
-from lossbench.selection import PRIMARY, select_epoch
+from lossbench.selection import select_epoch, selection_metric
 
 TUNING = "tuning.parquet"
 COLUMNS = ("loss_name", "trial", "setting", "run", "seed", "status", "val_metric", "val_value",
@@ -95,7 +95,8 @@ def read_validation(run_dir: Path) -> Validation:
     summary = read_summary(run_dir)
     if summary is None:
         return Validation("missing", None, math.nan, None)
-    metric = PRIMARY.get(summary.get("task"))
+    declared = ((summary.get("config") or {}).get("trainer") or {}).get("select_on")
+    metric = selection_metric(summary.get("task"), declared)
     metrics_file = run_dir / METRICS
     if metric is None or not metrics_file.is_file():
         return Validation(summary["status"], metric, math.nan, None)

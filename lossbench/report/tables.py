@@ -240,28 +240,50 @@ def show_final(final: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def improvement_text(r) -> str:
+    """P(improvement) with its CI, two decimals."""
+    if isinstance(r["p_improvement_low"], float) and math.isnan(r["p_improvement_low"]):
+        return fmt(r["p_improvement"], ".2f")
+    return fmt_ci(r["p_improvement"], r["p_improvement_low"], r["p_improvement_high"], ".2f")
+
+
 def show_paired(paired: pd.DataFrame) -> pd.DataFrame:
-    """One view's rows of the paired table; an identity check shows once, not once per metric."""
+    """One view's rows of the paired table; an identity check shows once, not once per metric.
+    McNemar (test examples pooled over seeds) and Wilcoxon are diagnostics: no verdict reads
+    them."""
     adjusted = f"p adj ({ADJUSTMENTS[paired['adjust'].iloc[0]]})"
     rows = []
     for (loss, identical), part in paired.groupby(["loss", "identical"], sort=False):
         if identical:
             r = part.iloc[0]
             rows.append({"loss": loss, "metric": "all", "n seeds": str(int(r["n_seeds"])),
-                         "difference (95% CI)": "identical", "d_z": "—", "t-test p": "—",
-                         "Wilcoxon p": "—", "McNemar p": "—", adjusted: "—", "verdict": "identical",
-                         "note": r["note"]})
+                         "difference (95% CI)": "identical", "k/n": "—", "P(improvement)": "—",
+                         "seed t p": "—", adjusted: "—", "verdict": "identical", "MDE": "—",
+                         "McNemar p (diagnostic)": "—", "note": r["note"]})
             continue
         for _, r in part.iterrows():
             rows.append({
                 "loss": loss, "metric": r["metric"], "n seeds": str(int(r["n_seeds"])),
                 "difference (95% CI)": fmt_ci(r["diff"], r["diff_low"], r["diff_high"], "+.4f"),
-                "d_z": fmt(r["d_z"], "+.2f"), "t-test p": fmt_p(r["p_t"]),
-                "Wilcoxon p": fmt_p(r["p_wilcoxon"]), "McNemar p": fmt_p(r["p_mcnemar"]),
-                adjusted: fmt_p(r["p_adj"]),
-                "verdict": r["verdict"], "note": r["note"],
+                "k/n": r["k_of_n"], "P(improvement)": improvement_text(r),
+                "seed t p": fmt_p(r["p_t"]), adjusted: fmt_p(r["p_adj"]), "verdict": r["verdict"],
+                "MDE": fmt(r["mde"]) if r["verdict"] == "inconclusive" else "—",
+                "McNemar p (diagnostic)": fmt_p(r["p_mcnemar"]), "note": r["note"],
             })
     return pd.DataFrame(rows)
+
+
+def show_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """The Summary's verdict table: one row per stated verdict."""
+    adjusted = f"p adj ({ADJUSTMENTS[verdicts['adjust'].iloc[0]]})"
+    return pd.DataFrame([{
+        "question": r["question"], "group": r["group"],
+        "comparison": f"{r['loss']} − {r['baseline']}", "metric": f"{r['metric']} ({r['view']})",
+        "difference (95% CI)": fmt_ci(r["difference"], r["ci_low"], r["ci_high"], "+.4f"),
+        "k/n": r["k_of_n"], "P(improvement)": improvement_text(r), adjusted: fmt_p(r["p_adj"]),
+        "verdict": r["verdict"] or "not tested",
+        "MDE": fmt(r["mde"]) if r["verdict"] == "inconclusive" else "—",
+    } for _, r in verdicts.iterrows()])
 
 
 def show_times(times: pd.DataFrame) -> pd.DataFrame:
