@@ -20,7 +20,7 @@ from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
-from lossbench.metrics import N_BINS
+from lossbench.metrics import N_BINS, equal_width_edges
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -30,6 +30,7 @@ WILCOXON_MIN_PAIRS = 6
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0  # fixed: the same tables give the same report, byte for byte
 POWER = 0.8  # of the minimum detectable effect
+TIE = 1e-9  # relative: variances this close are equal (sums of squares in another order)
 # multipletests methods a report may adjust by, and their names in captions
 ADJUSTMENTS = {"holm": "Holm", "fdr_bh": "Benjamini-Hochberg"}
 
@@ -181,9 +182,9 @@ def crossed_components(d):
     variance of the mean and its Satterthwaite degrees of freedom, per leading index.
 
     Var(mean) = s2_a/S + s2_b/N + s2_e/(SN) = (MS_seed + MS_example - MS_resid) / (SN), the
-    expected mean squares of the balanced crossed design. It is floored at MS_seed / (SN) =
-    var(seed means) / S, the seed-level paired t's variance, so the interval is never narrower
-    than the t-interval over seeds; where the floor applies the df is the t's S - 1."""
+    expected mean squares of the balanced crossed design. Where the seed-level paired t-interval
+    (variance MS_seed / (SN) = var(seed means) / S, S - 1 df) is the wider at CONFIDENCE, that
+    one is returned instead, so the interval is never narrower than the t-interval over seeds."""
     d = np.asarray(d, dtype=float)
     s, n = d.shape[-2], d.shape[-1]
     grand = d.mean(axis=(-2, -1))
@@ -197,9 +198,14 @@ def crossed_components(d):
     with np.errstate(divide="ignore", invalid="ignore"):
         satterthwaite = combined ** 2 / (ms_a ** 2 / (s - 1) + ms_b ** 2 / (n - 1)
                                          + ms_e ** 2 / ((s - 1) * (n - 1)))
-    floored = combined <= ms_a
-    var = np.where(floored, ms_a, combined) / (s * n)
-    df = np.where(floored, s - 1.0, satterthwaite)
+    # the seed-level t's half-width at CONFIDENCE against the crossed one's: the wider wins,
+    # the seed-level on a tie (within rounding, so the order of seeds and examples never decides)
+    crossed = combined > ms_a * (1 + TIE)
+    df_crossed = np.where(crossed, satterthwaite, s - 1.0)
+    seed_wide = ~crossed | (stats.t.ppf((1 + CONFIDENCE) / 2, s - 1) ** 2 * ms_a * (1 + TIE)
+                            >= stats.t.ppf((1 + CONFIDENCE) / 2, df_crossed) ** 2 * combined)
+    var = np.where(seed_wide, ms_a, combined) / (s * n)
+    df = np.where(seed_wide, s - 1.0, satterthwaite)
     return grand, var, df
 
 
@@ -316,11 +322,14 @@ def verdict(diff: float, low: float, high: float, p_adj: float, p_seed: float, b
 
 
 def binned_ece(confidence, correct, bins: int = N_BINS):
-    """Equal-width-bin ECE over the last axis: sum_b n_b |acc_b - conf_b| / n. Vectorised over
-    leading axes of `correct` (the confidences are shared)."""
+    """Equal-width-bin ECE over the last axis: sum_b n_b |acc_b - conf_b| / n, the number
+    lossbench.metrics computes for a run. Vectorised over leading axes of `correct` (the
+    confidences are shared)."""
     confidence = np.asarray(confidence, dtype=float)
     correct = np.asarray(correct, dtype=float)
-    which = np.clip((confidence * bins).astype(int), 0, bins - 1)
+    # lossbench.metrics.reliability_table's bins: (lower, upper], the first closed
+    which = np.clip(np.searchsorted(equal_width_edges(bins), confidence, side="left") - 1, 0,
+                    bins - 1)
     onehot = np.eye(bins)[which]  # (N, B)
     gap = correct @ onehot - confidence @ onehot  # per bin: sum correct - sum confidence
     return np.abs(gap).sum(axis=-1) / len(confidence)
