@@ -5,7 +5,8 @@ it, a cfg.* column whose value is not the same for every run is a *setting* (a s
 trainer.precision, ..., or a preset changed between two sweeps into one dir): each combination of
 settings becomes its own group, so that "paired by seed" pairs runs that differ in the loss only.
 Never settings: cfg.loss.* (a loss's own parameters are part of its identity, like its name),
-cfg.seed (the pairing key) and the keys that only say where or how a run executed
+cfg.question.* (what the preset asks, not how it runs), cfg.seed and cfg.dataset.split_seed (the
+pairing key: a seed and its data split) and the keys that only say where or how a run executed
 (lossbench.config.EXECUTION_KEYS). In the comparison runs of a tuned sweep, the keys tuned there
 (their TUNED_KEYS column, report.tuning.mark_tuning) are part of each loss's chosen configuration,
 like cfg.loss.*: their value reads TUNED, so a tuned comparison's losses share one group.
@@ -30,7 +31,9 @@ LOSS_ORDER = tuple(LOSSES)  # the registry's order: the four torch losses first
 MAX_SLUG = 80  # file names stay well below the usual 255-byte limit
 MAX_TITLE_SETTINGS = 5
 TITLE_ORDER = ("cfg.trainer.precision", "cfg.model.logit_scale", "cfg.optim.lr")
-NEVER_SETTINGS = {"cfg.seed"} | {f"cfg.{key}" for key in EXECUTION_KEYS}
+# the seed and the data split it trains on are the unit of replication (a reference sweep sets
+# dataset.split_seed per seed): what a group's runs are paired by, never what splits a group
+NEVER_SETTINGS = {"cfg.seed", "cfg.dataset.split_seed"} | {f"cfg.{key}" for key in EXECUTION_KEYS}
 QUESTION = "cfg.question."  # the declaration a preset's runs carry (config.QuestionConfig)
 TUNED_KEYS = "tuned_keys"  # summary column: the keys tuned per loss for this run, comma-separated
 TUNED = "tuned"  # a tuned key's value in a tuned comparison run's group settings

@@ -153,7 +153,7 @@ def compare(x: pd.Series, base: pd.Series, metric: str, x_preds: dict, base_pred
 
 
 def identity_rows(loss: str, rep: str, n: int, metrics: list[str]) -> list[dict]:
-    note = (f"the same function as `{rep}` here: every metric equal (within "
+    note = (f"identical to `{rep}` here (the same function): every metric equal (within "
             f"{IDENTICAL_TOLERANCE:g}) on all {n} paired seeds; an identity check, kept out of "
             "the adjusted families")
     return [{"loss": loss, "baseline": rep, "metric": m, "n_seeds": n, "diff": 0.0,

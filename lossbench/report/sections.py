@@ -218,8 +218,8 @@ def summary_section(studies: dict[str, list[GroupResults]], stress: list[StressG
               Paragraph("No paired comparison to summarise.")]
     if len(verdicts):
         blocks.append(Table("verdicts", tables.show_verdicts(verdicts), verdicts,
-                            "Every verdict stated above, one row each (tables/verdicts.csv; the "
-                            "per-seed values behind them are in tables/verdict_seeds.csv)."))
+                            "Every verdict stated above, one row each; the per-seed values "
+                            "behind them are in the appendix (verdict_seeds)."))
     return Section("Summary", blocks), verdict_seeds(entries, verdicts)
 
 
