@@ -166,13 +166,15 @@ class View(str, Enum):
 class QuestionConfig:
     """The question a preset answers, declared before its runs: the report states exactly these
     comparisons (each loss of `comparisons` minus `baseline` on `metric` in `view`, in every
-    group of the study), adjusted together, and picks nothing after the fact."""
+    group of the study), adjusted together, and picks nothing after the fact. Unset (null, [])
+    in ad-hoc runs: the report then guesses the study from the runs' settings and compares every
+    loss with the task's baseline (losses.BASELINE) on its primary metric."""
 
-    study: Study = Study.shared
+    study: Optional[Study] = None
+    baseline: Optional[str] = None
+    metric: Optional[str] = None  # the test metric a verdict reads
     # the epoch of view `selected` maximises trainer.select_on on validation: declare it there
-    baseline: str = "ce"
-    metric: str = "acc"  # the test metric a verdict reads
-    view: View = View.selected
+    view: Optional[View] = None
     comparisons: list[str] = field(default_factory=list)  # losses compared with the baseline
     # smallest difference in `metric` that matters: a CI inside +-this is "equivalent"; null:
     # lossbench.metrics.SMALLEST_EFFECT
@@ -193,9 +195,8 @@ class Config:
     resume: bool = True
     # Set by experiment presets; names the sweep directory.
     experiment: Optional[str] = None
-    # Set by experiment presets: the question the sweep answers (the report reads it); null in
-    # ad-hoc sweeps, which the report compares against the task's baseline loss.
-    question: Optional[QuestionConfig] = None
+    # Set by experiment presets: the question the sweep answers (the report reads it).
+    question: QuestionConfig = field(default_factory=QuestionConfig)
 
 
 # Keys that say where or how a run executes, or what it logs, not what it computes: runs that
@@ -388,16 +389,15 @@ def question_problems(question: Any) -> list[str]:
     """A declared question names registered losses and metrics."""
     from lossbench.selection import METRICS
 
-    if question is None:
-        return []
     found = []
-    for key, loss in [("baseline", question.baseline)] + [("comparisons", c) for c in question.comparisons]:
+    named = [("comparisons", c) for c in question.comparisons]
+    for key, loss in ([("baseline", question.baseline)] if question.baseline else []) + named:
         if loss not in LOSSES:
             found.append(f"question.{key}: {loss!r} is not a loss; accepted: {_accepted(LOSSES)}")
     if question.baseline in question.comparisons:
         found.append(f"question.comparisons lists the baseline {question.baseline!r}: a loss "
                      "is not compared with itself")
-    if question.metric not in METRICS:
+    if question.metric is not None and question.metric not in METRICS:
         found.append(f"question.metric={question.metric!r} is not a metric; accepted: "
                      f"{_accepted(METRICS)}")
     if question.smallest_effect is not None and not question.smallest_effect > 0:

@@ -126,9 +126,9 @@ class Group:
         else (ad hoc) every other loss."""
         declared = self.declared("comparisons")
         others = [loss for loss in self.losses if loss != self.baseline]
-        if declared is None:
+        wanted = set(ast.literal_eval(declared)) if declared is not None else set()
+        if not wanted:
             return others
-        wanted = set(ast.literal_eval(declared))
         return [loss for loss in others if loss in wanted]
 
     @property
@@ -177,10 +177,12 @@ class Group:
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        """The task's test metrics; with imbalanced training classes also balanced accuracy and
-        the rarest classes' recall, which the balanced test set's accuracy averages away."""
+        """The task's test metrics; with imbalanced training classes (or a question about them)
+        also balanced accuracy and the rarest classes' recall, which the balanced test set's
+        accuracy averages away."""
+        balance = self.imbalanced or self.declared("metric") in ("balanced_acc", "rare_recall")
         extra = tuple(m for m in ("balanced_acc", "rare_recall")
-                      if f"test_{m}" in self.runs) if self.imbalanced else ()
+                      if f"test_{m}" in self.runs) if balance else ()
         return self.kind.metrics + extra
 
     @property
