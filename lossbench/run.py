@@ -43,9 +43,10 @@ log = logging.getLogger("lossbench")
 # (lossbench.seats) runs this execute in a thread whose training it stacks with other seeds'.
 TRAINER: ContextVar[Callable[..., Any]] = ContextVar("lossbench_trainer", default=train)
 
-# Keys that name where or how a run executes, or what question its sweep asks, not what it
-# computes: a finished run is reused whatever they say.
-NOT_RESULT_KEYS = ("resume", "experiment", "logger", "question")
+# Keys that name where or how a run executes, not what it computes: a finished run is reused
+# whatever they say. (The question is kept: it is in the run's saved config, where the report
+# reads it.)
+NOT_RESULT_KEYS = ("resume", "experiment", "logger")
 
 
 def comparable_config(cfg: Any) -> dict:

@@ -356,7 +356,15 @@ def group_section(r: GroupResults) -> Section:
                     "correct vs the mean top-class probability")
                    + ", pooled over seeds; dotted = calibrated; under each, the bin counts (log "
                    "scale). ECE in the legend is computed from the pooled bins.", r.bins),
-            Table(f"{slug}-pooled-ece", tables.show_ece(r.ece), r.ece),
+            Table(f"{slug}-pooled-ece", tables.show_ece(r.ece), r.ece,
+                  "ECE from the bins pooled over seeds, and each run's ECE averaged over seeds "
+                  "with its 95% bootstrap CI (seeds, and the test examples within each bin). "
+                  "Calibrated model's ECE: what a perfectly calibrated model with this loss's "
+                  "confidences scores on a test set this size (labels drawn from its own "
+                  "probabilities, 500 draws): an ECE near it is no evidence of miscalibration. "
+                  "NLL and Brier (the final-metrics table) are the primary calibration scores. "
+                  "A loss whose outputs are not probabilities (losses.LossSpec.probabilistic) is "
+                  "not ranked on ECE."),
         ]))
 
     if not r.times.empty:

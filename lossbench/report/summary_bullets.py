@@ -68,8 +68,9 @@ def question_bullet(question: str, condition: str, rows: pd.DataFrame) -> str:
     open_ = rows[rows["verdict"] == "inconclusive"]
     if len(open_):
         mde = open_["mde"].dropna()
-        reach = (f"; the design detects differences of {fmt(mde.min(), '.3f')}–"
-                 f"{fmt(mde.max(), '.3f')} (80% power)" if len(mde) else "")
+        span = (fmt(mde.min(), ".3f") if fmt(mde.min(), ".3f") == fmt(mde.max(), ".3f")
+                else f"{fmt(mde.min(), '.3f')}–{fmt(mde.max(), '.3f')}")
+        reach = f"; the design detects differences of {span} (80% power)" if len(mde) else ""
         parts.append(f"inconclusive: {named(open_)}{reach}")
     same = rows[rows["verdict"] == "identical"]
     if len(same):
