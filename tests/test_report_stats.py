@@ -385,3 +385,24 @@ def test_report_with_predictions_is_byte_identical_and_takes_fdr_bh(tmp_path, ca
     with pytest.raises(SystemExit):
         main([str(root), "--adjust", "bonferroni"])
     assert "invalid choice: 'bonferroni'" in capsys.readouterr().err
+
+
+def test_losses_that_are_the_same_function_up_to_rounding_are_reported_once():
+    """bce_pos_weight on balanced binary data has pos_weight 1: bce_logits up to ~1e-8 in its
+    logged numbers, with the same per-example correctness. It is an identity, not a loss."""
+    runs = val_and_test_runs(losses=("ce", "bce_logits"), seeds=range(4))
+    preds = predictions_for(runs, np.random.default_rng(7), p_right={"ce": 0.9, "bce_logits": 0.8})
+    for seed in range(4):
+        twin = runs[("bce_logits", seed)]
+        runs[("bce_pos_weight", seed)] = {**twin, "offset": twin["offset"] + 1e-8}
+        for view in ("last", "selected"):
+            preds[("bce_pos_weight", seed, view)] = preds[("bce_logits", seed, view)]
+    paired = only_group(make_inputs(runs, preds)).paired
+    twin = paired[paired["loss"] == "bce_pos_weight"]
+    assert twin["identical"].all() and (twin["baseline"] == "bce_logits").all()
+    assert twin["p_adj"].isna().all()
+    # the same numbers with other per-example answers are two functions, however close
+    preds[("bce_pos_weight", 0, "last")] = np.roll(preds[("bce_logits", 0, "last")], 1)
+    paired = only_group(make_inputs(runs, preds)).paired
+    assert not paired.loc[(paired["loss"] == "bce_pos_weight") & (paired["view"] == "last"),
+                          "identical"].any()

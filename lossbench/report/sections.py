@@ -223,18 +223,26 @@ def summary_section(studies: dict[str, list[GroupResults]], stress: list[StressG
     return Section("Summary", blocks), verdict_seeds(entries, verdicts)
 
 
+def in_view(mine: list[GroupResults]) -> pd.DataFrame:
+    """The study's runs with their test metrics read in each group's one view (the question's):
+    what its study-wide table and figure show."""
+    parts = []
+    for r in mine:
+        frame = r.views.frames[r.views.primary]
+        tests = [c for c in frame.columns if c.startswith("test_")]
+        parts.append(r.group.runs.drop(columns=tests).merge(frame[["run", *tests]], on="run"))
+    return pd.concat(parts, ignore_index=True)
+
+
 def question_sections(inputs: Inputs, studies: dict[str, list[GroupResults]]) -> list[Section]:
     """One section per study present: its table across groups, its figure, one or two sentences,
     then each group's details."""
     sections = []
-    every = inputs.summary.assign(study=study_of(inputs.summary))
-    completed = every[every["status"] == "completed"]
     for key, mine in studies.items():
         title = STUDIES[key]
         runs = pd.concat([r.group.runs for r in mine], ignore_index=True)
-        # the study's own runs, also those pooled into a group of another study
-        blocks = study_blocks(key, completed[completed["study"] == key], inputs.runs, inputs.per_class)
-        shown, data = primary_table(mine, lambda r: r.group.kind.metric)
+        blocks = study_blocks(key, in_view(mine), inputs.runs, inputs.per_class)
+        shown, data = primary_table(mine, lambda r: r.group.verdict_metric)
         if not blocks and not shown.empty:  # a study without its own table: the primary metric
             views = " or ".join(f"`{v}`" for v in dict.fromkeys(r.views.primary for r in mine))
             blocks.append(Table(f"study-{key}", shown, data, "Primary metric per loss and group, "

@@ -112,8 +112,8 @@ def noise_blocks(runs: pd.DataFrame, metrics: pd.DataFrame) -> list:
                                           dict.fromkeys(points["panel"]) if kind != "symmetric"],
                               ignore_index=True), "x")
     blocks = [Table("noise-acc", condition_table(points, "noise"), points,
-                    "Test accuracy (clean test labels) at each run's last epoch (the paired "
-                    "comparisons below also read the validation-selected epoch) per loss and "
+                    "Test accuracy (clean test labels) in the question's view (the paired "
+                    "comparisons and the Summary read the same) per loss and "
                     "training-label noise: "
                     "mean [95% t-CI] over seeds, n = seeds."),
               Figure("noise-acc-vs-rate", figures.condition_curves(drawn, "training-label noise rate",
@@ -162,9 +162,8 @@ def imbalance_blocks(runs: pd.DataFrame) -> list:
         return []
     points = ordered(pd.concat(parts, ignore_index=True), "x")
     return [Table("imbalance", condition_table(points, "ratio"), points,
-                  "Test balanced accuracy and rare-class recall (the test set is balanced) at each "
-                  "run's last epoch (the paired comparisons below also read the validation-selected "
-                  "epoch) per "
+                  "Test balanced accuracy and rare-class recall (the test set is balanced) in the "
+                  "question's view (the paired comparisons and the Summary read the same) per "
                   "loss and imbalance ratio: mean [95% t-CI] over seeds, n = seeds."),
             Figure("imbalance", figures.condition_curves(points, "imbalance ratio (log scale)",
                                                          "test metric", log_x=True),
