@@ -347,6 +347,8 @@ def test_a_verdict_needs_the_seed_level_test_and_a_ci_excluding_zero():
     assert verdict(-0.2, math.nan, math.nan, 0.001, math.nan, 0.005) == "inconclusive"  # one seed
     assert verdict(0.001, -0.003, 0.004, 0.5, 0.6, 0.005) == "equivalent"
     assert verdict(0.001, -0.003, 0.006, 0.5, 0.6, 0.005) == "inconclusive"
+    # one seed: an interval over its test examples is no evidence of equivalence
+    assert verdict(0.001, -0.003, 0.004, 0.5, math.nan, 0.005) == "inconclusive"
 
 
 # ---- the whole report on collected tables ----

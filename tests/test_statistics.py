@@ -178,7 +178,7 @@ def test_the_verdict_rule(diff, width, p_adj, p_seed, bound, lower):
         assert p_adj < ALPHA and p_seed < ALPHA and (low > 0 or high < 0)
         assert (word == "better") == ((diff > 0) != lower)
     elif word == "equivalent":
-        assert -bound <= low and high <= bound
+        assert -bound <= low and high <= bound and p_seed == p_seed
     else:
         assert word == "inconclusive"
 

@@ -305,15 +305,17 @@ def verdict(diff: float, low: float, high: float, p_adj: float, p_seed: float, b
             lower_is_better: bool = False) -> str:
     """'better'/'worse' where the adjusted p of the primary test is below ALPHA, the seed-level
     paired t's p too, and the CI excludes 0; else 'equivalent' where the CI lies inside
-    [-bound, +bound] (the smallest effect of interest); else 'inconclusive'. '' where nothing
-    was tested."""
+    [-bound, +bound] (the smallest effect of interest) and a seed-level test was possible (an
+    interval over one seed's test examples says nothing about the next seed); else
+    'inconclusive'. '' where nothing was tested."""
     if p_adj is None or math.isnan(p_adj):
         return ""
     known = not (math.isnan(low) or math.isnan(high))
     if (p_adj < ALPHA and p_seed is not None and p_seed < ALPHA and known
             and (low > 0 or high < 0)):
         return "better" if (diff < 0) == lower_is_better else "worse"
-    if known and bound == bound and -bound <= low and high <= bound:
+    seeded = p_seed is not None and p_seed == p_seed
+    if known and seeded and bound == bound and -bound <= low and high <= bound:
         return "equivalent"
     return "inconclusive"
 
