@@ -28,8 +28,12 @@ on the same tables rewrites a byte-identical report.md.
 Committed (small): per step summary.parquet, runs.parquet (metrics per epoch), calibration.parquet,
 steps.parquet, per_class.parquet and tuning.parquet where present, and for the compared steps
 predictions.parquet cut to which test example each run got right (run, view, example, correct:
-what McNemar's test and the hierarchical bootstrap read); the report (md, html, figures, CSV
-tables); the probe's outputs. Not committed: the class probabilities and the run dirs.
+what the crossed seeds x test-examples test reads); the report (md, html, figures, CSV tables);
+the probe's outputs. Not committed: the class probabilities and the run dirs.
+
+Each seed of a compared step trains on its own data split: the presets set
+`dataset.split_seed: ${seed}`, so every CI over seeds also covers the split
+(docs/statistics.md).
 """
 
 from __future__ import annotations
@@ -149,8 +153,8 @@ def main() -> None:
                 shutil.copy2(sweep / table, target / table)
         predictions = sweep / "predictions.parquet"
         if not step.stress and predictions.exists():
-            # which test example each run got right: all the report's McNemar test and
-            # hierarchical bootstrap read, a few MB instead of every class probability
+            # which test example each run got right: all the report's crossed test over seeds
+            # and test examples reads, a few MB instead of every class probability
             pd.read_parquet(predictions, columns=PREDICTION_COLUMNS).to_parquet(
                 target / "predictions.parquet", index=False)
     if not args.only or "probe" in args.only:

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from lossbench.data import Dataset
 from lossbench.losses import LossSpec
 from lossbench.recipe import Recipe
-from lossbench.selection import SelectionSoFar
+from lossbench.selection import SelectionSoFar, selection_metric
 from lossbench.stacked_optim import stacked_optimizer
 from lossbench.train import (Outcome, RunningTally, Signals, autocast, encoded_and_checked, epoch_records,
                              per_class_inputs)
@@ -176,7 +176,7 @@ def train_seeds(
     signals.lr = optimizer.lr
     own_signals = [Signals(spec, device, no_scaler(device)) for _ in runs]
     condition_inputs = per_class_inputs(data)
-    selections = [SelectionSoFar() for _ in runs]
+    selections = [SelectionSoFar(selection_metric(data.task.value, trainer.select_on)) for _ in runs]
     every_seed = torch.ones(len(runs), dtype=torch.bool, device=device)
     step, epoch = 0, 0
     loss = grad_norm = logits = None

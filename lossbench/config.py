@@ -164,6 +164,9 @@ class TrainerConfig:
     train_metrics: TrainMetrics = TrainMetrics.running
     # Clip the total gradient norm to this (torch.nn.utils.clip_grad_norm_); null: no clipping
     grad_clip: Optional[float] = None
+    # The validation metric the selected epoch (and early stopping) maximises; null: the task's
+    # primary (acc single-label, map multi-label). Imbalanced data: balanced_acc.
+    select_on: Optional[str] = None
 
 
 @dataclass
@@ -185,6 +188,41 @@ class LoggerConfig:
     tensorboard: Optional[TensorboardConfig] = None
 
 
+class Study(str, Enum):
+    """The report's questions (its sections, in page order)."""
+
+    shared = "shared"  # every loss at one shared setting
+    tuned = "tuned"  # every loss at its own tuned setting
+    noise = "noise"
+    imbalance = "imbalance"
+    images = "images"  # multi-label images
+    binary = "binary"
+
+
+class View(str, Enum):
+    selected = "selected"  # the epoch selected on validation (question.selection_metric)
+    last = "last"  # the last epoch: a fixed budget
+
+
+@dataclass
+class QuestionConfig:
+    """The question a preset answers, declared before its runs: the report states exactly these
+    comparisons (each loss of `comparisons` minus `baseline` on `metric` in `view`, in every
+    group of the study), adjusted together, and picks nothing after the fact. Unset (null, [])
+    in ad-hoc runs: the report then guesses the study from the runs' settings and compares every
+    loss with the task's baseline (losses.BASELINE) on its primary metric."""
+
+    study: Optional[Study] = None
+    baseline: Optional[str] = None
+    metric: Optional[str] = None  # the test metric a verdict reads
+    # the epoch of view `selected` maximises trainer.select_on on validation: declare it there
+    view: Optional[View] = None
+    comparisons: list[str] = field(default_factory=list)  # losses compared with the baseline
+    # smallest difference in `metric` that matters: a CI inside +-this is "equivalent"; null:
+    # lossbench.metrics.SMALLEST_EFFECT
+    smallest_effect: Optional[float] = None
+
+
 @dataclass
 class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -203,6 +241,8 @@ class Config:
     # Set by presets that reproduce a published table: results/published/<name>.csv, which the
     # report sets beside the runs (lossbench/report/published.py).
     published: Optional[str] = None
+    # Set by experiment presets: the question the sweep answers (the report reads it).
+    question: QuestionConfig = field(default_factory=QuestionConfig)
 
 
 # Keys that say where or how a run executes, or what it logs, not what it computes: runs that
@@ -380,6 +420,37 @@ def root_problems(d: Any) -> list[str]:
     return []
 
 
+def question_problems(question: Any) -> list[str]:
+    """A declared question names registered losses and metrics."""
+    from lossbench.selection import METRICS
+
+    found = []
+    named = [("comparisons", c) for c in question.comparisons]
+    for key, loss in ([("baseline", question.baseline)] if question.baseline else []) + named:
+        if loss not in LOSSES:
+            found.append(f"question.{key}: {loss!r} is not a loss; accepted: {_accepted(LOSSES)}")
+    if question.baseline in question.comparisons:
+        found.append(f"question.comparisons lists the baseline {question.baseline!r}: a loss "
+                     "is not compared with itself")
+    if question.metric is not None and question.metric not in METRICS:
+        found.append(f"question.metric={question.metric!r} is not a metric; accepted: "
+                     f"{_accepted(METRICS)}")
+    if question.smallest_effect is not None and not question.smallest_effect > 0:
+        found.append(f"question.smallest_effect={question.smallest_effect!r} must be > 0 (or null)")
+    return found
+
+
+def select_on_problems(metric: Optional[str], task: str) -> list[str]:
+    """trainer.select_on names a higher-is-better validation metric of the task."""
+    from lossbench.selection import selectable
+
+    accepted = selectable(task)
+    if metric is None or metric in accepted:
+        return []
+    return [f"trainer.select_on={metric!r} is not a validation metric a {task} run can be "
+            f"selected on; accepted: {_accepted(accepted)} (or null: the task's primary)"]
+
+
 def validate(cfg: Any) -> None:
     """Refuse values the types allow but the run cannot use. Cheap: no data is touched."""
     from lossbench.data import DATASETS, check_source_available, expected_n_classes, peek
@@ -459,6 +530,7 @@ def validate(cfg: Any) -> None:
     if "test_fraction" in d and not 0 < d.test_fraction < 1:
         problems.append(f"dataset.test_fraction={d.test_fraction!r} must be in (0, 1)")
     problems += _condition_problems(cfg) + _validation_problems(cfg) + recipe_problems(cfg)
+    problems += question_problems(cfg.question) + select_on_problems(cfg.trainer.select_on, shape.task.value)
     problems += [f"logger={name} needs the {name} package, which is not installed: "
                  f'pip install -e ".[{name}]" in a checkout, else pip install {name}'
                  for name in missing_trackers(cfg.logger)]

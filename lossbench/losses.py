@@ -41,6 +41,11 @@ class Task(str, Enum):
     multi_label = "multi_label"
 
 
+# The loss every other loss is compared against on a task when no question declares a baseline
+# (ad-hoc sweeps): the torch loss made for it.
+BASELINE = {Task.single_label: "ce", Task.multi_label: "bce_logits"}
+
+
 class Targets(str, Enum):
     """How a batch's labels are handed to the criterion."""
 
@@ -352,6 +357,10 @@ class LossSpec:
     # The loss's own knob a tuned study searches beside the learning rate, as (key, sweep string);
     # none: only the learning rate is tuned (hydra_plugins/lossbench_tuned_sweeper).
     tuned: tuple[tuple[str, str], ...] = ()
+    # False where the loss never trains its outputs as probabilities (mse regresses logits onto
+    # one-hot targets; their softmax is a read-out, not a forecast): calibration metrics of such
+    # a loss describe the read-out, so the report does not rank it on them.
+    probabilistic: bool = True
 
     def refusal(self, dataset: str, task: Task) -> str:
         """Why this loss cannot train on that task, and what to use instead."""
@@ -403,7 +412,8 @@ LOSSES: dict[str, LossSpec] = {
                  _plain(criteria.BrierLoss), "Brier 1950"),
         LossSpec("mse", "squared error between logits and one-hot (k, M rescaling)", MSEParams,
                  lambda p, labels: (criteria.LogitMSELoss(p.k, p.m), {}), _identity, Targets.index,
-                 Probabilities.softmax, SOFTMAX_TASKS, PER_OUTPUT, "Hui & Belkin 2021"),
+                 Probabilities.softmax, SOFTMAX_TASKS, PER_OUTPUT, "Hui & Belkin 2021",
+                 probabilistic=False),
         _softmax("mae", "scale (1 - p_y); scale 2: sum_k |onehot_k - softmax_k|", MAEParams,
                  lambda p, labels: (criteria.MAELoss(p.scale), {}), "Ghosh et al. 2017"),
         _softmax("gce", "generalized cross-entropy (1 - p_y^q) / q", GCEParams,

@@ -31,6 +31,13 @@ CALIBRATION = ("ece_adaptive", "ece_classwise")
 MULTI_LABEL = ("map", "f1_micro", "f1_macro", "subset_acc", "hamming")
 CLASS_BALANCE = ("balanced_acc", "f1_macro", "rare_recall")
 MEMORISATION = ("flipped_acc_noisy", "flipped_acc_true")
+# The smallest difference between two losses that matters, per metric (in the metric's units):
+# a 95% CI of a difference inside +-this is called "equivalent". Half a point for the
+# accuracy-like metrics (the difference the four torch losses show on clean balanced data);
+# a question may declare its own (question.smallest_effect).
+SMALLEST_EFFECT = {"acc": 0.005, "balanced_acc": 0.005, "rare_recall": 0.01, "f1_macro": 0.005,
+                   "map": 0.005, "f1_micro": 0.005, "subset_acc": 0.005, "hamming": 0.002,
+                   "nll": 0.02, "brier": 0.005, "ece": 0.01}
 
 
 def equal_width_edges(n_bins: int = N_BINS) -> np.ndarray:

@@ -33,7 +33,7 @@ from lossbench.optim import build_optimizer
 from lossbench.owned import refuse_planted_links
 from lossbench.recipe import Recipe
 from lossbench.results import RUN_FILES, RunDirLock, RunFiles, read_summary, temp_files, unreadable_files
-from lossbench.selection import PRIMARY
+from lossbench.selection import selection_metric
 from lossbench.signals import Interrupted, StopFlag
 from lossbench.trackers import Trackers
 from lossbench.train import Outcome, train
@@ -45,7 +45,8 @@ log = logging.getLogger("lossbench")
 TRAINER: ContextVar[Callable[..., Any]] = ContextVar("lossbench_trainer", default=train)
 
 # Keys that name where or how a run executes, not what it computes: a finished run is reused
-# whatever they say.
+# whatever they say. (The question is kept: it is in the run's saved config, where the report
+# reads it.)
 NOT_RESULT_KEYS = ("resume", "experiment", "logger")
 
 
@@ -144,7 +145,7 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dic
                 summary.update(status=status, error=error, wall_time_s=time.perf_counter() - started,
                                finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra)
                 summary.update(files.final_test_metrics())
-                summary["selected_epoch"] = files.selected_epoch(PRIMARY.get(summary["task"]))
+                summary["selected_epoch"] = files.selected_epoch(selection_metric(summary["task"], cfg.trainer.select_on))
                 times = [r["epoch_time_s"] for r in files.metrics if r["split"] == "train"]
                 summary["mean_epoch_time_s"] = float(np.mean(times)) if times else None
                 try:
@@ -178,7 +179,8 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dic
             finish("interrupted", f"interrupted by {signal.Signals(stop.signum).name}", **steps)
             raise Interrupted(stop.signum)
         if outcome.stopped_early:
-            log.info(f"stopped early after epoch {outcome.epochs_completed}: validation {PRIMARY[summary['task']]} "
+            log.info(f"stopped early after epoch {outcome.epochs_completed}: validation "
+                     f"{selection_metric(summary['task'], cfg.trainer.select_on)} "
                      f"has not improved for {cfg.trainer.early_stop_patience} epochs")
         status, message = _status_after_skips(outcome, steps["untrained_epochs"])
         finish(status, message, stopped_early=outcome.stopped_early, **steps)

@@ -2,7 +2,8 @@
 
 One rule, used by the run (to keep that epoch's test predictions) and by the report (to read the
 test metrics at that epoch from the tables): the first epoch with the highest validation value of
-the task's primary metric. Never selected on test.
+the selection metric: the one the preset's question declares (question.selection_metric, e.g.
+balanced accuracy on imbalanced data), else the task's primary metric. Never selected on test.
 """
 
 from __future__ import annotations
@@ -12,8 +13,26 @@ from typing import Any, Optional, Sequence
 
 import pandas as pd
 
-# The metric a task is selected (and tuned) on; higher is better for both.
+from lossbench.metrics import CLASS_BALANCE, MULTI_LABEL, SINGLE_LABEL
+
+# The metric a task is selected (and tuned) on unless its question declares another; higher is
+# better for both.
 PRIMARY = {"single_label": "acc", "multi_label": "map"}
+# the metrics a question may name (as its test metric or its selection metric)
+METRICS = frozenset(SINGLE_LABEL + CLASS_BALANCE + MULTI_LABEL)
+# selection maximises, so only metrics where higher is better, per task
+SELECTABLE = {"single_label": ("acc", "balanced_acc", "f1_macro", "rare_recall"),
+              "multi_label": ("map", "f1_micro", "f1_macro", "subset_acc")}
+
+
+def selectable(task: str) -> frozenset[str]:
+    return frozenset(SELECTABLE.get(task, ()))
+
+
+def selection_metric(task: str, declared: Optional[str] = None) -> Optional[str]:
+    """The validation metric a run's selected epoch maximises: the declared one
+    (trainer.select_on), else PRIMARY (None for an unknown task)."""
+    return declared or PRIMARY.get(task)
 
 
 def select_epoch(values: Sequence[float]) -> Optional[int]:
@@ -37,11 +56,12 @@ def selected_epochs(rows: pd.DataFrame, metric: str) -> pd.Series:
 
 
 class SelectionSoFar:
-    """select_epoch applied while a run trains, one val value per epoch: the epoch selected so
+    """select_epoch applied while a run trains, one val value of `metric` per epoch: the epoch selected so
     far, what the run kept from it (its test predictions) and how many epochs have passed since
     (early stopping's count). The same rule, so the run keeps the epoch the tables select."""
 
-    def __init__(self) -> None:
+    def __init__(self, metric: str) -> None:
+        self.metric = metric  # the validation row's key it follows
         self.values: list[float] = []
         self.kept: Any = None
 

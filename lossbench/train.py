@@ -27,7 +27,7 @@ from lossbench.checks import check_loss_inputs
 from lossbench.data import Dataset
 from lossbench.losses import LossSpec, Probabilities, Task, encode_targets, head_width, probabilities
 from lossbench.recipe import Recipe
-from lossbench.selection import PRIMARY, SelectionSoFar
+from lossbench.selection import SelectionSoFar, selection_metric
 
 EVAL_CHUNK = 8192
 AUTOCAST = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
@@ -291,7 +291,7 @@ def train(
     total_steps = trainer.epochs * math.ceil(n / batch)
     params = list(model.parameters())
     condition_inputs = per_class_inputs(data)
-    selection = SelectionSoFar()
+    selection = SelectionSoFar(selection_metric(data.task.value, trainer.select_on))
     lrs = recipe.lrs(optimizer.param_groups[0]["lr"], trainer.epochs, math.ceil(n / batch))
     fill, clip = recipe.fill(x), trainer.grad_clip
 
@@ -414,7 +414,7 @@ def epoch_records(model, spec, criterion, data, encoded, inputs, epoch: int, sec
     last = predictions.per_example(test_probs, inputs["test"], spec.threshold)
     if val_row is not None:
         _add_class_balance(data, inputs, val_row, val_probs, inputs["val"])
-        selection.observe(val_row[PRIMARY[data.task.value]], last)
+        selection.observe(val_row[selection.metric], last)
     if data.task == Task.single_label:
         test_row.update(temperature.scaled_metrics(spec, val_logits, inputs.get("val"), test_logits, inputs["test"]))
     untimed = {"epoch_time_s": float("nan"), "samples_per_s": float("nan")}

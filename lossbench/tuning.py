@@ -19,7 +19,7 @@ from hydra.errors import OverrideParseException
 
 from lossbench.errors import ConfigError
 from lossbench.results import METRICS, SUMMARY, read_summary, write_table
-from lossbench.selection import PRIMARY, select_epoch
+from lossbench.selection import select_epoch, selection_metric
 
 TUNING = "tuning.parquet"
 COLUMNS = ("loss_name", "trial", "setting", "run", "seed", "status", "val_metric", "val_value",
@@ -101,7 +101,8 @@ def read_validation(run_dir: Path) -> Validation:
     if not isinstance(summary, dict):
         return Validation("missing", None, math.nan, None, f"no readable {SUMMARY}")
     status = str(summary.get("status"))
-    metric = PRIMARY.get(summary.get("task"))
+    declared = ((summary.get("config") or {}).get("trainer") or {}).get("select_on")
+    metric = selection_metric(summary.get("task"), declared)
     if metric is None:
         return Validation(status, None, math.nan, None, f"task {summary.get('task')!r} has no primary metric")
     try:

@@ -1,5 +1,5 @@
 """The report's statistics on small hand-made tables: the two views (last epoch, val-selected
-epoch), the hierarchical bootstrap, McNemar, the corrected families, identity checks, Fisher's
+epoch), the crossed seeds x test-examples t-test, McNemar as a diagnostic, the corrected families, identity checks, Fisher's
 test on divergence counts, and findings that only claim what the corrected tests back.
 
 No training: summary / runs / predictions frames are written here as the collector would.
@@ -21,11 +21,10 @@ from lossbench.report.__main__ import main
 from lossbench.report.findings import p_text
 from lossbench.report.groups import direction, find_groups
 from lossbench.report.load import Inputs
-from lossbench.report.paired import BOOTSTRAPPED, SEEDS_ONLY, verdict
+from lossbench.report.paired import COVERS, CROSSED, SEED_T
 from lossbench.report.sections import analyse, build_document
 from lossbench.report.render import to_markdown
-from lossbench.report.stats import (divergence_test, hierarchical_bootstrap, mcnemar_exact,
-                                    t_interval)
+from lossbench.report.stats import crossed_test, divergence_test, mcnemar_exact, t_interval, verdict
 from lossbench.report.tables import fmt
 
 METRICS = ("acc", "nll", "ece", "brier")
@@ -100,26 +99,25 @@ def correct_with(rng, n: int, p: float) -> np.ndarray:
 
 # ---- pure statistics ----
 
-def test_bootstrap_is_deterministic_and_covers_the_known_difference():
+def test_crossed_interval_covers_the_known_difference():
     rng = np.random.default_rng(1)
     # 5 seeds, 4,000 test examples: x is right with probability 0.90, the baseline 0.85
     diffs = [correct_with(rng, 4000, 0.90).astype(float) - correct_with(rng, 4000, 0.85)
              for _ in range(5)]
-    first, again = hierarchical_bootstrap(diffs), hierarchical_bootstrap(diffs)
-    assert first == again
-    assert first.n == 5 and first.low < 0.05 < first.high
+    first = crossed_test(np.array(diffs))
+    assert first.n_seeds == 5 and first.low < 0.05 < first.high
     assert first.mean == pytest.approx(np.mean([d.mean() for d in diffs]))
     assert first.low > 0.03 and first.high < 0.07  # not a vacuous interval
 
 
-def test_bootstrap_is_wider_than_the_seed_interval_when_test_noise_dominates():
+def test_crossed_interval_is_wider_than_the_seed_interval_when_test_noise_dominates():
     # three seeds whose accuracy gaps barely vary (seed noise tiny) on 200 test examples each
     # (binomial noise large): the seed-only t-interval is far too narrow
     diffs = []
     for wins, losses in ((20, 15), (20, 15), (21, 15)):  # x right where the baseline is wrong
         diffs.append(np.repeat([1.0, -1.0, 0.0], [wins, losses, 200 - wins - losses]))
     seed_only = t_interval([d.mean() for d in diffs])
-    both = hierarchical_bootstrap(diffs)
+    both = crossed_test(np.array(diffs))
     assert both.mean == pytest.approx(seed_only.mean)
     assert (both.high - both.low) > 3 * (seed_only.high - seed_only.low)
     assert seed_only.low > 0 > both.low  # the seed-only interval claims a difference it lacks
@@ -216,14 +214,14 @@ def test_holm_matches_multipletests_and_identical_losses_leave_the_family():
         expected = multipletests(acc["p_t"].to_numpy(), method=method)[1]
         np.testing.assert_allclose(acc["p_adj"].to_numpy(), expected)
         assert (paired["adjust"] == method).all()
-        assert (acc["ci_covers"] == SEEDS_ONLY).all()  # no predictions: seeds only
+        assert (acc["ci_covers"] == COVERS[SEED_T]).all()  # no predictions: seeds only
         bce = acc.iloc[0]
         d = np.array([runs[("bce", s)]["test"][0] - runs[("ce", s)]["test"][0] for s in range(4)])
         assert bce["d_z"] == pytest.approx(d.mean() / d.std(ddof=1))
         assert bce["diff"] == pytest.approx(d.mean())
-    assert list(paired.columns[:16]) == [
+    assert list(paired.columns[:12]) == [
         "loss", "baseline", "metric", "view", "n_seeds", "diff", "diff_low", "diff_high",
-        "ci_covers", "d_z", "p_t", "p_wilcoxon", "p_mcnemar", "p_adj", "adjust", "identical"]
+        "ci_covers", "test", "p", "p_t"]
 
 
 def predictions_for(runs: dict, rng, n: int = 300, p_right=None) -> dict:
@@ -235,22 +233,26 @@ def predictions_for(runs: dict, rng, n: int = 300, p_right=None) -> dict:
     return out
 
 
-def test_with_predictions_acc_gets_the_bootstrap_and_mcnemar_as_its_adjusted_p():
+def test_with_predictions_acc_gets_the_crossed_test_and_mcnemar_only_as_a_diagnostic():
     runs = val_and_test_runs(losses=("ce", "bce", "focal"))
     rng = np.random.default_rng(3)
     preds = predictions_for(runs, rng, p_right={"ce": 0.9, "bce": 0.8, "focal": 0.9})
     paired = only_group(make_inputs(runs, preds)).paired
     acc = paired[(paired["metric"] == "acc") & (paired["view"] == "selected")]
-    assert (acc["ci_covers"] == BOOTSTRAPPED).all()
-    assert (paired.loc[paired["metric"] != "acc", "ci_covers"] == SEEDS_ONLY).all()
+    assert (acc["ci_covers"] == COVERS[CROSSED]).all()
+    assert (paired.loc[paired["metric"] != "acc", "ci_covers"] == COVERS[SEED_T]).all()
     # McNemar on the examples pooled over the 3 paired seeds, Holm over bce and focal
     for _, row in acc.iterrows():
         x = np.concatenate([preds[(row["loss"], s, "selected")] for s in range(3)])
         b = np.concatenate([preds[("ce", s, "selected")] for s in range(3)])
         assert row["p_mcnemar"] == pytest.approx(mcnemar_exact(x, b))
-    np.testing.assert_allclose(acc["p_adj"], multipletests(acc["p_mcnemar"], method="holm")[1])
+    np.testing.assert_allclose(acc["p_adj"], multipletests(acc["p"], method="holm")[1])
+    for _, row in acc.iterrows():
+        d = np.array([preds[(row["loss"], s, "selected")].astype(float)
+                      - preds[("ce", s, "selected")] for s in range(3)])
+        assert row["p"] == pytest.approx(crossed_test(d).p)
     assert acc.set_index("loss").loc["bce", "p_adj"] < 0.05
-    # the tables' difference is the bootstrap's point estimate: its CI is around it
+    # the tables' difference is the crossed test's point estimate: its CI is around it
     assert ((acc["diff_low"] < acc["diff"]) & (acc["diff"] < acc["diff_high"])).all()
     assert not paired["note"].str.contains("disagree").any()
 
@@ -307,16 +309,19 @@ def test_divergence_counts_are_compared_by_fishers_test_in_the_findings():
 
 
 def test_findings_use_adjusted_p_values_and_say_so():
-    runs = val_and_test_runs(losses=("ce", "bce", "focal"))
+    runs = val_and_test_runs(losses=("ce", "bce", "focal"), seeds=range(5))
     preds = predictions_for(runs, np.random.default_rng(5),
                             p_right={"ce": 0.9, "bce": 0.8, "focal": 0.9})
     text = findings_text(make_inputs(runs, preds))
     assert "p adj: Holm-adjusted within each metric of this view" in text
-    assert "McNemar's exact test on the test examples pooled over paired seeds for acc" in text
+    assert "the p of crossed t for acc" in text
     acc_rows = [line for line in text.splitlines() if line.startswith("| bce | acc |")]
-    assert len(acc_rows) == 2 and all("| <0.0001 | worse |" in row for row in acc_rows)
-    assert "| focal | acc |" in text and "| n.s. |" in text
-    assert "Test acc vs `ce` (selected; Holm-adjusted p < 0.05 and a 95% CI excluding 0): worse: `bce`" in text
+    assert len(acc_rows) == 2 and all("| worse |" in row for row in acc_rows)
+    focal = [line for line in text.splitlines() if line.startswith("| focal | acc |")]
+    assert focal and all("| inconclusive |" in row for row in focal)
+    assert ("Test acc vs `ce` (selected; better/worse: Holm-adjusted p < 0.05, seed-level paired "
+            "t p < 0.05 and a 95% CI excluding 0; equivalent: the CI inside the smallest effect "
+            "of interest): worse: `bce`") in text
     assert "=<" not in text and "-0.0000" not in text
 
 
@@ -324,17 +329,26 @@ def test_verdicts_read_lower_is_better_for_calibration_after_temperature_scaling
     assert direction("nll_ts", -0.01) == direction("ece_ts", -0.01) == "better"
     assert direction("brier_ts", 0.01) == direction("ece_classwise", 0.01) == "worse"
     assert direction("acc", 0.01) == "better" and direction("map", -0.01) == "worse"
-    assert verdict("nll_ts", 0.03, 0.02, 0.04, 0.001) == "worse"
-    assert verdict("nll_ts", 0.03, 0.02, 0.04, 0.2) == "n.s."
-    assert verdict("acc", 0.01, 0.0, 0.02, float("nan")) == ""
+    assert verdict(0.03, 0.02, 0.04, 0.001, 0.001, 0.02, lower_is_better=True) == "worse"
+    assert verdict(-0.03, -0.04, -0.02, 0.001, 0.001, 0.02, lower_is_better=True) == "better"
+    assert verdict(0.03, 0.02, 0.04, 0.2, 0.001, 0.02, lower_is_better=True) == "inconclusive"
+    assert verdict(0.01, 0.0, 0.02, float("nan"), 0.01, 0.02) == ""
 
 
-def test_a_tiny_pooled_p_with_a_ci_spanning_zero_is_no_verdict():
-    """McNemar on examples pooled over 5 unstable seeds: p < 0.0001, yet across seeds the
-    difference's CI spans 0 (the reference study's nce_rce vs ce at 80% noise)."""
-    assert verdict("acc", 0.054, -0.0336, 0.1348, 0.00001) == "n.s."
-    assert verdict("acc", 0.054, 0.01, 0.1348, 0.00001) == "better"
-    assert verdict("acc", -0.2, math.nan, math.nan, 0.001) == "worse"  # one seed: no CI
+def test_a_verdict_needs_the_seed_level_test_and_a_ci_excluding_zero():
+    """The reference study's sce vs ce at 80% noise: per-seed differences 0.048, 0.163, 0.411,
+    -0.002, 0.173 give a seed-level t p of 0.09, whatever a pooled test says."""
+    d = np.array([0.048, 0.163, 0.411, -0.002, 0.173])
+    p_seed = stats.ttest_1samp(d, 0).pvalue
+    assert 0.05 < p_seed < 0.1
+    assert verdict(0.159, 0.01, 0.31, 0.00001, p_seed, 0.005) == "inconclusive"
+    assert verdict(0.054, -0.0336, 0.1348, 0.00001, 0.001, 0.005) == "inconclusive"
+    assert verdict(0.054, 0.01, 0.1348, 0.00001, 0.001, 0.005) == "better"
+    assert verdict(-0.2, math.nan, math.nan, 0.001, math.nan, 0.005) == "inconclusive"  # one seed
+    assert verdict(0.001, -0.003, 0.004, 0.5, 0.6, 0.005) == "equivalent"
+    assert verdict(0.001, -0.003, 0.006, 0.5, 0.6, 0.005) == "inconclusive"
+    # one seed: an interval over its test examples is no evidence of equivalence
+    assert verdict(0.001, -0.003, 0.004, 0.5, math.nan, 0.005) == "inconclusive"
 
 
 # ---- the whole report on collected tables ----
@@ -362,11 +376,10 @@ def test_report_with_predictions_is_byte_identical_and_takes_fdr_bh(tmp_path, ca
     for view in ("last", "selected"):
         table = pd.read_csv(tmp_path / "a" / "tables" / f"mnist-sample-paired-vs-ce-{view}.csv")
         acc = table[(table["loss"] == "bce") & (table["metric"] == "acc")].iloc[0]
-        assert acc["ci_covers"] == BOOTSTRAPPED and acc["adjust"] == "holm"
+        assert acc["ci_covers"] == COVERS[CROSSED] and acc["adjust"] == "holm"
         assert table.loc[table["loss"] == "nll", "identical"].all()
         assert f"View `{view}`: each loss minus `ce`, paired by seed" in md
-    assert ("for acc it covers seeds and test examples (hierarchical bootstrap, 10,000 "
-            "resamples)") in md
+    assert "for acc it covers seeds and test examples (crossed t)" in md
     assert main([str(root), "--out", str(tmp_path / "bh"), "--adjust", "fdr_bh"]) == 0
     bh = pd.read_csv(tmp_path / "bh" / "tables" / "mnist-sample-paired-vs-ce-selected.csv")
     assert (bh["adjust"] == "fdr_bh").all()
@@ -374,3 +387,24 @@ def test_report_with_predictions_is_byte_identical_and_takes_fdr_bh(tmp_path, ca
     with pytest.raises(SystemExit):
         main([str(root), "--adjust", "bonferroni"])
     assert "invalid choice: 'bonferroni'" in capsys.readouterr().err
+
+
+def test_losses_that_are_the_same_function_up_to_rounding_are_reported_once():
+    """bce_pos_weight on balanced binary data has pos_weight 1: bce_logits up to ~1e-8 in its
+    logged numbers, with the same per-example correctness. It is an identity, not a loss."""
+    runs = val_and_test_runs(losses=("ce", "bce_logits"), seeds=range(4))
+    preds = predictions_for(runs, np.random.default_rng(7), p_right={"ce": 0.9, "bce_logits": 0.8})
+    for seed in range(4):
+        twin = runs[("bce_logits", seed)]
+        runs[("bce_pos_weight", seed)] = {**twin, "offset": twin["offset"] + 1e-8}
+        for view in ("last", "selected"):
+            preds[("bce_pos_weight", seed, view)] = preds[("bce_logits", seed, view)]
+    paired = only_group(make_inputs(runs, preds)).paired
+    twin = paired[paired["loss"] == "bce_pos_weight"]
+    assert twin["identical"].all() and (twin["baseline"] == "bce_logits").all()
+    assert twin["p_adj"].isna().all()
+    # the same numbers with other per-example answers are two functions, however close
+    preds[("bce_pos_weight", 0, "last")] = np.roll(preds[("bce_logits", 0, "last")], 1)
+    paired = only_group(make_inputs(runs, preds)).paired
+    assert not paired.loc[(paired["loss"] == "bce_pos_weight") & (paired["view"] == "last"),
+                          "identical"].any()

@@ -1,82 +1,115 @@
-"""The report's Summary: at most 7 verdicts, each with its difference, CI and adjusted p, read from
-the paired tables' columns."""
+"""The report's Summary: every declared comparison of every question, adjusted together, none
+chosen after the fact (verdicts.declared_verdicts, summary_bullets.question_bullet).
+
+The old Summary chose per question its largest significant gain (and capped the bullets at 7):
+a winner picked after the fact, without a correction across groups. These tests replace those
+claims.
+"""
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
+import pytest
+from statsmodels.stats.multitest import multipletests
 
-from lossbench.report.paired import verdict
-from lossbench.report.summary_bullets import MAX_BULLETS, lead, paired_candidates, select
+from lossbench.report.groups import find_groups
+from lossbench.report.paired import paired_comparisons
+from lossbench.report.summary_bullets import question_bullet, stability_bullets
+from lossbench.report.verdicts import (SEED_COLUMNS, VERDICT_COLUMNS, Entry, declared_verdicts,
+                                       verdict_seeds)
+from lossbench.report.views import last_view
 
-BULLET = re.compile(r"(acc|map) ([+-]\d\.\d{4}|0\.0000) \[[+-]?\d\.\d{4}, [+-]?\d\.\d{4}\], p [=<] [\d.]+ \((Holm|BH)\)")
+GAINS = {"ce": 0.0, "ce_smooth": 0.03, "mae": -0.04, "focal": 0.0005, "brier": 0.0}
 
 
-def contract_frame(losses, diffs, p_adj, view="selected", metric="acc") -> pd.DataFrame:
+def summary(noise: float, declared: bool = True, seeds: int = 6) -> pd.DataFrame:
+    """One group's runs: each loss's test acc = 0.9 + its gain + a per-seed wobble."""
+    rng = np.random.default_rng(int(noise * 10))
     rows = []
-    for loss, diff, p in zip(losses, diffs, p_adj):
-        for v in ("last", view):
-            rows.append({"loss": loss, "baseline": "ce", "metric": metric, "view": v, "n_seeds": 10,
-                         "diff": diff if v == view else -diff, "diff_low": diff - 0.01,
-                         "diff_high": diff + 0.01, "ci_covers": "test set", "d_z": 1.0, "p_t": p / 3,
-                         "p_wilcoxon": p, "p_mcnemar": p, "p_adj": p, "adjust": "holm",
-                         "identical": False, "verdict": verdict(metric, diff if v == view else -diff,
-                                                                 diff - 0.01, diff + 0.01, p)})
-    rows.append({**rows[0], "loss": "nll", "diff": 0.0, "diff_low": 0.0, "diff_high": 0.0,
-                 "p_adj": np.nan, "identical": True, "verdict": "identical"})
+    for seed in range(seeds):
+        wobble = rng.normal(0, 0.002, len(GAINS))
+        for (loss, gain), w in zip(GAINS.items(), wobble):
+            row = {"run": f"noise={noise},loss={loss},seed={seed}", "status": "completed",
+                   "loss": loss, "seed": seed, "dataset": "mnist", "data_source": "sample",
+                   "task": "single_label", "epochs_completed": 1, "cfg.dataset.label_noise": noise,
+                   "cfg.dataset.split_seed": 100 + seed, "test_acc": 0.9 + gain + w,
+                   "test_nll": 0.3 - gain}
+            if declared:
+                row |= {"cfg.question.study": "noise", "cfg.question.baseline": "ce",
+                        "cfg.question.metric": "acc", "cfg.question.view": "last",
+                        "cfg.question.comparisons": "['ce_smooth', 'mae', 'focal']"}
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
-def test_bullets_are_at_most_seven_and_carry_diff_ci_and_adjusted_p():
-    losses = [f"loss{i}" for i in range(12)]
-    candidates = []
-    for group in range(9):
-        frame = contract_frame(losses, [0.001 * (i + 1) for i in range(12)],
-                               [0.001 if i % 2 else 0.5 for i in range(12)])
-        candidates += paired_candidates(group, group, f"group {group}", "a shared lr of 0.001 at 10 epochs",
-                                        frame, "acc")
-    bullets = select(candidates)
-    assert len(bullets) == MAX_BULLETS
-    for bullet in bullets:
-        assert BULLET.search(bullet), bullet
-        assert "a shared lr of 0.001 at 10 epochs" in bullet and "(Holm)" in bullet
-        assert "validation-selected epoch" in bullet  # the selected view is preferred over last
-    # the first group's bullet is its largest significant effect: loss11 (+0.012, p_adj 0.001)
-    assert "`loss11` vs `ce`: better, acc +0.0120 [+0.0020, +0.0220], p = 0.0010 (Holm)" in bullets[0]
-    assert not any("`nll`" in b for b in bullets)  # identical pairs are no verdict
+def entries(*frames: pd.DataFrame, method: str = "holm") -> list[Entry]:
+    out = []
+    for g in find_groups(pd.concat(frames, ignore_index=True)):
+        frame = last_view(g)
+        out.append(Entry("Label noise", dict(g.settings).get("dataset.label_noise", ""), g,
+                         paired_comparisons(g, {"last": frame}, None, method), frame, "last"))
+    return out
 
 
-def test_a_group_without_significant_effects_says_so_with_its_numbers():
-    frame = contract_frame(["bce"], [-0.02], [0.2], metric="map")
-    [bullet] = select(paired_candidates(0, 0, "multilabel", "tuned per loss", frame, "map"))
-    assert "`bce` vs `ce`: no difference shown, map -0.0200 [-0.0300, -0.0100], p = 0.2000 (Holm)" in bullet
-    assert "(tuned per loss)" in bullet
+def test_the_summary_states_exactly_the_declared_comparisons_adjusted_together():
+    mine = entries(summary(0.2), summary(0.4))
+    table, _ = declared_verdicts(mine)
+    assert list(table.columns) == VERDICT_COLUMNS
+    # brier ran but is not declared: never stated; every declared loss in every group is
+    assert sorted(table["loss"].unique()) == ["ce_smooth", "focal", "mae"]
+    assert len(table) == 6 and (table["metric"] == "acc").all() and (table["view"] == "last").all()
+    expected = multipletests(table["p"].to_numpy(), method="holm")[1]
+    np.testing.assert_allclose(table["p_adj"], expected)  # one family of 6, not two of 3
+    words = table.set_index(["group", "loss"])["verdict"]
+    assert words[("0.2", "ce_smooth")] == "better" and words[("0.4", "mae")] == "worse"
+    assert words[("0.2", "focal")] in ("equivalent", "inconclusive")
 
 
-def test_a_question_leads_with_its_largest_gain_over_the_baseline():
-    """`mae` is the largest effect but a loss; the bullet names the largest significant gain."""
-    frame = contract_frame(["mae", "ce_smooth", "brier"], [-0.04, 0.015, 0.02], [0.001, 0.001, 0.3])
-    best = lead(paired_candidates(0, 0, "shared", "x", frame, "acc"))
-    assert "`ce_smooth` vs `ce`: better, acc +0.0150" in best.text
-    worse_only = contract_frame(["mae", "gce"], [-0.04, -0.02], [0.001, 0.001])
-    best = lead(paired_candidates(0, 0, "shared", "x", worse_only, "acc"))
-    assert "`mae` vs `ce`: worse, acc -0.0400" in best.text
-    lower = contract_frame(["a", "b"], [-0.03, 0.05], [0.001, 0.001], metric="hamming")
-    best = lead(paired_candidates(0, 0, "shared", "x", lower, "hamming"))
-    assert "`a` vs `ce`: better, hamming -0.0300" in best.text  # a lower hamming is the gain
+def test_an_undeclared_sweep_compares_every_loss_with_the_tasks_baseline():
+    table, _ = declared_verdicts(entries(summary(0.2, declared=False)))
+    assert sorted(table["loss"]) == ["brier", "ce_smooth", "focal", "mae"]
+    assert (table["baseline"] == "ce").all() and not table["declared"].any()
 
 
-def test_each_question_gets_a_bullet_before_any_gets_a_second():
-    strong = contract_frame(["a", "b", "c"], [0.05, 0.04, 0.03], [0.001, 0.001, 0.001])
-    null = contract_frame(["d"], [0.02], [0.6])
-    candidates = (paired_candidates(0, 0, "shared", "x", strong, "acc")
-                  + paired_candidates(1, 1, "noise", "x", null, "acc"))
-    bullets = select(candidates)
-    assert [b.split("`")[1] for b in bullets] == ["a", "b", "c", "d"]  # page order
-    assert "no difference shown" in bullets[-1]
-    many = candidates + paired_candidates(0, 2, "shared 2", "x", contract_frame(
-        [f"e{i}" for i in range(8)], [0.015] * 8, [0.001] * 8), "acc")
-    chosen = select(many)
-    assert len(chosen) == MAX_BULLETS and any("`d`" in b for b in chosen)  # noise kept its one
+def test_a_question_bullet_names_every_verdict_with_its_evidence():
+    table, _ = declared_verdicts(entries(summary(0.2), summary(0.4)))
+    bullet = question_bullet("Label noise", "a shared lr of 0.001 at 20 epochs", table)
+    assert bullet.startswith("**Label noise** (a shared lr of 0.001 at 20 epochs; declared vs "
+                             "`ce` on acc at the last epoch, 6 comparisons, 6 seeds): ")
+    assert "better: `ce_smooth` (0.2): +0.029" in bullet and "6/6 seeds" in bullet
+    assert "P(improvement) 1.00 [1.00, 1.00]" in bullet and "(Holm)" in bullet
+    assert "worse: `mae` (0.2)" in bullet
+    assert "`focal` (0.2)" in bullet and "`focal` (0.4)" in bullet  # nothing left unsaid
+
+
+def test_inconclusive_verdicts_carry_the_designs_minimum_detectable_effect():
+    table, _ = declared_verdicts(entries(summary(0.2, seeds=3)))
+    table.loc[:, "verdict"] = "inconclusive"
+    bullet = question_bullet("Label noise", "x", table)
+    assert "inconclusive: `focal`, `ce_smooth`, `mae`; the design detects differences of " \
+           in bullet and "(80% power)" in bullet
+
+
+def test_stress_fisher_p_values_join_the_summarys_family():
+    stress = [np.array([0.001, 0.02, 0.5])]
+    table, (fisher,) = declared_verdicts(entries(summary(0.2)), others=stress)
+    expected = multipletests(np.concatenate([table["p"], stress[0]]), method="holm")[1]
+    np.testing.assert_allclose(np.concatenate([table["p_adj"], fisher]), expected)
+    rows = pd.DataFrame({"setting": ["lr=0.1"] * 3, "loss": ["bce", "mae", "gce"],
+                         "reference": "ce", "diverged": [9, 3, 0], "n": 10, "ref_diverged": 0,
+                         "ref_n": 10, "div_diff": [0.9, 0.3, 0.0], "div_low": [0.5, 0.0, -0.2],
+                         "div_high": [1.0, 0.6, 0.2], "summary_p_adj": fisher, "adjust": "holm"})
+    [bullet] = stability_bullets("mnist", rows)
+    assert "`bce` vs `ce` (lr=0.1): diverged 9/10 vs 0/10" in bullet and "`gce`" not in bullet
+
+
+def test_verdict_seeds_hold_the_values_each_verdict_was_computed_from():
+    mine = entries(summary(0.2))
+    table, _ = declared_verdicts(mine)
+    seeds = verdict_seeds(mine, table)
+    assert list(seeds.columns) == SEED_COLUMNS and len(seeds) == 3 * 6
+    for _, v in table.iterrows():
+        part = seeds[seeds["loss"] == v["loss"]]
+        assert (part["value"] - part["baseline_value"]).mean() == pytest.approx(v["difference"])
+    assert list(seeds.loc[seeds["loss"] == "mae", "split_seed"]) == [100 + s for s in range(6)]

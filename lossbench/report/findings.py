@@ -1,8 +1,10 @@
 """Findings sentences generated from a group's tables: no claim here that the numbers don't make.
 
-Verdicts read the adjusted p-values (p_adj) of the paired table and say which correction made
-them; a loss is called best or worst calibrated only when that gap survives the correction, and
-divergence counts are compared by Fisher's exact test before they are said to differ.
+Verdicts read the paired table's `verdict` column (stats.verdict: better, worse, equivalent,
+inconclusive) and say which correction made them; a loss is called best or worst calibrated only
+when that gap survives the correction (losses whose outputs are not probabilities, e.g. mse, are
+not ranked on ECE), and divergence counts are compared by Fisher's exact test before they are
+said to differ.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import math
 
 import pandas as pd
 
+from lossbench.losses import LOSSES
 from lossbench.report.groups import Group
-from lossbench.report.paired import primary_test
+from lossbench.report.paired import COVERS
 from lossbench.report.stats import ADJUSTMENTS, ALPHA, WILCOXON_MIN_PAIRS
 from lossbench.report.tables import fmt, fmt_ci, fmt_p
 
@@ -39,22 +42,15 @@ def no_comparison(group: Group) -> str:
     return f"No paired comparisons: only the baseline `{group.baseline}` completed here."
 
 
-def family_tests(paired: pd.DataFrame) -> dict[tuple[str, str], str]:
-    """(metric, view) -> the test whose p that family adjusted."""
-    return {key: primary_test(family)
-            for key, family in paired.groupby(["metric", "view"], sort=False)}
-
-
 def method_sentence(paired: pd.DataFrame) -> str:
-    """Which p each family adjusted: 'the p of McNemar's exact test on the test examples pooled
-    over paired seeds for acc, and of the paired t-test over seeds for nll, ece, brier'."""
+    """Which p each family adjusted: 'the p of the crossed t-test (seeds and test examples)
+    for acc, and of the paired t-test over seeds for nll, ece, brier'."""
     by_test: dict[str, list[str]] = {}
-    for (metric, _), test in family_tests(paired).items():
+    for test, metric in paired[paired["test"] != ""][["test", "metric"]].itertuples(index=False):
         if metric not in by_test.setdefault(test, []):
             by_test[test].append(metric)
-    words = {"mcnemar": "McNemar's exact test on the test examples pooled over paired seeds",
-             "t": "the paired t-test over seeds"}
-    return "the p of " + ", and of ".join(f"{words[test]} for {', '.join(metrics)}"
+    return "the p of " + ", and of ".join(f"{COVERS[test].split('(')[-1].rstrip(')')} "
+                                          f"for {', '.join(metrics)}"
                                           for test, metrics in by_test.items())
 
 
@@ -66,13 +62,14 @@ def primary_verdicts(group: Group, paired: pd.DataFrame, view: str) -> list[str]
                   & ~paired["identical"] & paired["p_adj"].notna()]
     if rows.empty:
         return []
-    heard: dict[str, list[str]] = {"better": [], "worse": [], "n.s.": []}
+    heard: dict[str, list[str]] = {"better": [], "worse": [], "equivalent": [], "inconclusive": []}
     for _, r in rows.iterrows():
         heard[r["verdict"]].append(f"`{r['loss']}`")
-    words = {"better": "better", "worse": "worse", "n.s.": "no difference shown"}
-    parts = [f"{words[word]}: {', '.join(losses)}" for word, losses in heard.items() if losses]
-    return [f"Test {metric} vs `{baseline}` ({view}; {adjusted_name(paired)}-adjusted p < "
-            f"{ALPHA:g} and a 95% CI excluding 0): " + "; ".join(parts) + "."]
+    parts = [f"{word}: {', '.join(losses)}" for word, losses in heard.items() if losses]
+    return [f"Test {metric} vs `{baseline}` ({view}; better/worse: {adjusted_name(paired)}-"
+            f"adjusted p < {ALPHA:g}, seed-level paired t p < {ALPHA:g} and a 95% CI excluding 0; "
+            "equivalent: the CI inside the smallest effect of interest): "
+            + "; ".join(parts) + "."]
 
 
 def seeds_warning(paired: pd.DataFrame) -> list[str]:
@@ -100,8 +97,8 @@ def largest_effect(group: Group, paired: pd.DataFrame, view: str) -> list[str]:
     else:
         verdict = "significant" if row["verdict"] in ("better", "worse") else "not significant"
         verdict += f" after {adjustment} correction, {p_text('adjusted', row['p_adj'])}"
-        if row["verdict"] == "n.s." and row["p_adj"] < ALPHA:
-            verdict += ", but its CI spans 0"
+        if row["verdict"] not in ("better", "worse") and row["p_adj"] < ALPHA:
+            verdict += ", but its seed-level t-test is not below 0.05"
     # a direction word only for a verdict; a non-significant estimate is only higher or lower
     estimate = (row["verdict"] if row["verdict"] in ("better", "worse")
                 else "higher" if row["diff"] > 0 else "lower")
@@ -116,7 +113,8 @@ def calibration(final: pd.DataFrame, pairs: pd.DataFrame, view: str) -> list[str
     if pairs.empty or "ece_mean" not in final.columns:
         return []
     table = final[(final["view"] == view) & final["ece_mean"].notna()
-                  & final["loss"].isin(set(pairs["loss"]) | set(pairs["other"]))]
+                  & final["loss"].isin(set(pairs["loss"]) | set(pairs["other"]))
+                  & final["loss"].map(probabilistic)]
     table = table.sort_values("ece_mean", kind="stable")
     if len(table) < 2:
         return []
@@ -139,6 +137,12 @@ def calibration(final: pd.DataFrame, pairs: pd.DataFrame, view: str) -> list[str
 
     return [f"Best calibrated by test ECE ({view}, mean over seeds): {ece(best)}; worst: "
             f"{ece(worst)}; {test}."]
+
+
+def probabilistic(loss: str) -> bool:
+    """Whether the loss trains its outputs as probabilities (losses.LossSpec.probabilistic)."""
+    spec = LOSSES.get(loss.split("(")[0])
+    return spec is None or spec.probabilistic
 
 
 def divergence(table: pd.DataFrame) -> list[str]:

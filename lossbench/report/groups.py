@@ -5,7 +5,8 @@ it, a cfg.* column whose value is not the same for every run is a *setting* (a s
 trainer.precision, ..., or a preset changed between two sweeps into one dir): each combination of
 settings becomes its own group, so that "paired by seed" pairs runs that differ in the loss only.
 Never settings: cfg.loss.* (a loss's own parameters are part of its identity, like its name),
-cfg.seed (the pairing key) and the keys that only say where or how a run executed
+cfg.question.* (what the preset asks, not how it runs), cfg.seed and cfg.dataset.split_seed (the
+pairing key: a seed and its data split) and the keys that only say where or how a run executed
 (lossbench.config.EXECUTION_KEYS). In the comparison runs of a tuned sweep, the keys tuned there
 (their TUNED_KEYS column, report.tuning.mark_tuning) are part of each loss's chosen configuration,
 like cfg.loss.*: their value reads TUNED, so a tuned comparison's losses share one group.
@@ -13,6 +14,7 @@ like cfg.loss.*: their value reads TUNED, so a tuned comparison's losses share o
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import math
 import re
@@ -21,14 +23,18 @@ from dataclasses import dataclass
 import pandas as pd
 
 from lossbench.config import EXECUTION_KEYS
-from lossbench.losses import LOSSES
+from lossbench.losses import BASELINE, LOSSES, Task
 from lossbench.metrics import MULTI_LABEL, SINGLE_LABEL
+from lossbench.selection import selection_metric
 
 LOSS_ORDER = tuple(LOSSES)  # the registry's order: the four torch losses first
 MAX_SLUG = 80  # file names stay well below the usual 255-byte limit
 MAX_TITLE_SETTINGS = 5
 TITLE_ORDER = ("cfg.trainer.precision", "cfg.model.logit_scale", "cfg.optim.lr")
-NEVER_SETTINGS = {"cfg.seed"} | {f"cfg.{key}" for key in EXECUTION_KEYS}
+# the seed and the data split it trains on are the unit of replication (a reference sweep sets
+# dataset.split_seed per seed): what a group's runs are paired by, never what splits a group
+NEVER_SETTINGS = {"cfg.seed", "cfg.dataset.split_seed"} | {f"cfg.{key}" for key in EXECUTION_KEYS}
+QUESTION = "cfg.question."  # the declaration a preset's runs carry (config.QuestionConfig)
 SPLIT_SEED = "cfg.dataset.split_seed"
 TUNED_KEYS = "tuned_keys"  # summary column: the keys tuned per loss for this run, comma-separated
 TUNED = "tuned"  # a tuned key's value in a tuned comparison run's group settings
@@ -45,8 +51,9 @@ class TaskKind:
 TASKS = {
     # the calibration metrics again after temperature scaling on the val split (NaN, so left out
     # of the tables, without one)
-    "single_label": TaskKind("single-label", "acc", "ce", SINGLE_LABEL + ("nll_ts", "ece_ts")),
-    "multi_label": TaskKind("multi-label", "map", "bce_logits", MULTI_LABEL),
+    "single_label": TaskKind("single-label", "acc", BASELINE[Task.single_label],
+                             SINGLE_LABEL + ("nll_ts", "ece_ts")),
+    "multi_label": TaskKind("multi-label", "map", BASELINE[Task.multi_label], MULTI_LABEL),
 }
 # Metrics where a larger value is worse (for the words "better"/"worse" in findings), including
 # the calibration metrics after temperature scaling and the other ECE estimators.
@@ -100,11 +107,61 @@ class Group:
     def kind(self) -> TaskKind:
         return TASKS[self.task]
 
+    def declared(self, key: str):
+        """question.<key> as the group's runs declare it; None without a declaration (ad-hoc
+        runs) or where the runs disagree."""
+        column = QUESTION + key
+        if column not in self.runs:
+            return None
+        values = self.runs[column].dropna().astype("str").unique()
+        return values[0] if len(values) == 1 and len(self.runs[column].dropna()) == len(self.runs) \
+            else None
+
+    @property
+    def question_declared(self) -> bool:
+        return self.declared("baseline") is not None
+
+    @property
+    def comparisons(self) -> list[str]:
+        """The losses the question compares with the baseline: the declared ones present here,
+        else (ad hoc) every other loss."""
+        declared = self.declared("comparisons")
+        others = [loss for loss in self.losses if loss != self.baseline]
+        wanted = set(ast.literal_eval(declared)) if declared is not None else set()
+        if not wanted:
+            return others
+        return [loss for loss in others if loss in wanted]
+
+    @property
+    def view(self) -> str | None:
+        """The declared view (selected | last), None ad hoc."""
+        return self.declared("view")
+
+    @property
+    def smallest_effect(self) -> float | None:
+        value = self.declared("smallest_effect")
+        return None if value is None or value in ("None", "nan") else float(value)
+
+    @property
+    def selection_metric(self) -> str:
+        """The validation metric the runs selected their epoch on (trainer.select_on)."""
+        return selection_metric(self.task, self.declared_setting("cfg.trainer.select_on"))
+
+    def declared_setting(self, column: str):
+        if column not in self.runs:
+            return None
+        values = self.runs[column].dropna().unique()
+        return str(values[0]) if len(values) == 1 else None
+
     @property
     def baseline(self) -> str:
-        """The task's baseline; if it has no completed run here (a bce vs bce_logits study), the
-        first loss present in the order ce, bce_logits, nll, bce, others."""
+        """The declared baseline, else the task's (losses.BASELINE); if it has no completed run
+        here (a bce vs bce_logits study), the first loss present in the order ce, bce_logits,
+        nll, bce, others."""
         losses = self.losses
+        declared = self.declared("baseline")
+        if declared is not None and (declared in losses or not losses):
+            return declared
         if self.kind.baseline in losses or not losses:
             return self.kind.baseline
         fallback = ("ce", "bce_logits", "nll", "bce")
@@ -121,16 +178,21 @@ class Group:
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        """The task's test metrics; with imbalanced training classes also balanced accuracy and
-        the rarest classes' recall, which the balanced test set's accuracy averages away."""
+        """The task's test metrics; with imbalanced training classes (or a question about them)
+        also balanced accuracy and the rarest classes' recall, which the balanced test set's
+        accuracy averages away."""
+        balance = self.imbalanced or self.declared("metric") in ("balanced_acc", "rare_recall")
         extra = tuple(m for m in ("balanced_acc", "rare_recall")
-                      if f"test_{m}" in self.runs) if self.imbalanced else ()
+                      if f"test_{m}" in self.runs) if balance else ()
         return self.kind.metrics + extra
 
     @property
     def verdict_metric(self) -> str:
-        """The metric a verdict on this group reads: balanced accuracy where the training
-        classes are imbalanced, else the task's primary metric."""
+        """The metric a verdict on this group reads: the declared one, else balanced accuracy
+        where the training classes are imbalanced, else the task's primary metric."""
+        declared = self.declared("metric")
+        if declared is not None and declared in self.metrics:
+            return declared
         return "balanced_acc" if "balanced_acc" in self.metrics else self.kind.metric
 
     @property
@@ -186,7 +248,7 @@ def infer_task(summary: pd.DataFrame) -> pd.Series:
 
 def is_setting_column(column: str) -> bool:
     """A cfg.* column that may change results and is not a loss's identity or the pairing key."""
-    return (column.startswith("cfg.") and not column.startswith("cfg.loss.")
+    return (column.startswith("cfg.") and not column.startswith(("cfg.loss.", QUESTION))
             and column not in NEVER_SETTINGS)
 
 

@@ -1,16 +1,25 @@
 """Each loss against the group's baseline, paired by seed, per test metric and view.
 
-One row per (loss, metric, view) in the columns of COLUMNS. Per row: the seed-level paired t-test
-and Wilcoxon test, d_z, and a CI of the mean difference. For the metrics that are a mean of
-predictions.parquet's per-example `correct` (CORRECTNESS), where both losses stored predictions,
-the CI is a hierarchical bootstrap over seeds and test examples and McNemar's exact test runs on
-the pooled examples; elsewhere the CI is the seed t-interval. `ci_covers` says which.
+One row per (loss, metric, view) in the columns of COLUMNS. The seed is the unit of replication:
+every seed of a group is scored on the same test examples, so a verdict's test has to cover how
+the difference varies between seeds *and* which test examples happened to be drawn.
+- For the metrics that are a mean of predictions.parquet's per-example `correct` (CORRECTNESS),
+  where both losses stored predictions on every paired seed, the primary test is the crossed
+  t-test of stats.crossed_test on d[seed, example] (seeds and test examples as crossed random
+  effects), never narrower than the seed-level t.
+- Elsewhere the primary test is the seed-level paired t-test: it covers the seeds, conditional
+  on this test set (`ci_covers` says which).
+Beside each difference: k/n paired seeds in its direction, P(improvement) with its CI (rliable),
+the smallest effect of interest (`bound`, metrics.SMALLEST_EFFECT or the question's declaration)
+and, where inconclusive, the minimum detectable effect. McNemar's test on examples pooled over
+seeds and the Wilcoxon test are diagnostics; no verdict reads them.
 
-Losses that are bitwise identical on every paired seed (every metric equal: nll and ce, bce and
-bce_logits at float32) are one result, not two: the later one in the baseline-first loss order is
-reported once as an identity check against the first (`identical` true, no p-values) and stays out
-of the families. A family is one metric in one view of one group; its primary p-values (McNemar's
-where every tested row has one, else the t-test's: primary_test) are adjusted together.
+Losses that are the same function here (every metric equal within IDENTICAL_TOLERANCE on every
+paired seed and, where stored, the same per-example correctness: nll and ce, bce and bce_logits
+at float32, bce_pos_weight and bce_logits on balanced binary data) are one result, not two: the
+later one in the baseline-first loss order is reported once as an identity check against the
+first (`identical` true, no p-values) and stays out of the families. A family is one metric in
+one view of one group; its primary p-values are adjusted together.
 """
 
 from __future__ import annotations
@@ -20,23 +29,29 @@ import math
 import numpy as np
 import pandas as pd
 
-from lossbench.report.groups import Group, direction
-from lossbench.report.stats import (ALPHA, BOOTSTRAP_RESAMPLES, adjust, hierarchical_bootstrap,
-                                    mcnemar_exact, paired_test)
+from lossbench.metrics import SMALLEST_EFFECT
+from lossbench.report.groups import LOWER_IS_BETTER, Group
+from lossbench.report.stats import (adjust, crossed_test, improvement_interval, k_of_n,
+                                    mcnemar_exact, minimum_detectable_effect, paired_test,
+                                    seed_t_result, verdict)
 from lossbench.report.tables import per_seed
 from lossbench.report.views import predictions_of
 
 COLUMNS = ["loss", "baseline", "metric", "view", "n_seeds", "diff", "diff_low", "diff_high",
-           "ci_covers", "d_z", "p_t", "p_wilcoxon", "p_mcnemar", "p_adj", "adjust", "identical",
-           "note", "verdict"]
+           "ci_covers", "test", "p", "p_t", "k_of_n", "p_improvement", "p_improvement_low",
+           "p_improvement_high", "bound", "mde", "d_z", "p_wilcoxon", "p_mcnemar", "p_adj",
+           "adjust", "identical", "note", "verdict"]
 # test metrics that equal the mean over test examples of predictions.parquet's `correct`
 CORRECTNESS = {"acc", "subset_acc"}
 AGREE = 1e-6  # float32 accuracies vs exact means of booleans
-SEEDS_ONLY = "initialisation seeds only"  # a Student-t interval over paired seeds
-BOOTSTRAPPED = (f"seeds and test examples (hierarchical bootstrap, {BOOTSTRAP_RESAMPLES:,} "
-                "resamples)")
-EXAMPLES_ONLY = (f"test examples only, one paired seed (bootstrap, {BOOTSTRAP_RESAMPLES:,} "
-                 "resamples)")
+# two losses are one function where every test metric agrees this closely on every seed: float32
+# reductions of the same numbers in another order differ by a few ulps, not more
+IDENTICAL_TOLERANCE = 1e-6
+CROSSED = "crossed t"
+SEED_T = "seed t"
+COVERS = {CROSSED: "seeds and test examples (crossed t)",
+          SEED_T: "seeds only, on this test set (paired t over seeds)",
+          "examples": "test examples only, one paired seed (t over examples)"}
 
 
 def seed_table(frame: pd.DataFrame, loss: str, metrics: list[str]) -> pd.DataFrame:
@@ -45,22 +60,33 @@ def seed_table(frame: pd.DataFrame, loss: str, metrics: list[str]) -> pd.DataFra
     return pd.DataFrame({m: per_seed(runs, f"test_{m}") for m in metrics})
 
 
-def same_numbers(a: pd.DataFrame, b: pd.DataFrame) -> int:
-    """Paired seeds on which every metric of a equals b's exactly (NaN equal to NaN); 0 unless
+def same_numbers(a: pd.DataFrame, b: pd.DataFrame, a_preds: dict | None = None,
+                 b_preds: dict | None = None) -> int:
+    """Paired seeds on which every metric of a equals b's within IDENTICAL_TOLERANCE (NaN equal
+    to NaN) and, where both stored them, every per-example correctness flag is equal; 0 unless
     that holds on every paired seed."""
     common = a.index.intersection(b.index)
     if not len(common):
         return 0
-    equal = np.array_equal(a.loc[common].to_numpy(), b.loc[common].to_numpy(), equal_nan=True)
-    return len(common) if equal else 0
+    if not np.allclose(a.loc[common].to_numpy(float), b.loc[common].to_numpy(float),
+                       rtol=IDENTICAL_TOLERANCE, atol=IDENTICAL_TOLERANCE, equal_nan=True):
+        return 0
+    for seed in common:
+        x, y = (a_preds or {}).get(seed), (b_preds or {}).get(seed)
+        if x is not None and y is not None and not x.equals(y):
+            return 0
+    return len(common)
 
 
-def identity_classes(order: list[str], seeds: dict[str, pd.DataFrame]) -> dict[str, str]:
-    """loss -> the first loss in `order` it is bitwise identical to (itself if none)."""
+def identity_classes(order: list[str], seeds: dict[str, pd.DataFrame],
+                     preds: dict[str, dict] | None = None) -> dict[str, str]:
+    """loss -> the first loss in `order` it is the same function as (itself if none)."""
+    preds = preds or {}
     first: dict[str, str] = {}
     for loss in order:
         first[loss] = next((rep for rep in dict.fromkeys(first.values())
-                            if same_numbers(seeds[loss], seeds[rep])), loss)
+                            if same_numbers(seeds[loss], seeds[rep], preds.get(loss),
+                                            preds.get(rep))), loss)
     return first
 
 
@@ -72,57 +98,77 @@ def correctness(preds: pd.DataFrame, loss: str) -> dict:
             for seed, rows in mine.groupby("seed")}
 
 
-def example_tests(x: dict, base: dict, seeds) -> tuple[object, float, str]:
-    """Bootstrap CI and McNemar p of x - baseline on the paired seeds both stored predictions
-    for; (None, nan, why) when none."""
-    paired = [s for s in seeds if s in x and s in base]
-    if not paired:
-        why = "no test predictions stored by both losses" if x or base else ""
-        return None, math.nan, why
-    aligned = [pd.concat([x[s], base[s]], axis=1, join="inner").to_numpy() for s in paired]
-    ci = hierarchical_bootstrap([a[:, 0] - a[:, 1] for a in aligned])
-    pooled = np.concatenate(aligned)
-    notes = []
-    if len(paired) < len(seeds):
-        notes.append(f"test predictions on {len(paired)} of {len(seeds)} paired seeds")
+def example_matrix(x: dict, base: dict, seeds) -> tuple[np.ndarray | None, str]:
+    """d[seed, example] = correct_x - correct_baseline over `seeds` on the test examples every
+    one of them holds; (None, why) unless both losses stored predictions for every seed."""
+    missing = [s for s in seeds if s not in x or s not in base]
+    if missing:
+        why = (f"test predictions on {len(seeds) - len(missing)} of {len(seeds)} paired seeds: "
+               "the CI covers the seeds only" if x or base else "")
+        return None, why
+    frame = pd.concat([(x[s] - base[s]).rename(s) for s in seeds], axis=1, join="inner")
+    return frame.to_numpy().T, ""
+
+
+def pooled_mcnemar(x: dict, base: dict, seeds) -> tuple[float, str]:
+    """The diagnostic: McNemar's exact p on the examples of every paired seed pooled."""
+    pooled = np.concatenate([pd.concat([x[s], base[s]], axis=1, join="inner").to_numpy()
+                             for s in seeds])
     if np.isin(pooled, (0.0, 1.0)).all():
-        p = mcnemar_exact(pooled[:, 0] == 1, pooled[:, 1] == 1)
-    else:
-        p = math.nan
-        notes.append("several runs of one loss and seed: McNemar needs one prediction per example")
-    return ci, p, "; ".join(notes)
+        return mcnemar_exact(pooled[:, 0] == 1, pooled[:, 1] == 1), ""
+    return math.nan, "several runs of one loss and seed: McNemar needs one prediction per example"
 
 
-def compare(x: pd.Series, base: pd.Series, metric: str, x_preds: dict, base_preds: dict) -> dict:
+def compare(x: pd.Series, base: pd.Series, metric: str, x_preds: dict, base_preds: dict,
+            bound: float) -> dict:
     common = x.index.intersection(base.index).sort_values()
-    test = paired_test(x[common].to_numpy(), base[common].to_numpy())
-    row = {"n_seeds": test.n, "diff": test.mean_diff, "diff_low": test.low,
-           "diff_high": test.high, "ci_covers": SEEDS_ONLY if test.n >= 2 else "",
-           "d_z": test.effect_size, "p_t": test.t_p, "p_wilcoxon": test.wilcoxon_p,
-           "p_mcnemar": math.nan}
+    xs, bs = x[common].to_numpy(float), base[common].to_numpy(float)
+    test = paired_test(xs, bs)
+    primary, name = seed_t_result(xs - bs), SEED_T
     notes = [test.note]
     if test.identical:  # this metric ties, the losses do not (identity is checked before)
         notes = [f"equal on all {test.n} paired seeds: no seed-level test"]
+    p_mcnemar = math.nan
     if metric in CORRECTNESS and test.n:
-        ci, p, note = example_tests(x_preds, base_preds, list(common))
-        if ci is not None:
-            row |= {"diff_low": ci.low, "diff_high": ci.high, "p_mcnemar": p,
-                    "ci_covers": BOOTSTRAPPED if ci.n >= 2 else EXAMPLES_ONLY}
-            if ci.n == test.n and abs(ci.mean - test.mean_diff) > AGREE:
-                notes.append(f"the stored predictions give a difference of {ci.mean:+.6f}, "
+        d, why = example_matrix(x_preds, base_preds, list(common))
+        notes.append(why)
+        if d is not None:
+            primary = crossed_test(d)
+            name = CROSSED if test.n >= 2 else "examples"
+            p_mcnemar, why = pooled_mcnemar(x_preds, base_preds, list(common))
+            notes.append(why)
+            if abs(primary.mean - test.mean_diff) > AGREE:
+                notes.append(f"the stored predictions give a difference of {primary.mean:+.6f}, "
                              f"the metrics tables {test.mean_diff:+.6f}: they disagree")
-        notes.append(note)
-    row["note"] = "; ".join(n for n in notes if n)
-    return row
+    k, n = k_of_n(xs - bs)
+    improvement = improvement_interval(xs, bs, higher_is_better=metric not in LOWER_IS_BETTER)
+    return {"n_seeds": test.n, "diff": test.mean_diff, "diff_low": primary.low,
+            "diff_high": primary.high, "ci_covers": COVERS[name] if primary.low == primary.low
+            else "", "test": name, "p": primary.p, "p_t": test.t_p, "k_of_n": f"{k}/{n}",
+            "p_improvement": improvement.mean, "p_improvement_low": improvement.low,
+            "p_improvement_high": improvement.high, "bound": bound,
+            "mde": minimum_detectable_effect(primary.se, primary.df), "d_z": test.effect_size,
+            "p_wilcoxon": test.wilcoxon_p, "p_mcnemar": p_mcnemar,
+            "note": "; ".join(n for n in notes if n)}
 
 
 def identity_rows(loss: str, rep: str, n: int, metrics: list[str]) -> list[dict]:
-    note = (f"bitwise identical to `{rep}` on all {n} paired seeds (every metric): an identity "
-            "check, kept out of the adjusted families")
+    note = (f"identical to `{rep}` here (the same function): every metric equal (within "
+            f"{IDENTICAL_TOLERANCE:g}) on all {n} paired seeds; an identity check, kept out of "
+            "the adjusted families")
     return [{"loss": loss, "baseline": rep, "metric": m, "n_seeds": n, "diff": 0.0,
-             "diff_low": 0.0, "diff_high": 0.0, "ci_covers": "", "d_z": math.nan,
-             "p_t": math.nan, "p_wilcoxon": math.nan, "p_mcnemar": math.nan,
-             "identical": True, "note": note} for m in metrics]
+             "diff_low": 0.0, "diff_high": 0.0, "ci_covers": "", "test": "", "p": math.nan,
+             "p_t": math.nan, "k_of_n": f"0/{n}", "p_improvement": 0.5,
+             "p_improvement_low": math.nan, "p_improvement_high": math.nan,
+             "bound": math.nan, "mde": math.nan, "d_z": math.nan, "p_wilcoxon": math.nan,
+             "p_mcnemar": math.nan, "identical": True, "note": note} for m in metrics]
+
+
+def bounds(group: Group, metrics) -> dict[str, float]:
+    """The smallest effect of interest per metric: the question's declaration for its metric,
+    else metrics.SMALLEST_EFFECT (NaN where none is declared: never 'equivalent')."""
+    declared = {group.verdict_metric: group.smallest_effect} if group.smallest_effect else {}
+    return {m: declared.get(m, SMALLEST_EFFECT.get(m, math.nan)) for m in metrics}
 
 
 def view_rows(group: Group, view: str, frame: pd.DataFrame, predictions, metrics) -> list[dict]:
@@ -132,43 +178,22 @@ def view_rows(group: Group, view: str, frame: pd.DataFrame, predictions, metrics
     if baseline not in order:
         return []
     seeds = {loss: seed_table(frame, loss, metrics) for loss in order}
-    reps = identity_classes(order, seeds)
     preds = predictions_of(group, predictions, view)
-    base_preds = correctness(preds, baseline)
+    stored = {loss: correctness(preds, loss) for loss in order}
+    reps = identity_classes(order, seeds, stored)
+    limits = bounds(group, metrics)
     rows = []
     for loss in order[1:]:
         if reps[loss] != loss:
             n = same_numbers(seeds[loss], seeds[reps[loss]])
             rows += [r | {"view": view} for r in identity_rows(loss, reps[loss], n, metrics)]
             continue
-        x_preds = correctness(preds, loss)
         for m in metrics:
-            row = compare(seeds[loss][m], seeds[baseline][m], m, x_preds, base_preds)
+            row = compare(seeds[loss][m], seeds[baseline][m], m, stored[loss], stored[baseline],
+                          limits[m])
             rows.append({"loss": loss, "baseline": baseline, "metric": m, "view": view,
                          "identical": False, **row})
     return rows
-
-
-def primary_test(family: pd.DataFrame) -> str:
-    """The test whose p a family adjusts: McNemar's where every tested row has one (per-example
-    evidence), else the seed-level t-test."""
-    rows = family[~family["identical"]]
-    tested = rows[rows["p_t"].notna() | rows["p_mcnemar"].notna()]
-    if len(tested) and tested["p_mcnemar"].notna().all():
-        return "mcnemar"
-    return "t"
-
-
-def verdict(metric: str, diff: float, low: float, high: float, p_adj: float) -> str:
-    """'better' / 'worse' than the baseline where the adjusted p is below ALPHA and the 95% CI
-    of the difference excludes 0 (where there is one); 'n.s.' where either fails; '' where
-    nothing was tested. Both, because McNemar's p on test examples pooled over seeds ignores
-    how much the difference varies between seeds, which the hierarchical CI covers: with a few
-    unstable seeds the first can be tiny while the second spans 0."""
-    if p_adj is None or math.isnan(p_adj):
-        return ""
-    spans_zero = not (math.isnan(low) or math.isnan(high)) and low <= 0 <= high
-    return direction(metric, diff) if p_adj < ALPHA and not spans_zero else "n.s."
 
 
 def paired_comparisons(group: Group, frames: dict[str, pd.DataFrame],
@@ -182,19 +207,24 @@ def paired_comparisons(group: Group, frames: dict[str, pd.DataFrame],
     table = pd.DataFrame(rows, columns=COLUMNS)
     if table.empty:
         return table
-    for column in ("p_t", "p_wilcoxon", "p_mcnemar", "d_z"):
+    for column in ("p", "p_t", "p_wilcoxon", "p_mcnemar", "d_z"):
         table[column] = table[column].astype(float)  # None -> NaN; the note says why
     table["identical"] = table["identical"].astype(bool)
     table["adjust"] = method
     table["p_adj"] = math.nan
     for _, family in table.groupby(["metric", "view"], sort=False):
-        column = "p_mcnemar" if primary_test(family) == "mcnemar" else "p_t"
         members = family[~family["identical"]]
-        table.loc[members.index, "p_adj"] = adjust(members[column].to_numpy(), method)
-    table["verdict"] = [
-        "identical" if r.identical else verdict(r.metric, r.diff, r.diff_low, r.diff_high, r.p_adj)
-        for r in table.itertuples(index=False)]
+        table.loc[members.index, "p_adj"] = adjust(members["p"].to_numpy(), method)
+    table["verdict"] = readjudge(table)
     return table
+
+
+def readjudge(table: pd.DataFrame) -> list[str]:
+    """stats.verdict of every row, from its p_adj (after any re-adjustment) and seed-level p."""
+    return ["identical" if r.identical else
+            verdict(r.diff, r.diff_low, r.diff_high, r.p_adj, r.p_t, r.bound,
+                    r.metric in LOWER_IS_BETTER)
+            for r in table.itertuples(index=False)]
 
 
 def all_pairs(group: Group, frame: pd.DataFrame, metric: str, method: str = "holm") -> pd.DataFrame:

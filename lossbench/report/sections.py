@@ -26,38 +26,42 @@ from lossbench.report.setup import STRESS_RUN, header_lines, setup_section
 from lossbench.report.stability import StressGroup, stability_appendix, stability_section, stress_groups
 from lossbench.report.stats import ADJUSTMENTS, ALPHA, BOOTSTRAP_RESAMPLES, WILCOXON_MIN_PAIRS
 from lossbench.report.studies import STUDIES, primary_table, study_blocks, study_of, tuned_runs
-from lossbench.report.summary_bullets import (MAX_BULLETS, paired_candidates, select,
-                                              stability_candidates)
+from lossbench.report.summary_bullets import question_bullets, stability_bullets
+from lossbench.report.verdicts import Entry, declared_verdicts, verdict_seeds
 from lossbench.report.tuning import shared_vs_tuned_blocks, tuning_blocks
 from lossbench.report.views import Views, views
 
 
 def method(adjust: str) -> str:
     return (
-        "Statistics use completed runs only. Each group's test metrics are shown in two views: "
-        "`last`, each run's last epoch (a fixed budget), and `selected`, the epoch where the "
-        "run's validation primary metric (acc single-label, mAP multi-label) peaked first "
-        "(lossbench.selection; never chosen on test), where runs have validation rows. 95% CIs "
-        "of means are Student-t intervals over seeds (mean ± t·s/√n, scipy.stats.t); a (loss, "
-        "seed) with several runs in a group is averaged first. Paired comparisons pair each loss "
-        "with the baseline (`ce` single-label, `bce_logits` multi-label) by seed: mean "
-        "difference, d_z (mean over SD of the paired differences), paired t-test "
-        "(scipy.stats.ttest_rel) and Wilcoxon signed-rank test (scipy.stats.wilcoxon, "
-        "two-sided, zero differences dropped; it cannot reach p < 0.05 with fewer than "
-        f"{WILCOXON_MIN_PAIRS} non-zero pairs). For accuracy where runs stored their per-example "
-        "test predictions, the CI of the difference is a hierarchical paired bootstrap (seeds, "
-        "then test examples within each seed; "
-        f"{BOOTSTRAP_RESAMPLES:,} resamples, fixed seed) and McNemar's exact test "
-        "(statsmodels) runs on the per-example correctness pooled over paired seeds; every "
-        "other CI covers the initialisation seeds only, and each table says which. Losses "
-        "bitwise identical on every paired seed are reported once, as an identity check. "
-        f"p-values are {ADJUSTMENTS[adjust]}-adjusted (statsmodels multipletests) within each "
-        "family of one group, one metric and one view: McNemar's p where every comparison in "
-        "the family has one, else the t-test's. A loss is called better or worse than the "
-        f"baseline where its adjusted p is below {ALPHA:g} and the 95% CI of the difference "
-        "excludes 0. Divergence counts are compared with Fisher's "
-        "exact test (scipy.stats.fisher_exact). Learning-curve bands are mean ± 95% t-CI over "
-        "seeds."
+        "Statistics use completed runs only; the seed (one training run) is the unit of "
+        "replication, and a (loss, seed) with several runs in a group is averaged first. Each "
+        "question reads one view: `selected`, the epoch where the run's validation selection "
+        "metric (trainer.select_on; acc single-label, mAP multi-label unless declared) peaked "
+        "first (lossbench.selection; never chosen on test), or `last`, each run's last epoch "
+        "(a fixed budget), as its preset declares. 95% CIs of means are Student-t intervals over "
+        "seeds. Paired comparisons pair each loss with the question's baseline by seed. Every "
+        "seed is scored on the same test examples, so for accuracy where runs stored their "
+        "per-example test predictions the CI and p of a difference come from a crossed t-test: "
+        "seeds and test examples as crossed random effects (a two-way ANOVA's variance of the "
+        "mean, never below the seed-level t's, Satterthwaite degrees of freedom); every other "
+        "CI is the paired t-interval over seeds, which covers the seeds on this test set only, "
+        "and each table says which. Where runs set dataset.split_seed per seed, the seed "
+        "variation includes the data split. Beside each difference: k/n seeds in its "
+        "direction, P(improvement) (rliable's probability of improvement, with its stratified "
+        f"bootstrap CI, {BOOTSTRAP_RESAMPLES:,} resamples) and, where inconclusive, the minimum "
+        "detectable effect (80% power). Losses that are the same function here (every metric "
+        "equal within 1e-6 and the same per-example correctness on every paired seed) are "
+        f"reported once, as an identity check. p-values are {ADJUSTMENTS[adjust]}-adjusted "
+        "(statsmodels multipletests) within each family of one group, one metric and one view "
+        "in the tables, and across every verdict the Summary states in the Summary. A loss is "
+        f"better or worse than the baseline where the adjusted p is below {ALPHA:g}, the "
+        f"seed-level paired t-test's p too, and the 95% CI excludes 0; equivalent where the CI "
+        "lies inside ± the smallest effect of interest (lossbench.metrics.SMALLEST_EFFECT, or "
+        "the question's); else inconclusive. McNemar's test on examples pooled over seeds and "
+        f"the Wilcoxon signed-rank test (it cannot reach p < 0.05 with fewer than "
+        f"{WILCOXON_MIN_PAIRS} non-zero pairs) are diagnostics only. Divergence counts are "
+        "compared with Fisher's exact test. docs/statistics.md states every rule."
     )
 
 
@@ -176,43 +180,71 @@ def by_study(inputs: Inputs, results: list[GroupResults]) -> dict[str, list[Grou
     return {key: mine for key, mine in out.items() if mine}
 
 
-def summary_section(studies: dict[str, list[GroupResults]], stress: list[StressGroup]) -> Section:
-    candidates, order = [], 0
-    for study, (key, mine) in enumerate(studies.items()):
-        for r in mine:
-            order += 1
-            if not r.paired.empty:
-                candidates += paired_candidates(study, order, f"{STUDIES[key]}, {r.title}",
-                                                condition(r.group.runs),
-                                                r.paired, r.group.verdict_metric)
-    for group in stress:
-        if not group.verdicts.empty:
-            order += 1
-            candidates += stability_candidates(len(studies), order, f"Stability, {group.title}",
-                                               group.verdicts)
-    bullets = select(candidates)
-    intro = (f"At most {MAX_BULLETS} verdicts, generated from the tables below: per question its "
-             "largest significant gain over the baseline (else its largest significant effect, else "
-             "its largest effect, said to be not significant), then the largest remaining "
-             "significant ones. Differences are the loss minus its baseline "
-             "(primary metric, or the share of diverged seeds) with the 95% CI; p as the table "
-             "corrects it.")
-    return Section("Summary", [Paragraph(intro), Bullets(bullets) if bullets else
-                               Paragraph("No paired comparison to summarise.")])
+def verdict_entries(studies: dict[str, list[GroupResults]]) -> list[Entry]:
+    """Every group of every question, in page order, in its question's one view."""
+    return [Entry(STUDIES[key], r.title, r.group, r.paired, r.views.frames[r.views.primary],
+                  r.views.primary) for key, mine in studies.items() for r in mine]
+
+
+def question_verdicts(inputs: Inputs, adjust: str = "holm") -> pd.DataFrame:
+    """The declared verdicts of every question in these runs (verdicts.VERDICT_COLUMNS), p
+    adjusted across all of them: what the Summary states, stress verdicts aside."""
+    results = [analyse(g, inputs, adjust) for g in find_groups(inputs.completed)]
+    return declared_verdicts(verdict_entries(by_study(inputs, results)), adjust)[0]
+
+
+def summary_section(studies: dict[str, list[GroupResults]], stress: list[StressGroup],
+                    adjust: str = "holm") -> tuple[Section, pd.DataFrame]:
+    """The Summary, and the per-seed values of its verdicts (for the appendix)."""
+    entries = verdict_entries(studies)
+    stressed = [g for g in stress if not g.verdicts.empty]
+    verdicts, fisher = declared_verdicts(entries, adjust,
+                                         [g.verdicts["fisher_p"].to_numpy(float) for g in stressed])
+    conditions = {STUDIES[key]: condition(pd.concat([r.group.runs for r in mine]))
+                  for key, mine in studies.items()}
+    bullets = question_bullets(verdicts, conditions)
+    for g, p in zip(stressed, fisher):
+        bullets += stability_bullets(g.title, g.verdicts.assign(summary_p_adj=p, adjust=adjust))
+    intro = (f"Every comparison each question declared (its preset's `question`: baseline, "
+             "metric, view, losses compared), in every group of its study, and the divergence "
+             "comparisons of the stress sweeps; nothing is selected. Differences are the loss "
+             "minus its baseline with the 95% CI, which covers the seeds and, for accuracy from "
+             "stored predictions, the shared test examples; k/n = seeds in the difference's "
+             "direction; P(improvement) = the chance a seed of the loss beats a seed of the "
+             f"baseline, with its bootstrap CI; p {ADJUSTMENTS[adjust]}-adjusted across every "
+             f"p-value this Summary states. Better or worse: adjusted p < {ALPHA:g}, the "
+             f"seed-level paired t-test's p < {ALPHA:g} and the CI excluding 0; equivalent: the "
+             "CI inside ± the smallest effect of interest; else inconclusive. "
+             "docs/statistics.md has the rules.")
+    blocks = [Paragraph(intro), Bullets(bullets) if bullets else
+              Paragraph("No paired comparison to summarise.")]
+    if len(verdicts):
+        blocks.append(Table("verdicts", tables.show_verdicts(verdicts), verdicts,
+                            "Every verdict stated above, one row each; the per-seed values "
+                            "behind them are in the appendix (verdict_seeds)."))
+    return Section("Summary", blocks), verdict_seeds(entries, verdicts)
+
+
+def in_view(mine: list[GroupResults]) -> pd.DataFrame:
+    """The study's runs with their test metrics read in each group's one view (the question's):
+    what its study-wide table and figure show."""
+    parts = []
+    for r in mine:
+        frame = r.views.frames[r.views.primary]
+        tests = [c for c in frame.columns if c.startswith("test_")]
+        parts.append(r.group.runs.drop(columns=tests).merge(frame[["run", *tests]], on="run"))
+    return pd.concat(parts, ignore_index=True)
 
 
 def question_sections(inputs: Inputs, studies: dict[str, list[GroupResults]]) -> list[Section]:
     """One section per study present: its table across groups, its figure, one or two sentences,
     then each group's details."""
     sections = []
-    every = inputs.summary.assign(study=study_of(inputs.summary))
-    completed = every[every["status"] == "completed"]
     for key, mine in studies.items():
         title = STUDIES[key]
         runs = pd.concat([r.group.runs for r in mine], ignore_index=True)
-        # the study's own runs, also those pooled into a group of another study
-        blocks = study_blocks(key, completed[completed["study"] == key], inputs.runs, inputs.per_class)
-        shown, data = primary_table(mine, lambda r: r.group.kind.metric)
+        blocks = study_blocks(key, in_view(mine), inputs.runs, inputs.per_class)
+        shown, data = primary_table(mine, lambda r: r.group.verdict_metric)
         if not blocks and not shown.empty:  # a study without its own table: the primary metric
             views = " or ".join(f"`{v}`" for v in dict.fromkeys(r.views.primary for r in mine))
             blocks.append(Table(f"study-{key}", shown, data, "Primary metric per loss and group, "
@@ -260,11 +292,11 @@ def paired_caption(group: Group, view: str, paired: pd.DataFrame) -> str:
     tested = paired[~paired["identical"]]
     adjusted = (f" p adj: {ADJUSTMENTS[paired['adjust'].iloc[0]]}-adjusted within each metric of "
                 f"this view, adjusting {method_sentence(tested)}." if len(tested) else "")
-    pooled = tested["p_mcnemar"].notna().any() if len(tested) else False
-    verdict = (f" verdict: better or worse than `{group.baseline}` where p adj < {ALPHA:g} and "
-               "the CI excludes 0, n.s. where either fails"
-               + (" (McNemar's p pools the test examples of every seed; the CI also covers how "
-                  "the difference varies between seeds)." if pooled else ".")
+    verdict = (f" verdict: better or worse than `{group.baseline}` where p adj < {ALPHA:g}, the "
+               f"seed-level t p < {ALPHA:g} and the CI excludes 0; equivalent where the CI lies "
+               "inside ± the smallest effect of interest; else inconclusive (MDE: the difference "
+               "this design detects with 80% power). McNemar's p pools the test examples of "
+               "every seed as if independent: a diagnostic, never a verdict."
                if len(tested) else "")
     return (f"View `{view}`: each loss minus `{group.baseline}`, paired by seed; difference with "
             f"its 95% CI ({ci or 'none computed'}).{adjusted}{verdict}")
@@ -334,7 +366,15 @@ def group_section(r: GroupResults) -> Section:
                     "correct vs the mean top-class probability")
                    + ", pooled over seeds; dotted = calibrated; under each, the bin counts (log "
                    "scale). ECE in the legend is computed from the pooled bins.", r.bins),
-            Table(f"{slug}-pooled-ece", tables.show_ece(r.ece), r.ece),
+            Table(f"{slug}-pooled-ece", tables.show_ece(r.ece), r.ece,
+                  "ECE from the bins pooled over seeds, and each run's ECE averaged over seeds "
+                  "with its 95% bootstrap CI (seeds, and the test examples within each bin). "
+                  "Calibrated model's ECE: what a perfectly calibrated model with this loss's "
+                  "confidences scores on a test set this size (labels drawn from its own "
+                  "probabilities, 500 draws): an ECE near it is no evidence of miscalibration. "
+                  "NLL and Brier (the final-metrics table) are the primary calibration scores. "
+                  "A loss whose outputs are not probabilities (losses.LossSpec.probabilistic) is "
+                  "not ranked on ECE."),
         ]))
 
     if not r.times.empty:
@@ -371,8 +411,9 @@ def build_document(inputs: Inputs, probe: Path | None = None, stress: Inputs | N
     # the answer (a which_loss study's), the Summary and the Setup first: what a reader needs on
     # the first screen
     recommendation = recommendation_section(results, inputs.tuning)
+    summary, seeds = summary_section(studies, summarised, adjust)
     sections = [recommendation] if recommendation is not None else []
-    sections += [summary_section(studies, summarised),
+    sections += [summary,
                 setup_section(everything(inputs, stress), method(adjust), inputs.tuning),
                 overview(inputs, studies, stress)]
     sections += question_sections(inputs, studies)
@@ -383,6 +424,11 @@ def build_document(inputs: Inputs, probe: Path | None = None, stress: Inputs | N
     if stability is not None:
         sections.append(stability)
     appendix = stability_appendix(stressed, groups, probe) + [excluded_section(inputs, stress)]
+    if len(seeds):
+        appendix.append(Section("Per-seed values of the verdicts", [Table(
+            "verdict_seeds", seeds.map(lambda v: tables.fmt(v) if isinstance(v, float) else str(v)),
+            seeds, "Each verdict's paired seeds: the loss's and the baseline's value and the data "
+                   "split the seed trained on (split_seed; — : the dataset's default split).")]))
     sections.append(Section("Appendix", [Paragraph("The long tables: non-finite events, runs "
                                                    "that did not complete, the probe's thresholds.")],
                             appendix))

@@ -1,7 +1,8 @@
 """Which question a run answers, read from its configuration, and the figures that span a study.
 
-A study is one of the report's questions (STUDIES, in page order). A run belongs to it by what
-its collected row says, never by its directory's name: every run of a DIR whose runs train with
+A study is one of the report's questions (STUDIES, in page order). A run belongs to the study its
+preset declares (question.study); runs without a declaration (ad-hoc sweeps) by what their
+collected row says, never by a directory's name: every run of a DIR whose runs train with
 label noise (cfg.dataset.label_noise > 0) is in the noise study, its clean runs included (they
 are the noise rate 0 of that study); likewise an imbalance ratio above 1 for the imbalance study.
 Then multi_mnist runs are multi-label images, two-class runs binary, runs of an experiment whose
@@ -31,6 +32,7 @@ STUDIES = {  # key -> section title, in page order
 }
 NOISE, NOISE_KIND = "cfg.dataset.label_noise", "cfg.dataset.noise_kind"
 RATIO = "cfg.dataset.imbalance_ratio"
+DECLARED = "cfg.question.study"
 
 
 def numeric(summary: pd.DataFrame, column: str, default: float) -> pd.Series:
@@ -60,6 +62,9 @@ def study_of(summary: pd.DataFrame) -> pd.Series:
                        ("images", dataset == "multi_mnist"), ("imbalance", skewed),
                        ("noise", noisy)):
         study = study.where(~where, key)  # later lines win: a noisy multi_mnist run is noise
+    if DECLARED in summary:  # a preset's declaration wins over every guess
+        declared = summary[DECLARED].astype("str")
+        study = study.where(~declared.isin(list(STUDIES)), declared)
     return study
 
 
@@ -114,8 +119,8 @@ def noise_blocks(runs: pd.DataFrame, metrics: pd.DataFrame) -> list:
                                           dict.fromkeys(points["panel"]) if kind != "symmetric"],
                               ignore_index=True), "x")
     blocks = [Table("noise-acc", condition_table(points, "noise"), points,
-                    "Test accuracy (clean test labels) at each run's last epoch (the paired "
-                    "comparisons below also read the validation-selected epoch) per loss and "
+                    "Test accuracy (clean test labels) in the question's view (the paired "
+                    "comparisons and the Summary read the same) per loss and "
                     "training-label noise: "
                     "mean [95% t-CI] over seeds, n = seeds."),
               Figure("noise-acc-vs-rate", figures.condition_curves(drawn, "training-label noise rate",
@@ -164,9 +169,8 @@ def imbalance_blocks(runs: pd.DataFrame) -> list:
         return []
     points = ordered(pd.concat(parts, ignore_index=True), "x")
     return [Table("imbalance", condition_table(points, "ratio"), points,
-                  "Test balanced accuracy and rare-class recall (the test set is balanced) at each "
-                  "run's last epoch (the paired comparisons below also read the validation-selected "
-                  "epoch) per "
+                  "Test balanced accuracy and rare-class recall (the test set is balanced) in the "
+                  "question's view (the paired comparisons and the Summary read the same) per "
                   "loss and imbalance ratio: mean [95% t-CI] over seeds, n = seeds."),
             Figure("imbalance", figures.condition_curves(points, "imbalance ratio (log scale)",
                                                          "test metric", log_x=True),

@@ -1,19 +1,14 @@
-"""The report's Summary: at most MAX_BULLETS verdicts, each with its effect, CI, adjusted p and
-the condition it holds under, read from the paired tables' columns
-
-    loss, baseline, metric, view, n_seeds, diff, diff_low, diff_high, p_adj, adjust, identical,
-    verdict (paired.verdict: the adjusted p below ALPHA and a CI excluding 0)
-
-and from the Stability verdict tables. Selection: each study (a question of the report, Stability
-included) gets its largest significant gain over the baseline (the loss to pick), else its largest
-significant effect, else its largest effect, said to be not significant; then further significant
-effects, the largest first, until MAX_BULLETS; shown in page order.
+"""The report's Summary: per question one bullet stating the verdict of every comparison it
+declared (verdicts.declared_verdicts: already adjusted across every verdict the Summary states),
+then the stress verdicts. The better and worse ones are spelled out with their numbers; the
+equivalent, inconclusive and identical ones are named, the inconclusive with the minimum
+detectable effect of their design. Nothing is selected: every declared verdict is stated, in
+page order.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import pandas as pd
 
@@ -22,23 +17,8 @@ from lossbench.report.findings import plural
 from lossbench.report.stats import ALPHA
 from lossbench.report.tables import fmt
 
-MAX_BULLETS = 7
 SHORT = {"holm": "Holm", "fdr_bh": "BH"}  # stats.ADJUSTMENTS, as a bullet names them
-
-
-@dataclass
-class Candidate:
-    study: int  # its study
-    order: int  # page order of its group
-    size: float  # |effect|, to rank
-    significant: bool
-    text: str
-    gain: bool = False  # significantly better than the baseline
-
-
-def preferred_view(frame: pd.DataFrame) -> pd.DataFrame:
-    """The validation-selected epoch where the table has it, else the last."""
-    return frame[frame["view"] == "selected"] if (frame["view"] == "selected").any() else frame
+VIEW_WORDS = {"selected": "at the validation-selected epoch", "last": "at the last epoch"}
 
 
 def signed(value: float) -> str:
@@ -51,57 +31,71 @@ def p_text(p: float, adjust: str) -> str:
     return f"{findings.p_text('', p).lstrip()} ({SHORT[adjust]})"
 
 
-def paired_candidates(study: int, order: int, title: str, condition: str, paired: pd.DataFrame,
-                      metric: str) -> list[Candidate]:
-    frame = preferred_view(paired)
-    frame = frame[(frame["metric"] == metric) & ~frame["identical"].astype(bool)
-                  & frame["diff"].notna()]
-    out = []
-    for _, row in frame.iterrows():
-        significant = row["verdict"] in ("better", "worse")
-        verdict = row["verdict"] if significant else "no difference shown"
-        ci = f"[{signed(row['diff_low'])}, {signed(row['diff_high'])}]" \
-            if not math.isnan(row["diff_low"]) else "(no CI: one seed)"
-        view = "at the validation-selected epoch" if row["view"] == "selected" else "at the last epoch"
-        text = (f"**{title}** ({condition}): `{row['loss']}` vs `{row['baseline']}`: {verdict}, "
-                f"{metric} {signed(row['diff'])} {ci}, {p_text(row['p_adj'], row['adjust'])}, "
-                f"{plural(int(row['n_seeds']), 'seed')}, {view}.")
-        out.append(Candidate(study, order, abs(row["diff"]), significant, text,
-                             gain=verdict == "better"))
-    return out
+def effect_text(row: pd.Series) -> str:
+    """'`sce` (noise 0.6): +0.0900 [+0.0500, +0.1300], 5/5 seeds, P(improvement) 1.00
+    [1.00, 1.00], p = 0.0017 (Holm)'."""
+    ci = (f"[{signed(row['ci_low'])}, {signed(row['ci_high'])}]"
+          if not math.isnan(row["ci_low"]) else "(no CI)")
+    where = f" ({row['group']})" if row["group"] else ""
+    return (f"`{row['loss']}`{where}: {signed(row['difference'])} {ci}, {row['k_of_n']} seeds, "
+            f"P(improvement) {fmt(row['p_improvement'], '.2f')} "
+            f"[{fmt(row['p_improvement_low'], '.2f')}, {fmt(row['p_improvement_high'], '.2f')}], "
+            f"{p_text(row['p_adj'], row['adjust'])}")
 
 
-def stability_candidates(study: int, order: int, title: str, verdicts: pd.DataFrame) -> list[Candidate]:
-    """Divergence verdicts: the difference in the share of diverged runs, its Newcombe CI and
-    the Holm-corrected Fisher p."""
-    out = []
-    for _, row in verdicts.iterrows():
-        if math.isnan(row["fisher_p_adj"]):
-            continue
-        significant = bool(row["fisher_p_adj"] < ALPHA)
-        verdict = row["verdict"] if significant else "no difference in divergence shown"
-        out.append(Candidate(study, order, abs(row["div_diff"]), significant, (
-            f"**{title}** ({row['setting']}): `{row['loss']}` vs `{row['reference']}`: {verdict}, "
-            f"diverged {row['diverged']}/{row['n']} vs {row['ref_diverged']}/{row['ref_n']}, "
-            f"share {signed(row['div_diff'])} [{signed(row['div_low'])}, {signed(row['div_high'])}], "
-            f"Fisher {p_text(row['fisher_p_adj'], row['adjust'])}.")))
-    return out
+def named(rows: pd.DataFrame) -> str:
+    return ", ".join(f"`{r['loss']}`" + (f" ({r['group']})" if r["group"] else "")
+                     for _, r in rows.iterrows())
 
 
-def lead(candidates: list[Candidate]) -> Candidate:
-    """A study's bullet: its largest significant gain, else its largest significant effect, else
-    its largest."""
-    return min(candidates, key=lambda c: (not c.significant, not c.gain, -c.size))
+def question_bullet(question: str, condition: str, rows: pd.DataFrame) -> str:
+    """Every declared verdict of one question, in one bullet."""
+    first = rows.iloc[0]
+    baselines = ", ".join(f"`{b}`" for b in dict.fromkeys(rows["baseline"]))
+    how = "declared" if rows["declared"].all() else "no declared question: every loss"
+    head = (f"**{question}** ({condition}; {how} vs {baselines} on {first['metric']} "
+            f"{VIEW_WORDS.get(first['view'], first['view'])}, "
+            f"{plural(len(rows), 'comparison')}, {plural(int(rows['n_seeds'].max()), 'seed')}): ")
+    parts = []
+    for word in ("better", "worse"):
+        hits = rows[rows["verdict"] == word]
+        if len(hits):
+            parts.append(f"{word}: " + "; ".join(effect_text(r) for _, r in hits.iterrows()))
+    equivalent = rows[rows["verdict"] == "equivalent"]
+    if len(equivalent):
+        bound = fmt(equivalent["bound"].iloc[0], ".3g")
+        parts.append(f"equivalent (95% CI within ±{bound}): {named(equivalent)}")
+    open_ = rows[rows["verdict"] == "inconclusive"]
+    if len(open_):
+        mde = open_["mde"].dropna()
+        span = (fmt(mde.min(), ".3f") if fmt(mde.min(), ".3f") == fmt(mde.max(), ".3f")
+                else f"{fmt(mde.min(), '.3f')}–{fmt(mde.max(), '.3f')}")
+        reach = f"; the design detects differences of {span} (80% power)" if len(mde) else ""
+        parts.append(f"inconclusive: {named(open_)}{reach}")
+    same = rows[rows["verdict"] == "identical"]
+    if len(same):
+        parts.append(f"the same function as the baseline here: {named(same)}")
+    untested = rows[rows["verdict"] == ""]
+    if len(untested):
+        parts.append(f"not tested (one seed): {named(untested)}")
+    return head + "; ".join(parts) + "."
 
 
-def select(candidates: list[Candidate]) -> list[str]:
-    """One per study (its lead), then the largest significant ones left, up to MAX_BULLETS; in
-    page order."""
-    chosen = [lead([c for c in candidates if c.study == study])
-              for study in sorted({c.study for c in candidates})]
-    chosen.sort(key=lambda c: not c.significant)  # over the cap, null results are dropped first
-    rest = sorted((c for c in candidates if c.significant and c not in chosen),
-                  key=lambda c: -c.size)
-    chosen = (chosen + rest)[:MAX_BULLETS]
-    place = {id(c): i for i, c in enumerate(candidates)}
-    return [c.text for c in sorted(chosen, key=lambda c: (c.study, c.order, place[id(c)]))]
+def question_bullets(verdicts: pd.DataFrame, conditions: dict[str, str]) -> list[str]:
+    return [question_bullet(q, conditions.get(q, ""), rows)
+            for q, rows in verdicts.groupby("question", sort=False)]
+
+
+def stability_bullets(title: str, verdicts: pd.DataFrame) -> list[str]:
+    """Divergence verdicts of one stress group, Fisher p adjusted with the Summary's family
+    (`summary_p_adj`): the settings where a loss diverges at another rate than its reference."""
+    rows = verdicts[verdicts["summary_p_adj"].notna()]
+    if rows.empty:
+        return []
+    differ = rows[rows["summary_p_adj"] < ALPHA]
+    items = [f"`{r['loss']}` vs `{r['reference']}` ({r['setting']}): diverged "
+             f"{r['diverged']}/{r['n']} vs {r['ref_diverged']}/{r['ref_n']}, share "
+             f"{signed(r['div_diff'])} [{signed(r['div_low'])}, {signed(r['div_high'])}], "
+             f"Fisher {p_text(r['summary_p_adj'], r['adjust'])}" for _, r in differ.iterrows()]
+    text = "; ".join(items) if items else "no loss diverges at a different rate"
+    return [f"**Stability, {title}** ({plural(len(rows), 'divergence comparison')}): {text}."]

@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 
 from lossbench.report.groups import Group, loss_sort_key
-from lossbench.report.stats import ADJUSTMENTS, adjust, divergence_test, t_interval
+from lossbench.losses import LOSSES
+from lossbench.report.stats import (ADJUSTMENTS, adjust, divergence_test, ece_bootstrap, ece_floor,
+                                    t_interval)
 
 
 def per_seed(runs: pd.DataFrame, column: str) -> pd.Series:
@@ -154,8 +156,27 @@ def reliability(group: Group, calibration: pd.DataFrame) -> tuple[pd.DataFrame, 
         total = b["count"].sum()
         gap = (b["count"] * (b["accuracy"] - b["confidence"]).abs()).sum()
         ece.append({"loss": loss, "n_seeds": rows.loc[rows["loss"] == loss, "seed"].nunique(),
-                    "count": int(total), "pooled_ece": gap / total if total else math.nan})
+                    "count": int(total), "pooled_ece": gap / total if total else math.nan,
+                    **ece_uncertainty(rows[rows["loss"] == loss]),
+                    "probabilistic": LOSSES[loss].probabilistic if loss in LOSSES else True})
     return bins, pd.DataFrame(ece)
+
+
+def ece_uncertainty(rows: pd.DataFrame) -> dict:
+    """One loss's per-run reliability bins -> the mean per-run ECE with its bootstrap CI over
+    seeds and test examples (stats.ece_bootstrap), and the ECE a perfectly calibrated model with
+    the first run's confidences scores at this test size (stats.ece_floor)."""
+    every_bin = sorted(rows["bin"].unique())
+    by_run = {name: rows.set_index(["run", "bin"])[name].unstack("bin").reindex(columns=every_bin)
+              for name in ("count", "confidence", "accuracy")}
+    counts = by_run["count"].fillna(0).to_numpy()
+    if not len(counts):
+        return {"ece_mean": math.nan, "ece_ci_low": math.nan, "ece_ci_high": math.nan,
+                "ece_floor": math.nan}
+    ci = ece_bootstrap(counts, by_run["confidence"].to_numpy(), by_run["accuracy"].to_numpy())
+    first = np.repeat(np.nan_to_num(by_run["confidence"].to_numpy()[0]), counts[0].astype(int))
+    return {"ece_mean": ci.mean, "ece_ci_low": ci.low, "ece_ci_high": ci.high,
+            "ece_floor": ece_floor(first).mean}
 
 
 def _loss_key(column: pd.Series) -> pd.Series:
@@ -240,28 +261,50 @@ def show_final(final: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def improvement_text(r) -> str:
+    """P(improvement) with its CI, two decimals."""
+    if isinstance(r["p_improvement_low"], float) and math.isnan(r["p_improvement_low"]):
+        return fmt(r["p_improvement"], ".2f")
+    return fmt_ci(r["p_improvement"], r["p_improvement_low"], r["p_improvement_high"], ".2f")
+
+
 def show_paired(paired: pd.DataFrame) -> pd.DataFrame:
-    """One view's rows of the paired table; an identity check shows once, not once per metric."""
+    """One view's rows of the paired table; an identity check shows once, not once per metric.
+    McNemar (test examples pooled over seeds) and Wilcoxon are diagnostics: no verdict reads
+    them."""
     adjusted = f"p adj ({ADJUSTMENTS[paired['adjust'].iloc[0]]})"
     rows = []
     for (loss, identical), part in paired.groupby(["loss", "identical"], sort=False):
         if identical:
             r = part.iloc[0]
             rows.append({"loss": loss, "metric": "all", "n seeds": str(int(r["n_seeds"])),
-                         "difference (95% CI)": "identical", "d_z": "—", "t-test p": "—",
-                         "Wilcoxon p": "—", "McNemar p": "—", adjusted: "—", "verdict": "identical",
-                         "note": r["note"]})
+                         "difference (95% CI)": "identical", "k/n": "—", "P(improvement)": "—",
+                         "seed t p": "—", adjusted: "—", "verdict": "identical", "MDE": "—",
+                         "McNemar p (diagnostic)": "—", "note": r["note"]})
             continue
         for _, r in part.iterrows():
             rows.append({
                 "loss": loss, "metric": r["metric"], "n seeds": str(int(r["n_seeds"])),
                 "difference (95% CI)": fmt_ci(r["diff"], r["diff_low"], r["diff_high"], "+.4f"),
-                "d_z": fmt(r["d_z"], "+.2f"), "t-test p": fmt_p(r["p_t"]),
-                "Wilcoxon p": fmt_p(r["p_wilcoxon"]), "McNemar p": fmt_p(r["p_mcnemar"]),
-                adjusted: fmt_p(r["p_adj"]),
-                "verdict": r["verdict"], "note": r["note"],
+                "k/n": r["k_of_n"], "P(improvement)": improvement_text(r),
+                "seed t p": fmt_p(r["p_t"]), adjusted: fmt_p(r["p_adj"]), "verdict": r["verdict"],
+                "MDE": fmt(r["mde"]) if r["verdict"] == "inconclusive" else "—",
+                "McNemar p (diagnostic)": fmt_p(r["p_mcnemar"]), "note": r["note"],
             })
     return pd.DataFrame(rows)
+
+
+def show_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """The Summary's verdict table: one row per stated verdict."""
+    adjusted = f"p adj ({ADJUSTMENTS[verdicts['adjust'].iloc[0]]})"
+    return pd.DataFrame([{
+        "question": r["question"], "group": r["group"],
+        "comparison": f"{r['loss']} − {r['baseline']}", "metric": f"{r['metric']} ({r['view']})",
+        "difference (95% CI)": fmt_ci(r["difference"], r["ci_low"], r["ci_high"], "+.4f"),
+        "k/n": r["k_of_n"], "P(improvement)": improvement_text(r), adjusted: fmt_p(r["p_adj"]),
+        "verdict": r["verdict"] or "not tested",
+        "MDE": fmt(r["mde"]) if r["verdict"] == "inconclusive" else "—",
+    } for _, r in verdicts.iterrows()])
 
 
 def show_times(times: pd.DataFrame) -> pd.DataFrame:
@@ -273,9 +316,14 @@ def show_times(times: pd.DataFrame) -> pd.DataFrame:
 
 
 def show_ece(ece: pd.DataFrame) -> pd.DataFrame:
+    """ECE beside what chance gives a perfectly calibrated model; losses whose outputs are not
+    probabilities are marked, their ECE describes a read-out."""
     return pd.DataFrame([
         {"loss": r["loss"], "n seeds": str(int(r["n_seeds"])), "predictions": str(int(r["count"])),
-         "pooled ECE": fmt(r["pooled_ece"])}
+         "pooled ECE": fmt(r["pooled_ece"]),
+         "ECE per run (95% CI)": fmt_ci(r["ece_mean"], r["ece_ci_low"], r["ece_ci_high"]),
+         "calibrated model's ECE": fmt(r["ece_floor"]),
+         "outputs": "probabilities" if r["probabilistic"] else "not probabilities: not ranked"}
         for _, r in ece.iterrows()
     ])
 

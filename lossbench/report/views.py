@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from lossbench.report.groups import Group
-from lossbench.selection import PRIMARY, selected_epochs
+from lossbench.selection import selected_epochs
 
 LABELS = {"last": "the last epoch, a fixed budget",
           "selected": "the epoch selected on validation"}
@@ -26,9 +26,14 @@ class Views:
     frames: dict[str, pd.DataFrame]  # view -> one row per run: run, loss, seed, epoch, test_<m>
     note: str  # why a view is missing or has fewer runs; "" when both are complete
 
+    declared: str | None = None  # the question's view, where it declares one
+
     @property
     def primary(self) -> str:
-        """The view verdicts are read from first: selected where validation allows it."""
+        """The view every verdict and table reads: the declared one where the runs allow it,
+        else selected where validation allows it, else last."""
+        if self.declared in self.frames:
+            return self.declared
         return "selected" if "selected" in self.frames else "last"
 
 
@@ -41,7 +46,7 @@ def last_view(group: Group) -> pd.DataFrame:
 
 def selected_view(group: Group, runs: pd.DataFrame) -> tuple[pd.DataFrame | None, str]:
     """Test metrics at each run's val-selected epoch, and what kept runs out of the view."""
-    metric = PRIMARY[group.task]
+    metric = group.selection_metric
     mine = runs[runs["run"].isin(group.runs["run"])] if "split" in runs.columns else runs.iloc[0:0]
     has_val = (mine["split"] == "val").any() if len(mine) else False
     if not has_val:
@@ -73,7 +78,7 @@ def views(group: Group, runs: pd.DataFrame) -> Views:
     frames = {"last": last_view(group)}
     if selected is not None:
         frames["selected"] = selected
-    return Views(frames, note)
+    return Views(frames, note, group.view)
 
 
 def predictions_of(group: Group, predictions: pd.DataFrame | None, view: str) -> pd.DataFrame:
