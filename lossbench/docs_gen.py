@@ -328,11 +328,14 @@ def schema_rows(cls: type, prefix: str, yaml_meaning: dict[str, str]) -> list[li
         hint = hints[f.name]
         inner = [a for a in get_args(hint) if is_dataclass(a)] or ([hint] if is_dataclass(hint) else [])
         key = f"{prefix}{f.name}"
-        if inner and inner[0] is not config.LossParams:
+        if inner:
             rows += schema_rows(inner[0], f"{key}.", {k.removeprefix(f"{f.name}."): v
                                                       for k, v in yaml_meaning.items()})
             continue
         text = meaning(comments.get(f.name, ""), yaml_meaning.get(f.name, ""))
+        if f.name == "name" and not text:  # a group's choice names itself: its own file says what it is
+            group = prefix.rstrip(".")
+            text = f"The {group} chosen with `{group}=CHOICE`: the choices are under [Groups](#{group})."
         rows.append([code(key), cell(show_type(hint)), code(show(default_of(f))), cell(text)])
     return rows
 
