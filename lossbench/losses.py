@@ -17,7 +17,8 @@ treat each class as an independent Bernoulli (one-vs-rest on single-label data, 
 On a two-class single-label task the sigmoid losses train one logit (the Bernoulli form, target =
 "is the second class"), the softmax losses two.
 
-Adding a loss: a params dataclass, one `LossSpec` in `LOSSES` and one `conf/loss/<name>.yaml`.
+Adding a loss: a params dataclass, one `LossSpec` in `LOSSES` and one `conf/loss/<name>.yaml`;
+then `python -m lossbench.docs_gen` writes its entry in the docs site's loss catalogue.
 """
 
 from __future__ import annotations
