@@ -4,7 +4,7 @@ mistakes into messages."""
 from __future__ import annotations
 
 import logging
-import signal
+import shlex
 import sys
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from lossbench.config import register_configs
 from lossbench.device import spread_over_gpus
 from lossbench.errors import WRITE_FAILED_EXIT, UserError, write_failure
 from lossbench.run import default_threads, execute
+from lossbench.signals import run_command
 from lossbench.sweep import SweepCallback, end_interrupted_sweep
 
 log = logging.getLogger("lossbench")
@@ -48,8 +49,10 @@ def main(cfg: DictConfig) -> None:
         if in_sweep:  # the sweep goes on; its end lists this run among the failures
             return
         sys.exit(2)
-    except KeyboardInterrupt:
-        log.warning(f"interrupted; what was measured is in {run_dir}")
+    except KeyboardInterrupt as interruption:
+        log.warning(f"stopped by {interruption}; what was measured is in {run_dir}")
+        if not in_sweep:
+            log.warning(f"to run it again: {rerun_command(run_dir)}")
         raise  # cli() ends the process, and a sweep with it
     except Exception as error:
         # Not a user mistake: a bug, or the machine (memory, a full disk). summary.json already
@@ -74,13 +77,19 @@ def main(cfg: DictConfig) -> None:
         log.info(f"results: {run_dir}")
 
 
+def rerun_command(run_dir: Path) -> str:
+    """This command again, into the same run dir (a single run's is named by the time otherwise)."""
+    args = [arg for arg in sys.argv[1:] if not arg.startswith("hydra.run.dir=")]
+    return "python -m lossbench " + shlex.join([*args, f"hydra.run.dir={run_dir}"])
+
+
 def cli() -> None:
     """`python -m lossbench`. A stop signal ends a single run or a whole sweep here, whichever
     process it reaches: with Hydra's basic launcher the jobs run in this process, with joblib
-    this process waits for its workers (which joblib then kills)."""
-    try:
-        main()
-    except KeyboardInterrupt as interruption:
+    this process waits for its workers (which joblib then kills, so their runs are recorded here)."""
+
+    def wind_down(signal_name: str) -> None:
         if SweepCallback.sweep_dir is not None:
-            end_interrupted_sweep(SweepCallback.sweep_dir)
-        sys.exit(128 + getattr(interruption, "signum", signal.SIGINT))
+            end_interrupted_sweep(SweepCallback.sweep_dir, SweepCallback.began, signal_name)
+
+    sys.exit(run_command("lossbench", lambda: main() or 0, wind_down))

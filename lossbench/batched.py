@@ -99,6 +99,14 @@ def no_scaler(device: torch.device) -> torch.amp.GradScaler:
 def unstackable(cfg: Any) -> Optional[str]:
     """Why the seeds of this configuration (a job's config, hydra node included) cannot be trained
     as one stack and match their sequential runs, or None if they can."""
+    from lossbench.model import unstackable_model
+
+    model_reason = unstackable_model(cfg.model)
+    if model_reason:
+        return model_reason
+    if OmegaConf.is_interpolation(cfg.dataset, "split_seed"):
+        return ("dataset.split_seed follows another key (which_loss: ${seed}): each seed trains on its "
+                "own split, and a stack trains its seeds on one")
     if cfg.model.dropout > 0:
         return ("model.dropout > 0: a sequential run draws its dropout masks from the global RNG, "
                 "which one stack cannot replay seed by seed")

@@ -20,10 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from lossbench.malformed import PREFIX, STATUSES, summary_problem, table_problem
+from lossbench.owned import Manifest, PlantedLink
 from lossbench.results import CALIBRATION, METRICS, PER_CLASS, PREDICTIONS, STEPS, SUMMARY, atomic_write
+from lossbench.signals import run_command
 
 REPORT_DIR = "report"  # DIR/report is the report's default output: never a run
-STATUSES = ("completed", "running", "failed", "interrupted", "diverged")
 
 
 @dataclass
@@ -40,6 +42,12 @@ class Collected:
         counts = self.summary["status"].value_counts()
         order = [s for s in STATUSES if s in counts] + sorted(set(counts.index) - set(STATUSES))
         return {status: int(counts[status]) for status in order}
+
+
+    def bad_runs(self) -> dict[str, str]:
+        """Runs whose files could not be read as results (lossbench.malformed): run -> why."""
+        bad = self.summary[self.summary["error"].str.startswith(PREFIX)]
+        return dict(zip(bad["run"], bad["error"]))
 
 
 class CollectError(Exception):
@@ -84,13 +92,16 @@ def read_summary(run_dir: Path, run: str) -> dict:
             raise ValueError(f"expected a JSON object, got {type(summary).__name__}")
     except (OSError, UnicodeDecodeError, ValueError) as e:
         return {"run": run, "status": "failed", "error": f"unreadable {SUMMARY}: {e}"}
+    if "status" not in summary:
+        return {"run": run, "status": "failed", "error": f"{SUMMARY} has no 'status' field"}
+    problem = summary_problem(summary)
+    if problem:  # none of its fields is trusted: a seed "abc" would form a group of its own
+        return {"run": run, "status": "failed", "error": PREFIX + problem}
     row = {"run": run}
     for key, value in summary.items():
         if key in ("config", "overrides") or isinstance(value, dict):
             continue
         row[key] = str(list(value)) if isinstance(value, (list, tuple)) else value
-    if "status" not in row:
-        row["status"], row["error"] = "failed", f"{SUMMARY} has no 'status' field"
     if isinstance(summary.get("config"), dict):
         row.update(flatten(summary["config"]))
     return row
@@ -148,8 +159,14 @@ def collect(directory: str | os.PathLike, *, write: bool = True) -> Collected:
                 tables[name] = None
                 if row["status"] == "completed":
                     row["status"], row["error"] = "failed", f"unreadable {name}: {e}"
-        if row["status"] == "completed" and tables[METRICS] is None:
-            row["status"], row["error"] = "failed", "status completed but metrics.parquet is missing"
+                continue
+            problem = None if tables[name] is None else table_problem(name, tables[name])
+            if problem:  # its rows would break every table they joined
+                tables = dict.fromkeys((METRICS, CALIBRATION, STEPS, PER_CLASS, PREDICTIONS))
+                row["status"], row["error"] = "failed", PREFIX + problem
+                break
+        if row["status"] == "completed" and (tables[METRICS] is None or tables[METRICS].empty):
+            row["status"], row["error"] = "failed", "status completed but metrics.parquet is missing or empty"
         rows.append(row)
         for table, parts in zip(tables.values(), (metrics, calibration, steps, per_class, predictions)):
             if table is not None:
@@ -175,6 +192,8 @@ def collect(directory: str | os.PathLike, *, write: bool = True) -> Collected:
         except OSError as e:
             raise CollectError(f"cannot write the tables into {directory} ({e.strerror or e}); "
                                "make it writable, or collect a writable copy of it") from None
+        except PlantedLink as e:
+            raise CollectError(str(e)) from None
     return collected
 
 
@@ -202,23 +221,21 @@ def outdated(directory: Path, run_dirs: list[Path]) -> str | None:
     return None
 
 
+TABLE_FILES = ("summary.parquet", "runs.parquet", "calibration.parquet", "steps.parquet", PER_CLASS, PREDICTIONS)
+
+
 def write_tables(collected: Collected, directory: Path) -> list[Path]:
-    written = []
-    for name, frame in [
-        ("summary.parquet", collected.summary),
-        ("runs.parquet", collected.runs),
-        ("calibration.parquet", collected.calibration),
-        ("steps.parquet", collected.steps),
-        (PER_CLASS, collected.per_class),
-        (PREDICTIONS, collected.predictions),
-    ]:
-        path = directory / name
-        if frame is None:
-            path.unlink(missing_ok=True)  # a stale one from an earlier collect would mislead
-            continue
-        atomic_write(path, lambda tmp, frame=frame: frame.to_parquet(tmp, index=False))
-        written.append(path)
-    return written
+    """Write the tables into DIR, listed in its manifest (lossbench.owned); a table no run has now
+    is removed only if an earlier collect listed it there."""
+    frames = (collected.summary, collected.runs, collected.calibration, collected.steps,
+              collected.per_class, collected.predictions)
+    wanted = {name: frame for name, frame in zip(TABLE_FILES, frames) if frame is not None}
+    manifest = Manifest(directory, "collect")
+    manifest.claim(wanted)
+    for name, frame in wanted.items():
+        atomic_write(directory / name, lambda tmp, frame=frame: frame.to_parquet(tmp, index=False))
+    manifest.release(keep=wanted)
+    return [directory / name for name in wanted]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     counts = ", ".join(f"{n} {status}" for status, n in collected.status_counts().items())
     print(f"found {len(collected.summary)} runs under {args.dir}: {counts}")
+    for run, error in collected.bad_runs().items():
+        print(f"bad run {run}: {error.removeprefix(PREFIX)} (listed as failed)")
     names = ["summary.parquet", "runs.parquet", "calibration.parquet"]
     names += ["steps.parquet"] if collected.steps is not None else []
     names += [PER_CLASS] if collected.per_class is not None else []
@@ -244,4 +263,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("lossbench.collect", main))

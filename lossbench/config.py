@@ -131,6 +131,8 @@ class ModelConfig:
     # BatchNorm after every conv and hidden linear layer, before its ReLU
     batch_norm: bool = False
     init: InitConfig = field(default_factory=InitConfig)
+    # model=custom: the factory (package.module.factory); its keyword arguments are +model.<name>
+    _target_: Optional[str] = None
 
 
 @dataclass
@@ -182,7 +184,7 @@ class MlflowConfig:
 
 @dataclass
 class TensorboardConfig:
-    dir: str = "tensorboard"  # inside the run directory
+    dir: str = "tensorboard"  # a subdirectory of the run directory (refused if outside it)
 
 
 @dataclass
@@ -296,11 +298,13 @@ def unknown_keys(cfg: Any) -> list[str]:
     off (that is what `+` means), so a typo such as `+trainer.epoch=3` reaches the app; here it is
     refused, with the nearest keys the schema has."""
     problems: list[str] = []
+    # model=custom passes its extra keys (+model.<name>=value) to the factory it names
+    factory_arguments = cfg.model.get("name") == "custom"
 
     def walk(node: DictConfig, schema: DictConfig, prefix: str) -> None:
         for key in node.keys():
             path = f"{prefix}{key}"
-            if key not in schema:
+            if key not in schema and not (path.startswith("model.") and factory_arguments):
                 near = difflib.get_close_matches(str(key), [str(k) for k in schema.keys()], n=1)
                 hint = f"did you mean {prefix}{near[0]}? " if near else ""
                 problems.append(f"{path} is not a key of the config; {hint}accepted in "
@@ -382,8 +386,10 @@ def validate(cfg: Any) -> None:
     """Refuse values the types allow but the run cannot use. Cheap: no data is touched."""
     from lossbench.data import DATASETS, check_source_available, expected_n_classes
     from lossbench.footprint import size_problems
-    from lossbench.model import MODELS
+    from lossbench.model import image_size_problems, name_problems
     from lossbench.optim import OPTIMIZERS
+    from lossbench.owned import subdir_problem
+    from lossbench.results import RUN_FILES
 
     # Unknown keys and non-finite values first: every other check would misread them.
     problems = unknown_keys(cfg) or non_finite_values(cfg)
@@ -395,8 +401,9 @@ def validate(cfg: Any) -> None:
         problems.append(
             f"dataset.name={cfg.dataset.name!r} is not a dataset; accepted: {_accepted(DATASETS)}"
         )
-    if cfg.model.name not in MODELS:
-        problems.append(f"model.name={cfg.model.name!r} is not a model; accepted: {_accepted(MODELS)}")
+    if cfg.dataset.name in DATASETS:
+        info = DATASETS[cfg.dataset.name]
+        problems += name_problems(cfg.model, info.images) + image_size_problems(cfg.model, info.shape(cfg.dataset))
     if cfg.optim.name not in OPTIMIZERS:
         problems.append(
             f"optim.name={cfg.optim.name!r} is not an optimizer; accepted: {_accepted(OPTIMIZERS)}"
@@ -457,6 +464,8 @@ def validate(cfg: Any) -> None:
     problems += [f"logger={name} needs the {name} package, which is not installed: "
                  f'pip install -e ".[{name}]" in a checkout, else pip install {name}'
                  for name in missing_trackers(cfg.logger)]
+    if cfg.logger.tensorboard is not None:
+        problems += filter(None, [subdir_problem("logger.tensorboard.dir", cfg.logger.tensorboard.dir, RUN_FILES)])
     # Sizes last: they build the model (on the meta device) from the values checked above.
     problems = problems or size_problems(cfg, head_width(spec, dataset.task, expected_n_classes(d)))
     if problems:

@@ -225,16 +225,19 @@ def loss_section(spec: LossSpec, choices: list[Path]) -> str:
         ["implemented in", criterion.__module__.split(".")[0]],
         ["reference", cell(spec.source)],
     ]
+    if spec.tuned:  # what a tuned study searches beside the learning rate
+        facts.append(["tuned over", ", ".join(code(f"{key}={values}") for key, values in spec.tuned)])
     own = CONF / "loss" / f"{spec.name}.yaml"
     description, comments = yaml_comments(own) if own.is_file() else ("", {})
-    out = [f"## {spec.name}", prose(meaning(description or spec.summary)), table(["property", "value"], facts)]
+    out = [f"## {spec.name}", prose(meaning(description or spec.summary)),
+           table(["property", "value"], facts)]
     knobs = [f for f in fields(spec.params) if f.name != "name"]
     if knobs:
         hints = get_type_hints(spec.params)
         meanings = field_comments(spec.params)
         rows = [[code(f"loss.{f.name}"), cell(show_type(hints[f.name])), code(show(default_of(f))),
-                 cell(knob_range(spec, f.name)), cell(meaning(meanings.get(f.name, ""), comments.get(f.name, "")))]
-                for f in knobs]
+                 cell(knob_range(spec, f.name)),
+                 cell(meaning(meanings.get(f.name, ""), comments.get(f.name, "")))] for f in knobs]
         out.append(table(["knob", "type", "default", "accepted", "meaning"], rows))
     else:
         out.append("No knobs.")

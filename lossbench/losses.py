@@ -24,7 +24,7 @@ then `python -m lossbench.docs_gen` writes its entry in the docs site's loss cat
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field, fields, make_dataclass, replace
 from enum import Enum
 from typing import Any, Callable, Optional
 
@@ -353,6 +353,9 @@ class LossSpec:
     # Multi-label decision rule: a class is predicted when its probability reaches this.
     # Single-label tasks always predict the argmax of the probabilities.
     threshold: float = 0.5
+    # The loss's own knob a tuned study searches beside the learning rate, as (key, sweep string);
+    # none: only the learning rate is tuned (hydra_plugins/lossbench_tuned_sweeper).
+    tuned: tuple[tuple[str, str], ...] = ()
 
     def refusal(self, dataset: str, task: Task) -> str:
         """Why this loss cannot train on that task, and what to use instead."""
@@ -393,12 +396,14 @@ LOSSES: dict[str, LossSpec] = {
         _sigmoid("bce_logits", "BCEWithLogitsLoss on logits (sigmoid + BCE fused, log-sum-exp)",
                  _no_knobs("bce_logits"), _plain(nn.BCEWithLogitsLoss), TORCH,
                  formula="-[y log p + (1 - y) log(1 - p)] = softplus(z) - y z, p = sigmoid(z)"),
-        _softmax("focal", "focal loss -(1-p_y)^gamma log p_y from log_softmax", FocalParams, _focal,
-                 "Lin et al. 2017", formula="-alpha_y (1 - p_y)^gamma log p_y"),
-        _softmax("ce_smooth", "CrossEntropyLoss(label_smoothing=smoothing)", SmoothParams,
-                 lambda p, labels: (nn.CrossEntropyLoss(label_smoothing=p.smoothing), {}),
-                 "Szegedy et al. 2016; torch.nn",
-                 formula="-sum_k [(1 - smoothing) onehot_k + smoothing / C] log p_k"),
+        replace(_softmax("focal", "focal loss -(1-p_y)^gamma log p_y from log_softmax", FocalParams, _focal,
+                         "Lin et al. 2017", formula="-alpha_y (1 - p_y)^gamma log p_y"),
+                tuned=(("loss.gamma", "1,2"),)),
+        replace(_softmax("ce_smooth", "CrossEntropyLoss(label_smoothing=smoothing)", SmoothParams,
+                         lambda p, labels: (nn.CrossEntropyLoss(label_smoothing=p.smoothing), {}),
+                         "Szegedy et al. 2016; torch.nn",
+                         formula="-sum_k [(1 - smoothing) onehot_k + smoothing / C] log p_k"),
+                tuned=(("loss.smoothing", "0.05,0.1"),)),
         LossSpec("ce_weighted", "CrossEntropyLoss(weight=w), w balanced from the training labels or given",
                  WeightedParams, _ce_weighted, _identity, Targets.index, Probabilities.softmax,
                  SOFTMAX_TASKS, "weighted mean over N samples (sum w_y l / sum w_y)", "torch.nn; sklearn",
@@ -425,18 +430,21 @@ LOSSES: dict[str, LossSpec] = {
                  lambda p, labels: (criteria.NCEandRCE(p.alpha, p.beta, p.log_zero), {}),
                  "Ma et al. 2020",
                  formula="alpha log p_y / sum_k log p_k - beta log_zero (1 - p_y)"),
-        _sigmoid("focal_sigmoid", "torchvision.ops.sigmoid_focal_loss", SigmoidFocalParams,
-                 lambda p, labels: (criteria.SigmoidFocalLoss(p.alpha, p.gamma), {}),
-                 "Lin et al. 2017; torchvision",
-                 formula="-alpha_t (1 - p_t)^gamma log p_t, p_t = p if y = 1 else 1 - p, p = sigmoid(z)"),
+        replace(_sigmoid("focal_sigmoid", "torchvision.ops.sigmoid_focal_loss", SigmoidFocalParams,
+                         lambda p, labels: (criteria.SigmoidFocalLoss(p.alpha, p.gamma), {}),
+                         "Lin et al. 2017; torchvision",
+                         formula="-alpha_t (1 - p_t)^gamma log p_t, p_t = p if y = 1 else 1 - p, "
+                         "p = sigmoid(z)"),
+                tuned=(("loss.gamma", "1,2"),)),
         _sigmoid("bce_pos_weight", "BCEWithLogitsLoss(pos_weight=p), p balanced from the training labels or given",
                  PosWeightParams, _pos_weight, "torch.nn",
                  "-[pos_weight y log p + (1 - y) log(1 - p)], p = sigmoid(z)",
                  reduction="mean over N x C outputs (positives weighted by pos_weight)"),
-        _sigmoid("asl", "asymmetric loss (focusing gamma_neg/gamma_pos, probability shift clip)", ASLParams,
-                 lambda p, labels: (criteria.AsymmetricLoss(p.gamma_neg, p.gamma_pos, p.clip), {}),
-                 "Ridnik et al. 2021", formula="-[y (1 - p)^gamma_pos log p + (1 - y) p_m^gamma_neg "
-                 "log(1 - p_m)], p_m = max(p - clip, 0)"),
+        replace(_sigmoid("asl", "asymmetric loss (focusing gamma_neg/gamma_pos, probability shift clip)", ASLParams,
+                         lambda p, labels: (criteria.AsymmetricLoss(p.gamma_neg, p.gamma_pos, p.clip), {}),
+                         "Ridnik et al. 2021", formula="-[y (1 - p)^gamma_pos log p + (1 - y) "
+                         "p_m^gamma_neg log(1 - p_m)], p_m = max(p - clip, 0)"),
+                tuned=(("loss.gamma_neg", "2,4"),)),
     ]
 }
 

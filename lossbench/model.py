@@ -1,12 +1,17 @@
-"""The models: an MLP from flat features, and a LeNet-style CNN for images, to one logit per class."""
+"""The models: an MLP from flat features, a LeNet-style CNN for images, and the ones lossbench does
+not define (lossbench.brought_models: ResNet-18, timm, a custom factory), to one logit per output."""
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Optional
 
 from torch import Tensor, nn
 
+from lossbench.brought_models import (TIMM_INSTALL, Brought, brought, build_custom, build_resnet,
+                                      build_timm, check_output, locate, timm_available)
 from lossbench.errors import ConfigError
+
 # model.init.conv / model.init.linear: the weight initialisers (biases keep torch's default).
 # kaiming_uniform as the Active Passive Loss code calls it (fan_in, ReLU gain); xavier_uniform gain 1.
 INITS = {
@@ -47,12 +52,6 @@ class CNN(nn.Module):
         super().__init__()
         self.image_shape = tuple(image_shape)
         in_channels, height, width = self.image_shape
-        if min(height, width) < 2 ** len(channels):  # a 2x2 max-pool of a 1-pixel map is empty
-            side = 2 ** len(channels)
-            raise ConfigError(
-                f"model.channels={list(channels)!r} has {len(channels)} conv + pool blocks, each halving "
-                f"the image: they need images of at least {side}x{side}, and these are {height}x{width}. "
-                f"Give at most {min(height, width).bit_length() - 1} channel widths")
         blocks: list[nn.Module] = []
         for out_channels in channels:
             blocks += [nn.Conv2d(in_channels, out_channels, kernel_size, padding="same"),
@@ -86,9 +85,92 @@ def build_cnn(cfg: Any, n_in: int, n_out: int, image_shape: Optional[tuple[int, 
                cfg.logit_scale, cfg.batch_norm)
 
 
-MODELS = {"mlp": build_mlp, "cnn": build_cnn}
+MODELS = {"mlp": build_mlp, "cnn": build_cnn, "resnet": brought(build_resnet), "custom": brought(build_custom)}
+# Models whose seeds hidden/batched.py cannot stack with torch.func, and why (any timm model too).
+UNSTACKABLE = {
+    "resnet": "batch norm updates its running statistics in place, which a vmapped stack cannot do per seed",
+    "custom": "lossbench cannot tell whether a model it did not define (batch norm, buffers, "
+              "in-place state) stacks under torch.func",
+}
+TIMM_UNSTACKABLE = "a timm model may hold batch norm or other in-place state that torch.func cannot stack"
 
 
-def build_model(cfg: Any, n_in: int, n_out: int,
-                image_shape: Optional[tuple[int, int, int]] = None) -> nn.Module:
-    return initialise(MODELS[cfg.name](cfg, n_in, n_out, image_shape), cfg.init)
+def is_timm(name: str) -> bool:
+    """A model.name lossbench does not define is a timm architecture (model=timm)."""
+    return name not in MODELS
+
+
+def builder(name: str):
+    return brought(build_timm) if is_timm(name) else MODELS[name]
+
+
+def build_model(cfg: Any, n_in: int, n_out: int, image_shape: Optional[tuple[int, int, int]] = None,
+                batch: Optional[Tensor] = None) -> nn.Module:
+    """Given a `batch` of the loaded data, the image size is checked first (for a dataset that
+    cannot say it before loading), and a model lossbench did not define is run on it once."""
+    problems = image_size_problems(cfg, image_shape)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    model = initialise(builder(cfg.name)(cfg, n_in, n_out, image_shape), cfg.init)
+    if batch is not None and isinstance(model, Brought):
+        check_output(model, batch, n_out, f"model.name={cfg.name}")
+    return model
+
+
+def describe(cfg: Any) -> str:
+    """The model as a run's log line names it."""
+    if cfg.name in ("mlp", "cnn"):
+        return f"{cfg.name} {list(cfg.hidden)}"
+    return f"custom {cfg._target_}" if cfg.name == "custom" else cfg.name
+
+
+def cnn_min_side(channels: list[int]) -> int:
+    """Each block halves the image (2x2 max-pool, floor): below 2**blocks a map reaches 0 pixels."""
+    return 2 ** len(channels)
+
+
+def image_size_problems(cfg: Any, image_shape: Optional[tuple[int, ...]]) -> list[str]:
+    """The image is too small for the model's layers (known before loading when the dataset
+    registry can say its shape, else checked after loading, before the model is built)."""
+    if cfg.name != "cnn" or image_shape is None or len(image_shape) != 3:
+        return []
+    side, height, width = cnn_min_side(cfg.channels), image_shape[1], image_shape[2]
+    if min(height, width) >= side:
+        return []
+    blocks = len(cfg.channels)
+    return [f"model=cnn with {blocks} conv blocks (model.channels={list(cfg.channels)}) halves the "
+            f"image {blocks} times, so it needs images of at least {side}x{side}; this data's are "
+            f"{height}x{width}. Use at most {max(min(height, width).bit_length() - 1, 0)} blocks "
+            f"(model.channels), model=resnet (any size) or model=mlp"]
+
+
+def name_problems(cfg: Any, images: bool) -> list[str]:
+    """The model is one lossbench can build for this data, before anything is imported or loaded."""
+    name = cfg.name
+    accepted = ", ".join(sorted(MODELS))
+    if is_timm(name):
+        if not timm_available():
+            return [f"model.name={name!r} is not a lossbench model ({accepted}), and timm, which "
+                    f"would build it as a timm architecture (model=timm), is not installed: {TIMM_INSTALL}"]
+        import timm
+
+        if not timm.is_model(name):
+            near = difflib.get_close_matches(name, list(MODELS) + timm.list_models(), n=3)
+            return [f"model.name={name!r} is neither a lossbench model ({accepted}) nor a timm "
+                    f"architecture{'; did you mean ' + ', '.join(near) + '?' if near else ''}"]
+    if name == "custom" and not cfg.get("_target_"):
+        return ["model=custom needs model._target_=package.module.factory (a callable returning a "
+                "torch.nn.Module; its keyword arguments as +model.<name>=value)"]
+    if name == "custom":
+        locate(cfg._target_)
+    if not images and (name == "resnet" or is_timm(name)):  # model=cnn: config.py says so
+        return [f"model.name={name} takes images; this dataset holds feature vectors. Use model=mlp "
+                "or model=custom"]
+    return []
+
+
+def unstackable_model(cfg: Any) -> Optional[str]:
+    if is_timm(cfg.name):
+        return f"model.name={cfg.name} (timm): {TIMM_UNSTACKABLE}"
+    why = UNSTACKABLE.get(cfg.name)
+    return f"model={cfg.name}: {why}" if why else None

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lossbench.errors import UserError
+from lossbench.owned import PlantedLink, open_nofollow
 from lossbench.selection import select_epoch
 
 SUMMARY = "summary.json"
@@ -25,9 +26,12 @@ STEPS = "steps.parquet"
 PER_CLASS = "per_class.parquet"
 PREDICTIONS = "predictions.parquet"
 LOCK = ".lossbench.lock"
+LOG = "lossbench.log"  # Hydra's job log (conf/hydra/job_logging/lossbench.yaml, hydra.job.name)
 TABLES = (METRICS, CALIBRATION, STEPS, PER_CLASS, PREDICTIONS)
 # Written with every finished epoch: a run that finished one and lacks them is incomplete.
 EVERY_EPOCH = (METRICS, PREDICTIONS)
+# Every name lossbench writes at the top of a run dir: checked for planted links before a write.
+RUN_FILES = (SUMMARY, *TABLES, LOCK, LOG)
 
 # mkstemp creates 0600 files; a finished file gets what open() would have given it under the
 # process's umask (read once: os.umask can only be read by setting it).
@@ -37,7 +41,10 @@ FILE_MODE = 0o666 & ~_UMASK
 
 
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call write(tmp_path) for a temp file beside `path`, then move it into place."""
+    """Call write(tmp_path) for a temp file beside `path`, then move it into place. Follows no
+    link at `path` (lossbench.owned): mkstemp's O_EXCL refuses one, and the rename replaces it."""
+    if path.is_symlink():
+        raise PlantedLink(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # The temp name ends in the target's suffix: writers such as matplotlib infer the format from it.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
@@ -77,8 +84,10 @@ def write_table(path: Path, records: list[dict] | pd.DataFrame) -> None:
 
 
 def temp_files(run_dir: Path) -> list[Path]:
-    """Temp files atomic_write leaves behind when its process is killed mid-write."""
-    return sorted(run_dir.glob(".*.tmp*"))
+    """Temp files atomic_write leaves behind when its process is killed mid-write: only those of
+    the run's own files, so a user's `.notes.tmp` stays."""
+    return sorted(path for name in (SUMMARY, *TABLES) for path in run_dir.glob(f".{name}.*.tmp*")
+                  if not path.is_symlink())
 
 
 def unreadable_files(run_dir: Path, summary: dict) -> list[str]:
@@ -123,7 +132,9 @@ class RunDirLock:
 
     def __enter__(self) -> "RunDirLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        file = open(self.path, "a+")
+        # Not open(path, "a+"): that follows a link planted at the lock's name, and the truncate
+        # below would empty its target.
+        file = os.fdopen(open_nofollow(self.path, os.O_RDWR | os.O_CREAT), "r+")
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -146,8 +157,8 @@ def lock_holder(run_dir: Path) -> Optional[str]:
     """Who holds run_dir's lock right now, or None if no live process does. Only looks: the
     lock file is neither created nor rewritten."""
     try:
-        file = open(run_dir / LOCK)
-    except FileNotFoundError:
+        file = os.fdopen(open_nofollow(run_dir / LOCK, os.O_RDONLY))
+    except (FileNotFoundError, PlantedLink):
         return None
     with file:
         try:

@@ -11,13 +11,11 @@ import os
 import random
 import signal
 import subprocess
-import threading
 import time
-from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -30,11 +28,13 @@ from lossbench.errors import UserError, write_failure
 from lossbench.data import DATASETS, load_dataset, on_device
 from lossbench.device import resolve_device
 from lossbench.losses import LOSSES, TrainingLabels, head_width, loss_label, loss_params
-from lossbench.model import build_model
+from lossbench.model import build_model, describe
 from lossbench.optim import build_optimizer
+from lossbench.owned import refuse_planted_links
 from lossbench.recipe import Recipe
-from lossbench.results import RunDirLock, RunFiles, read_summary, temp_files, unreadable_files
+from lossbench.results import RUN_FILES, RunDirLock, RunFiles, read_summary, temp_files, unreadable_files
 from lossbench.selection import PRIMARY
+from lossbench.signals import Interrupted, StopFlag
 from lossbench.trackers import Trackers
 from lossbench.train import Outcome, train
 
@@ -96,66 +96,18 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-class Interrupted(KeyboardInterrupt):
-    """A run stopped by a signal: Ctrl-C (SIGINT), a scheduler's SIGTERM (Slurm preemption), a
-    closed terminal's SIGHUP. All three end the same way, recorded `interrupted`, resumable."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-class StopFlag:
-    """Turns a stop signal into Interrupted. Inside `deferred()` (the training loop) the first
-    signal only asks the loop to stop at the next step boundary, so no step or file is cut in
-    half; elsewhere (validation, data loading) and on a second signal it raises at once."""
-
-    def __init__(self) -> None:
-        self.signum: Optional[int] = None
-        self._deferring = False
-        self._previous: dict[int, Any] = {}
-
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
-
-    def __enter__(self) -> "StopFlag":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested or not self._deferring:
-            self.signum = self.signum or signum
-            raise Interrupted(signum)
-        self.signum = signum
-        log.warning(f"{signal.Signals(signum).name}: stopping after this step (again to abort)")
-
-    @contextmanager
-    def deferred(self) -> Iterator[None]:
-        self._deferring = True
-        try:
-            yield
-        finally:
-            self._deferring = False
-
-    def __exit__(self, *exc) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
-
-
 def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict:
     """Run one configuration into run_dir and return its summary (status `skipped` if an identical
     run had completed or diverged there).
 
-    One writer per run dir: RunDirBusy, recording nothing, if another process holds it. Every way
+    One writer per run dir: RunDirBusy, recording nothing, if another process holds it; PlantedLink,
+    recording nothing, if a symlink sits where the run would write (lossbench.owned). Every way
     out records a final status in summary.json first: UserError (a configuration or data the run
     cannot use) and any other exception as `failed` with the error, a stop signal as `interrupted`
-    (raised as Interrupted). The exception is then raised again."""
+    (raised as Interrupted). The exception is then raised again. A stop signal that arrives while
+    a final status is written, or after the last step, raises Interrupted once it is written."""
     with RunDirLock(run_dir):
+        refuse_planted_links(run_dir, RUN_FILES)
         for leftover in temp_files(run_dir):  # a killed writer's; no one else writes here now
             leftover.unlink(missing_ok=True)
         return _execute(cfg, run_dir, threads, overrides)
@@ -184,48 +136,54 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dic
     trackers = Trackers(cfg, run_dir)
     started = time.perf_counter()
 
-    def finish(status: str, error: Optional[str] = None, **extra) -> dict:
-        summary.update(status=status, error=error, wall_time_s=time.perf_counter() - started,
-                       finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra)
-        summary.update(files.final_test_metrics())
-        summary["selected_epoch"] = files.selected_epoch(PRIMARY.get(summary["task"]))
-        times = [r["epoch_time_s"] for r in files.metrics if r["split"] == "train"]
-        summary["mean_epoch_time_s"] = float(np.mean(times)) if times else None
-        try:
-            files.write_summary(summary)
-        except OSError as write_error:  # a full disk can refuse even this small file
-            log.error(f"could not record status {status} in {run_dir}: {write_error}")
-        trackers.finish(summary)
-        return summary
+    with StopFlag() as stop:
 
-    try:
-        with StopFlag() as stop:
+        def finish(status: str, error: Optional[str] = None, **extra) -> dict:
+            with stop.held():  # a signal now would leave the run `running`: noted, acted on after
+                summary.update(status=status, error=error, wall_time_s=time.perf_counter() - started,
+                               finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra)
+                summary.update(files.final_test_metrics())
+                summary["selected_epoch"] = files.selected_epoch(PRIMARY.get(summary["task"]))
+                times = [r["epoch_time_s"] for r in files.metrics if r["split"] == "train"]
+                summary["mean_epoch_time_s"] = float(np.mean(times)) if times else None
+                try:
+                    files.write_summary(summary)
+                except OSError as write_error:  # a full disk can refuse even this small file
+                    log.error(f"could not record status {status} in {run_dir}: {write_error}")
+            trackers.finish(summary)
+            return summary
+
+        try:
             validate(cfg)
             files.write_summary(summary)
             trackers.start(config)
             outcome = _train_run(cfg, files, trackers, summary, threads, stop)
-    except UserError as error:
-        finish("failed", str(error))
-        raise
-    except BaseException as error:
-        # Anything else (a bug, memory, a full disk) is recorded as well; a stop signal outside
-        # the training loop (during data loading, say) arrives here as Interrupted.
-        if isinstance(error, KeyboardInterrupt):
-            finish("interrupted", f"interrupted by {str(error) or 'SIGINT'}")
-        else:
-            finish("failed", write_failure(error) or f"{type(error).__name__}: {error}")
-        raise
-    steps = dict(skipped_steps=outcome.skipped_steps, scaler_skipped_steps=outcome.scaler_skipped_steps,
-                 first_nonfinite_step=outcome.first_nonfinite_step, first_nonfinite=outcome.first_nonfinite,
-                 untrained_epochs=files.untrained_epochs(outcome.epochs_completed))
-    if outcome.status == "interrupted":  # the loop stopped at a step boundary
-        finish("interrupted", f"interrupted by {signal.Signals(stop.signum).name}", **steps)
+        except BaseException as error:
+            # Anything else (a bug, memory, a full disk) is recorded as well; a stop signal outside
+            # the training loop (during data loading, say) arrives here as Interrupted.
+            if isinstance(error, UserError):
+                finish("failed", str(error))
+            elif isinstance(error, KeyboardInterrupt):
+                finish("interrupted", f"interrupted by {str(error) or 'SIGINT'}")
+            else:
+                finish("failed", write_failure(error) or f"{type(error).__name__}: {error}")
+            if stop.requested and not isinstance(error, KeyboardInterrupt):
+                raise Interrupted(stop.signum) from error
+            raise
+        steps = dict(skipped_steps=outcome.skipped_steps, scaler_skipped_steps=outcome.scaler_skipped_steps,
+                     first_nonfinite_step=outcome.first_nonfinite_step, first_nonfinite=outcome.first_nonfinite,
+                     untrained_epochs=files.untrained_epochs(outcome.epochs_completed))
+        if outcome.status == "interrupted":  # the loop stopped at a step boundary
+            finish("interrupted", f"interrupted by {signal.Signals(stop.signum).name}", **steps)
+            raise Interrupted(stop.signum)
+        if outcome.stopped_early:
+            log.info(f"stopped early after epoch {outcome.epochs_completed}: validation {PRIMARY[summary['task']]} "
+                     f"has not improved for {cfg.trainer.early_stop_patience} epochs")
+        status, message = _status_after_skips(outcome, steps["untrained_epochs"])
+        finish(status, message, stopped_early=outcome.stopped_early, **steps)
+    if stop.requested:  # after the last step: the run is finished, and the command stops here
         raise Interrupted(stop.signum)
-    if outcome.stopped_early:
-        log.info(f"stopped early after epoch {outcome.epochs_completed}: validation {PRIMARY[summary['task']]} "
-                 f"has not improved for {cfg.trainer.early_stop_patience} epochs")
-    status, message = _status_after_skips(outcome, steps["untrained_epochs"])
-    return finish(status, message, stopped_early=outcome.stopped_early, **steps)
+    return summary
 
 
 def _status_after_skips(outcome: Outcome, untrained: list[int]) -> tuple[str, Optional[str]]:
@@ -261,7 +219,7 @@ def _train_run(cfg: Any, files: RunFiles, trackers: Trackers, summary: dict, thr
                    n_train=len(data.x_train), n_test=len(data.x_test), n_classes=data.n_classes,
                    n_val=0 if data.x_val is None else len(data.x_val),
                    outputs=width, device=str(device), **data.info)
-    model = build_model(cfg.model, data.n_features, width, data.image_shape).to(device)
+    model = build_model(cfg.model, data.n_features, width, data.image_shape, data.x_train[:2]).to(device)
     criterion = criterion.to(device)
     optimizer = build_optimizer(cfg.optim, model.parameters())
     data = on_device(data, device)
@@ -274,8 +232,8 @@ def _train_run(cfg: Any, files: RunFiles, trackers: Trackers, summary: dict, thr
             log.info(_epoch_line(rows, cfg.trainer.epochs))
 
     derived_text = "".join(f", {key} {[round(v, 4) for v in values]}" for key, values in derived.items())
-    log.info(f"loss: {label} = {spec.summary} ({spec.reduction}{derived_text}); model: {cfg.model.name} "
-             f"{list(cfg.model.hidden)}; device: {device}, {threads} threads, precision {cfg.trainer.precision.name}")
+    log.info(f"loss: {label} = {spec.summary} ({spec.reduction}{derived_text}); model: {describe(cfg.model)}; "
+             f"device: {device}, {threads} threads, precision {cfg.trainer.precision.name}")
     summary["autocast_dtypes"] = autocast_dtypes(device, cfg.trainer.precision.name)
     if summary["autocast_dtypes"]:
         log.info("autocast on %s runs: %s", device.type,

@@ -22,7 +22,8 @@ from contextvars import ContextVar
 from typing import Any, Callable, Iterator, Optional, Union
 
 from lossbench.batched import SeedRun, train_seeds
-from lossbench.run import TRAINER, StopFlag
+from lossbench.run import TRAINER
+from lossbench.signals import Interrupted, StopFlag
 from lossbench.train import Outcome, train
 
 # The seat whose run the current code works for: log lines are routed to that seed's log file.
@@ -71,6 +72,18 @@ class Seat:
         """Hand the training's outcome (or what it raised) back and let the run end."""
         self._outcome = outcome
         self._resumed.set()
+        self._thread.join()
+
+    def stop(self, error: BaseException) -> None:
+        """The group stops before training this seat: once its job has handed its training over
+        (or ended), it ends with `error`, recorded as the run's own, and its thread is done. A
+        seat not started is left alone: it has touched nothing."""
+        if self._thread.ident is None:
+            return
+        self._waiting.wait()
+        if not self.finished:
+            self._outcome = error
+            self._resumed.set()
         self._thread.join()
 
     @property
@@ -132,24 +145,28 @@ def routed_logs(seats: list[Seat]) -> Iterator[None]:
 
 def run_seats(seats: list[Seat], log: logging.Logger) -> None:
     """Start every seat, train the ones that handed their training over as one stack, and let
-    each finish. Every seat has ended when this returns (or raises)."""
-    for seat in seats:
-        seat.start()
-    training = [seat for seat in seats if seat.training is not None]
-    if not training:
-        return
-    with routed_logs(training), StopFlag() as stop:
-        log.info(f"batched: {len(training)} seeds trained as one stack ({', '.join(s.label for s in training)})")
+    each finish. Every seat started has ended when this returns (or raises), its run recorded
+    with a final status; a stop signal is raised as Interrupted once they have."""
+    with StopFlag() as stop:
         try:
-            _train(training, lambda: stop.requested)
+            for seat in seats:
+                seat.start()
+            training = [seat for seat in seats if seat.training is not None]
+            if training:
+                with routed_logs(training), stop.deferred():
+                    log.info(f"batched: {len(training)} seeds trained as one stack "
+                             f"({', '.join(s.label for s in training)})")
+                    _train(training, stop)
         except BaseException as error:
             # Each unfinished seed records the error as its own run's; as under the basic
             # launcher, a bug fails these runs and the sweep goes on, an interrupt stops it.
-            for seat in training:
-                if not seat.finished:
-                    seat.finish(error)
+            with stop.held():
+                for seat in seats:
+                    seat.stop(error)
             if not isinstance(error, Exception):
                 raise
+    if stop.requested:
+        raise Interrupted(stop.signum)
 
 
 def _speaking(seat: Seat, on_epoch: Callable) -> Callable:
@@ -160,17 +177,22 @@ def _speaking(seat: Seat, on_epoch: Callable) -> Callable:
     return on_epoch_of_seat
 
 
-def _train(seats: list[Seat], stop_requested: Callable[[], bool]) -> None:
+def _train(seats: list[Seat], stop: StopFlag) -> None:
     # train.train's arguments: model, spec, criterion, data, optimizer, trainer, device, generator, on_epoch,
     # stop_requested[, recipe]
     model, spec, criterion, data, optimizer, trainer, device, generator, on_epoch, _, *recipe = seats[0].training
+
+    def finished(index: int, outcome: Outcome) -> None:
+        # The seed's own StopFlag saw no signal (they reach the main thread only): an interrupted
+        # seed is handed the signal itself, which its run records and raises.
+        seats[index].finish(Interrupted(stop.signum) if outcome.status == "interrupted" else outcome)
+
     if len(seats) == 1:  # nothing to stack: the sequential loop itself
         with seats[0].speaking():
             outcome = train(model, spec, criterion, data, optimizer, trainer, device, generator,
-                            _speaking(seats[0], on_epoch), stop_requested, *recipe)
-        seats[0].finish(outcome)
+                            _speaking(seats[0], on_epoch), lambda: stop.requested, *recipe)
+        finished(0, outcome)
         return
     runs = [SeedRun(args[0], args[4], args[7], _speaking(seat, args[8]))
             for seat, args in zip(seats, (seat.training for seat in seats))]
-    train_seeds(runs, spec, criterion, data, trainer, device,
-                lambda index, outcome: seats[index].finish(outcome), stop_requested, *recipe)
+    train_seeds(runs, spec, criterion, data, trainer, device, finished, lambda: stop.requested, *recipe)

@@ -5,21 +5,23 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import signal
 import sys
 import tempfile
-import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
 from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
 
-from lossbench.collect import CollectError, collect
+from lossbench.collect import TABLE_FILES, CollectError, collect
 from lossbench.errors import WRITE_FAILED_EXIT, write_failure
-from lossbench.results import LOCK, SUMMARY, lock_holder
+from lossbench.owned import PlantedLink, refuse_planted_links
+from lossbench.progress import Progress
+from lossbench.results import (LOCK, RUN_FILES, SUMMARY, RunDirBusy, RunDirLock, lock_holder, read_summary,
+                               write_json)
 from lossbench.trackers import prepare_sweep
-from lossbench.run import STOP_SIGNALS, Interrupted
 
 log = logging.getLogger("lossbench")
 # Statuses that mean the run must be looked at; diverged and interrupted are results, and a
@@ -83,27 +85,48 @@ def shared_run_dir(config: Any) -> Optional[str]:
     return None
 
 
+def require_no_links(directory: Path, key: str, recursive: bool) -> None:
+    """Exit 2 with one line when a symlink sits where Hydra or lossbench would write: this runs
+    before Hydra writes .hydra/*.yaml, the job log and multirun.yaml, which it opens following links."""
+    try:
+        refuse_planted_links(directory, [*RUN_FILES, *TABLE_FILES], recursive)
+    except PlantedLink as error:
+        print(f"error: {key}={directory}: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
 class SweepCallback(Callback):
-    # The sweep this process runs, for whoever ends it early (lossbench.app.cli).
+    # The sweep this process runs and when it began, for whoever ends it early (lossbench.app.cli).
     sweep_dir: Optional[Path] = None
+    began: float = 0.0
+    # Set by a sweeper that knows its run count (the tuned sweeper): a line per finished job.
+    progress: Optional[Progress] = None
+
+    def __init__(self, report: bool = False) -> None:
+        # true (experiment=which_loss): the sweep ends by writing DIR/report and printing its answer
+        self.report = report
+
+    def on_job_end(self, config: Any, job_return: Any = None, **kwargs: Any) -> None:
+        if SweepCallback.progress is not None:
+            run_dir = Path(config.hydra.runtime.output_dir)
+            log.info(SweepCallback.progress.job_ended(SweepCallback.progress.ran(run_dir)))
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         require_writable(Path(config.hydra.run.dir), "hydra.run.dir")
+        require_no_links(Path(config.hydra.run.dir), "hydra.run.dir", recursive=False)
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        if OmegaConf.select(config, "hydra.sweeper.dry_run", default=False):
+            return  # the sweeper lists the runs and ends: nothing is written
         shared = shared_run_dir(config)
         if shared:
             print(f"error: {shared}", file=sys.stderr)
             sys.exit(2)
         require_writable(Path(config.hydra.sweep.dir), "hydra.sweep.dir")
+        require_no_links(Path(config.hydra.sweep.dir), "hydra.sweep.dir", recursive=True)
         self.started = time.time()
         prepare_sweep(config)
-        SweepCallback.sweep_dir = Path(config.hydra.sweep.dir)
-        # SIGTERM (a scheduler's preemption) and SIGHUP end the sweep the way Ctrl-C does. A job
-        # running in this process swaps in its own handler while it runs (lossbench.run.StopFlag).
-        if threading.current_thread() is threading.main_thread():
-            for signum in STOP_SIGNALS:
-                signal.signal(signum, raise_interrupted)
+        SweepCallback.sweep_dir, SweepCallback.began = Path(config.hydra.sweep.dir), self.started
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -126,6 +149,8 @@ class SweepCallback(Callback):
             if holder:
                 reasons[lock.parent.relative_to(sweep_dir).as_posix()] = (
                     f"in use by {holder}, so this sweep did not run it (rerun the sweep once it ends)")
+        if self.report:
+            write_report(sweep_dir)
         for run, reason in sorted(reasons.items()):
             log.error(f"failed: {run}: {reason}")
         if reasons:
@@ -133,8 +158,17 @@ class SweepCallback(Callback):
             sys.exit(1)
 
 
-def raise_interrupted(signum, frame) -> None:
-    raise Interrupted(signum)
+def write_report(sweep_dir: Path) -> None:
+    """DIR/report, and its first section (the recommendation, when the study has one) printed."""
+    from lossbench.report import ReportInputError, generate
+
+    try:
+        path = generate([sweep_dir], say=log.info)
+    except ReportInputError as error:
+        log.error(f"report: {error}")
+        return
+    first = path.read_text().split("\n## ")[1]  # the text of the first section, title first
+    log.info("report: %s\n## %s", path, first.strip())
 
 
 def failure_reason(status: str, error: Any) -> str:
@@ -145,8 +179,34 @@ def failure_reason(status: str, error: Any) -> str:
     return "no final status recorded: the process was killed" if status == "running" else status
 
 
-def end_interrupted_sweep(sweep_dir: Path) -> None:
-    """A stop signal ended the sweep early: collect what finished and say how to go on."""
+def record_killed_workers(sweep_dir: Path, began: float, signal_name: str) -> None:
+    """Runs this sweep began that still say `running` with no live process holding their lock:
+    their worker was killed under them (joblib SIGKILLs its workers when the sweep stops), so
+    this process records them `interrupted` on their behalf. It takes each run's lock first;
+    a killed process releases it as soon as it is gone."""
+    for path in sorted(sweep_dir.glob(f"**/{SUMMARY}")):
+        summary = read_summary(path.parent)
+        if path.stat().st_mtime < began or not summary or summary.get("status") != "running":
+            continue
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with RunDirLock(path.parent):
+                    summary.update(status="interrupted",
+                                   error=f"interrupted by {signal_name}: the launcher ended its worker process",
+                                   finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                    write_json(path, summary)
+                break
+            except RunDirBusy:
+                if time.monotonic() > deadline:  # a live process still runs it: it records its own status
+                    break
+                time.sleep(0.1)
+
+
+def end_interrupted_sweep(sweep_dir: Path, began: float, signal_name: str) -> None:
+    """A stop signal ended the sweep early: record runs whose worker was killed, collect what
+    finished and say how to go on."""
+    record_killed_workers(sweep_dir, began, signal_name)
     try:
         collected = collect(sweep_dir)
     except CollectError as error:

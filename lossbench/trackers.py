@@ -13,12 +13,12 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Optional
 
 from lossbench.collect import flatten
+from lossbench.owned import Manifest, require_real_dirs
 
 log = logging.getLogger("lossbench")
 
@@ -125,15 +125,28 @@ class MlflowTracker(Tracker):
 
 
 class TensorboardTracker(Tracker):
-    """Event files in the run directory, replaced when the run is rerun (as its parquet files are)."""
+    """Event files in a subdirectory of the run directory (config validation keeps it inside).
+    A rerun removes the event files an earlier run listed in the run dir's manifest, as its
+    parquet files are replaced; any other file there stays (lossbench.owned)."""
 
     def __init__(self, options: Any, run_dir: Path, config: dict, preset: Optional[str]):
         from torch.utils.tensorboard import SummaryWriter
 
-        log_dir = run_dir / options.dir
-        shutil.rmtree(log_dir, ignore_errors=True)
-        self.writer = SummaryWriter(log_dir=str(log_dir))
+        self.manifest, self.dir = Manifest(run_dir, "tensorboard"), PurePosixPath(options.dir).as_posix()
+        require_real_dirs(run_dir, self.dir)
+        self.manifest.release(keep=())
+        self.before = self._files()
+        self.writer = SummaryWriter(log_dir=str(run_dir / self.dir))
+        self._claim_new()  # the writer created its event file: listed before anything can die
         self.config = flatten(config, "")
+
+    def _files(self) -> set[str]:
+        root = self.manifest.root
+        return {path.relative_to(root).as_posix() for path in (root / self.dir).glob("events.out.tfevents.*")
+                if path.is_file() and not path.is_symlink()}
+
+    def _claim_new(self) -> None:
+        self.manifest.claim(self._files() - self.before)
 
     def _log(self, values: dict[str, float], step: int) -> None:
         for name, value in values.items():
@@ -151,6 +164,7 @@ class TensorboardTracker(Tracker):
         self.writer.add_hparams(self.config, summary_scalars(summary), run_name=".",
                                 global_step=summary["epochs_completed"])
         self.writer.close()
+        self._claim_new()  # add_hparams wrote a second event file
 
 
 TRACKERS = {"mlflow": MlflowTracker, "tensorboard": TensorboardTracker}

@@ -18,12 +18,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
 
 from lossbench.errors import ConfigError
-from lossbench.results import METRICS, read_summary, write_table
+from lossbench.results import METRICS, SUMMARY, read_summary, write_table
 from lossbench.selection import PRIMARY, select_epoch
 
 TUNING = "tuning.parquet"
 COLUMNS = ("loss_name", "trial", "setting", "run", "seed", "status", "val_metric", "val_value",
-           "selected_epoch", "chosen", "budget", "space")
+           "selected_epoch", "chosen", "ineligible", "budget", "space")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ class Space:
 
     @classmethod
     def parse(cls, loss: str, keys: Mapping[str, Any]) -> "Space":
+        if not isinstance(keys, Mapping):
+            raise ConfigError(f"hydra.sweeper.space.{loss}={keys!r}: a space maps each tuned key to its values, "
+                              f"e.g. {{optim.lr: '1e-3,3e-3'}}")
         # A YAML list is the same values as a comma-separated sweep string.
         lines = [f"{key}={','.join(map(str, value)) if isinstance(value, (list, tuple)) else value}"
                  for key, value in keys.items()]
@@ -82,30 +85,41 @@ def check_budget(spaces: list[Space], budget: int) -> None:
 @dataclass(frozen=True)
 class Validation:
     """A finished trial as the choice sees it: its status and its validation primary metric at
-    its selected epoch (NaN and None when it has no validation rows)."""
+    its selected epoch (NaN and None when it has no usable validation rows, `problem` says why)."""
     status: str
     metric: Optional[str]
     value: float
     selected_epoch: Optional[int]
+    problem: Optional[str] = None
 
 
 def read_validation(run_dir: Path) -> Validation:
     """From the run's summary.json (status, task) and its metrics.parquet `val` rows, selected by
-    lossbench.selection's one rule."""
+    lossbench.selection's one rule. A run that died before its first epoch ended has a table
+    without rows or columns; a damaged one may lack columns or hold text: no value, never a crash."""
     summary = read_summary(run_dir)
-    if summary is None:
-        return Validation("missing", None, math.nan, None)
+    if not isinstance(summary, dict):
+        return Validation("missing", None, math.nan, None, f"no readable {SUMMARY}")
+    status = str(summary.get("status"))
     metric = PRIMARY.get(summary.get("task"))
-    metrics_file = run_dir / METRICS
-    if metric is None or not metrics_file.is_file():
-        return Validation(summary["status"], metric, math.nan, None)
-    rows = pd.read_parquet(metrics_file)
-    val = rows[rows["split"] == "val"].sort_values("epoch")
-    position = select_epoch(val[metric].tolist()) if metric in val else None
+    if metric is None:
+        return Validation(status, None, math.nan, None, f"task {summary.get('task')!r} has no primary metric")
+    try:
+        rows = pd.read_parquet(run_dir / METRICS)
+    except Exception as error:  # noqa: BLE001 - absent, torn or not parquet: pyarrow raises several kinds
+        return Validation(status, metric, math.nan, None, f"{METRICS} unreadable ({type(error).__name__})")
+    missing = [column for column in ("epoch", "split", metric) if column not in rows]
+    if missing:
+        return Validation(status, metric, math.nan, None, f"{METRICS} has no {', '.join(missing)} column")
+    val = rows[rows["split"] == "val"]
+    val = pd.DataFrame({"epoch": pd.to_numeric(val["epoch"], errors="coerce"),
+                        "value": pd.to_numeric(val[metric], errors="coerce")})
+    val = val.dropna(subset=["epoch"]).sort_values("epoch")
+    position = select_epoch(val["value"].tolist())
     if position is None:
-        return Validation(summary["status"], metric, math.nan, None)
+        return Validation(status, metric, math.nan, None, f"no finite validation {metric}")
     best = val.iloc[position - 1]
-    return Validation(summary["status"], metric, float(best[metric]), int(best["epoch"]))
+    return Validation(status, metric, float(best["value"]), int(best["epoch"]))
 
 
 def choose(trials: pd.DataFrame) -> pd.DataFrame:
@@ -117,6 +131,15 @@ def choose(trials: pd.DataFrame) -> pd.DataFrame:
     eligible = in_grid_order[(in_grid_order["status"] == "completed") & in_grid_order["val_value"].notna()]
     best = eligible.groupby("loss_name", sort=False)["val_value"].idxmax()  # idxmax: the first maximum
     return trials.assign(chosen=trials.index.isin(best.values))
+
+
+def ineligible(status: str, value: float, problem: Optional[str]) -> Optional[str]:
+    """Why `choose` passes a trial over (it did not complete, or has no validation value), or None."""
+    if status != "completed":
+        return f"it ended {status}" + (f" ({problem})" if problem else "")
+    if value != value:  # NaN
+        return problem or "no validation value"
+    return None
 
 
 def write_tuning(sweep_dir: Path, trials: pd.DataFrame) -> Path:

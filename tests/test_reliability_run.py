@@ -65,7 +65,7 @@ def execute_in(tmp_path, *overrides):
         (["dataset=multi_mnist", "loss=bce_logits", "dataset.grid=100", "model.hidden=[300000]"],
          "model=mlp on 7,840,000 inputs"),
         (["model=cnn", "model.channels=[6,3000000]"], "model=cnn on 784 inputs"),
-        (["model=cnn", "model.channels=[2,2,2,2,2]"], "images of at least 32x32, and these are 28x28"),
+        (["model=cnn", "model.channels=[2,2,2,2,2]"], "needs images of at least 32x32; this data's are 28x28"),
         (["loss=focal_sigmoid", "dataset=multilabel", "loss.alpha=-0.5"], "-1 to switch alpha_t off"),
     ],
 )

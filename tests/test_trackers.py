@@ -68,11 +68,13 @@ def test_a_tracker_not_installed_is_refused_before_data_loads(tracker, tmp_path,
 @pytest.mark.slow
 @pytest.mark.parametrize("logger, broken, message", [
     ("mlflow", "logger.mlflow.tracking_uri=nosuchscheme://nowhere", "logger=mlflow stopped logging"),
-    ("tensorboard", "logger.tensorboard.dir=summary.json", "logger=tensorboard stopped logging"),
+    ("tensorboard", "logger.tensorboard.dir=in_the_way", "logger=tensorboard stopped logging"),
 ])
 def test_a_failing_tracker_is_a_warning_never_a_lost_run(logger, broken, message, tmp_path, caplog):
     pytest.importorskip(logger, reason=f"{logger} not installed")
     cfg = compose_config(f"logger={logger}", broken, "trainer.epochs=1", "dataset.source=sample", *SMALL)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "in_the_way").write_text("a file where the event files' folder would go")
     summary = execute(cfg, tmp_path / "run", threads=torch.get_num_threads(), overrides=[])
     assert summary["status"] == "completed"
     assert len(pd.read_parquet(tmp_path / "run" / "metrics.parquet")) == 3  # train, val, test

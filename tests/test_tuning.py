@@ -13,7 +13,8 @@ from hydra import compose
 from lossbench.errors import ConfigError
 from lossbench.report.tuning import tuning_table
 from lossbench.results import METRICS, SUMMARY
-from lossbench.tuning import COLUMNS, TUNING, Space, check_budget, choose, read_validation, require_validation
+from lossbench.tuning import (COLUMNS, TUNING, Space, check_budget, choose, ineligible, read_validation,
+                              require_validation)
 
 from conftest import SMALL, compose_config, initialize_config, run_cli, run_sweep
 
@@ -221,3 +222,47 @@ def test_report_of_a_tuned_study_leaves_trials_out_and_pairs_the_tuned_losses_wi
     selected = pd.read_csv(next(tables.glob("*optim.lr=tuned-final-metrics-selected.csv")))
     assert set(study["view"]) == {"selected"}
     assert study.set_index("loss")["mean"].to_dict() == selected.set_index("loss")["acc_mean"].to_dict()
+
+
+def test_a_trial_that_died_in_epoch_1_or_has_a_damaged_table_has_no_validation_value(tmp_path):
+    died = tmp_path / "died"
+    died.mkdir()
+    (died / SUMMARY).write_text(json.dumps({"status": "diverged", "task": "single_label"}))
+    pd.DataFrame().to_parquet(died / METRICS)  # what a run that never finished an epoch leaves
+    validation = read_validation(died)
+    assert validation.status == "diverged" and math.isnan(validation.value) and validation.selected_epoch is None
+    assert "no epoch, split, acc column" in validation.problem
+    text = write_run(tmp_path / "text", val=["high", "0.7"], test=["0.1", "0.2"])
+    assert (read_validation(text).value, read_validation(text).selected_epoch) == (0.7, 2)
+    (text / METRICS).write_text("not parquet")
+    assert "unreadable" in read_validation(text).problem
+    trials = pd.DataFrame([dict(loss_name="ce", trial=0, status="diverged", val_value=math.nan),
+                           dict(loss_name="ce", trial=1, status="completed", val_value=0.5)])
+    assert choose(trials)["chosen"].tolist() == [False, True]
+    assert ineligible("diverged", math.nan, validation.problem).startswith("it ended diverged (")
+
+
+def test_an_empty_search_space_is_refused_before_any_run(tmp_path):
+    result = run_cli("-m", "hydra/sweeper=tuned", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "hydra.sweeper.space is empty" in result.stderr and "Traceback" not in result.stderr
+    assert not list(tmp_path.glob(f"sweep/**/{SUMMARY}"))
+
+
+@pytest.mark.slow
+def test_a_study_whose_trial_diverges_in_epoch_1_finishes_without_choosing_it(tmp_path):
+    sweep = tmp_path / "sweep"
+    command = ("-m", "experiment=tuned_single_label", "loss=ce,nll", "seed=0", "hydra.sweeper.budget=2",
+               "hydra.sweeper.space.ce={optim.lr:'1e-3,1e30'}", "hydra.sweeper.space.nll={optim.lr:'1e30,1e31'}",
+               "trainer.epochs=1", "trainer.threads=1", "dataset.source=sample", "model.hidden=[8]",
+               f"hydra.sweep.dir={sweep}")
+    for attempt in ("first", "resumed"):
+        result = run_cli(*command, cwd=tmp_path)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, (attempt, result.stdout + result.stderr)
+        tuning = pd.read_parquet(sweep / TUNING).set_index(["loss_name", "trial"])
+        assert tuning["status"].tolist() == ["completed", "diverged", "diverged", "diverged"]
+        assert tuning["chosen"].tolist() == [True, False, False, False]
+        assert tuning["ineligible"].isna().tolist() == [True, False, False, False]
+        assert "cannot be chosen: it ended diverged" in result.stdout
+        assert "tuned nll: no trial completed" in result.stdout
+        assert [json.loads(p.read_text())["loss_name"] for p in sweep.glob(f"compare/*/{SUMMARY}")] == ["ce"]

@@ -41,9 +41,17 @@ class TunedSweeperConf:
     tune_seed: int = 100
     # Per loss name, each tuned key with its values as a sweep string: {focal: {optim.lr: "1e-3,3e-3"}}
     space: Dict[str, Any] = field(default_factory=dict)
-    # As the basic sweeper's: `loss` picks the losses to tune (default: every loss in space),
-    # `seed` the comparison seeds, anything else holds for every job.
+    # As the basic sweeper's: `loss` picks the losses to tune (default: every loss in space, or
+    # the panel), `seed` the comparison seeds, anything else holds for every job.
     params: Optional[Dict[str, str]] = None
+    # true: without `loss=...`, tune every loss of the registry that fits the dataset's task
+    panel: bool = False
+    # The space of a loss not in `space`: default_space, or for a loss with a knob of its own
+    # (lossbench.losses LossSpec.tuned) knob_space plus that knob's values.
+    default_space: Dict[str, Any] = field(default_factory=dict)
+    knob_space: Dict[str, Any] = field(default_factory=dict)
+    # true: list the runs (trials, then the comparison) and train nothing
+    dry_run: bool = False
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="tuned", node=TunedSweeperConf, provider="lossbench")
@@ -59,10 +67,18 @@ class Job:
     run: str = ""  # its run dir relative to the sweep dir, once composed
 
 
+def plain(node: Any) -> Dict[str, Any]:
+    return OmegaConf.to_container(node) if isinstance(node, DictConfig) else dict(node or {})
+
+
 class TunedSweeper(Sweeper):
-    def __init__(self, budget: int, tune_seed: int, space: Any, params: Optional[Dict[str, str]] = None) -> None:
+    def __init__(self, budget: int, tune_seed: int, space: Any, params: Optional[Dict[str, str]] = None,
+                 panel: bool = False, default_space: Any = None, knob_space: Any = None,
+                 dry_run: bool = False) -> None:
         self.budget, self.tune_seed, self.params = budget, tune_seed, dict(params or {})
-        self.space = OmegaConf.to_container(space) if isinstance(space, DictConfig) else dict(space)
+        self.space = plain(space)
+        self.panel, self.dry_run = panel, dry_run
+        self.default_space, self.knob_space = plain(default_space), plain(knob_space)
         self.hydra_context: Optional[HydraContext] = None
         self.config: Optional[DictConfig] = None
         self.launcher: Optional[Launcher] = None
@@ -78,6 +94,9 @@ class TunedSweeper(Sweeper):
         from lossbench.errors import UserError
         from lossbench.tuning import write_tuning
 
+        from lossbench.progress import Progress, finished_wall_times
+        from lossbench.sweep import SweepCallback
+
         sweep_dir = Path(self.config.hydra.sweep.dir)
         try:
             study = self._plan(arguments)
@@ -85,12 +104,31 @@ class TunedSweeper(Sweeper):
         except UserError as error:  # printed as every lossbench config mistake is, before any job runs
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
+        total = len(trials) + len(study.spaces) * len(study.seeds)
+        log.info(f"{total} runs: {len(study.spaces)} losses ({', '.join(s.loss for s in study.spaces)}) x "
+                 f"{self.budget} trials on seed {self.tune_seed}, then each at its chosen setting x "
+                 f"{len(study.seeds)} seeds ({', '.join(study.seeds)})")
+        if self.dry_run:
+            self._list(study, trials)
+            sys.exit(0)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        log.info(f"tune: {len(study.spaces)} losses x {self.budget} trials on seed {self.tune_seed}")
-        returns = [self._launch(trials, 0)]
+        progress = SweepCallback.progress = Progress(total)
+        earlier = finished_wall_times(sweep_dir)
+        if earlier:  # a resumed study: its finished runs say how long one takes
+            log.info(progress.estimate(sum(earlier) / len(earlier), total - len(earlier),
+                                       f"the mean of the {len(earlier)} runs already finished here"))
+            returns = [self._launch(trials, 0)]
+        else:  # the first trial, alone, says how long a run takes on this machine
+            returns = [self._launch(trials[:1], 0)]
+            log.info(progress.estimate(progress.seconds_per_run() or 0.0, total - 1,
+                                       "the first run, which also loaded the data: an upper bound"))
+            returns.append(self._launch(trials[1:], 1))
         table = study.table(trials, sweep_dir)
         log.info(f"tune: every trial and the choice per loss in {write_tuning(sweep_dir, table)}")
+        for row in table[table["ineligible"].notna()].itertuples():
+            log.warning(f"tune: {row.loss_name} trial {row.trial + 1} ({row.setting or 'no tuned key'}) "
+                        f"cannot be chosen: {row.ineligible}")
         chosen = table[table["chosen"]]
         for row in chosen.itertuples():
             log.info(f"tuned {row.loss_name}: {row.setting} (val {row.val_metric} {row.val_value:.4f} "
@@ -100,8 +138,21 @@ class TunedSweeper(Sweeper):
         # The table's rows are the trials, in the same order (choose keeps the index).
         comparison = self._jobs(COMPARE, study.comparison([trials[index] for index in chosen.index]))
         log.info(f"compare: {len(chosen)} losses at their chosen settings x {len(study.seeds)} seeds")
+        progress.total = len(trials) + len(comparison)  # a loss without a chosen trial drops out
         returns.append(self._launch(comparison, len(trials)))
         return returns
+
+    def _list(self, study: "Study", trials: List[Job]) -> None:
+        """The dry run's listing: every trial's overrides, then the comparison runs, whose tuned
+        values are chosen from the trials."""
+        print(f"tune ({len(trials)} runs, seed {study.tune_seed}; dry run: nothing trains):")
+        for job in trials:
+            print(f"  {job.run}")
+        print(f"compare ({len(study.spaces) * len(study.seeds)} runs, each loss at its chosen setting):")
+        for space in study.spaces:
+            for seed in study.seeds:
+                tuned = [f"{key}=<tuned>" for key in space.values]
+                print("  " + " ".join([*study.common, f"{LOSS}={space.loss}", *tuned, f"{SEED}={seed}"]))
 
     def _plan(self, arguments: List[str]) -> "Study":
         from lossbench.errors import ConfigError
@@ -122,12 +173,15 @@ class TunedSweeper(Sweeper):
                                   f"run one study per value of {key}")
             else:
                 common.append(override.input_line)
-        losses = picked.get(LOSS, list(self.space))
-        unknown = [loss for loss in losses if loss not in self.space]
+        losses = picked.get(LOSS) or (self._panel() if self.panel else list(self.space))
+        if not losses:
+            raise ConfigError("hydra.sweeper.space is empty: give each loss to tune its space, "
+                              "e.g. hydra.sweeper.space.ce={optim.lr:'1e-3,3e-3'}")
+        unknown = [loss for loss in losses if self._space(loss) is None]
         if unknown:
             raise ConfigError(f"loss={','.join(unknown)} has no search space in hydra.sweeper.space; "
                               f"spaces are given for: {', '.join(self.space) or 'no loss'}")
-        spaces = [Space.parse(loss, self.space[loss]) for loss in losses]
+        spaces = [Space.parse(loss, self._space(loss)) for loss in losses]
         check_budget(spaces, self.budget)
         tuned = {key for space in spaces for key in space.values}
         clashes = [line for line in common if line.lstrip("+~").split("=")[0] in tuned]
@@ -138,6 +192,33 @@ class TunedSweeper(Sweeper):
             raise ConfigError(f"hydra.sweeper.tune_seed={self.tune_seed} is also a comparison seed; "
                               f"tune on a seed the comparison does not use")
         return Study(spaces, common, str(self.tune_seed), seeds, self.budget)
+
+    def _panel(self) -> List[str]:
+        """Every loss of the registry that fits the dataset's task, in the registry's order."""
+        from lossbench.data import DATASETS, expected_n_classes
+        from lossbench.errors import ConfigError
+        from lossbench.losses import LOSSES
+
+        name = self.config.dataset.name
+        if name not in DATASETS:
+            raise ConfigError(f"dataset.name={name!r} is not a dataset; accepted: {', '.join(sorted(DATASETS))}")
+        task = DATASETS[name].task
+        binary = task.value == "single_label" and expected_n_classes(self.config.dataset) == 2
+        log.info(f"panel: the losses that fit dataset={name}, a "
+                 f"{'binary (two-class single-label)' if binary else task.value.replace('_', '-')} task")
+        return [loss for loss, spec in LOSSES.items() if task in spec.tasks]
+
+    def _space(self, loss: str) -> Optional[Dict[str, Any]]:
+        """The loss's space: given in `space`, else derived from its spec (None: neither)."""
+        from lossbench.losses import LOSSES
+
+        if loss in self.space:
+            return self.space[loss]
+        spec = LOSSES.get(loss)
+        if spec is None:
+            return None
+        derived = {**self.knob_space, **dict(spec.tuned)} if spec.tuned else self.default_space
+        return derived or None
 
     def _jobs(self, stage: str, jobs: List[Job]) -> List[Job]:
         """Each job composed and checked (lossbench.config.validate) before any runs, and given
@@ -188,7 +269,7 @@ class Study:
         """tuning.parquet's rows: every trial, what its run dir says, and which one is chosen."""
         import pandas as pd
 
-        from lossbench.tuning import choose, read_validation
+        from lossbench.tuning import choose, ineligible, read_validation
 
         texts = {space.loss: space.text() for space in self.spaces}
         rows = []
@@ -198,5 +279,6 @@ class Study:
                 loss_name=job.loss, trial=job.trial, setting=",".join(job.setting), run=job.run,
                 seed=int(job.seed), status=validation.status, val_metric=validation.metric,
                 val_value=validation.value, selected_epoch=validation.selected_epoch,
+                ineligible=ineligible(validation.status, validation.value, validation.problem),
                 budget=self.budget, space=texts[job.loss]))
         return choose(pd.DataFrame(rows).astype({"selected_epoch": "Int64"}))

@@ -73,6 +73,9 @@ class DatasetInfo:
     source_now: Callable[[Any], str] = lambda cfg: "synthetic"
     # Its size before it loads; None: known only once loaded (then nothing is refused early).
     footprint: Callable[[Any], Optional[Footprint]] = lambda cfg: None
+    # The (C, H, W) of its images as the config fixes them, known before loading (None: known
+    # only once loaded); a model too small for them is refused before any data loads.
+    shape: Callable[[Any], Optional[tuple[int, int, int]]] = lambda cfg: None
 
 
 def _registry() -> dict[str, DatasetInfo]:
@@ -81,14 +84,15 @@ def _registry() -> dict[str, DatasetInfo]:
     digits = tuple(range(10))
     return {
         "mnist": DatasetInfo(Task.single_label, mnist.load_mnist, mnist.check_mnist, True, digits,
-                             mnist.source_mnist, mnist.footprint),
+                             mnist.source_mnist, mnist.footprint, lambda cfg: mnist.IMAGE_SHAPE),
         "fashion_mnist": DatasetInfo(Task.single_label, mnist.load_fashion_mnist,
                                      mnist.check_fashion_mnist, True, digits, mnist.source_fashion_mnist,
-                                     mnist.footprint),
+                                     mnist.footprint, lambda cfg: mnist.IMAGE_SHAPE),
         "multilabel": DatasetInfo(Task.multi_label, multilabel.load, lambda cfg: None,
                                   footprint=multilabel.footprint),
         "multi_mnist": DatasetInfo(Task.multi_label, multi_mnist.load, mnist.check_mnist, True, digits,
-                                   mnist.source_mnist, multi_mnist.footprint),
+                                   mnist.source_mnist, multi_mnist.footprint,
+                                   lambda cfg: (1, multi_mnist.CELL * cfg.grid, multi_mnist.CELL * cfg.grid)),
     }
 
 

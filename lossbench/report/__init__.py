@@ -2,7 +2,8 @@
 
 load.py reads the collected tables -> groups.py splits them into comparable groups and studies.py
 says which question each answers -> tables.py, stats.py and stability_verdicts.py compute the
-numbers -> figures.py draws them -> summary_bullets.py and setup.py write the few generated lines
+numbers -> figures.py draws them -> recommendation.py (a which_loss study's answer, first),
+summary_bullets.py and setup.py write the few generated lines
 -> sections.py assembles a Document -> render.py writes it as markdown and html. `generate` runs
 the chain and writes OUT/report.md, OUT/report.html, OUT/figures/*.png, OUT/tables/*.csv.
 """
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 from lossbench.report.document import Document, Figure, Table
+from lossbench.owned import Manifest, PlantedLink, require_real_dirs
+from lossbench.report.escape import csv_bytes
 from lossbench.report.load import ReportInputError, load
 from lossbench.report.render import FIGURES, TABLES, to_html, to_markdown
 from lossbench.report.sections import build_document
@@ -28,21 +31,26 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 def write_report(doc: Document, out: Path) -> Path:
-    """Write md, html, PNGs and CSVs into `out`; stale PNG/CSV files of earlier reports go."""
-    figures_dir, tables_dir = out / FIGURES, out / TABLES
-    for directory, pattern in ((figures_dir, "*.png"), (tables_dir, "*.csv")):
-        directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.glob(pattern):
-            stale.unlink()
-    for block in doc.walk():
-        if isinstance(block, Figure):
-            write_bytes(figures_dir / f"{block.name}.png", block.png)
-            if block.data is not None:
-                write_bytes(tables_dir / f"{block.name}.csv", block.data.to_csv(index=False).encode())
-        elif isinstance(block, Table):
-            write_bytes(tables_dir / f"{block.name}.csv", block.data.to_csv(index=False).encode())
-    write_bytes(out / "report.md", to_markdown(doc).encode())
-    write_bytes(out / "report.html", to_html(doc).encode())
+    """Write md, html, PNGs and CSVs into `out`. Replaces or removes only what an earlier report
+    listed in out's manifest (lossbench.owned): any other file in the way is refused, untouched."""
+    files = {f"{FIGURES}/{block.name}.png": block.png for block in doc.walk() if isinstance(block, Figure)}
+    files |= {f"{TABLES}/{block.name}.csv": csv_bytes(block.data) for block in doc.walk()
+              if isinstance(block, (Figure, Table)) and block.data is not None}
+    files |= {"report.md": to_markdown(doc).encode(), "report.html": to_html(doc).encode()}
+    manifest = Manifest(out, "report")
+    for directory in (FIGURES, TABLES):
+        require_real_dirs(out, directory)
+    foreign = manifest.foreign(files)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ReportInputError(f"{out} holds {shown}, which no earlier report listed as its "
+                               "own (.lossbench-manifest.report); lossbench overwrites no file it did not "
+                               "write: move them away (a report from before manifests: remove it), or "
+                               "give another --out")
+    manifest.claim(files)
+    for name, data in files.items():
+        write_bytes(out / name, data)
+    manifest.release(keep=files)
     return out / "report.md"
 
 
@@ -75,6 +83,8 @@ def generate(dirs: list[str | Path], out: str | Path | None = None, probe: str |
     doc = build_document(inputs, probe, stressed, adjust)
     try:
         return write_report(doc, out)
+    except PlantedLink as e:
+        raise ReportInputError(str(e)) from None
     except OSError as e:
         raise unwritable(out, e) from None
 

@@ -8,6 +8,7 @@ import sys
 
 from lossbench.report import ReportInputError, generate
 from lossbench.report.stats import ADJUSTMENTS
+from lossbench.signals import run_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,4 +41,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("lossbench.report", main))

@@ -6,9 +6,15 @@ strings for the page, raw numbers for the CSV) and figures (PNG bytes, optional 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
+
+
+def file_stem(name: str) -> str:
+    """A name as a file stem: stems carry loss labels, which are user text (`a/b`, `<x>`)."""
+    return re.sub(r"[^\w.=+,-]", "_", name).lstrip(".") or "_"
 
 
 @dataclass
@@ -28,6 +34,9 @@ class Table:
     data: pd.DataFrame  # raw numbers, written as CSV
     caption: str = ""
 
+    def __post_init__(self):
+        self.name = file_stem(self.name)
+
 
 @dataclass
 class Figure:
@@ -35,6 +44,9 @@ class Figure:
     png: bytes
     caption: str
     data: pd.DataFrame | None = None  # the plotted numbers, written as tables/<name>.csv
+
+    def __post_init__(self):
+        self.name = file_stem(self.name)
 
 
 @dataclass

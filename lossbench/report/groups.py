@@ -29,6 +29,7 @@ MAX_SLUG = 80  # file names stay well below the usual 255-byte limit
 MAX_TITLE_SETTINGS = 5
 TITLE_ORDER = ("cfg.trainer.precision", "cfg.model.logit_scale", "cfg.optim.lr")
 NEVER_SETTINGS = {"cfg.seed"} | {f"cfg.{key}" for key in EXECUTION_KEYS}
+SPLIT_SEED = "cfg.dataset.split_seed"
 TUNED_KEYS = "tuned_keys"  # summary column: the keys tuned per loss for this run, comma-separated
 TUNED = "tuned"  # a tuned key's value in a tuned comparison run's group settings
 
@@ -201,11 +202,18 @@ def setting_text(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return text
 
 
+def follows_seed(block: pd.DataFrame, column: str) -> bool:
+    """A split seed equal to each run's seed (dataset.split_seed=${seed}: a split per seed) is
+    part of the pairing key, not a setting."""
+    return (column == SPLIT_SEED and "seed" in block
+            and (pd.to_numeric(block[column], errors="coerce") == block["seed"]).all())
+
+
 def setting_columns(block: pd.DataFrame) -> list[str]:
     """The setting columns whose value is not the same for every run of the block."""
     columns = sorted(filter(is_setting_column, block.columns))
     text = setting_text(block, columns)
-    return [column for column in columns if text[column].nunique() > 1]
+    return [column for column in columns if text[column].nunique() > 1 and not follows_seed(block, column)]
 
 
 def naming_columns(block: pd.DataFrame, columns: list[str]) -> list[str]:

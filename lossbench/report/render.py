@@ -14,13 +14,14 @@ import re
 
 import pandas as pd
 
+from lossbench.report.escape import markdown_text
 from lossbench.report.document import Bullets, Document, Figure, Paragraph, Section, Table, Verbatim
 
 FIGURES, TABLES = "figures", "tables"
 
 
 def markdown_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return markdown_text(str(text).replace("|", "\\|").replace("\n", " "))
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -73,27 +74,29 @@ def contents(doc: Document, anchor: dict[int, str]) -> list[tuple[int, str, str]
 
 def to_markdown(doc: Document) -> str:
     anchor = anchors(doc)
-    out = [f"# {doc.title}", ""]
+    out = [f"# {markdown_text(doc.title)}", ""]
     for line in doc.meta:
-        out.extend([line, ""])
+        out.extend([markdown_text(line), ""])
     out.extend(["**Contents**", ""])
-    out.extend(f"{'  ' * depth}- [{title}](#{target})" for depth, title, target in contents(doc, anchor))
+    out.extend(f"{'  ' * depth}- [{markdown_text(title)}](#{target})"
+               for depth, title, target in contents(doc, anchor))
     out.append("")
 
     def section(s: Section, level: int):
-        out.extend([f"{'#' * min(level, 6)} {s.title}", ""])
+        out.extend([f"{'#' * min(level, 6)} {markdown_text(s.title)}", ""])
         for block in s.blocks:
             if isinstance(block, Paragraph):
-                out.extend([block.text, ""])
+                out.extend([markdown_text(block.text), ""])
             elif isinstance(block, Bullets):
-                out.extend([f"- {item}" for item in block.items] + [""])
+                out.extend([f"- {markdown_text(item)}" for item in block.items] + [""])
             elif isinstance(block, Table):
                 if block.caption:
-                    out.extend([block.caption, ""])
+                    out.extend([markdown_text(block.caption), ""])
                 out.extend([markdown_table(block.display), "",
                             f"CSV: [{TABLES}/{block.name}.csv]({TABLES}/{block.name}.csv)", ""])
             elif isinstance(block, Figure):
-                out.extend([f"![{block.caption}]({FIGURES}/{block.name}.png)", "", block.caption])
+                caption = markdown_text(block.caption)
+                out.extend([f"![{caption}]({FIGURES}/{block.name}.png)", "", caption])
                 if block.data is not None:
                     out[-1] += f" Data: [{TABLES}/{block.name}.csv]({TABLES}/{block.name}.csv)."
                 out.append("")

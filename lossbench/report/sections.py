@@ -21,10 +21,11 @@ from lossbench.report.groups import Group, find_groups, format_value, short_titl
 from lossbench.report.load import Inputs
 from lossbench.report.paired import all_pairs, paired_comparisons
 from lossbench.report.published import published_section
+from lossbench.report.recommendation import recommendation_section
 from lossbench.report.setup import STRESS_RUN, header_lines, setup_section
 from lossbench.report.stability import StressGroup, stability_appendix, stability_section, stress_groups
 from lossbench.report.stats import ADJUSTMENTS, ALPHA, BOOTSTRAP_RESAMPLES, WILCOXON_MIN_PAIRS
-from lossbench.report.studies import STUDIES, primary_table, study_blocks, study_of
+from lossbench.report.studies import STUDIES, primary_table, study_blocks, study_of, tuned_runs
 from lossbench.report.summary_bullets import (MAX_BULLETS, paired_candidates, select,
                                               stability_candidates)
 from lossbench.report.tuning import shared_vs_tuned_blocks, tuning_blocks
@@ -152,7 +153,7 @@ def overview(inputs: Inputs, studies: dict[str, list[GroupResults]], stress: Inp
 def condition(runs: pd.DataFrame) -> str:
     """Under what the verdicts on these runs (a group's, or a study's) hold: their learning rates
     and epochs, or tuned per loss (a group's other settings are in its title)."""
-    if "experiment" in runs and runs["experiment"].astype(str).str.contains("tuned").any():
+    if tuned_runs(runs).any():
         return "tuned per loss"
     lrs = sorted({format_value(v) for v in runs.get("cfg.optim.lr", [])}, key=value_sort_key)
     epochs = sorted({format_value(v) for v in runs.get("cfg.trainer.epochs", [])}, key=value_sort_key)
@@ -367,8 +368,11 @@ def build_document(inputs: Inputs, probe: Path | None = None, stress: Inputs | N
     groups, varying = stress_groups(stressed)
     studies = by_study(inputs, results)
     summarised = groups if stress is not None or inputs.steps is not None else []
-    # the Summary and the Setup first: what a reader needs on the first screen
-    sections = [summary_section(studies, summarised),
+    # the answer (a which_loss study's), the Summary and the Setup first: what a reader needs on
+    # the first screen
+    recommendation = recommendation_section(results, inputs.tuning)
+    sections = [recommendation] if recommendation is not None else []
+    sections += [summary_section(studies, summarised),
                 setup_section(everything(inputs, stress), method(adjust), inputs.tuning),
                 overview(inputs, studies, stress)]
     sections += question_sections(inputs, studies)

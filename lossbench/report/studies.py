@@ -17,7 +17,7 @@ import pandas as pd
 
 from lossbench.report import figures
 from lossbench.report.document import Figure, Table
-from lossbench.report.groups import format_value, loss_sort_key, value_sort_key
+from lossbench.report.groups import TUNED_KEYS, format_value, loss_sort_key, value_sort_key
 from lossbench.report.stats import t_interval
 from lossbench.report.tables import fmt_ci
 
@@ -39,6 +39,15 @@ def numeric(summary: pd.DataFrame, column: str, default: float) -> pd.Series:
     return pd.to_numeric(summary[column], errors="coerce").fillna(default)
 
 
+def tuned_runs(summary: pd.DataFrame) -> pd.Series:
+    """Runs of a tuned comparison: of an experiment whose name says `tuned`, or compared at the
+    settings a tuning.parquet beside them chose (their TUNED_KEYS: experiment=which_loss)."""
+    experiment = (summary["experiment"].astype("str") if "experiment" in summary
+                  else pd.Series("", index=summary.index))
+    keys = summary[TUNED_KEYS].fillna("").astype("str") if TUNED_KEYS in summary else ""
+    return experiment.str.contains("tuned") | (keys != "")
+
+
 def study_of(summary: pd.DataFrame) -> pd.Series:
     """The study of every summary row (any status), from its config and its DIR's configs."""
     source = summary["source"] if "source" in summary else pd.Series("", index=summary.index)
@@ -46,10 +55,8 @@ def study_of(summary: pd.DataFrame) -> pd.Series:
     skewed = numeric(summary, RATIO, 1).groupby(source).transform("max") > 1
     dataset = summary["dataset"].astype("str") if "dataset" in summary else ""
     two = numeric(summary, "n_classes", 0) == 2
-    experiment = (summary["experiment"].astype("str") if "experiment" in summary
-                  else pd.Series("", index=summary.index))
     study = pd.Series("shared", index=summary.index)
-    for key, where in (("binary", two), ("tuned", experiment.str.contains("tuned")),
+    for key, where in (("binary", two), ("tuned", tuned_runs(summary)),
                        ("images", dataset == "multi_mnist"), ("imbalance", skewed),
                        ("noise", noisy)):
         study = study.where(~where, key)  # later lines win: a noisy multi_mnist run is noise
