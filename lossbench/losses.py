@@ -17,7 +17,8 @@ treat each class as an independent Bernoulli (one-vs-rest on single-label data, 
 On a two-class single-label task the sigmoid losses train one logit (the Bernoulli form, target =
 "is the second class"), the softmax losses two.
 
-Adding a loss: a params dataclass, one `LossSpec` in `LOSSES` and one `conf/loss/<name>.yaml`.
+Adding a loss: a params dataclass, one `LossSpec` in `LOSSES` and one `conf/loss/<name>.yaml`;
+then `python -m lossbench.docs_gen` writes its entry in the docs site's loss catalogue.
 """
 
 from __future__ import annotations
@@ -351,6 +352,9 @@ class LossSpec:
     tasks: frozenset[Task]
     reduction: str  # sets the effective learning rate: CE averages over N, BCE over N x C
     source: str  # the formula's reference
+    # The per-sample (softmax) or per-output (sigmoid) term the reduction averages, in the
+    # notation of lossbench.criteria: z logits, y target, p probabilities. The docs site lists it.
+    formula: str
     # Multi-label decision rule: a class is predicted when its probability reaches this.
     # Single-label tasks always predict the argmax of the probabilities.
     threshold: float = 0.5
@@ -376,14 +380,15 @@ class LossSpec:
         return f"loss={self.name} does not fit dataset={dataset} ({task.value}); losses that fit: {fits}"
 
 
-def _softmax(name, summary, params, build, source, activation=_identity) -> LossSpec:
+def _softmax(name, summary, params, build, source, formula, activation=_identity) -> LossSpec:
     return LossSpec(name, summary, params, build, activation, Targets.index, Probabilities.softmax,
-                    SOFTMAX_TASKS, PER_SAMPLE, source)
+                    SOFTMAX_TASKS, PER_SAMPLE, source, formula)
 
 
-def _sigmoid(name, summary, params, build, source, activation=_identity, reduction=PER_OUTPUT) -> LossSpec:
+def _sigmoid(name, summary, params, build, source, formula, activation=_identity,
+             reduction=PER_OUTPUT) -> LossSpec:
     return LossSpec(name, summary, params, build, activation, Targets.float, Probabilities.sigmoid,
-                    SIGMOID_TASKS, reduction, source)
+                    SIGMOID_TASKS, reduction, source, formula)
 
 
 TORCH = "torch.nn"
@@ -391,48 +396,64 @@ LOSSES: dict[str, LossSpec] = {
     spec.name: spec
     for spec in [
         _softmax("ce", "CrossEntropyLoss on logits (log_softmax + NLL fused)", _no_knobs("ce"),
-                 _plain(nn.CrossEntropyLoss), TORCH),
+                 _plain(nn.CrossEntropyLoss), TORCH, formula="-log p_y = -z_y + logsumexp(z)"),
         _softmax("nll", "NLLLoss on log_softmax(logits)", _no_knobs("nll"), _plain(nn.NLLLoss), TORCH,
-                 activation=_log_softmax),
+                 formula="-log_softmax(z)_y (the same number as ce)", activation=_log_softmax),
         _sigmoid("bce", "BCELoss on sigmoid(logits); one-hot targets on single-label data", _no_knobs("bce"),
-                 _plain(nn.BCELoss), TORCH, activation=torch.sigmoid),
+                 _plain(nn.BCELoss), TORCH, activation=torch.sigmoid,
+                 formula="-[y log p + (1 - y) log(1 - p)], p = sigmoid(z), each log clamped at -100"),
         _sigmoid("bce_logits", "BCEWithLogitsLoss on logits (sigmoid + BCE fused, log-sum-exp)",
-                 _no_knobs("bce_logits"), _plain(nn.BCEWithLogitsLoss), TORCH),
+                 _no_knobs("bce_logits"), _plain(nn.BCEWithLogitsLoss), TORCH,
+                 formula="-[y log p + (1 - y) log(1 - p)] = softplus(z) - y z, p = sigmoid(z)"),
         replace(_softmax("focal", "focal loss -(1-p_y)^gamma log p_y from log_softmax", FocalParams, _focal,
-                         "Lin et al. 2017"), tuned=(("loss.gamma", "1,2"),)),
+                         "Lin et al. 2017", formula="-alpha_y (1 - p_y)^gamma log p_y"),
+                tuned=(("loss.gamma", "1,2"),)),
         replace(_softmax("ce_smooth", "CrossEntropyLoss(label_smoothing=smoothing)", SmoothParams,
                          lambda p, labels: (nn.CrossEntropyLoss(label_smoothing=p.smoothing), {}),
-                         "Szegedy et al. 2016; torch.nn"), tuned=(("loss.smoothing", "0.05,0.1"),)),
+                         "Szegedy et al. 2016; torch.nn",
+                         formula="-sum_k [(1 - smoothing) onehot_k + smoothing / C] log p_k"),
+                tuned=(("loss.smoothing", "0.05,0.1"),)),
         LossSpec("ce_weighted", "CrossEntropyLoss(weight=w), w balanced from the training labels or given",
                  WeightedParams, _ce_weighted, _identity, Targets.index, Probabilities.softmax,
-                 SOFTMAX_TASKS, "weighted mean over N samples (sum w_y l / sum w_y)", "torch.nn; sklearn"),
+                 SOFTMAX_TASKS, "weighted mean over N samples (sum w_y l / sum w_y)", "torch.nn; sklearn",
+                 "-w_y log p_y"),
         _softmax("poly1", "Poly-1: CE + epsilon (1 - p_y)", Poly1Params,
-                 lambda p, labels: (criteria.Poly1CrossEntropy(p.epsilon), {}), "Leng et al. 2022"),
+                 lambda p, labels: (criteria.Poly1CrossEntropy(p.epsilon), {}), "Leng et al. 2022",
+                 formula="-log p_y + epsilon (1 - p_y)"),
         _softmax("brier", "squared error between softmax and one-hot (Brier score)", _no_knobs("brier"),
-                 _plain(criteria.BrierLoss), "Brier 1950"),
+                 _plain(criteria.BrierLoss), "Brier 1950", formula="sum_k (p_k - onehot_k)^2"),
         LossSpec("mse", "squared error between logits and one-hot (k, M rescaling)", MSEParams,
                  lambda p, labels: (criteria.LogitMSELoss(p.k, p.m), {}), _identity, Targets.index,
                  Probabilities.softmax, SOFTMAX_TASKS, PER_OUTPUT, "Hui & Belkin 2021",
-                 probabilistic=False),
+                 "1/C [k (z_y - m)^2 + sum_{j != y} z_j^2]", probabilistic=False),
         _softmax("mae", "scale (1 - p_y); scale 2: sum_k |onehot_k - softmax_k|", MAEParams,
-                 lambda p, labels: (criteria.MAELoss(p.scale), {}), "Ghosh et al. 2017"),
+                 lambda p, labels: (criteria.MAELoss(p.scale), {}), "Ghosh et al. 2017",
+                 formula="scale (1 - p_y)"),
         _softmax("gce", "generalized cross-entropy (1 - p_y^q) / q", GCEParams,
-                 lambda p, labels: (criteria.GCELoss(p.q), {}), "Zhang & Sabuncu 2018"),
+                 lambda p, labels: (criteria.GCELoss(p.q), {}), "Zhang & Sabuncu 2018",
+                 formula="(1 - p_y^q) / q"),
         _softmax("sce", "symmetric cross-entropy alpha CE + beta RCE", SCEParams,
                  lambda p, labels: (criteria.SCELoss(p.alpha, p.beta, p.log_zero), {}),
-                 "Wang et al. 2019"),
+                 "Wang et al. 2019", formula="-alpha log p_y - beta log_zero (1 - p_y)"),
         _softmax("nce_rce", "active passive loss alpha NCE + beta RCE", NCERCEParams,
                  lambda p, labels: (criteria.NCEandRCE(p.alpha, p.beta, p.log_zero), {}),
-                 "Ma et al. 2020"),
+                 "Ma et al. 2020",
+                 formula="alpha log p_y / sum_k log p_k - beta log_zero (1 - p_y)"),
         replace(_sigmoid("focal_sigmoid", "torchvision.ops.sigmoid_focal_loss", SigmoidFocalParams,
                          lambda p, labels: (criteria.SigmoidFocalLoss(p.alpha, p.gamma), {}),
-                         "Lin et al. 2017; torchvision"), tuned=(("loss.gamma", "1,2"),)),
+                         "Lin et al. 2017; torchvision",
+                         formula="-alpha_t (1 - p_t)^gamma log p_t, p_t = p if y = 1 else 1 - p, "
+                         "p = sigmoid(z)"),
+                tuned=(("loss.gamma", "1,2"),)),
         _sigmoid("bce_pos_weight", "BCEWithLogitsLoss(pos_weight=p), p balanced from the training labels or given",
                  PosWeightParams, _pos_weight, "torch.nn",
+                 "-[pos_weight y log p + (1 - y) log(1 - p)], p = sigmoid(z)",
                  reduction="mean over N x C outputs (positives weighted by pos_weight)"),
         replace(_sigmoid("asl", "asymmetric loss (focusing gamma_neg/gamma_pos, probability shift clip)", ASLParams,
                          lambda p, labels: (criteria.AsymmetricLoss(p.gamma_neg, p.gamma_pos, p.clip), {}),
-                         "Ridnik et al. 2021"), tuned=(("loss.gamma_neg", "2,4"),)),
+                         "Ridnik et al. 2021", formula="-[y (1 - p)^gamma_pos log p + (1 - y) "
+                         "p_m^gamma_neg log(1 - p_m)], p_m = max(p - clip, 0)"),
+                tuned=(("loss.gamma_neg", "2,4"),)),
     ]
 }
 
