@@ -17,6 +17,7 @@ from hydra.experimental.callback import Callback
 
 from lossbench.collect import CollectError, collect
 from lossbench.errors import WRITE_FAILED_EXIT, write_failure
+from lossbench.launchers import missing_launcher
 from lossbench.results import LOCK, SUMMARY, lock_holder
 from lossbench.trackers import prepare_sweep
 from lossbench.run import STOP_SIGNALS, Interrupted
@@ -91,7 +92,7 @@ class SweepCallback(Callback):
         require_writable(Path(config.hydra.run.dir), "hydra.run.dir")
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        shared = shared_run_dir(config)
+        shared = shared_run_dir(config) or missing_launcher(config.hydra.launcher)
         if shared:
             print(f"error: {shared}", file=sys.stderr)
             sys.exit(2)
