@@ -54,12 +54,30 @@ def test_a_ray_sweep_completes_a_rerun_skips_it_and_collect_and_report_read_it(t
     assert (sweep / "report" / "report.md").stat().st_size > 0
 
 
-def wait_for(path: Path, process: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, f"the sweep ended before the long run finished an epoch: {process.stdout.read()}"
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.2)
+LONG_RUN = "model.hidden=[32],trainer.epochs=30,trainer.threads=1"
+
+
+def kill_the_worker_mid_run(command: tuple[str, ...], run_dir: Path, cwd: Path) -> tuple[int, str, int]:
+    """Start the sweep, SIGKILL the Ray worker training run_dir once an epoch has finished, and
+    return the sweep's exit code, its output and the killed pid."""
+    process = subprocess.Popen([sys.executable, "-m", "lossbench", *command], cwd=cwd,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONHASHSEED": "0"})
+    try:
+        deadline = time.monotonic() + 180
+        while not (run_dir / "metrics.parquet").exists():
+            assert process.poll() is None, f"the sweep ended before the run finished an epoch: {process.stdout.read()}"
+            assert time.monotonic() < deadline, "the run never finished an epoch"
+            time.sleep(0.2)
+        # The run's lock names the process that holds it: the Ray worker running the job.
+        pid = int((run_dir / ".lossbench.lock").read_text().split()[1])
+        assert Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::"), "not a Ray worker"
+        os.kill(pid, signal.SIGKILL)
+        output, _ = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, output, pid
 
 
 def test_a_ray_worker_killed_mid_run_leaves_it_running_and_the_rerun_trains_it(tmp_path):
@@ -67,25 +85,22 @@ def test_a_ray_worker_killed_mid_run_leaves_it_running_and_the_rerun_trains_it(t
     # No retries: Ray would otherwise start the killed job again at once (its default, 3 times).
     command = ("-m", "trainer.epochs=1,30", "trainer.threads=1", *RAY, "hydra.launcher.ray.remote.max_retries=0",
                f"hydra.sweep.dir={sweep}")
-    long_run = sweep / "model.hidden=[32],trainer.epochs=30,trainer.threads=1"
-    process = subprocess.Popen([sys.executable, "-m", "lossbench", *command], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONHASHSEED": "0"})
-    try:
-        wait_for(long_run / "metrics.parquet", process)
-        # The run's lock names the process that holds it: the Ray worker running the job.
-        pid = int((long_run / ".lossbench.lock").read_text().split()[1])
-        assert Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::"), "not a Ray worker"
-        os.kill(pid, signal.SIGKILL)
-        output, _ = process.communicate(timeout=180)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode != 0 and "WorkerCrashedError" in output, output
-    assert json.loads((long_run / "summary.json").read_text())["status"] == "running"
+    returncode, output, _ = kill_the_worker_mid_run(command, sweep / LONG_RUN, tmp_path)
+    assert returncode != 0 and "WorkerCrashedError" in output, output
+    assert json.loads((sweep / LONG_RUN / "summary.json").read_text())["status"] == "running"
 
     resumed = run_cli(*command, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "1 ran, 1 skipped" in resumed.stdout + resumed.stderr
     assert set(statuses(sweep).values()) == {"completed"}
     assert sorted(pd.read_parquet(sweep / "summary.parquet")["epochs_completed"]) == [1, 30]
+
+
+def test_ray_retries_a_killed_workers_job_in_another_worker_that_takes_over_its_run_dir(tmp_path):
+    sweep = tmp_path / "sweep"
+    command = ("-m", "trainer.epochs=30", "trainer.threads=1", *RAY, f"hydra.sweep.dir={sweep}")
+    returncode, output, killed = kill_the_worker_mid_run(command, sweep / LONG_RUN, tmp_path)
+    assert returncode == 0, output
+    summary = json.loads((sweep / LONG_RUN / "summary.json").read_text())
+    assert (summary["status"], summary["epochs_completed"]) == ("completed", 30)
+    assert int((sweep / LONG_RUN / ".lossbench.lock").read_text().split()[1]) != killed
