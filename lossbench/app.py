@@ -92,4 +92,23 @@ def cli() -> None:
         if SweepCallback.sweep_dir is not None:
             end_interrupted_sweep(SweepCallback.sweep_dir, SweepCallback.began, signal_name)
 
+    refused = plain_key_problems(sys.argv[1:])
+    if refused:
+        print("\n".join(f"error: {line}" for line in refused), file=sys.stderr)
+        sys.exit(2)
     sys.exit(run_command("lossbench", lambda: main() or 0, wind_down))
+
+
+def plain_key_problems(args: list[str]) -> list[str]:
+    """Plain overrides of keys the chosen dataset or loss lacks, before Hydra composes."""
+    from importlib.resources import files
+
+    from lossbench.data import DATASETS
+    from lossbench.group_keys import problems
+    from lossbench.losses import LOSSES
+
+    source = config_path()
+    conf = Path(str(files("lossbench.conf"))) if source.startswith("pkg://") else Path(source)
+    schemas = {"dataset": {name: info.schema for name, info in DATASETS.items()},
+               "loss": {name: spec.params for name, spec in LOSSES.items()}}
+    return problems(args, conf, schemas)

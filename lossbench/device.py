@@ -44,9 +44,12 @@ def parallel_job_gpu(requested: str, job_num: int, gpus: int) -> Optional[int]:
 
 
 def spread_over_gpus(requested: str, launcher: Any, job_num: int) -> Optional[int]:
-    """Under a parallel launcher (joblib), make this job's GPU (parallel_job_gpu) torch's current
-    device, which `cuda` without an index means; returns it (None: nothing changed)."""
-    if "joblib" not in str(launcher.get("_target_", "")):
+    """Under a parallel launcher (joblib, Ray), make this job's GPU (parallel_job_gpu) torch's
+    current device, which `cuda` without an index means; returns it (None: nothing changed). A Ray
+    job given num_gpus sees only its own GPU(s) (Ray sets CUDA_VISIBLE_DEVICES), so with one GPU
+    each this changes nothing; without num_gpus it sees them all, as a joblib job does."""
+    target = str(launcher.get("_target_", ""))
+    if "joblib" not in target and "hydra_ray_launcher" not in target:
         return None
     gpu = parallel_job_gpu(requested, job_num, torch.cuda.device_count())
     if gpu is not None:

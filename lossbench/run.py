@@ -279,4 +279,8 @@ def default_threads(launcher: Optional[Any]) -> int:
         # Slurm allocates cpus_per_task to each job; submitit's local executor starts every job
         # of the grid at once, so one thread each is the only share that never oversubscribes.
         return launcher.get("cpus_per_task") or 1
+    if "hydra_ray_launcher" in target:
+        # Ray reserves remote.num_cpus cores for each job on whichever node runs it (1 unless
+        # told), and starts as many jobs on a node as its cores allow.
+        return max(1, int(OmegaConf.select(launcher, "ray.remote.num_cpus") or 1))
     return cores

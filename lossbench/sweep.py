@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from lossbench.collect import TABLE_FILES, CollectError, collect
 from lossbench.errors import WRITE_FAILED_EXIT, write_failure
+from lossbench.launchers import missing_launcher
 from lossbench.owned import PlantedLink, refuse_planted_links
 from lossbench.progress import Progress
 from lossbench.results import (LOCK, RUN_FILES, SUMMARY, RunDirBusy, RunDirLock, lock_holder, read_summary,
@@ -118,7 +119,7 @@ class SweepCallback(Callback):
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         if OmegaConf.select(config, "hydra.sweeper.dry_run", default=False):
             return  # the sweeper lists the runs and ends: nothing is written
-        shared = shared_run_dir(config)
+        shared = shared_run_dir(config) or missing_launcher(config.hydra.launcher)
         if shared:
             print(f"error: {shared}", file=sys.stderr)
             sys.exit(2)

@@ -90,3 +90,25 @@ def test_cli_refuses_bad_input_without_a_traceback(args, expected, tmp_path):
     for text in expected:
         assert text in output
     assert not (tmp_path / "data").exists()  # refused before any data was touched
+
+
+def test_a_plain_key_the_chosen_dataset_lacks_is_refused_with_did_you_mean(tmp_path):
+    done = run_cli("dataset=multilabel", "loss=bce", "dataset.n_sample=300", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "dataset.n_sample is not a key of dataset=multilabel; did you mean dataset.n_samples?" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["loss=focal", "loss.gama=2"], "did you mean loss.gamma?"),
+    (["experiment=compare_losses_multi_label", "dataset.grid=3"], "dataset.grid is not a key of dataset=multilabel"),
+    (["dataset.n_samples=4"], "dataset.n_samples is not a key of dataset=mnist"),
+    (["loss=apl_sce", "loss.alpha=0.1"], None),  # apl_sce builds on sce: its schema is sce's
+    (["-m", "loss=ce,focal", "loss.gamma=2"], None),  # a swept choice: Hydra composes each job
+    (["dataset=image_folder", "dataset.path=x", "trainer.epochs=1"], None),
+])
+def test_plain_group_keys_are_checked_against_the_choice_hydra_would_compose(args, expected):
+    from lossbench.app import plain_key_problems
+
+    found = plain_key_problems(args)
+    assert (found == []) if expected is None else (len(found) == 1 and expected in found[0])

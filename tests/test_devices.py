@@ -9,6 +9,7 @@ from lossbench import device
 from lossbench.device import parallel_job_gpu, seed_launcher, spread_over_gpus
 
 JOBLIB = OmegaConf.create({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"})
+RAY = OmegaConf.create({"_target_": "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"})
 BASIC = OmegaConf.create({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"})
 
 
@@ -29,12 +30,18 @@ def fake_gpus(monkeypatch, count: int) -> list[int]:
     return chosen
 
 
-def test_a_joblib_sweep_sets_each_jobs_gpu_and_a_sequential_one_does_not(monkeypatch):
+@pytest.mark.parametrize("launcher", [JOBLIB, RAY])
+def test_a_parallel_sweep_sets_each_jobs_gpu_and_a_sequential_one_does_not(monkeypatch, launcher):
     chosen = fake_gpus(monkeypatch, 2)
     for job in range(3):
-        spread_over_gpus("auto", JOBLIB, job)
+        spread_over_gpus("auto", launcher, job)
     spread_over_gpus("auto", BASIC, 1)
     assert chosen == [0, 1, 0]
+
+
+def test_a_ray_job_given_one_gpu_keeps_the_one_ray_shows_it(monkeypatch):
+    chosen = fake_gpus(monkeypatch, 1)  # remote.num_gpus=1: CUDA_VISIBLE_DEVICES names one GPU
+    assert spread_over_gpus("auto", RAY, 3) is None and chosen == []
 
 
 def test_seeds_are_stacked_by_default_on_cuda_only(monkeypatch):

@@ -38,6 +38,7 @@ def test_presets_compose(preset, dataset, losses, seeds, epochs):
 
 @pytest.mark.parametrize("launcher, target", [
     ("joblib", "JoblibLauncher"), ("submitit_local", "LocalLauncher"), ("submitit_slurm", "SlurmLauncher"),
+    ("ray_local", "RayLauncher"),
 ])
 def test_launchers_resolve(launcher, target):
     from hydra import compose
@@ -67,6 +68,30 @@ def test_smoke_grid_with_parallel_launchers(tmp_path, launcher):
     # parallel jobs share the cores instead of oversubscribing them: joblib runs one job per
     # core by default, submitit_local starts all four at once
     assert threads == {1}
+
+
+@pytest.mark.parametrize("remote, threads", [({}, 1), ({"num_cpus": 2}, 2), ({"num_cpus": 0.5}, 1)])
+def test_a_ray_job_trains_with_the_cores_ray_reserves_for_it(remote, threads):
+    from omegaconf import OmegaConf
+
+    from lossbench.run import default_threads
+
+    launcher = OmegaConf.create({"_target_": "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher",
+                                 "ray": {"init": {"address": None}, "remote": remote}})
+    assert default_threads(launcher) == threads
+
+
+def test_a_launcher_whose_extra_is_missing_is_refused_naming_the_extra(monkeypatch):
+    import importlib.util
+
+    from omegaconf import OmegaConf
+
+    from lossbench.launchers import missing_launcher
+
+    launcher = OmegaConf.create({"_target_": "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"})
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert "pip install 'lossbench[ray]'" in missing_launcher(launcher)
+    assert missing_launcher(OmegaConf.create({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"})) is None
 
 
 def test_rerunning_a_sweep_reruns_only_the_missing_run(smoke_sweep, tmp_path):
