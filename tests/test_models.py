@@ -135,3 +135,15 @@ def test_cnn_too_deep_for_the_dataset_is_refused_before_data_loads():
 ])
 def test_models_and_splits_that_cannot_be_stacked_run_one_job_at_a_time(overrides, reason):
     assert reason in unstackable(compose_config(*overrides))
+
+
+def test_custom_factory_trains_on_uint8_images_as_the_model_sees_them(tmp_path):
+    # Images are held as uint8; the one-batch check must feed the standardised float batch the
+    # training loop feeds, or every brought model on images fails with "Byte and Float".
+    (tmp_path / "flatnet.py").write_text(
+        "import math\nfrom torch import nn\n"
+        "def build(num_classes, input_shape):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), num_classes))\n")
+    result = run_cli("model=custom", "model._target_=flatnet.build", "dataset.classes=[0,1]",
+                     "trainer.epochs=1", "trainer.threads=1", "hydra.run.dir=run", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
