@@ -340,3 +340,10 @@ def test_data_that_would_not_fit_is_refused_before_loading_with_the_estimate(tmp
                       ("dataset=image_folder", f"dataset.path={tmp_path / 'pngs'}")):
         message = refusal(*overrides)
         assert "GiB in memory" in message and "this machine has" in message
+
+
+def test_table_refuses_the_target_among_the_features(tmp_path):
+    wine_csv(tmp_path / "wine.csv")
+    message = refusal("dataset=table", f"dataset.path={tmp_path / 'wine.csv'}", "dataset.target=cultivar",
+                      "dataset.features=[hue,cultivar]")
+    assert "cultivar is the target" in message

@@ -86,6 +86,10 @@ def _chosen(cfg: Any) -> tuple[Path, list[str], list[str]]:
                             f"{', '.join(columns)}")
     else:
         features = [c for c in columns if c not in targets]
+    both = [f for f in features if f in targets]
+    if both:
+        raise DataError(f"dataset.features: {', '.join(both)} is the target (dataset.target); a label cannot "
+                        f"also be a feature")
     if not features:
         raise DataError(f"{path}: no feature columns besides the target {', '.join(targets)}")
     return path, targets, features
