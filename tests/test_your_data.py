@@ -347,3 +347,11 @@ def test_table_refuses_the_target_among_the_features(tmp_path):
     message = refusal("dataset=table", f"dataset.path={tmp_path / 'wine.csv'}", "dataset.target=cultivar",
                       "dataset.features=[hue,cultivar]")
     assert "cultivar is the target" in message
+
+
+def test_cli_arrays_without_rows_are_one_line_exit_2(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((0, 4)), y=np.zeros(0, dtype=np.int64))
+    result = run_cli("dataset=arrays", "dataset.path=d.npz", "hydra.run.dir=run", *FAST, cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in output, output
+    assert "holds no examples (0 rows)" in output

@@ -58,8 +58,14 @@ def check_fits(n_bytes: int, what: str) -> None:
                         f"{memory_bytes() / 2**30:,.1f} GiB")
 
 
+def some_rows(y: np.ndarray, where: str) -> None:
+    if not len(y):
+        raise DataError(f"{where}: holds no examples (0 rows)")
+
+
 def single_label(y: np.ndarray, where: str) -> np.ndarray:
     """Integer class indices (N,) as int64, refusing what is not a class index."""
+    some_rows(y, where)
     if y.dtype.kind == "f":
         if not np.isfinite(y).all() or not np.array_equal(y, np.round(y)):
             raise DataError(f"{where}: labels must be whole class indices 0..K-1; found non-integer values")
@@ -73,6 +79,7 @@ def single_label(y: np.ndarray, where: str) -> np.ndarray:
 
 def multi_hot(y: np.ndarray, where: str) -> np.ndarray:
     """(N, K) 0/1 labels as float32, refusing any other value."""
+    some_rows(y, where)
     bad = ~np.isin(y, (0, 1))
     if bad.any():
         row, col = np.argwhere(bad)[0]
