@@ -171,12 +171,15 @@ def assemble(cfg: Any, x: np.ndarray, y: np.ndarray, origin: str, class_names: O
     task = task_of(y)
     n_classes = _n_classes(y, {"test": y_test, "val": y_val}, origin, class_names)
     digest = content_hash(x, y, x_test, y_test, x_val, y_val)
+    vectors = image_shape is None or x.dtype != np.uint8  # vectors, or float images: standardised once
+    if vectors:  # before the test split is carved, so the rows named are the file's
+        for part, name in ((x, ""), (x_test, ", x_test"), (x_val, ", x_val")):
+            if part is not None:
+                finite(part, origin + name)
     if x_test is None:
         check_test_fraction(cfg)
         x, y, x_test, y_test = carve_test(x, y, cfg)
-    if image_shape is None or x.dtype != np.uint8:  # vectors, or float images: standardised once
-        finite(x, origin)
-        finite(x_test, origin)
+    if vectors:
         x_train_t, x_test_t = _vectors(x, x_test)
         stats = None
     else:
