@@ -262,6 +262,7 @@ def test_image_folder_refuses_mixed_sizes_naming_two_files(tmp_path):
     ("empty", "holds no class folders"),
     ("empty_class", "holds no images"),
     ("not_an_image", "notes.txt is not an image"),
+    ("sixteen_bit", "deep.png has more than 8 bits per pixel (PIL mode I;16)"),
 ])
 def test_image_folder_bad_input_is_refused(tmp_path, case, expected):
     root = tmp_path / "pngs"
@@ -274,6 +275,8 @@ def test_image_folder_bad_input_is_refused(tmp_path, case, expected):
             f.unlink()
     if case == "not_an_image":
         (root / "digit1" / "notes.txt").write_text("not pixels")
+    if case == "sixteen_bit":  # PIL's convert("L") would clip every pixel of it to 255
+        Image.fromarray(np.full((28, 28), 4000, dtype=np.uint16)).save(root / "digit1" / "deep.png")
     assert expected in refusal("dataset=image_folder", f"dataset.path={root}")
 
 
