@@ -359,3 +359,9 @@ def test_cli_arrays_without_rows_are_one_line_exit_2(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 2 and "Traceback" not in output, output
     assert "holds no examples (0 rows)" in output
+
+
+def test_table_with_a_header_and_no_rows_is_refused_as_empty(tmp_path):
+    (tmp_path / "t.csv").write_text("a,b,label\n")
+    message = refusal("dataset=table", f"dataset.path={tmp_path / 't.csv'}", "dataset.target=label")
+    assert "holds no data rows" in message
