@@ -140,6 +140,8 @@ def check_output(model: nn.Module, x: Tensor, n_out: int, what: str) -> None:
                           f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
     finally:
         model.train(was_training)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError(f"{what} has no trainable parameters: the optimizer would have nothing to train")
     if not isinstance(logits, Tensor) or tuple(logits.shape) != (len(x), n_out):
         got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
         raise ConfigError(f"{what} returns {got} on input {tuple(x.shape[:1]) + model.input_shape}; "

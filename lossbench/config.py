@@ -458,6 +458,7 @@ def validate(cfg: Any) -> None:
     from lossbench.model import image_size_problems, name_problems
     from lossbench.optim import OPTIMIZERS
     from lossbench.owned import subdir_problem
+    from lossbench.recipe_checks import crop_problems
     from lossbench.results import RUN_FILES
 
     # Unknown keys and non-finite values first: every other check would misread them.
@@ -484,6 +485,7 @@ def validate(cfg: Any) -> None:
     if shape.task not in spec.tasks:
         raise ConfigError(spec.refusal(cfg.dataset.name, shape.task))
     problems += image_size_problems(cfg.model, shape.image_shape)
+    problems += crop_problems(cfg.dataset, shape.image_shape)
     problems += loss_params(cfg.loss).problems(expected_n_classes(cfg.dataset))
 
     def positive(key: str, value, kind: str = "a number > 0") -> None:

@@ -37,6 +37,21 @@ def model_bytes(model: nn.Module, n_in: int, batch_size: int) -> tuple[int, int]
     return weights, BYTES_PER_PARAMETER * weights + BYTES_PER_ACTIVATION * sum(activations)
 
 
+def _brought_bytes(model: nn.Module, n_in: int, batch_size: int) -> tuple[int, int]:
+    """model_bytes, or the weights alone for a model lossbench did not define whose forward
+    fails on the meta device (its own error, or an op meta tensors lack): the one-batch check on
+    real rows after loading (brought_models.check_output) names that error in one line."""
+    from lossbench.brought_models import Brought
+
+    try:
+        return model_bytes(model, n_in, batch_size)
+    except Exception:
+        if not isinstance(model, Brought):
+            raise
+        weights = sum(p.numel() for p in model.parameters())
+        return weights, BYTES_PER_PARAMETER * weights
+
+
 def _gib(n: int) -> str:
     return f"{n / 2**30:,.1f} GiB"
 
@@ -53,7 +68,7 @@ def size_problems(cfg: Any, n_out: int) -> list[str]:
     try:
         with torch.device("meta"):
             model = build_model(cfg.model, data.n_features, n_out, data.image_shape)
-            weights, model_needs = model_bytes(model, data.n_features, cfg.trainer.batch_size)
+            weights, model_needs = _brought_bytes(model, data.n_features, cfg.trainer.batch_size)
     except ConfigError as error:
         return [str(error)]
     available = memory_bytes()

@@ -3,7 +3,7 @@ initialisation, augmentation): values their types allow but a run cannot use. Ch
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 
 def _scheduler_problems(s: Any, epochs: int) -> list[str]:
@@ -68,6 +68,17 @@ def _augment_problems(cfg: Any) -> list[str]:
         found.append(f"dataset.crop_pad={d.crop_pad} must be an integer >= 0 (pixels padded on each side "
                      "before the random crop)")
     return found
+
+
+def crop_problems(d: Any, image_shape: Optional[tuple[int, ...]]) -> list[str]:
+    """A pad as wide as the image lets a random crop hold padding alone, none of the image."""
+    if image_shape is None or "crop" not in [op.name for op in d.augment]:
+        return []
+    side = min(image_shape[1:])
+    if d.crop_pad < side:
+        return []
+    return [f"dataset.crop_pad={d.crop_pad} must be smaller than the images' side ({side}): a crop "
+            f"from a pad that wide can hold no pixel of the image"]
 
 
 def recipe_problems(cfg: Any) -> list[str]:

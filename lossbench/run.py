@@ -222,7 +222,7 @@ def _train_run(cfg: Any, files: RunFiles, trackers: Trackers, summary: dict, thr
                    n_train=len(data.x_train), n_test=len(data.x_test), n_classes=data.n_classes,
                    n_val=0 if data.x_val is None else len(data.x_val),
                    outputs=width, device=str(device), **data.info)
-    model = build_model(cfg.model, data.n_features, width, data.image_shape, data.x_train[:2]).to(device)
+    model = build_model(cfg.model, data.n_features, width, data.image_shape, data.inputs(data.x_train[:2])).to(device)
     criterion = criterion.to(device)
     optimizer = build_optimizer(cfg.optim, model.parameters())
     data = on_device(data, device)

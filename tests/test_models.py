@@ -135,3 +135,51 @@ def test_cnn_too_deep_for_the_dataset_is_refused_before_data_loads():
 ])
 def test_models_and_splits_that_cannot_be_stacked_run_one_job_at_a_time(overrides, reason):
     assert reason in unstackable(compose_config(*overrides))
+
+
+def test_custom_factory_trains_on_uint8_images_as_the_model_sees_them(tmp_path):
+    # Images are held as uint8; the one-batch check must feed the standardised float batch the
+    # training loop feeds, or every brought model on images fails with "Byte and Float".
+    (tmp_path / "flatnet.py").write_text(
+        "import math\nfrom torch import nn\n"
+        "def build(num_classes, input_shape):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), num_classes))\n")
+    result = run_cli("model=custom", "model._target_=flatnet.build", "dataset.classes=[0,1]",
+                     "trainer.epochs=1", "trainer.threads=1", "hydra.run.dir=run", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+
+BROKEN_NETS = """
+import torch
+from torch import nn
+
+class ExplodesInForward(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.linear = nn.Linear(1, num_classes)
+
+    def forward(self, x):
+        raise ValueError("forward exploded")
+
+class NoParameters(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.num_classes = num_classes
+
+    def forward(self, x):
+        return torch.zeros(len(x), self.num_classes)
+"""
+
+
+@pytest.mark.parametrize("target, message", [
+    ("ExplodesInForward", "fails on one batch of input shape (2, 1, 28, 28): ValueError: forward exploded"),
+    ("NoParameters", "has no trainable parameters"),
+])
+def test_custom_model_failing_its_forward_or_without_parameters_is_one_line_exit_2(tmp_path, target, message):
+    (tmp_path / "brokennets.py").write_text(BROKEN_NETS)
+    result = run_cli("model=custom", f"model._target_=brokennets.{target}", "trainer.epochs=1",
+                     "trainer.threads=1", "hydra.run.dir=run", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in output, output
+    assert message in output

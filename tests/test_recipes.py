@@ -309,3 +309,9 @@ def test_the_apl_preset_composes_to_the_papers_setting():
             cfg.trainer.grad_clip, cfg.dataset.val_fraction, list(cfg.dataset.augment), cfg.published) == (
         "cosine", 0.001, 50, 128, 5.0, 0.0, [], "apl_mnist")
     validate(cfg)
+
+
+def test_a_crop_pad_as_wide_as_the_image_is_refused_before_data_loads():
+    with pytest.raises(ConfigError, match=r"dataset.crop_pad=28 must be smaller than the images' side \(28\)"):
+        validate(compose_config("dataset.augment=[crop]", "dataset.crop_pad=28"))
+    validate(compose_config("dataset.augment=[crop]", "dataset.crop_pad=27"))

@@ -213,7 +213,8 @@ def test_arrays_nan_features_are_refused_with_their_rows(tmp_path):
     x = np.random.default_rng(0).random((40, 4))
     x[7, 2] = np.nan
     np.savez(tmp_path / "d.npz", x=x, y=np.arange(40) % 2)
-    assert "NaN or inf" in refusal("dataset=arrays", f"dataset.path={tmp_path / 'd.npz'}")
+    # the file's row, not its place in the training split carved from it
+    assert "1 rows hold NaN or inf features (first rows: 7)" in refusal("dataset=arrays", f"dataset.path={tmp_path / 'd.npz'}")
 
 
 def test_arrays_multi_hot_labels_make_a_multi_label_task(tmp_path):
@@ -261,6 +262,7 @@ def test_image_folder_refuses_mixed_sizes_naming_two_files(tmp_path):
     ("empty", "holds no class folders"),
     ("empty_class", "holds no images"),
     ("not_an_image", "notes.txt is not an image"),
+    ("sixteen_bit", "deep.png has more than 8 bits per pixel (PIL mode I;16)"),
 ])
 def test_image_folder_bad_input_is_refused(tmp_path, case, expected):
     root = tmp_path / "pngs"
@@ -273,6 +275,8 @@ def test_image_folder_bad_input_is_refused(tmp_path, case, expected):
             f.unlink()
     if case == "not_an_image":
         (root / "digit1" / "notes.txt").write_text("not pixels")
+    if case == "sixteen_bit":  # PIL's convert("L") would clip every pixel of it to 255
+        Image.fromarray(np.full((28, 28), 4000, dtype=np.uint16)).save(root / "digit1" / "deep.png")
     assert expected in refusal("dataset=image_folder", f"dataset.path={root}")
 
 
@@ -340,3 +344,24 @@ def test_data_that_would_not_fit_is_refused_before_loading_with_the_estimate(tmp
                       ("dataset=image_folder", f"dataset.path={tmp_path / 'pngs'}")):
         message = refusal(*overrides)
         assert "GiB in memory" in message and "this machine has" in message
+
+
+def test_table_refuses_the_target_among_the_features(tmp_path):
+    wine_csv(tmp_path / "wine.csv")
+    message = refusal("dataset=table", f"dataset.path={tmp_path / 'wine.csv'}", "dataset.target=cultivar",
+                      "dataset.features=[hue,cultivar]")
+    assert "cultivar is the target" in message
+
+
+def test_cli_arrays_without_rows_are_one_line_exit_2(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((0, 4)), y=np.zeros(0, dtype=np.int64))
+    result = run_cli("dataset=arrays", "dataset.path=d.npz", "hydra.run.dir=run", *FAST, cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in output, output
+    assert "holds no examples (0 rows)" in output
+
+
+def test_table_with_a_header_and_no_rows_is_refused_as_empty(tmp_path):
+    (tmp_path / "t.csv").write_text("a,b,label\n")
+    message = refusal("dataset=table", f"dataset.path={tmp_path / 't.csv'}", "dataset.target=label")
+    assert "holds no data rows" in message

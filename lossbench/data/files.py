@@ -58,8 +58,14 @@ def check_fits(n_bytes: int, what: str) -> None:
                         f"{memory_bytes() / 2**30:,.1f} GiB")
 
 
+def some_rows(y: np.ndarray, where: str) -> None:
+    if not len(y):
+        raise DataError(f"{where}: holds no examples (0 rows)")
+
+
 def single_label(y: np.ndarray, where: str) -> np.ndarray:
     """Integer class indices (N,) as int64, refusing what is not a class index."""
+    some_rows(y, where)
     if y.dtype.kind == "f":
         if not np.isfinite(y).all() or not np.array_equal(y, np.round(y)):
             raise DataError(f"{where}: labels must be whole class indices 0..K-1; found non-integer values")
@@ -73,6 +79,7 @@ def single_label(y: np.ndarray, where: str) -> np.ndarray:
 
 def multi_hot(y: np.ndarray, where: str) -> np.ndarray:
     """(N, K) 0/1 labels as float32, refusing any other value."""
+    some_rows(y, where)
     bad = ~np.isin(y, (0, 1))
     if bad.any():
         row, col = np.argwhere(bad)[0]
@@ -164,12 +171,15 @@ def assemble(cfg: Any, x: np.ndarray, y: np.ndarray, origin: str, class_names: O
     task = task_of(y)
     n_classes = _n_classes(y, {"test": y_test, "val": y_val}, origin, class_names)
     digest = content_hash(x, y, x_test, y_test, x_val, y_val)
+    vectors = image_shape is None or x.dtype != np.uint8  # vectors, or float images: standardised once
+    if vectors:  # before the test split is carved, so the rows named are the file's
+        for part, name in ((x, ""), (x_test, ", x_test"), (x_val, ", x_val")):
+            if part is not None:
+                finite(part, origin + name)
     if x_test is None:
         check_test_fraction(cfg)
         x, y, x_test, y_test = carve_test(x, y, cfg)
-    if image_shape is None or x.dtype != np.uint8:  # vectors, or float images: standardised once
-        finite(x, origin)
-        finite(x_test, origin)
+    if vectors:
         x_train_t, x_test_t = _vectors(x, x_test)
         stats = None
     else:

@@ -24,6 +24,8 @@ from lossbench.losses import Task
 
 SPLITS = ("train", "test", "val")
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+# 16-bit, 32-bit integer and float pixels: PIL's convert to L or RGB clips them at 255.
+WIDE_MODES = ("I", "F")
 
 
 @dataclass
@@ -90,6 +92,10 @@ def _header(path: Path) -> tuple[str, tuple[int, int]]:
 
 def _recipe(cfg: Any, headers: dict[Path, tuple[str, tuple[int, int]]]) -> tuple[int, tuple[int, int]]:
     """The channels and (width, height) every image is decoded to."""
+    for path, (mode, _) in headers.items():
+        if mode in WIDE_MODES or mode.startswith("I;16"):
+            raise DataError(f"{path} has more than 8 bits per pixel (PIL mode {mode}); lossbench holds "
+                            "images as 8-bit pixels and converting would clip it: save the images as 8-bit")
     channels = cfg.channels or (1 if all(mode in GREY_MODES for mode, _ in headers.values()) else 3)
     if cfg.image_size is not None:
         return channels, (cfg.image_size, cfg.image_size)

@@ -86,6 +86,10 @@ def _chosen(cfg: Any) -> tuple[Path, list[str], list[str]]:
                             f"{', '.join(columns)}")
     else:
         features = [c for c in columns if c not in targets]
+    both = [f for f in features if f in targets]
+    if both:
+        raise DataError(f"dataset.features: {', '.join(both)} is the target (dataset.target); a label cannot "
+                        f"also be a feature")
     if not features:
         raise DataError(f"{path}: no feature columns besides the target {', '.join(targets)}")
     return path, targets, features
@@ -127,6 +131,8 @@ def _features(frame, features: list[str], path: Path) -> np.ndarray:
 def load(cfg: Any) -> Dataset:
     path, targets, features = _chosen(cfg)
     frame, dropped = _complete(_read(path, features + targets), cfg, path)
+    if frame.empty:  # else each column reads as text, and the refusal would blame a feature
+        raise DataError(f"{path} holds no data rows" + (f" once the {dropped} with missing values are dropped" if dropped else ""))
     x = _features(frame, features, path)
     y, names = _labels(frame, targets, _multi_label(cfg), path)
     return assemble(cfg, x, y, f"{path} ({len(features)} feature columns)", names,
