@@ -63,3 +63,14 @@ def test_tuning_budget_and_spaces_come_from_tuning_parquet():
         "Tuning: 8 trials per loss, each loss's setting chosen by its validation acc at the "
         "selected epoch; search spaces: `ce`: lr: log[1e-4, 1e-2]; `focal`: lr: log[1e-4, 1e-2]; "
         "gamma: [0, 5].")
+
+
+def test_setup_says_the_split_is_redrawn_per_seed_only_where_it_is():
+    import pandas as pd
+
+    from lossbench.report.setup import SEED_VARIES, SPLIT_FOLLOWS_SEED, seed_text
+
+    runs = pd.DataFrame({"seed": [0, 1, 2], "cfg.dataset.split_seed": [0, 1, 2]})
+    assert seed_text(runs) == SPLIT_FOLLOWS_SEED
+    assert seed_text(runs.assign(**{"cfg.dataset.split_seed": [None] * 3})) == SEED_VARIES
+    assert seed_text(runs.drop(columns="cfg.dataset.split_seed")) == SEED_VARIES

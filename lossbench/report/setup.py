@@ -19,6 +19,20 @@ SEED_VARIES = ("A run's `seed` sets the model's initial weights, the order of th
                "and dropout; the data (split, subsample, label noise, generated sets) is drawn from "
                "`dataset.seed`, the same in every run of a study, so seeds pair runs that differ only "
                "in the loss.")
+SPLIT_FOLLOWS_SEED = ("A run's `seed` sets the model's initial weights, the order of the training "
+                      "batches, dropout and its data split (`dataset.split_seed` follows the seed: the "
+                      "train/test split lossbench draws and the validation split are re-drawn per seed, "
+                      "so an interval over seeds covers the split too); subsample, label noise and "
+                      "generated sets are drawn from `dataset.seed`, the same in every run. Seeds pair "
+                      "runs that differ only in the loss.")
+
+
+def seed_text(summary: pd.DataFrame) -> str:
+    """What a seed varies: the split too where every run's split_seed is its seed."""
+    column = "cfg.dataset.split_seed"
+    follows = (column in summary and "seed" in summary and len(summary)
+               and (pd.to_numeric(summary[column], errors="coerce") == summary["seed"]).all())
+    return SPLIT_FOLLOWS_SEED if follows else SEED_VARIES
 
 
 def values(frame: pd.DataFrame, column: str) -> list[str]:
@@ -134,7 +148,7 @@ def setup_section(summary: pd.DataFrame, method: str, tuning: pd.DataFrame | Non
                             "(distinct values over its runs)."))
     if tuning is not None and {"loss_name", "budget", "space", "val_metric"} <= set(tuning):
         blocks.append(Paragraph(tuning_text(tuning)))
-    blocks.append(Paragraph(SEED_VARIES))
+    blocks.append(Paragraph(seed_text(summary)))
     blocks.append(Paragraph(method))
     notes = caveats(summary)
     if notes:
