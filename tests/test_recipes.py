@@ -301,6 +301,18 @@ def test_versus_published_puts_each_cell_beside_the_published_one():
     assert table.loc["ce", "published_in_ci"] and not table.loc["mae(scale=1)", "published_in_ci"]
 
 
+def test_one_seed_beside_the_published_table_says_it_has_no_interval():
+    from lossbench.report.published import _display
+
+    runs = pd.DataFrame({"cfg.loss.name": ["ce"], "loss": ["ce"], "cfg.dataset.noise_kind": "symmetric",
+                         "cfg.dataset.label_noise": 0.4, "data_source": "sample", "seed": [0], "test_acc": [0.933]})
+    published = pd.DataFrame({"loss": ["ce"], "noise_kind": "symmetric", "label_noise": 0.4,
+                              "acc_mean_pct": [94.21], "acc_std_pct": [0.54]})
+    shown = _display(versus(runs, published)).iloc[0]
+    assert shown["lossbench mean [95% CI]"] == "93.30 (one seed: no interval)"
+    assert shown["published in CI"] == "n/a (1 seed)"
+
+
 def test_the_apl_preset_composes_to_the_papers_setting():
     cfg = compose_config("experiment=apl_mnist")
     assert OmegaConf.to_container(cfg.optim) == {"name": "sgd", "lr": 0.01, "weight_decay": 0.01, "momentum": 0.9,

@@ -127,6 +127,8 @@ def test_table_refuses_a_multi_label_column_that_is_not_0_1(tmp_path):
     message = refusal("dataset=table", f"dataset.path={tmp_path / 'wine.csv'}", "dataset.target=[strong]",
                       "loss=bce_logits", "dataset.features=[hue]")
     assert "strong" in message and "0/1" in message
+    # the value as the file holds it, not numpy's repr, and no column index beside the column's name
+    assert "holds 2" in message and "np.int64" not in message and "column 0" not in message
 
 
 def test_table_refuses_a_non_numeric_feature_naming_it(tmp_path):

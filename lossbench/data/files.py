@@ -83,7 +83,8 @@ def multi_hot(y: np.ndarray, where: str) -> np.ndarray:
     bad = ~np.isin(y, (0, 1))
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise DataError(f"{where}: multi-label targets must be 0/1; column {col} of row {row} is {y[row, col]!r}")
+        label = f", label {col}" if y.shape[1] > 1 else ""  # a table checks one target column at a time
+        raise DataError(f"{where}: multi-label targets must be 0/1; row {row}{label} holds {y[row, col].item()}")
     return y.astype(np.float32)
 
 

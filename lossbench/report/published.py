@@ -49,8 +49,9 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "loss": table["loss"], "noise": table["noise_kind"] + " " + table["label_noise"].map("{:g}".format),
         "data": table["data_source"], "seeds": table["seeds"],
-        "lossbench mean [95% CI]": [f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in zip(
-            table["lossbench_mean"], table["lossbench_low"], table["lossbench_high"])],
+        "lossbench mean [95% CI]": [f"{m:.2f} [{lo:.2f}, {hi:.2f}]" if lo == lo else f"{m:.2f} (one seed: no interval)"
+                                    for m, lo, hi in zip(table["lossbench_mean"], table["lossbench_low"],
+                                                         table["lossbench_high"])],
         "published mean ± std": [f"{m:.2f} ± {s:.2f}" for m, s in zip(
             table["published_mean"], table["published_std"])],
         "difference": table["difference"].map("{:+.2f}".format),
