@@ -124,7 +124,8 @@ def test_crossed_interval_is_never_narrower_than_the_seed_t_interval(d):
     crossed = crossed_test(d)
     seed = t_interval(d.mean(axis=1))
     if not math.isnan(seed.low):
-        assert crossed.high - crossed.low >= (seed.high - seed.low) * (1 - 1e-9)
+        # up to float rounding: seeds with one mean give the t-interval a width of a few ulps
+        assert crossed.high - crossed.low >= (seed.high - seed.low) * (1 - 1e-9) - 1e-12
     assert crossed.low <= crossed.mean <= crossed.high
 
 
