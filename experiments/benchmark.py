@@ -12,7 +12,7 @@ Printed, each measured in a child process of its own (so each has its own peak R
   with `lossbench.batched.train_seeds` (what hydra/launcher=batched does): wall for all of them
   (evaluation included) and the epoch time each seed records;
 - start-up: `python -m lossbench` (defaults, MNIST sample) wall minus its training epochs;
-- sweep: `-m experiment=compare_single_label seed=range(10)` with the basic launcher (40 runs;
+- sweep: `-m experiment=classic_losses seed=range(10)` with the basic launcher (40 runs;
   --quick: seed=range(1), one epoch): its wall against the sum of its runs' training-step time
   (each run's epoch_time_s: the step loop alone, no evaluation or files), and the ratio;
 - peak RSS (ru_maxrss) of each child, and of a process that only imports what a run imports.
@@ -324,7 +324,7 @@ def report(args) -> None:
         rss = max(r["rss_gb"] for r in loops["lossbench"])
         print(f"peak RSS, lossbench's loop on {args.images:,} images: {rss:.2f} GB ({verdict(rss, TARGETS['rss_gb'], ' GB')})")
 
-    sweep = ["-m", "experiment=compare_single_label", "seed=range(1)" if args.quick else "seed=range(10)",
+    sweep = ["-m", "experiment=classic_losses", "seed=range(1)" if args.quick else "seed=range(10)",
              f"trainer.threads={args.threads}", *(["trainer.epochs=1"] if args.quick else [])]
     wall, summaries, _ = lossbench_cli(*sweep)
     training = sum(training_s(summary) for summary in summaries)

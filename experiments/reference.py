@@ -6,7 +6,9 @@
 Steps, each a Hydra sweep (an experiment preset) whose runs live under results/sweeps/reference/
 (git-ignored) and resume: rerunning after an interruption only runs what is missing.
   compared (their groups are compared in the report):
-    compare_losses, compare_losses_multi_label   every loss at shared settings, --seeds (10)
+    compare_losses, compare_losses_multi_label   every loss at shared settings, --seeds (10): the
+                                                 presets all_losses, all_losses_multi_label (the
+                                                 step names are the committed data dirs' names)
     tuned_single_label                           each loss at its tuned setting (if the preset exists)
     noise, imbalance, multi_label_images, binary  the condition studies, --study-seeds (5)
     fashion_full                                 full-size Fashion-MNIST, with --fashion-root only
@@ -25,7 +27,8 @@ basic elsewhere, where the stack is slower than one run after another (lossbench
 results/reference/data/<step>/ and the report is written from those copies alone, so a second run
 on the same tables rewrites a byte-identical report.md.
 
-Committed (small): per step summary.parquet, runs.parquet (metrics per epoch), calibration.parquet,
+Committed (small): per step summary.parquet, epochs.parquet (metrics per epoch; runs.parquet in data
+collected before #19), calibration.parquet,
 steps.parquet, per_class.parquet and tuning.parquet where present, and for the compared steps
 predictions.parquet cut to which test example each run got right (run, view, example, correct:
 what the crossed seeds x test-examples test reads); the report (md, html, figures, CSV tables);
@@ -48,6 +51,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lossbench.collect import EPOCHS, EPOCHS_BEFORE
 from lossbench.device import seed_launcher
 from lossbench.report.load import COLUMNS
 
@@ -56,7 +60,7 @@ OUT = ROOT / "results" / "reference"
 SWEEPS = ROOT / "results" / "sweeps" / "reference"
 PRESETS = ROOT / "conf" / "experiment"
 PREDICTION_COLUMNS = COLUMNS["predictions"]
-KEPT = ("summary.parquet", "runs.parquet", "calibration.parquet", "steps.parquet",
+KEPT = ("summary.parquet", EPOCHS, "calibration.parquet", "steps.parquet",
         "per_class.parquet", "tuning.parquet")
 
 
@@ -70,15 +74,15 @@ class Step:
 
 
 def steps(fashion_root: str | None) -> list[Step]:
-    out = [Step("compare_losses", "compare_losses", "seeds"),
-           Step("compare_losses_multi_label", "compare_losses_multi_label", "seeds"),
+    out = [Step("compare_losses", "all_losses", "seeds"),
+           Step("compare_losses_multi_label", "all_losses_multi_label", "seeds"),
            Step("tuned_single_label", "tuned_single_label", None),
            Step("noise", "noise", "study"),
            Step("imbalance", "imbalance", "study"),
            Step("multi_label_images", "multi_label_images", "study"),
            Step("binary", "binary", "study")]
     if fashion_root is not None:
-        out.append(Step("fashion_full", "compare_single_label", "seeds", overrides=[
+        out.append(Step("fashion_full", "classic_losses", "seeds", overrides=[
             "dataset=fashion_mnist", f"dataset.root={Path(fashion_root).resolve()}",
             "dataset.source=full"]))
     out += [Step(name, name, "stress", stress=True) for name in ("stability", "stability_multi_label")]
@@ -151,6 +155,8 @@ def main() -> None:
         for table in KEPT:
             if (sweep / table).exists():
                 shutil.copy2(sweep / table, target / table)
+        if (target / EPOCHS).exists():  # the same table under its old name, copied here before #19
+            (target / EPOCHS_BEFORE).unlink(missing_ok=True)
         predictions = sweep / "predictions.parquet"
         if not step.stress and predictions.exists():
             # which test example each run got right: all the report's crossed test over seeds

@@ -3,7 +3,7 @@
     python -m lossbench.collect results/sweeps/smoke
 
 finds each run dir (a dir holding `summary.json`) and writes into DIR:
-`summary.parquet` (one row per run), `runs.parquet` (every metrics row), `calibration.parquet`
+`summary.parquet` (one row per run), `epochs.parquet` (every metrics row), `calibration.parquet`
 and, when any run wrote them, `steps.parquet`, `per_class.parquet` and `predictions.parquet`. Each gets a `run` column: the run dir relative to
 DIR. A run whose summary.json cannot be read (half-written, killed mid-write) is kept as a
 `failed` row with the reason, so it shows up in the report instead of silently vanishing.
@@ -221,7 +221,16 @@ def outdated(directory: Path, run_dirs: list[Path]) -> str | None:
     return None
 
 
-TABLE_FILES = ("summary.parquet", "runs.parquet", "calibration.parquet", "steps.parquet", PER_CLASS, PREDICTIONS)
+EPOCHS = "epochs.parquet"
+# The name EPOCHS had before #19: tables collected then (results/reference/data/) still read.
+EPOCHS_BEFORE = "runs.parquet"
+TABLE_FILES = ("summary.parquet", EPOCHS, "calibration.parquet", "steps.parquet", PER_CLASS, PREDICTIONS)
+
+
+def epochs_table(directory: Path) -> Path:
+    """DIR's per-epoch table: epochs.parquet, else the runs.parquet an older collect wrote."""
+    old = directory / EPOCHS_BEFORE
+    return old if not (directory / EPOCHS).exists() and old.exists() else directory / EPOCHS
 
 
 def write_tables(collected: Collected, directory: Path) -> list[Path]:
@@ -254,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"found {len(collected.summary)} runs under {args.dir}: {counts}")
     for run, error in collected.bad_runs().items():
         print(f"bad run {run}: {error.removeprefix(PREFIX)} (listed as failed)")
-    names = ["summary.parquet", "runs.parquet", "calibration.parquet"]
+    names = ["summary.parquet", EPOCHS, "calibration.parquet"]
     names += ["steps.parquet"] if collected.steps is not None else []
     names += [PER_CLASS] if collected.per_class is not None else []
     names += [PREDICTIONS] if collected.predictions is not None else []

@@ -129,7 +129,7 @@ def test_collect_schema_and_row_counts(tmp_path):
     assert len(c.calibration) == 15 * (4 * 4 + 2 * 4 + 3)
     assert c.steps is None and not (tmp_path / "steps.parquet").exists()
     # written, and what was written reads back equal
-    for name, frame in (("summary", c.summary), ("runs", c.runs), ("calibration", c.calibration)):
+    for name, frame in (("summary", c.summary), ("epochs", c.runs), ("calibration", c.calibration)):
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / f"{name}.parquet"), frame)
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
@@ -195,3 +195,16 @@ def test_cli_unwritable_dir_exits_2(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert f"cannot write the tables into {tmp_path} (Permission denied)" in err
     assert "Traceback" not in err
+
+
+def test_recollecting_a_dir_collected_before_the_rename_replaces_its_runs_parquet(tmp_path):
+    make_sweep(tmp_path, seeds=(0,))
+    collect(tmp_path)
+    # the dir as a collect before #19 left it: the per-epoch table named runs.parquet
+    (tmp_path / "epochs.parquet").rename(tmp_path / "runs.parquet")
+    manifest = tmp_path / ".lossbench-manifest.collect"
+    manifest.write_text(manifest.read_text().replace("epochs.parquet", "runs.parquet"))
+    (tmp_path / "my_runs.parquet").write_bytes(b"yours")
+    collect(tmp_path)
+    assert (tmp_path / "epochs.parquet").is_file() and not (tmp_path / "runs.parquet").exists()
+    assert (tmp_path / "my_runs.parquet").read_bytes() == b"yours"

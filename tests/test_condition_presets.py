@@ -43,7 +43,7 @@ def test_noise_preset_records_the_realised_rate_and_the_memorisation_curve(tmp_p
     # symmetric: exactly 0.4 of the training split it is drawn in; the 3,600 trained on after the
     # val split is carved (stratified by the noisy labels) keep about that
     assert sorted(run["label_noise_realised"] for run in runs)[1] == pytest.approx(0.4, abs=0.01)
-    train = pd.read_parquet(tmp_path / "sweep" / "runs.parquet").query("split == 'train'")
+    train = pd.read_parquet(tmp_path / "sweep" / "epochs.parquet").query("split == 'train'")
     assert len(train) == 4 and train[["flipped_acc_noisy", "flipped_acc_true"]].notna().all().all()
 
 

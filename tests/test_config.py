@@ -101,7 +101,7 @@ def test_a_plain_key_the_chosen_dataset_lacks_is_refused_with_did_you_mean(tmp_p
 
 @pytest.mark.parametrize("args, expected", [
     (["loss=focal", "loss.gama=2"], "did you mean loss.gamma?"),
-    (["experiment=compare_losses_multi_label", "dataset.grid=3"], "dataset.grid is not a key of dataset=multilabel"),
+    (["experiment=all_losses_multi_label", "dataset.grid=3"], "dataset.grid is not a key of dataset=multilabel"),
     (["dataset.n_samples=4"], "dataset.n_samples is not a key of dataset=mnist"),
     (["loss=apl_sce", "loss.alpha=0.1"], None),  # apl_sce builds on sce: its schema is sce's
     (["-m", "loss=ce,focal", "loss.gamma=2"], None),  # a swept choice: Hydra composes each job

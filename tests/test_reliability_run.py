@@ -86,8 +86,8 @@ def test_multilabel_generator_parameters_it_can_satisfy_are_accepted(n_labels, n
 
 def test_an_unknown_experiment_preset_is_refused_with_the_list_of_presets():
     with pytest.raises(MissingConfigException) as caught:
-        compose_config("experiment=compare_single_lable")
-    assert "compare_single_label" in str(caught.value) and "stability_smoke" in str(caught.value)
+        compose_config("experiment=classic_loses")
+    assert "classic_losses" in str(caught.value) and "stability_smoke" in str(caught.value)
 
 
 def test_a_sweep_without_a_preset_lands_in_adhoc():

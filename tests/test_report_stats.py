@@ -353,10 +353,10 @@ def test_a_verdict_needs_the_seed_level_test_and_a_ci_excluding_zero():
 
 # ---- the whole report on collected tables ----
 
-def write_collected(root, inputs: Inputs):
-    root.mkdir()
+def write_collected(root, inputs: Inputs, epochs: str = "epochs.parquet"):
+    root.mkdir(parents=True)
     inputs.summary.to_parquet(root / "summary.parquet")
-    inputs.runs.to_parquet(root / "runs.parquet")
+    inputs.runs.to_parquet(root / epochs)
     inputs.predictions.to_parquet(root / "predictions.parquet")
     return root
 
@@ -388,6 +388,18 @@ def test_report_with_predictions_is_byte_identical_and_takes_fdr_bh(tmp_path, ca
         main([str(root), "--adjust", "bonferroni"])
     assert "invalid choice: 'bonferroni'" in capsys.readouterr().err
 
+
+def test_tables_collected_before_epochs_parquet_was_named_give_the_same_report(tmp_path):
+    # results/reference/data/ holds runs.parquet: the per-epoch table's name before #19
+    runs = val_and_test_runs(losses=("ce", "bce"))
+    inputs = make_inputs(runs, predictions_for(runs, np.random.default_rng(7),
+                                               p_right={"ce": 0.9, "bce": 0.85}))
+    new = write_collected(tmp_path / "new" / "sweep", inputs)
+    old = write_collected(tmp_path / "old" / "sweep", inputs, epochs="runs.parquet")
+    selected = "View `selected`: each loss minus `ce`, paired by seed"
+    report_new = generate([new], out=tmp_path / "a", say=lambda _: None).read_text()
+    assert selected in report_new  # the selected view needs the per-epoch val rows
+    assert generate([old], out=tmp_path / "b", say=lambda _: None).read_text() == report_new
 
 def test_losses_that_are_the_same_function_up_to_rounding_are_reported_once():
     """bce_pos_weight on balanced binary data has pos_weight 1: bce_logits up to ~1e-8 in its

@@ -127,7 +127,7 @@ def test_a_busy_run_dir_is_a_failed_job_not_a_crashed_sweep(tmp_path):
 
 def tables(sweep) -> dict[str, pd.DataFrame]:
     summary = pd.read_parquet(sweep / "summary.parquet")
-    runs = pd.read_parquet(sweep / "runs.parquet")
+    runs = pd.read_parquet(sweep / "epochs.parquet")
     keep = [c for c in summary.columns if c not in TIMING and not c.startswith("cfg.hydra")]
     return {
         "summary": summary[keep].sort_values("run").reset_index(drop=True),

@@ -26,8 +26,8 @@ def statuses(sweep):
 
 @pytest.mark.parametrize("preset, dataset, losses, seeds, epochs", [
     ("smoke", "mnist", ["ce", "bce_logits"], 2, 1),
-    ("compare_single_label", "mnist", ["ce", "nll", "bce", "bce_logits"], 5, 10),
-    ("compare_multi_label", "multilabel", ["bce", "bce_logits"], 5, 20),
+    ("classic_losses", "mnist", ["ce", "nll", "bce", "bce_logits"], 5, 10),
+    ("classic_losses_multi_label", "multilabel", ["bce", "bce_logits"], 5, 20),
 ])
 def test_presets_compose(preset, dataset, losses, seeds, epochs):
     cfg = compose_config(f"experiment={preset}")

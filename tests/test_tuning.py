@@ -196,7 +196,7 @@ def test_report_of_a_tuned_study_leaves_trials_out_and_pairs_the_tuned_losses_wi
                     'hydra.sweeper.space.focal={optim.lr:"3e-3",loss.gamma:"1,2"}', "hydra/launcher=batched",
                     f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert tuned.returncode == 0, tuned.stdout + tuned.stderr
-    at_shared = run_sweep("compare_single_label", shared, "loss=ce,focal", "seed=0,1", "trainer.epochs=1",
+    at_shared = run_sweep("classic_losses", shared, "loss=ce,focal", "seed=0,1", "trainer.epochs=1",
                           "hydra/launcher=batched")
     assert at_shared.returncode == 0, at_shared.stdout + at_shared.stderr
     report = subprocess.run([sys.executable, "-m", "lossbench.report", str(shared), str(sweep), "--out", str(out)],

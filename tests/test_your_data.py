@@ -332,7 +332,7 @@ def test_each_kind_sweeps_resumes_collects_and_reports(tmp_path, kind):
     assert all(s["data_source"] == "files" and s["content_hash"] for s in summaries)
     again = run_cli(*overrides, cwd=tmp_path)
     assert again.returncode == 0 and again.stdout.count("skipped:") == 2, again.stdout + again.stderr
-    assert (tmp_path / "sweep" / "runs.parquet").exists() or list((tmp_path / "sweep").glob("*.parquet"))
+    assert (tmp_path / "sweep" / "epochs.parquet").exists() or list((tmp_path / "sweep").glob("*.parquet"))
     report = subprocess.run([sys.executable, "-m", "lossbench.report", str(tmp_path / "sweep")],
                             cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert report.returncode == 0, report.stdout + report.stderr

@@ -13,9 +13,10 @@ from typing import Callable
 
 import pandas as pd
 
-from lossbench.collect import CollectError, collect, find_run_dirs, outdated
+from lossbench.collect import CollectError, collect, epochs_table, find_run_dirs, outdated
 from lossbench.report.tuning import TUNING_TRIAL, mark_tuning
 
+# "runs": the per-epoch rows (collect.EPOCHS), read as Inputs.runs
 TABLES = ("summary", "runs", "calibration", "steps", "predictions", "per_class", "tuning")
 # the statistics need only which test example each run got right, not the probabilities
 COLUMNS = {"predictions": ["run", "view", "example", "correct"]}
@@ -72,7 +73,7 @@ def read_dir(directory: Path, say: Callable[[str], None]) -> dict[str, pd.DataFr
             raise ReportInputError(str(e)) from None
     tables = {}
     for name in TABLES:
-        path = directory / f"{name}.parquet"
+        path = epochs_table(directory) if name == "runs" else directory / f"{name}.parquet"
         try:
             tables[name] = (pd.read_parquet(path, columns=COLUMNS.get(name)) if path.exists()
                             else None)

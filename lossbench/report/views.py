@@ -3,7 +3,7 @@ validation.
 
 `last` is a fixed budget: every run's test metrics after its final epoch (summary.parquet).
 `selected` reads each run's test row at the epoch lossbench.selection picks from that run's `val`
-rows (runs.parquet): the rule the run itself used to keep its predictions, never a look at test.
+rows (epochs.parquet): the rule the run itself used to keep its predictions, never a look at test.
 Both views come out as frames shaped like a group's summary rows (run, loss, seed, epoch,
 test_<metric>), so every table downstream is computed the same way for either.
 """
