@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -65,3 +66,28 @@ def test_a_broken_link_fails_the_strict_build(tmp_path):
     (tmp_path / "docs" / "broken.md").write_text("# Broken\n\nSee [the missing page](missing.md).\n")
     result = mkdocs_build(tmp_path / "mkdocs.yml", tmp_path / "site")
     assert result.returncode != 0 and "missing.md" in result.stderr
+
+
+def github_anchor(heading: str) -> str:
+    """The id GitHub gives a README heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_readme_link_resolves():
+    # mkdocs --strict checks the links inside docs/; the README is outside the site
+    text = (ROOT / "README.md").read_text()
+    anchors = {github_anchor(h) for h in re.findall(r"^#+ (.+)$", text, flags=re.M)}
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"https?://", target):
+            continue
+        path, _, anchor = target.partition("#")
+        if path and not (ROOT / path).exists():
+            broken.append(target)
+        elif not path and anchor not in anchors:
+            broken.append(target)
+        elif path.endswith(".md") and anchor:
+            headings = re.findall(r"^#+ (.+)$", (ROOT / path).read_text(), flags=re.M)
+            if anchor not in {github_anchor(h) for h in headings}:
+                broken.append(target)
+    assert len(re.findall(r"\]\(", text)) > 10 and broken == []
