@@ -1,5 +1,5 @@
 """Render a Document as markdown (figures as relative links) and as one self-contained html page
-(figures inline as base64 PNG). Pure functions of the Document: no clock, no paths.
+(figures inline as base64 PNG, shown at half their pixels). Pure functions of the Document: no clock, no paths.
 
 Both open with a table of contents whose links are the headings' anchors: GitHub's rule for
 markdown headings (lower case, punctuation dropped, spaces to hyphens, -1, -2 for repeats), and
@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+import struct
 
 import pandas as pd
 
@@ -178,11 +179,21 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertic
 nav ul { margin: 0.2em 0; }
 .meta { color: #555; }
 th { background: #f3f3f3; }
-img { max-width: 100%; }
+img { max-width: 100%; height: auto; }
 figure { margin: 1em 0; }
 figcaption { font-size: 0.9em; color: #555; }
 pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; }
 """
+
+
+PIXEL_DENSITY = 2  # figures are drawn at twice the pixels they are shown at (figures.png)
+
+
+def display_size(png: bytes) -> tuple[int, int]:
+    """The size in CSS pixels to show a PNG at: its pixel size (the IHDR chunk, bytes 16-24) over
+    PIXEL_DENSITY, so its text is as large as the figure meant and sharp on dense screens."""
+    width, height = struct.unpack(">II", png[16:24])
+    return -(-width // PIXEL_DENSITY), -(-height // PIXEL_DENSITY)
 
 
 def html_contents(sections: list[Section], anchor: dict[int, str], depth: int = 0) -> str:
@@ -216,8 +227,9 @@ def to_html(doc: Document) -> str:
                 out.append(html_table(block.display))
             elif isinstance(block, Figure):
                 data = base64.b64encode(block.png).decode("ascii")
-                out.append(f'<figure><img alt="{html.escape(block.caption)}" '
-                           f'src="data:image/png;base64,{data}">'
+                width, height = display_size(block.png)
+                out.append(f'<figure><img alt="{html.escape(block.caption)}" width="{width}" '
+                           f'height="{height}" src="data:image/png;base64,{data}">'
                            f"<figcaption>{inline(block.caption)}</figcaption></figure>")
             elif isinstance(block, Verbatim):
                 out.append(simple_markdown_html(block.text))

@@ -346,14 +346,19 @@ def group_section(r: GroupResults) -> Section:
 
     if not r.curves.empty:
         subsections.append(Section("Learning curves", [Figure(
-            f"{slug}-learning-curves", figures.learning_curves(r.curves, g.losses, kind.metric),
+            f"{slug}-learning-curves",
+            figures.learning_curves(r.curves, g.losses, kind.metric, [g.baseline, *g.comparisons]),
             f"Criterion value per epoch, train and test, one panel per loss family (the softmax "
             "losses average over N samples, the sigmoid losses over N·C outputs, so their values "
             "are not comparable, and each criterion has its own scale), then the metrics every "
             f"loss shares: test NLL (single-label) and test {kind.metric}; a panel whose values "
             "span over 10x has a log axis and says so; line = mean over seeds, "
             "thin lines = 95% t-CI (none with one seed); a loss whose curves equal another's "
-            "exactly says so in the legend.", r.curves)]))
+            f"exactly says so in the legend. The baseline `{g.baseline}` and the question's "
+            "comparisons are in colour, every other loss in grey. With more than "
+            f"{figures.MAX_COLOURED - 1} comparisons, instead one small panel per comparison "
+            f"of test {kind.metric}: the loss in colour, the baseline in black, the rest in grey.",
+            r.curves)]))
 
     if not r.bins.empty:
         subsections.append(Section("Calibration", [
@@ -381,11 +386,8 @@ def group_section(r: GroupResults) -> Section:
         subsections.append(Section("Time per epoch", [
             Table(f"{slug}-epoch-time", tables.show_times(r.times), r.times,
                   "Train time per epoch (each run's mean over its epochs), mean and 95% t-CI "
-                  "over seeds."),
-            Figure(f"{slug}-epoch-time", figures.epoch_time(r.times),
-                   "Seconds per train epoch per loss, 95% t-CI error bars over seeds. The runs ran "
-                   "one after another, so machine load drifts between them: no test compares "
-                   "these times (experiments/benchmark.py measures loss cost interleaved)."),
+                  "over seeds. The runs ran one after another, so machine load drifts between "
+                  "them: experiments/benchmark.py measures loss cost interleaved."),
         ]))
     return Section(r.title, intro, subsections)
 
