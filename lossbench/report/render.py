@@ -118,10 +118,20 @@ def inline(text: str) -> str:
     return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
 
 
+# a cell of numbers: a value, an interval "+0.0120 [+0.0040, +0.0200]", "p < 0.0001", "3/5"
+NUMERIC = re.compile(r"[\s\d.,:/%+\-−±×<>=≤≥\[\]()ep]*\d[\s\d.,:/%+\-−±×<>=≤≥\[\]()ep]*")
+
+
+def html_cell(value) -> str:
+    text = str(value)
+    tag = '<td class="num">' if NUMERIC.fullmatch(text) else "<td>"
+    return f"{tag}{html.escape(text)}</td>"
+
+
 def html_table(frame: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+        "<tr>" + "".join(html_cell(v) for v in row) + "</tr>"
         for row in frame.itertuples(index=False)
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -175,7 +185,8 @@ body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; 
        color: #222; line-height: 1.45; }
 table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; max-width: 100%; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top;
-         overflow-wrap: anywhere; }
+         overflow-wrap: break-word; }
+td.num { white-space: nowrap; text-align: right; font-variant-numeric: tabular-nums; }
 nav ul { margin: 0.2em 0; }
 .meta { color: #555; }
 th { background: #f3f3f3; }
