@@ -249,8 +249,8 @@ def test_paired_comparison_pairs_by_seed(sweep, report_md):
 def test_group_verdicts_are_generated_from_the_numbers(report_md):
     assert "\n### mnist / sample\n" in report_md  # named within its study, no config hash
     assert "Largest effect on acc" in report_md and "Largest effect on map" in report_md
-    # these seeds' ECE gaps do not survive the correction (test_report_stats has one that does)
-    assert "No loss is better or worse calibrated than another by test ECE" in report_md
+    # these seeds' Brier gaps do not survive the correction (test_report_stats has one that does)
+    assert "No loss is better or worse calibrated than another by test Brier score" in report_md
     assert "Best calibrated" not in report_md
     assert "Wilcoxon signed-rank test cannot reach p < 0.05" in report_md
     assert "Holm-adjusted" in report_md and "=<" not in report_md
