@@ -168,8 +168,8 @@ def learning_curves(curves: pd.DataFrame, losses: list[str], metric: str,
 def comparison_curves(curves: pd.DataFrame, losses: list[str], metric: str,
                       highlight: list[str]) -> bytes:
     """Small multiples of test <metric> per epoch: one panel per comparison (highlight[1:]), the
-    loss in one strong colour (the panel's title names it) with its 95% t-CI lines, the baseline (highlight[0]) in black, every other
-    loss in grey behind them."""
+    loss in one strong colour (the panel's title names it) with its 95% t-CI lines, the
+    baseline (highlight[0]) in black, every other loss in grey behind them."""
     baseline, compared = highlight[0], highlight[1:]
     test = curves[(curves["split"] == "test") & (curves["column"] == metric)]
     fig, axes = grid(len(compared), 2.4, columns=4, sharex=True, sharey=True)
@@ -226,7 +226,9 @@ def final_metric(final: pd.DataFrame, points: pd.DataFrame, metric: str) -> byte
 def reliability(bins: pd.DataFrame, ece: pd.DataFrame, losses: list[str],
                 multi_label: bool = False) -> bytes:
     """Per loss: pooled fraction correct (multi-label: fraction positive) vs mean predicted
-    probability per bin, the diagonal, ECE in the legend; under it the bin counts."""
+    probability per bin, the diagonal, in the legend the ECE and what a perfectly calibrated
+    model scores at this test size (tables.ece_uncertainty); under it the bin counts. A loss
+    whose outputs are not probabilities says so in its title: its diagram shows a read-out."""
     cols = min(len(losses), 4)
     rows = -(-len(losses) // cols)
     fig = Figure(figsize=(min(MAX_WIDTH, 3.0 * cols), 3.9 * rows), layout="constrained")
@@ -241,14 +243,18 @@ def reliability(bins: pd.DataFrame, ece: pd.DataFrame, losses: list[str],
         loss = losses[k]
         colour = style(loss, k)["color"]
         b = bins[(bins["loss"] == loss) & (bins["count"] > 0)]
-        e = ece[ece["loss"] == loss]["pooled_ece"]
+        e = ece[ece["loss"] == loss]
         width = (b["bin_upper"] - b["bin_lower"]).to_numpy()
         diagram.bar(b["bin_lower"], b["accuracy"], width=width, align="edge", alpha=0.35,
                     color=colour, edgecolor="0.3", linewidth=0.5)
         diagram.plot(b["confidence"], b["accuracy"], marker="o", markersize=3, color=colour,
-                     label=f"ECE {e.iloc[0]:.4f}" if len(e) else loss)
-        diagram.plot([0, 1], [0, 1], color="0.4", linestyle=":", linewidth=1, label="calibrated")
-        diagram.set(xlim=(0, 1), ylim=(0, 1), title=loss)
+                     label=f"ECE {e['pooled_ece'].iloc[0]:.4f}" if len(e) else loss)
+        floor = e["ece_floor"].iloc[0] if len(e) and "ece_floor" in e else np.nan
+        diagram.plot([0, 1], [0, 1], color="0.4", linestyle=":", linewidth=1,
+                     label="calibrated" + (f": ECE {floor:.4f}" if np.isfinite(floor) else ""))
+        readout = len(e) and "probabilistic" in e and not e["probabilistic"].iloc[0]
+        diagram.set(xlim=(0, 1), ylim=(0, 1),
+                    title=loss + (" (outputs not probabilities)" if readout else ""))
         diagram.set_ylabel(y_label)
         diagram.legend(loc="upper left")
         counts.bar(b["bin_lower"], b["count"], width=width, align="edge", color=colour,

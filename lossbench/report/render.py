@@ -122,10 +122,13 @@ def inline(text: str) -> str:
 NUMERIC = re.compile(r"[\s\d.,:/%+\-−±×<>=≤≥\[\]()ep]*\d[\s\d.,:/%+\-−±×<>=≤≥\[\]()ep]*")
 
 
+def cell_class(tag: str, text: str) -> str:
+    return ' class="num"' if tag == "td" and NUMERIC.fullmatch(text) else ""
+
+
 def html_cell(value) -> str:
     text = str(value)
-    tag = '<td class="num">' if NUMERIC.fullmatch(text) else "<td>"
-    return f"{tag}{html.escape(text)}</td>"
+    return f"<td{cell_class('td', text)}>{html.escape(text)}</td>"
 
 
 def html_table(frame: pd.DataFrame) -> str:
@@ -152,7 +155,8 @@ def simple_markdown_html(text: str) -> str:
                      for row in table if not re.fullmatch(r"[|\s:-]+", row.strip())]
             rows = [("th" if i == 0 else "td", row) for i, row in enumerate(cells)]
             out.append("<table>" + "".join(
-                "<tr>" + "".join(f"<{tag}>{inline(c)}</{tag}>" for c in row) + "</tr>"
+                "<tr>" + "".join(f"<{tag}{cell_class(tag, c)}>{inline(c)}</{tag}>" for c in row)
+                + "</tr>"
                 for tag, row in rows) + "</table>")
         paragraph.clear(), table.clear(), bullets.clear()
 
