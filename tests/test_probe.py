@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from lossbench.losses import LOSSES
 from lossbench.probe import exact, explain, find_thresholds, main, run_probe
@@ -353,6 +354,28 @@ def test_cli_writes_everything(tmp_path, capsys):
     assert len(table) == len(PROBED) * 4 * 121
     printed = capsys.readouterr().out
     assert "grad=NaN" in printed and "bce_logits" in printed and "never" in printed
+
+
+def test_probe_figure_is_legible_at_the_report_width(df, tmp_path, monkeypatch):
+    """The report shows probe.png 1200 px wide (half its pixels): every text must stay >= 12 px
+    there, the reference's old 5-column figure had 6 px tick labels."""
+    from matplotlib.figure import Figure
+
+    from lossbench.probe.figure import plot_probe
+
+    saved = []
+    original = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (saved.append(fig),
+                                                                  original(fig, *a, **k))[1])
+    path = plot_probe(df, tmp_path / "probe.png")
+    [fig] = saved
+    width, _ = Image.open(path).size
+    assert width == 2400 and fig.get_figwidth() * 100 == 1200
+    texts = [t for t in fig.findobj(lambda o: hasattr(o, "get_fontsize") and hasattr(o, "get_text"))
+             if t.get_text() and t.get_visible()]
+    assert any(t.get_text() == "ce" for t in texts)
+    for text in texts:
+        assert text.get_fontsize() * 100 / 72 >= 12, text.get_text()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -249,8 +249,8 @@ def test_paired_comparison_pairs_by_seed(sweep, report_md):
 def test_group_verdicts_are_generated_from_the_numbers(report_md):
     assert "\n### mnist / sample\n" in report_md  # named within its study, no config hash
     assert "Largest effect on acc" in report_md and "Largest effect on map" in report_md
-    # these seeds' ECE gaps do not survive the correction (test_report_stats has one that does)
-    assert "No loss is better or worse calibrated than another by test ECE" in report_md
+    # these seeds' Brier gaps do not survive the correction (test_report_stats has one that does)
+    assert "No loss is better or worse calibrated than another by test Brier score" in report_md
     assert "Best calibrated" not in report_md
     assert "Wilcoxon signed-rank test cannot reach p < 0.05" in report_md
     assert "Holm-adjusted" in report_md and "=<" not in report_md
@@ -288,7 +288,7 @@ def test_every_referenced_file_exists(sweep, report_md):
     out = sweep / "report"
     figures = re.findall(r"!\[[^]]*\]\((figures/[^)]+\.png)\)", report_md)
     tables = set(re.findall(r"\((tables/[^)]+\.csv)\)", report_md))
-    assert len(figures) == 8 and len(tables) >= 10  # 4 figures x 2 groups
+    assert len(figures) == 6 and len(tables) >= 10  # 3 figures x 2 groups
     for name in figures:
         assert (out / name).read_bytes().startswith(b"\x89PNG")
     for name in tables:
@@ -428,7 +428,7 @@ def test_figures_are_legible_at_the_page_width(monkeypatch, tmp_path):
                 write_run(tmp_path / "stress", f"{loss}-{precision}-{lr}", loss=loss, steps=True,
                           cfg={"trainer.precision": precision, "optim.lr": lr})
     generate([root], stress=[tmp_path / "stress"], say=lambda _: None)
-    assert len(drawn) >= 10
+    assert len(drawn) >= 8
     for fig in drawn:
         width_px = fig.get_figwidth() * figures.DPI
         assert width_px <= 1200, fig
@@ -457,6 +457,59 @@ def test_learning_curves_take_a_log_axis_where_criteria_span_decades(monkeypatch
                       "test criterion, softmax family (log scale)": "log", "test acc": "linear"}
     assert len(fig.legends) == 1 and [t.get_text() for t in fig.legends[0].get_texts()] == [
         "ce", "nce_rce"]
+
+
+def curve_rows(losses) -> pd.DataFrame:
+    return pd.DataFrame([
+        {"loss": loss, "split": split, "column": column, "epoch": epoch, "n_seeds": 3,
+         "mean": value / epoch + k / 100, "ci_low": value / epoch * 0.9, "ci_high": value / epoch * 1.1}
+        for k, loss in enumerate(losses)
+        for split, column, value in (("train", "loss_value", 0.3), ("test", "loss_value", 0.3),
+                                     ("test", "acc", 0.9))
+        for epoch in (1, 2, 3)])
+
+
+def coloured(ax) -> set:
+    """The colours of an axes' lines other than the grey of the losses not compared."""
+    from matplotlib.colors import to_hex
+
+    from lossbench.report.figures import OTHERS
+
+    return {to_hex(line.get_color()) for line in ax.get_lines()} - {to_hex(OTHERS["color"])}
+
+
+def test_learning_curves_colour_only_the_baseline_and_the_declared_comparisons(monkeypatch):
+    """Seventeen coloured lines are unreadable: the losses the question compares get colours,
+    the rest one grey, and the legend names the coloured ones."""
+    from lossbench.report import figures
+    from lossbench.report.groups import LOSS_ORDER
+
+    drawn = []
+    original = figures.png
+    monkeypatch.setattr(figures, "png", lambda fig: (drawn.append(fig), original(fig))[1])
+    softmax = [loss for loss in LOSS_ORDER if figures.family(loss) == "softmax"]
+    figures.learning_curves(curve_rows(softmax), softmax, "acc", ["ce", "focal", "mae"])
+    [fig] = drawn
+    accuracy = [ax for ax in fig.axes if ax.get_title() == "test acc"][0]
+    assert len(coloured(accuracy)) == 3 and len(accuracy.get_lines()) > 3 * 3
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["ce", "focal", "mae",
+                                                                  "other losses"]
+
+
+def test_many_comparisons_become_one_small_panel_each(monkeypatch):
+    from lossbench.report import figures
+    from lossbench.report.groups import LOSS_ORDER
+
+    drawn = []
+    original = figures.png
+    monkeypatch.setattr(figures, "png", lambda fig: (drawn.append(fig), original(fig))[1])
+    losses = list(LOSS_ORDER)
+    figures.learning_curves(curve_rows(losses), losses, "acc", losses)
+    [fig] = drawn
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == losses[1:]
+    for ax in panels:  # the panel's loss (with its CI lines) and the baseline in black
+        assert len(coloured(ax)) == 2 and "#000000" in coloured(ax)
 
 
 def test_condition_studies_are_found_from_configs_and_render_twice_alike(tmp_path):

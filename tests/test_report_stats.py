@@ -32,7 +32,8 @@ METRICS = ("acc", "nll", "ece", "brier")
 
 def metrics_of(acc: float, offset: float) -> dict:
     """Every single-label metric from an accuracy: losses that share acc and offset share all."""
-    return {"acc": acc, "nll": 1.0 - acc + offset, "ece": 0.05 + offset, "brier": 0.5 - acc / 2}
+    return {"acc": acc, "nll": 1.0 - acc + offset, "ece": 0.05 + offset,
+            "brier": 0.5 - acc / 2 + offset}
 
 
 def consistent(spec: dict, predictions: dict) -> dict:
@@ -294,10 +295,22 @@ def test_best_calibrated_is_named_only_when_the_corrected_test_backs_it():
         for i, loss in enumerate(("ce", "bce", "focal")):
             clear[(loss, seed)] = {"test": [0.9 + noise], "offset": 0.03 * i + noise / 10}
             noisy[(loss, seed)] = {"test": [0.9 + noise], "offset": noise * (i - 1) * 3}
-    assert "Best calibrated by test ECE" in findings_text(make_inputs(clear))
+    assert "Best calibrated by test Brier score" in findings_text(make_inputs(clear))
     text = findings_text(make_inputs(noisy))
     assert "Best calibrated" not in text
-    assert "No loss is better or worse calibrated than another by test ECE" in text
+    assert "No loss is better or worse calibrated than another by test Brier score" in text
+
+
+def test_a_loss_whose_outputs_are_not_probabilities_is_never_ranked_on_calibration():
+    """mse's softmax of regression outputs is a read-out, not its model: even with the lowest
+    Brier score by far it is not named best calibrated, nor counted among the compared pairs."""
+    runs = {}
+    for seed, noise in enumerate((0.0, 0.002, -0.001, 0.003, -0.002)):
+        for i, loss in enumerate(("mse", "ce", "bce", "focal")):
+            runs[(loss, seed)] = {"test": [0.9 + noise], "offset": 0.03 * i + noise / 10}
+    text = findings_text(make_inputs(runs))
+    assert "Best calibrated by test Brier score (last, mean over seeds): `ce`" in text
+    assert "over the 3 pairwise comparisons" in text and "`mse`" not in text.split("Best")[1]
 
 
 def test_divergence_counts_are_compared_by_fishers_test_in_the_findings():

@@ -215,6 +215,11 @@ def test_a_perfectly_calibrated_model_has_an_ece_floor_that_shrinks_with_the_tes
     assert 0.005 < small.mean < 0.03  # the 0.014-0.017 on 1,000 examples
     assert large.mean < small.mean and small.low <= small.mean <= small.high
     assert ece_floor(confidence[:1000]) == small  # reproducible
+    # per bin the correct count's deviation from its expectation is about normal with variance
+    # sum c(1 - c), and E|N(0, s^2)| = s sqrt(2/pi): the floor is their sum over the examples
+    which = np.clip(np.searchsorted(np.linspace(0, 1, 16), confidence, side="left") - 1, 0, 14)
+    spread = np.bincount(which, confidence * (1 - confidence), minlength=15)
+    assert large.mean == pytest.approx(np.sqrt(2 / np.pi) * np.sqrt(spread).sum() / 4000, rel=0.1)
 
 
 def test_ece_bootstrap_narrows_with_more_examples_and_shows_the_small_sample_bias():

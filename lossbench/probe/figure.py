@@ -1,5 +1,8 @@
 """One panel per loss: loss value and |gradient| against z, per dtype, on a log scale; softmax-
-family losses in one block of small multiples, sigmoid-family losses in another."""
+family losses in one block of small multiples, sigmoid-family losses in another.
+
+Legible where the report shows it: WIDTH inches at 100 px an inch (the html page's 1200 px),
+drawn at DPI (twice that: the report shows a PNG at half its pixels), no text under 9 pt (12 px)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,6 +24,8 @@ def _mark(ax, z: np.ndarray, y_axes: float, marker: str, color: str) -> None:
 
 
 def _panel(ax, g: pd.DataFrame, loss: str) -> None:
+    from matplotlib.ticker import LogLocator
+
     z = np.unique(g.z.to_numpy())
     ref_value, ref_grad = exact(loss, z)
     ax.plot(z, ref_value, color="0.6", lw=3, alpha=0.5)
@@ -35,6 +40,7 @@ def _panel(ax, g: pd.DataFrame, loss: str) -> None:
         _mark(ax, d.z[d.grad == 0].to_numpy(), 0.02 + 0.025 * i, "|", color)
     ax.set_yscale("log")
     ax.set_ylim(*YLIM)
+    ax.yaxis.set_major_locator(LogLocator(numticks=5))  # 1e-40, 1e-20, ...: room for 9 pt labels
     ax.set_title(loss)
     ax.grid(True, which="major", alpha=0.3)
 
@@ -55,7 +61,11 @@ def _legend(ax, dtypes) -> None:
     ax.axis("off")
 
 
-NCOLS = 5
+NCOLS = 4
+WIDTH = 12.0  # inches
+DPI = 200
+FONTS = {"font.size": 10, "axes.titlesize": 11, "xtick.labelsize": 9, "ytick.labelsize": 9,
+         "legend.fontsize": 9, "figure.titlesize": 12}
 FAMILIES = {  # block title -> which losses
     "softmax family: K = 10 logits, the target's z, the others 0": lambda loss: not is_binary(loss),
     "sigmoid family: one logit z, target 1": is_binary,
@@ -90,13 +100,13 @@ def plot_probe(df: pd.DataFrame, path) -> Path:
     blocks = [(title, [loss for loss in losses if member(loss)]) for title, member in FAMILIES.items()]
     blocks = [(title, members) for title, members in blocks if members]
     rows = [-(-(len(members) + (i == 0)) // NCOLS) for i, (_, members) in enumerate(blocks)]
-    fig = plt.figure(figsize=(4.3 * NCOLS, 3.3 * sum(rows) + 0.8 * len(blocks)), layout="constrained")
-    subs = fig.subfigures(len(blocks), 1, height_ratios=rows, squeeze=False).ravel()
-    for i, (sub, (title, members)) in enumerate(zip(subs, blocks)):
-        _block(sub, df, members, title, list(df["dtype"].cat.categories) if i == 0 else None)
-    fig.suptitle("Loss and gradient of each loss against the target-logit margin z, per dtype",
-                 fontsize="x-large")
-    path = Path(path)
-    fig.savefig(path, dpi=100)
+    with matplotlib.rc_context(FONTS):
+        fig = plt.figure(figsize=(WIDTH, 2.6 * sum(rows) + 0.9 * len(blocks)), layout="constrained")
+        subs = fig.subfigures(len(blocks), 1, height_ratios=rows, squeeze=False).ravel()
+        for i, (sub, (title, members)) in enumerate(zip(subs, blocks)):
+            _block(sub, df, members, title, list(df["dtype"].cat.categories) if i == 0 else None)
+        fig.suptitle("Loss and gradient of each loss against the target-logit margin z, per dtype")
+        path = Path(path)
+        fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path

@@ -3,7 +3,8 @@
 Figures are built with matplotlib.figure.Figure (no pyplot global state) and saved without the
 "Software" metadata, so the same tables give byte-identical PNGs. Legible at the html page width:
 no figure is wider than MAX_WIDTH inches (1200 px at DPI), so none is scaled down, and no text is
-smaller than MIN_POINTS (10 px).
+smaller than MIN_POINTS (10 px). Drawn at PIXEL_DENSITY x DPI: the html shows each PNG at
+1/PIXEL_DENSITY of its pixels (render.py), sharp on a high-density screen and when zoomed.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from PIL import Image  # noqa: E402
 
 from lossbench.losses import LOSSES  # noqa: E402
 from lossbench.report.groups import LOSS_ORDER  # noqa: E402
+from lossbench.report.render import PIXEL_DENSITY  # noqa: E402
 
-DPI = 100
+DPI = 100  # display pixels per inch in the html
 MAX_WIDTH = 12.0  # inches: 1200 px, the html page's width
 MIN_POINTS = 7.5  # 10.4 px at DPI
 TITLE_POINTS = 10
@@ -62,7 +64,7 @@ def png(fig: Figure) -> bytes:
     third the size (the reference report commits every figure twice: in figures/ and inlined in
     report.html). Median cut is deterministic, so a rerun writes the same bytes."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    fig.savefig(buffer, format="png", dpi=DPI * PIXEL_DENSITY, metadata={"Software": None})
     palette = Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
     out = io.BytesIO()
     palette.save(out, format="PNG", optimize=True)
@@ -111,10 +113,21 @@ def spans_decades(values: pd.Series) -> bool:
     return len(finite) > 0 and finite.min() > 0 and finite.max() > 10 * finite.min()
 
 
-def learning_curves(curves: pd.DataFrame, losses: list[str], metric: str) -> bytes:
+MAX_COLOURED = 6  # the baseline and five comparisons: more colours than a reader tells apart
+COMPARED = "tab:red"  # the panel's loss in comparison_curves
+OTHERS = dict(color="0.78", linewidth=0.8, linestyle="-", marker=None, zorder=1)
+
+
+def learning_curves(curves: pd.DataFrame, losses: list[str], metric: str,
+                    highlight: list[str] | None = None) -> bytes:
     """Criterion values per loss family (their scales differ), then the common metrics (test nll
-    where logged, test <metric>) across every loss; mean with 95% t-CI lines; one legend for
-    every panel, beside them."""
+    where logged, test <metric>) across every loss; mean with 95% t-CI lines for the losses in
+    `highlight` (the baseline first, then the question's declared comparisons; default every
+    loss), each other loss a thin grey line; one legend for every panel, beside them. With more
+    than MAX_COLOURED to highlight: comparison_curves, one small panel per comparison."""
+    highlight = [loss for loss in (highlight or losses) if loss in losses]
+    if len(highlight) > MAX_COLOURED:
+        return comparison_curves(curves, losses, metric, highlight)
     families = [f for f in ("softmax", "sigmoid", "other") if any(family(l) == f for l in losses)]
     panels = [(split, "loss_value", f, f"{split} criterion, {f} family")
               for f in families for split in ("train", "test")]
@@ -130,8 +143,11 @@ def learning_curves(curves: pd.DataFrame, losses: list[str], metric: str) -> byt
                        & (curves["column"] == column)]
             if c.empty or (fam is not None and family(loss) != fam):
                 continue
-            label = loss + (f" (= {same[loss]})" if loss in same else "")
-            plot_band(ax, c["epoch"], c["mean"], c["ci_low"], c["ci_high"], loss, i, label)
+            if loss in highlight:
+                label = loss + (f" (= {same[loss]})" if loss in same else "")
+                plot_band(ax, c["epoch"], c["mean"], c["ci_low"], c["ci_high"], loss, i, label)
+            else:
+                ax.plot(c["epoch"], c["mean"], label="other losses", **OTHERS)
             shown.append(c)
         if shown and spans_decades(pd.concat(shown)["mean"]):
             ax.set_yscale("log")
@@ -143,7 +159,45 @@ def learning_curves(curves: pd.DataFrame, losses: list[str], metric: str) -> byt
         ax.grid(alpha=0.3)
         for handle, label in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(label, handle)
+    if "other losses" in legend:  # last, under the named ones
+        legend["other losses"] = legend.pop("other losses")
     fig.legend(list(legend.values()), list(legend), loc="outside right upper", fontsize=MIN_POINTS)
+    return png(fig)
+
+
+def comparison_curves(curves: pd.DataFrame, losses: list[str], metric: str,
+                      highlight: list[str]) -> bytes:
+    """Small multiples of test <metric> per epoch: one panel per comparison (highlight[1:]), the
+    loss in one strong colour (the panel's title names it) with its 95% t-CI lines, the
+    baseline (highlight[0]) in black, every other loss in grey behind them."""
+    baseline, compared = highlight[0], highlight[1:]
+    test = curves[(curves["split"] == "test") & (curves["column"] == metric)]
+    fig, axes = grid(len(compared), 2.4, columns=4, sharex=True, sharey=True)
+    for ax, loss in zip(axes, compared):
+        for other in losses:
+            if other not in (loss, baseline):
+                c = test[test["loss"] == other]
+                ax.plot(c["epoch"], c["mean"], **OTHERS)
+        b = test[test["loss"] == baseline]
+        ax.plot(b["epoch"], b["mean"], color="black", linewidth=1.2, zorder=2)
+        c = test[test["loss"] == loss]
+        ax.plot(c["epoch"], c["mean"], color=COMPARED, linewidth=1.6, zorder=3)
+        for edge in ("ci_low", "ci_high"):
+            ax.plot(c["epoch"], c[edge], color=COMPARED, linewidth=0.6, alpha=0.7, zorder=3)
+        ax.set_title(loss)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    for ax in axes[-min(4, len(axes)):]:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_tick_params(labelbottom=True)
+    for ax in axes[::4]:
+        ax.set_ylabel(f"test {metric}")
+    fig.legend(handles=[Line2D([], [], color="black", linewidth=1.2, label=f"baseline {baseline}"),
+                        Line2D([], [], color=COMPARED, linewidth=1.6,
+                               label="the panel's loss, 95% t-CI lines"),
+                        Line2D([], [], color=OTHERS["color"], linewidth=OTHERS["linewidth"],
+                               label="other losses")],
+               loc="outside lower center", ncols=3)
     return png(fig)
 
 
@@ -172,7 +226,9 @@ def final_metric(final: pd.DataFrame, points: pd.DataFrame, metric: str) -> byte
 def reliability(bins: pd.DataFrame, ece: pd.DataFrame, losses: list[str],
                 multi_label: bool = False) -> bytes:
     """Per loss: pooled fraction correct (multi-label: fraction positive) vs mean predicted
-    probability per bin, the diagonal, ECE in the legend; under it the bin counts."""
+    probability per bin, the diagonal, in the legend the ECE and what a perfectly calibrated
+    model scores at this test size (tables.ece_uncertainty); under it the bin counts. A loss
+    whose outputs are not probabilities says so in its title: its diagram shows a read-out."""
     cols = min(len(losses), 4)
     rows = -(-len(losses) // cols)
     fig = Figure(figsize=(min(MAX_WIDTH, 3.0 * cols), 3.9 * rows), layout="constrained")
@@ -187,14 +243,18 @@ def reliability(bins: pd.DataFrame, ece: pd.DataFrame, losses: list[str],
         loss = losses[k]
         colour = style(loss, k)["color"]
         b = bins[(bins["loss"] == loss) & (bins["count"] > 0)]
-        e = ece[ece["loss"] == loss]["pooled_ece"]
+        e = ece[ece["loss"] == loss]
         width = (b["bin_upper"] - b["bin_lower"]).to_numpy()
         diagram.bar(b["bin_lower"], b["accuracy"], width=width, align="edge", alpha=0.35,
                     color=colour, edgecolor="0.3", linewidth=0.5)
         diagram.plot(b["confidence"], b["accuracy"], marker="o", markersize=3, color=colour,
-                     label=f"ECE {e.iloc[0]:.4f}" if len(e) else loss)
-        diagram.plot([0, 1], [0, 1], color="0.4", linestyle=":", linewidth=1, label="calibrated")
-        diagram.set(xlim=(0, 1), ylim=(0, 1), title=loss)
+                     label=f"ECE {e['pooled_ece'].iloc[0]:.4f}" if len(e) else loss)
+        floor = e["ece_floor"].iloc[0] if len(e) and "ece_floor" in e else np.nan
+        diagram.plot([0, 1], [0, 1], color="0.4", linestyle=":", linewidth=1,
+                     label="calibrated" + (f": ECE {floor:.4f}" if np.isfinite(floor) else ""))
+        readout = len(e) and "probabilistic" in e and not e["probabilistic"].iloc[0]
+        diagram.set(xlim=(0, 1), ylim=(0, 1),
+                    title=loss + (" (outputs not probabilities)" if readout else ""))
         diagram.set_ylabel(y_label)
         diagram.legend(loc="upper left")
         counts.bar(b["bin_lower"], b["count"], width=width, align="edge", color=colour,
@@ -203,24 +263,6 @@ def reliability(bins: pd.DataFrame, ece: pd.DataFrame, losses: list[str],
         counts.set_yscale("log")
         counts.set_xlabel(x_label)
         counts.set_ylabel("count")
-    return png(fig)
-
-
-def epoch_time(times: pd.DataFrame) -> bytes:
-    """Mean train time per epoch per loss, 95% t-CI error bars over seeds."""
-    fig = Figure(figsize=(min(MAX_WIDTH, 1.6 + 0.8 * len(times)), 3.4), layout="constrained")
-    ax = fig.subplots()
-    x = np.arange(len(times))
-    mean = times["epoch_time_s_mean"].to_numpy()
-    low, high = times["ci_low"].to_numpy(), times["ci_high"].to_numpy()
-    err = np.where(np.isnan(low), 0, [mean - low, high - mean])
-    ax.bar(x, mean, yerr=err, capsize=5,
-           color=[style(loss, i)["color"] for i, loss in enumerate(times["loss"])])
-    ax.set_xticks(x, list(times["loss"]), rotation=45 if len(times) > 6 else 0,
-                  ha="right" if len(times) > 6 else "center")
-    ax.set_ylabel("seconds per epoch (train)")
-    ax.set_title("time per epoch (separate runs: machine drift included)")
-    ax.grid(axis="y", alpha=0.3)
     return png(fig)
 
 

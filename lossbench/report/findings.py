@@ -1,9 +1,9 @@
 """Findings sentences generated from a group's tables: no claim here that the numbers don't make.
 
 Verdicts read the paired table's `verdict` column (stats.verdict: better, worse, equivalent,
-inconclusive) and say which correction made them; a loss is called best or worst calibrated only
-when that gap survives the correction (losses whose outputs are not probabilities, e.g. mse, are
-not ranked on ECE), and divergence counts are compared by Fisher's exact test before they are
+inconclusive) and say which correction made them; a loss is called best or worst calibrated (by
+Brier score) only when that gap survives the correction (losses whose outputs are not
+probabilities, e.g. mse, are not ranked), and divergence counts are compared by Fisher's exact test before they are
 said to differ.
 """
 
@@ -107,15 +107,23 @@ def largest_effect(group: Group, paired: pd.DataFrame, view: str) -> list[str]:
             f"({estimate}{dz}; {verdict})."]
 
 
+# The calibration score losses are ranked on: Brier and NLL are proper scoring rules without
+# ECE's binning noise (a perfectly calibrated model scores ECE ~0.015 on 1,000 test examples),
+# and Brier is bounded, so one confidently wrong example cannot decide the ranking as in NLL.
+CALIBRATION_SCORE = "brier"
+
+
 def calibration(final: pd.DataFrame, pairs: pd.DataFrame, view: str) -> list[str]:
-    """Best and worst test ECE of a view, named only when their gap survives the correction over
-    all pairwise comparisons (`pairs`, paired.all_pairs)."""
-    if pairs.empty or "ece_mean" not in final.columns:
+    """Best and worst test Brier score (CALIBRATION_SCORE) of a view among the losses whose
+    outputs are probabilities, named only when their gap survives the correction over all
+    pairwise comparisons (`pairs`, paired.all_pairs of those losses)."""
+    score, name = f"{CALIBRATION_SCORE}_mean", "Brier score"
+    if pairs.empty or score not in final.columns:
         return []
-    table = final[(final["view"] == view) & final["ece_mean"].notna()
+    table = final[(final["view"] == view) & final[score].notna()
                   & final["loss"].isin(set(pairs["loss"]) | set(pairs["other"]))
                   & final["loss"].map(probabilistic)]
-    table = table.sort_values("ece_mean", kind="stable")
+    table = table.sort_values(score, kind="stable")
     if len(table) < 2:
         return []
     best, worst = table.iloc[0], table.iloc[-1]
@@ -128,15 +136,17 @@ def calibration(final: pd.DataFrame, pairs: pd.DataFrame, view: str) -> list[str
     test = (f"paired t-test over seeds, {p_text(adjustment + '-adjusted', p_adj)} over the "
             f"{plural(n, 'pairwise comparison')}")
     if p_adj >= ALPHA:
-        gap = fmt(worst["ece_mean"] - best["ece_mean"], "+.4f")
-        return [f"No loss is better or worse calibrated than another by test ECE ({view}) after "
-                f"{adjustment} correction: the widest gap, `{worst['loss']}` vs "
+        gap = fmt(worst[score] - best[score], "+.4f")
+        return [f"No loss is better or worse calibrated than another by test {name} ({view}) "
+                f"after {adjustment} correction: the widest gap, `{worst['loss']}` vs "
                 f"`{best['loss']}` ({gap}), has {test}."]
-    def ece(row) -> str:
-        return f"`{row['loss']}` {fmt_ci(row['ece_mean'], row['ece_ci_low'], row['ece_ci_high'])}"
 
-    return [f"Best calibrated by test ECE ({view}, mean over seeds): {ece(best)}; worst: "
-            f"{ece(worst)}; {test}."]
+    def brier(row) -> str:
+        return (f"`{row['loss']}` " + fmt_ci(*(row[f"{CALIBRATION_SCORE}_{k}"]
+                                               for k in ("mean", "ci_low", "ci_high"))))
+
+    return [f"Best calibrated by test {name} ({view}, mean over seeds): {brier(best)}; worst: "
+            f"{brier(worst)}; {test}."]
 
 
 def probabilistic(loss: str) -> bool:
@@ -172,7 +182,8 @@ def left_out(excluded: pd.DataFrame) -> list[str]:
     return [f"Left out of these statistics (did not complete): {text}."]
 
 
-def findings(group: Group, final: pd.DataFrame, paired: pd.DataFrame, ece_pairs: pd.DataFrame,
+def findings(group: Group, final: pd.DataFrame, paired: pd.DataFrame,
+             calibration_pairs: pd.DataFrame,
              diverged: pd.DataFrame, excluded: pd.DataFrame, primary: str) -> list[str]:
     """The group's verdicts, in the `primary` view; the paired table above them carries every
     comparison with its verdict column, so nothing here restates a row."""
@@ -180,4 +191,4 @@ def findings(group: Group, final: pd.DataFrame, paired: pd.DataFrame, ece_pairs:
     if paired.empty:
         return items + [no_comparison(group)]
     return (items + seeds_warning(paired) + primary_verdicts(group, paired, primary)
-            + largest_effect(group, paired, primary) + calibration(final, ece_pairs, primary))
+            + largest_effect(group, paired, primary) + calibration(final, calibration_pairs, primary))

@@ -1,5 +1,5 @@
 """Render a Document as markdown (figures as relative links) and as one self-contained html page
-(figures inline as base64 PNG). Pure functions of the Document: no clock, no paths.
+(figures inline as base64 PNG, shown at half their pixels). Pure functions of the Document: no clock, no paths.
 
 Both open with a table of contents whose links are the headings' anchors: GitHub's rule for
 markdown headings (lower case, punctuation dropped, spaces to hyphens, -1, -2 for repeats), and
@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+import struct
 
 import pandas as pd
 
@@ -117,10 +118,23 @@ def inline(text: str) -> str:
     return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
 
 
+# a cell of numbers: a value, an interval "+0.0120 [+0.0040, +0.0200]", "p < 0.0001", "3/5"
+NUMERIC = re.compile(r"[\s\d.,:/%+\-−±×<>=≤≥\[\]()ep]*\d[\s\d.,:/%+\-−±×<>=≤≥\[\]()ep]*")
+
+
+def cell_class(tag: str, text: str) -> str:
+    return ' class="num"' if tag == "td" and NUMERIC.fullmatch(text) else ""
+
+
+def html_cell(value) -> str:
+    text = str(value)
+    return f"<td{cell_class('td', text)}>{html.escape(text)}</td>"
+
+
 def html_table(frame: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+        "<tr>" + "".join(html_cell(v) for v in row) + "</tr>"
         for row in frame.itertuples(index=False)
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -141,7 +155,8 @@ def simple_markdown_html(text: str) -> str:
                      for row in table if not re.fullmatch(r"[|\s:-]+", row.strip())]
             rows = [("th" if i == 0 else "td", row) for i, row in enumerate(cells)]
             out.append("<table>" + "".join(
-                "<tr>" + "".join(f"<{tag}>{inline(c)}</{tag}>" for c in row) + "</tr>"
+                "<tr>" + "".join(f"<{tag}{cell_class(tag, c)}>{inline(c)}</{tag}>" for c in row)
+                + "</tr>"
                 for tag, row in rows) + "</table>")
         paragraph.clear(), table.clear(), bullets.clear()
 
@@ -174,15 +189,26 @@ body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; 
        color: #222; line-height: 1.45; }
 table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; max-width: 100%; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top;
-         overflow-wrap: anywhere; }
+         overflow-wrap: break-word; }
+td.num { white-space: nowrap; text-align: right; font-variant-numeric: tabular-nums; }
 nav ul { margin: 0.2em 0; }
 .meta { color: #555; }
 th { background: #f3f3f3; }
-img { max-width: 100%; }
+img { max-width: 100%; height: auto; }
 figure { margin: 1em 0; }
 figcaption { font-size: 0.9em; color: #555; }
 pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; }
 """
+
+
+PIXEL_DENSITY = 2  # figures are drawn at twice the pixels they are shown at (figures.png)
+
+
+def display_size(png: bytes) -> tuple[int, int]:
+    """The size in CSS pixels to show a PNG at: its pixel size (the IHDR chunk, bytes 16-24) over
+    PIXEL_DENSITY, so its text is as large as the figure meant and sharp on dense screens."""
+    width, height = struct.unpack(">II", png[16:24])
+    return -(-width // PIXEL_DENSITY), -(-height // PIXEL_DENSITY)
 
 
 def html_contents(sections: list[Section], anchor: dict[int, str], depth: int = 0) -> str:
@@ -216,8 +242,9 @@ def to_html(doc: Document) -> str:
                 out.append(html_table(block.display))
             elif isinstance(block, Figure):
                 data = base64.b64encode(block.png).decode("ascii")
-                out.append(f'<figure><img alt="{html.escape(block.caption)}" '
-                           f'src="data:image/png;base64,{data}">'
+                width, height = display_size(block.png)
+                out.append(f'<figure><img alt="{html.escape(block.caption)}" width="{width}" '
+                           f'height="{height}" src="data:image/png;base64,{data}">'
                            f"<figcaption>{inline(block.caption)}</figcaption></figure>")
             elif isinstance(block, Verbatim):
                 out.append(simple_markdown_html(block.text))

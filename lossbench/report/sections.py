@@ -16,7 +16,8 @@ import pandas as pd
 
 from lossbench.report import figures, tables
 from lossbench.report.document import Bullets, Document, Figure, Paragraph, Section, Table
-from lossbench.report.findings import findings, method_sentence, no_comparison, plural
+from lossbench.report.findings import (CALIBRATION_SCORE, findings, method_sentence, no_comparison,
+                                      plural, probabilistic)
 from lossbench.report.groups import Group, find_groups, format_value, short_title, value_sort_key
 from lossbench.report.load import Inputs
 from lossbench.report.paired import all_pairs, paired_comparisons
@@ -72,7 +73,8 @@ class GroupResults:
     final: pd.DataFrame  # per view and loss
     points: pd.DataFrame  # per-seed primary metric in the primary view
     paired: pd.DataFrame  # per loss, metric and view: paired.COLUMNS
-    ece_pairs: pd.DataFrame  # every two losses on test ECE in the primary view
+    # every two losses whose outputs are probabilities on the calibration score, primary view
+    calibration_pairs: pd.DataFrame
     divergence: pd.DataFrame  # diverged runs per loss vs the baseline's
     curves: pd.DataFrame
     bins: pd.DataFrame
@@ -95,7 +97,8 @@ def analyse(group: Group, inputs: Inputs, adjust: str = "holm") -> GroupResults:
         points=tables.seed_values(group, primary, group.kind.metric)
         if f"test_{group.kind.metric}" in primary.columns else pd.DataFrame(),
         paired=paired_comparisons(group, seen.frames, inputs.predictions, adjust),
-        ece_pairs=all_pairs(group, primary, "ece", adjust),
+        calibration_pairs=all_pairs(group, primary[primary["loss"].map(probabilistic)],
+                                    CALIBRATION_SCORE, adjust),
         divergence=tables.divergence(group, excluded, adjust),
         curves=tables.curves(group, inputs.runs),
         bins=bins,
@@ -336,8 +339,8 @@ def group_section(r: GroupResults) -> Section:
         blocks = [Table(f"{slug}-paired-vs-{g.baseline}-{view}", tables.show_paired(paired),
                         paired, paired_caption(g, view, paired))
                   for view, paired in r.paired.groupby("view", sort=False)]
-        blocks.append(Bullets(findings(g, r.final, r.paired, r.ece_pairs, r.divergence, r.excluded,
-                                       r.views.primary)))
+        blocks.append(Bullets(findings(g, r.final, r.paired, r.calibration_pairs, r.divergence,
+                                       r.excluded, r.views.primary)))
         if g.baseline != kind.baseline:
             blocks.insert(0, Paragraph(f"The {kind.label} baseline `{kind.baseline}` has no "
                                        f"completed run in this group: compared against "
@@ -346,14 +349,19 @@ def group_section(r: GroupResults) -> Section:
 
     if not r.curves.empty:
         subsections.append(Section("Learning curves", [Figure(
-            f"{slug}-learning-curves", figures.learning_curves(r.curves, g.losses, kind.metric),
+            f"{slug}-learning-curves",
+            figures.learning_curves(r.curves, g.losses, kind.metric, [g.baseline, *g.comparisons]),
             f"Criterion value per epoch, train and test, one panel per loss family (the softmax "
             "losses average over N samples, the sigmoid losses over N·C outputs, so their values "
             "are not comparable, and each criterion has its own scale), then the metrics every "
             f"loss shares: test NLL (single-label) and test {kind.metric}; a panel whose values "
             "span over 10x has a log axis and says so; line = mean over seeds, "
             "thin lines = 95% t-CI (none with one seed); a loss whose curves equal another's "
-            "exactly says so in the legend.", r.curves)]))
+            f"exactly says so in the legend. The baseline `{g.baseline}` and the question's "
+            "comparisons are in colour, every other loss in grey. With more than "
+            f"{figures.MAX_COLOURED - 1} comparisons, instead one small panel per comparison "
+            f"of test {kind.metric}: the loss in colour, the baseline in black, the rest in grey.",
+            r.curves)]))
 
     if not r.bins.empty:
         subsections.append(Section("Calibration", [
@@ -365,7 +373,9 @@ def group_section(r: GroupResults) -> Section:
                     "Reliability diagrams: per confidence bin (15 equal-width bins), the fraction "
                     "correct vs the mean top-class probability")
                    + ", pooled over seeds; dotted = calibrated; under each, the bin counts (log "
-                   "scale). ECE in the legend is computed from the pooled bins.", r.bins),
+                   "scale). ECE in the legend is computed from the pooled bins; beside the "
+                   "dotted line, the ECE of a perfectly calibrated model at this test size (the "
+                   "table below).", r.bins),
             Table(f"{slug}-pooled-ece", tables.show_ece(r.ece), r.ece,
                   "ECE from the bins pooled over seeds, and each run's ECE averaged over seeds "
                   "with its 95% bootstrap CI (seeds, and the test examples within each bin). "
@@ -374,18 +384,15 @@ def group_section(r: GroupResults) -> Section:
                   "probabilities, 500 draws): an ECE near it is no evidence of miscalibration. "
                   "NLL and Brier (the final-metrics table) are the primary calibration scores. "
                   "A loss whose outputs are not probabilities (losses.LossSpec.probabilistic) is "
-                  "not ranked on ECE."),
+                  "not ranked on calibration."),
         ]))
 
     if not r.times.empty:
         subsections.append(Section("Time per epoch", [
             Table(f"{slug}-epoch-time", tables.show_times(r.times), r.times,
                   "Train time per epoch (each run's mean over its epochs), mean and 95% t-CI "
-                  "over seeds."),
-            Figure(f"{slug}-epoch-time", figures.epoch_time(r.times),
-                   "Seconds per train epoch per loss, 95% t-CI error bars over seeds. The runs ran "
-                   "one after another, so machine load drifts between them: no test compares "
-                   "these times (experiments/benchmark.py measures loss cost interleaved)."),
+                  "over seeds. The runs ran one after another, so machine load drifts between "
+                  "them: experiments/benchmark.py measures loss cost interleaved."),
         ]))
     return Section(r.title, intro, subsections)
 
