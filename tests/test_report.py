@@ -169,7 +169,7 @@ def sweep_collected_a_while_ago(root: Path) -> Path:
     now = (root / "summary.parquet").stat().st_mtime
     for summary in root.glob("*/summary.json"):  # the runs ended two minutes ago
         os.utime(summary, (now - 120, now - 120))
-    for name in ("summary", "runs", "calibration"):  # and were collected one minute ago
+    for name in ("summary", "epochs", "calibration"):  # and were collected one minute ago
         os.utime(root / f"{name}.parquet", (now - 60, now - 60))
     return root
 
@@ -198,7 +198,7 @@ def test_current_tables_and_tables_without_runs_are_read_as_they_are(tmp_path):
     root = sweep_collected_a_while_ago(tmp_path / "sweep")
     copied = tmp_path / "tables"  # like results/reference/data: the tables, no run dirs
     copied.mkdir()
-    for name in ("summary", "runs", "calibration"):
+    for name in ("summary", "epochs", "calibration"):
         shutil.copy(root / f"{name}.parquet", copied)
     messages = []
     for directory in (root, copied):
