@@ -17,7 +17,6 @@ from lossbench.report.document import Bullets, Paragraph, Section
 from lossbench.report.tables import fmt_ci, fmt_p
 
 WHICH_LOSS = "which_loss"  # the preset (conf/experiment/which_loss.yaml) whose report opens with this
-CALIBRATION = "ece"
 
 
 def which_loss_groups(results: list[Any]) -> list[Any]:
@@ -116,7 +115,7 @@ def recommendation_section(results: list[Any], tuning: Optional[pd.DataFrame]) -
                                     "completed runs of the baseline), so no recommendation."))
             continue
         primary = rows_of(r.paired, r.group.verdict_metric, view)
-        calibration = rows_of(r.paired, CALIBRATION, view)
+        calibration = rows_of(r.paired, r.group.kind.calibration, view)
         said = answer(r, primary, calibration)
         best = primary[primary["verdict"] == "better"].sort_values("diff", ascending=False)["loss"]
         avoid = avoid_items(r, primary, calibration, tuning, keep=best.iloc[0] if len(best) else "")

@@ -57,7 +57,7 @@ def method(adjust: str) -> str:
         "in the tables, and across every verdict the Summary states in the Summary. A loss is "
         f"better or worse than the baseline where the adjusted p is below {ALPHA:g}, the "
         f"seed-level paired t-test's p too, and the 95% CI excludes 0; equivalent where the CI "
-        "lies inside ± the smallest effect of interest (lossbench.metrics.SMALLEST_EFFECT, or "
+        "lies inside ± the smallest effect of interest (lossbench.metrics.METRICS, or "
         "the question's); else inconclusive. McNemar's test on examples pooled over seeds and "
         f"the Wilcoxon signed-rank test (it cannot reach p < 0.05 with fewer than "
         f"{WILCOXON_MIN_PAIRS} non-zero pairs) are diagnostics only. Divergence counts are "
@@ -95,7 +95,7 @@ def analyse(group: Group, inputs: Inputs, adjust: str = "holm") -> GroupResults:
         points=tables.seed_values(group, primary, group.kind.metric)
         if f"test_{group.kind.metric}" in primary.columns else pd.DataFrame(),
         paired=paired_comparisons(group, seen.frames, inputs.predictions, adjust),
-        ece_pairs=all_pairs(group, primary, "ece", adjust),
+        ece_pairs=all_pairs(group, primary, group.kind.calibration, adjust),
         divergence=tables.divergence(group, excluded, adjust),
         curves=tables.curves(group, inputs.runs),
         bins=bins,
