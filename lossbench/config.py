@@ -197,6 +197,9 @@ class Study(str, Enum):
     imbalance = "imbalance"
     images = "images"  # multi-label images
     binary = "binary"
+    # a stress sweep (precision, logit scale, lr): the Stability section, whose settings are
+    # stress conditions, never groups the losses are compared in
+    stability = "stability"
 
 
 class View(str, Enum):
@@ -210,7 +213,7 @@ class QuestionConfig:
     comparisons (each loss of `comparisons` minus `baseline` on `metric` in `view`, in every
     group of the study), adjusted together, and picks nothing after the fact. Unset (null, [])
     in ad-hoc runs: the report then guesses the study from the runs' settings and compares every
-    loss with the task's baseline (losses.BASELINE) on its primary metric."""
+    loss with the task's baseline (lossbench.tasks.TASKS) on its primary metric."""
 
     study: Optional[Study] = None
     baseline: Optional[str] = None
@@ -218,8 +221,11 @@ class QuestionConfig:
     # the epoch of view `selected` maximises trainer.select_on on validation: declare it there
     view: Optional[View] = None
     comparisons: list[str] = field(default_factory=list)  # losses compared with the baseline
+    # loss -> a second reference it is also compared with (a stress sweep: bce against its fused
+    # form bce_logits where the baseline is neither)
+    pairs: dict[str, str] = field(default_factory=dict)
     # smallest difference in `metric` that matters: a CI inside +-this is "equivalent"; null:
-    # lossbench.metrics.SMALLEST_EFFECT
+    # lossbench.metrics.METRICS
     smallest_effect: Optional[float] = None
 
 
@@ -245,13 +251,17 @@ class Config:
     question: QuestionConfig = field(default_factory=QuestionConfig)
 
 
-# Keys that say where or how a run executes, or what it logs, not what it computes: runs that
-# differ only in these are the same experiment, and the report compares them in one group. Every
-# other key (including any added later) counts as changing results. dataset.source is here
-# because the data actually used is recorded per run (`data_source`) and compared instead; device
-# and threads change results only in the last bits of floating-point sums.
-EXECUTION_KEYS = (
-    "experiment", "published", "resume", "dataset.root", "dataset.download", "dataset.source",
+# The one list of keys that never change a result. BOOKKEEPING_KEYS name a run or say what it
+# logs to: a finished run is reused whatever they say (lossbench.run). EXECUTION_KEYS add where
+# or how a run executes: runs that differ only in these are the same experiment, and the report
+# compares them in one group; a run is still redone when one of them changes, since its files
+# would differ (the steps log_every writes, the last bits of sums on other threads or devices).
+# Every other key (including any added later) counts as changing results. dataset.source is
+# here because the data actually used is recorded per run (`data_source`) and compared instead.
+# A key may name a whole group (logger).
+BOOKKEEPING_KEYS = ("resume", "experiment", "logger")
+EXECUTION_KEYS = BOOKKEEPING_KEYS + (
+    "published", "dataset.root", "dataset.download", "dataset.source",
     "trainer.device", "trainer.threads", "trainer.log_every",
 )
 
@@ -422,19 +432,21 @@ def root_problems(d: Any) -> list[str]:
 
 def question_problems(question: Any) -> list[str]:
     """A declared question names registered losses and metrics."""
-    from lossbench.selection import METRICS
+    from lossbench.tasks import DECLARABLE
 
     found = []
     named = [("comparisons", c) for c in question.comparisons]
+    named += [(f"pairs.{loss}", name) for loss, reference in question.pairs.items()
+              for name in (loss, reference)]
     for key, loss in ([("baseline", question.baseline)] if question.baseline else []) + named:
         if loss not in LOSSES:
             found.append(f"question.{key}: {loss!r} is not a loss; accepted: {_accepted(LOSSES)}")
     if question.baseline in question.comparisons:
         found.append(f"question.comparisons lists the baseline {question.baseline!r}: a loss "
                      "is not compared with itself")
-    if question.metric is not None and question.metric not in METRICS:
+    if question.metric is not None and question.metric not in DECLARABLE:
         found.append(f"question.metric={question.metric!r} is not a metric; accepted: "
-                     f"{_accepted(METRICS)}")
+                     f"{_accepted(DECLARABLE)}")
     if question.smallest_effect is not None and not question.smallest_effect > 0:
         found.append(f"question.smallest_effect={question.smallest_effect!r} must be > 0 (or null)")
     return found
@@ -442,7 +454,7 @@ def question_problems(question: Any) -> list[str]:
 
 def select_on_problems(metric: Optional[str], task: str) -> list[str]:
     """trainer.select_on names a higher-is-better validation metric of the task."""
-    from lossbench.selection import selectable
+    from lossbench.tasks import selectable
 
     accepted = selectable(task)
     if metric is None or metric in accepted:

@@ -20,7 +20,9 @@ ones (average precision's ties) import sklearn where they are computed.
 
 from __future__ import annotations
 
+import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,13 +33,58 @@ CALIBRATION = ("ece_adaptive", "ece_classwise")
 MULTI_LABEL = ("map", "f1_micro", "f1_macro", "subset_acc", "hamming")
 CLASS_BALANCE = ("balanced_acc", "f1_macro", "rare_recall")
 MEMORISATION = ("flipped_acc_noisy", "flipped_acc_true")
-# The smallest difference between two losses that matters, per metric (in the metric's units):
-# a 95% CI of a difference inside +-this is called "equivalent". Half a point for the
-# accuracy-like metrics (the difference the four torch losses show on clean balanced data);
-# a question may declare its own (question.smallest_effect).
-SMALLEST_EFFECT = {"acc": 0.005, "balanced_acc": 0.005, "rare_recall": 0.01, "f1_macro": 0.005,
-                   "map": 0.005, "f1_micro": 0.005, "subset_acc": 0.005, "hamming": 0.002,
-                   "nll": 0.02, "brier": 0.005, "ece": 0.01}
+# the criterion's own value per split (every loss has one, on its own scale)
+CRITERION = "loss_value"
+# the calibration metrics again after temperature scaling on the val split (lossbench/temperature.py)
+TEMPERATURE_SCALED = ("nll_ts", "ece_ts", "brier_ts")
+SINGLE, MULTI, BOTH = frozenset({"single_label"}), frozenset({"multi_label"}), frozenset({"single_label", "multi_label"})
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What the report and the checks know about a metric: one record each, read instead of
+    guessed from its name."""
+
+    name: str
+    tasks: frozenset[str]  # the tasks (lossbench.losses.Task values) whose runs report it
+    higher_is_better: bool
+    label: str = ""  # what a figure's reader calls it; "": its name
+    # a strictly proper scoring rule: its expectation is best only at the true probabilities
+    proper: bool = False
+    percent: bool = False  # a share of examples, classes or labels: read in percentage points
+    digits: int = 4  # decimals shown, in the metric's own unit
+    # The smallest difference between two losses that matters (in the metric's units): a 95% CI
+    # of a difference inside +-this is called "equivalent"; NaN: never. Half a point for the
+    # accuracy-like metrics (the difference the four torch losses show on clean balanced data);
+    # a question may declare its own (question.smallest_effect).
+    smallest_effect: float = math.nan
+    # the mean over test examples of predictions.parquet's per-example `correct`
+    correctness: bool = False
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("acc", SINGLE, True, percent=True, smallest_effect=0.005, correctness=True),
+    Metric("nll", SINGLE, False, proper=True, smallest_effect=0.02),
+    Metric("ece", SINGLE, False, "ECE", smallest_effect=0.01),
+    Metric("brier", SINGLE, False, "Brier score", proper=True, smallest_effect=0.005),
+    Metric("ece_adaptive", SINGLE, False),
+    Metric("ece_classwise", SINGLE, False),
+    Metric("nll_ts", SINGLE, False, proper=True),
+    Metric("ece_ts", SINGLE, False),
+    Metric("brier_ts", SINGLE, False, proper=True),
+    Metric("balanced_acc", SINGLE, True, "balanced accuracy", percent=True, smallest_effect=0.005),
+    Metric("rare_recall", SINGLE, True, "recall of the rarest third", percent=True,
+           smallest_effect=0.01),
+    Metric("f1_macro", BOTH, True, percent=True, smallest_effect=0.005),
+    Metric("map", MULTI, True, percent=True, smallest_effect=0.005),
+    Metric("f1_micro", MULTI, True, percent=True, smallest_effect=0.005),
+    Metric("subset_acc", MULTI, True, percent=True, smallest_effect=0.005, correctness=True),
+    Metric("hamming", MULTI, False, percent=True, smallest_effect=0.002),
+    Metric("flipped_acc_noisy", SINGLE, False, percent=True),  # memorised the noisy label
+    Metric("flipped_acc_true", SINGLE, True, percent=True),
+    Metric(CRITERION, BOTH, False),
+)}
+LOWER_IS_BETTER = frozenset(name for name, m in METRICS.items() if not m.higher_is_better)
 
 
 def equal_width_edges(n_bins: int = N_BINS) -> np.ndarray:

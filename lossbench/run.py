@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 
 import lossbench
 from lossbench.autocast_ops import autocast_dtypes
-from lossbench.config import validate
+from lossbench.config import BOOKKEEPING_KEYS, validate
 from lossbench.errors import UserError, write_failure
 from lossbench.data import DATASETS, load_dataset, on_device
 from lossbench.device import resolve_device
@@ -44,15 +44,11 @@ log = logging.getLogger("lossbench")
 # (lossbench.seats) runs this execute in a thread whose training it stacks with other seeds'.
 TRAINER: ContextVar[Callable[..., Any]] = ContextVar("lossbench_trainer", default=train)
 
-# Keys that name where or how a run executes, not what it computes: a finished run is reused
-# whatever they say. (The question is kept: it is in the run's saved config, where the report
-# reads it.)
-NOT_RESULT_KEYS = ("resume", "experiment", "logger")
-
 
 def comparable_config(cfg: Any) -> dict:
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    for key in NOT_RESULT_KEYS:
+    # the question stays: it is in the run's saved config, where the report reads it
+    for key in BOOKKEEPING_KEYS:
         config.pop(key, None)
     return config
 

@@ -13,26 +13,13 @@ from typing import Any, Optional, Sequence
 
 import pandas as pd
 
-from lossbench.metrics import CLASS_BALANCE, MULTI_LABEL, SINGLE_LABEL
-
-# The metric a task is selected (and tuned) on unless its question declares another; higher is
-# better for both.
-PRIMARY = {"single_label": "acc", "multi_label": "map"}
-# the metrics a question may name (as its test metric or its selection metric)
-METRICS = frozenset(SINGLE_LABEL + CLASS_BALANCE + MULTI_LABEL)
-# selection maximises, so only metrics where higher is better, per task
-SELECTABLE = {"single_label": ("acc", "balanced_acc", "f1_macro", "rare_recall"),
-              "multi_label": ("map", "f1_micro", "f1_macro", "subset_acc")}
-
-
-def selectable(task: str) -> frozenset[str]:
-    return frozenset(SELECTABLE.get(task, ()))
+from lossbench.tasks import TASKS
 
 
 def selection_metric(task: str, declared: Optional[str] = None) -> Optional[str]:
     """The validation metric a run's selected epoch maximises: the declared one
-    (trainer.select_on), else PRIMARY (None for an unknown task)."""
-    return declared or PRIMARY.get(task)
+    (trainer.select_on), else the task's primary (None for an unknown task)."""
+    return declared or (TASKS[task].metric if task in TASKS else None)
 
 
 def select_epoch(values: Sequence[float]) -> Optional[int]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 
+from lossbench.report.load import declare_old_runs
 from lossbench.report.setup import STRESS_RUN, caveats, header_lines, setup_table, tuning_text
 
 
 def summary(**columns) -> pd.DataFrame:
+    """A collected summary as the report reads it: load declares old runs' study."""
     base = {"run": ["a", "b"], "status": ["completed", "completed"], "loss": ["ce", "bce"],
             "seed": [0, 0], "dataset": ["mnist", "mnist"], "data_source": ["sample", "sample"],
             "n_train": [4000, 4000], "n_test": [1000, 1000], "n_classes": [10, 10],
@@ -16,7 +18,7 @@ def summary(**columns) -> pd.DataFrame:
             "cfg.optim.name": ["adam", "adam"], "cfg.optim.lr": [0.001, 0.001],
             "cfg.trainer.epochs": [10, 10], "cfg.trainer.precision": ["32", "32"],
             "source": ["d", "d"]}
-    return pd.DataFrame({**base, **columns})
+    return declare_old_runs(pd.DataFrame({**base, **columns}))
 
 
 def test_header_reads_date_commit_and_versions_from_the_runs():
@@ -66,8 +68,6 @@ def test_tuning_budget_and_spaces_come_from_tuning_parquet():
 
 
 def test_setup_says_the_split_is_redrawn_per_seed_only_where_it_is():
-    import pandas as pd
-
     from lossbench.report.setup import SEED_VARIES, SPLIT_FOLLOWS_SEED, seed_text
 
     runs = pd.DataFrame({"seed": [0, 1, 2], "cfg.dataset.split_seed": [0, 1, 2]})

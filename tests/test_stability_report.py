@@ -67,8 +67,8 @@ def row(table: pd.DataFrame, setting: str, loss: str, reference: str) -> pd.Seri
 
 
 def test_verdict_table_on_a_hand_built_sweep():
-    table = verdict_table(hand_built(), "ce", "acc")
-    # every loss against the baseline in every setting, and bce against bce_logits
+    table = verdict_table(hand_built(), "ce", "acc", {"bce": "bce_logits"})
+    # every loss against the baseline in every setting, and the declared pair bce vs bce_logits
     assert set(zip(table["loss"], table["reference"])) == {("bce", "ce"), ("bce_logits", "ce"),
                                                            ("bce", "bce_logits")}
     assert len(table) == 3 * len(ACC)
@@ -91,7 +91,7 @@ def test_verdict_table_on_a_hand_built_sweep():
         multipletests(table.loc[tested, "p_t"], method="holm")[1])
     assert table["fisher_p"].notna().sum() == 2  # bce vs ce and vs bce_logits at float16 / 100
     # row order does not depend on the input's
-    shuffled = verdict_table(hand_built().sample(frac=1, random_state=1), "ce", "acc")
+    shuffled = verdict_table(hand_built().sample(frac=1, random_state=1), "ce", "acc", {"bce": "bce_logits"})
     pd.testing.assert_frame_equal(shuffled, table)
 
 

@@ -88,7 +88,7 @@ def test_recommendation_says_what_to_avoid_and_why():
     items = avoid_items(group(diverged), rows, ece, tuning, keep="mse")  # mse: the recommended one
     assert len(items) == 2
     assert items[0].startswith("`bce`: diverged in 2 of 5 comparison runs and 1 of 2 tuning trials "
-                               "(a non-finite loss or gradient); miscalibrated (test ECE higher), `bce` vs `ce`")
+                               "(a non-finite loss or gradient); worse calibrated (test ECE higher), `bce` vs `ce`")
     assert items[1].startswith("`mae`: worse, `mae` vs `ce`: acc -0.3000")
 
 

@@ -16,7 +16,7 @@ from typing import Callable
 from lossbench.report.document import Document, Figure, Table
 from lossbench.owned import Manifest, PlantedLink, require_real_dirs
 from lossbench.report.escape import csv_bytes
-from lossbench.report.load import ReportInputError, load
+from lossbench.report.load import ReportInputError, load, split_stress
 from lossbench.report.render import FIGURES, TABLES, to_html, to_markdown
 from lossbench.report.sections import build_document
 from lossbench.report.stats import ADJUSTMENTS
@@ -60,7 +60,8 @@ def generate(dirs: list[str | Path], out: str | Path | None = None, probe: str |
     """Report on the runs under `dirs` into `out` (default: <first dir>/report). Returns report.md.
 
     `stress` dirs (stress sweeps) feed the Stability section only: each of their settings is a
-    stress condition, not a configuration to compare losses in. `adjust` names the multiple-
+    stress condition, not a configuration to compare losses in; so do the runs of `dirs` whose
+    preset declares a stress sweep (question.study: stability). `adjust` names the multiple-
     comparison correction of the paired tests (stats.ADJUSTMENTS)."""
     if not dirs:
         raise ReportInputError("give at least one DIR")
@@ -73,8 +74,7 @@ def generate(dirs: list[str | Path], out: str | Path | None = None, probe: str |
         if not any((probe / name).exists() for name in ("probe.png", "thresholds.md")):
             raise ReportInputError(f"probe dir {probe} holds neither probe.png nor thresholds.md "
                                    "(write them with python -m lossbench.probe --out DIR)")
-    inputs = load(dirs, say)
-    stressed = load(stress, say) if stress else None
+    inputs, stressed = split_stress(load(dirs, say), load(stress, say) if stress else None)
     out = Path(out) if out is not None else Path(dirs[0]) / "report"
     try:
         out.mkdir(parents=True, exist_ok=True)  # before the figures are drawn: fail fast

@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="output dir (default: <first DIR>/report)")
     parser.add_argument("--stress", nargs="+", metavar="DIR", default=[],
                         help="stress sweep dir(s) for the Stability section only (their settings "
-                             "are not compared as groups)")
+                             "are not compared as groups); runs whose preset declares "
+                             "question.study=stability go there without it")
     parser.add_argument("--probe", metavar="PROBE_DIR",
                         help="a probe output dir (probe.png, thresholds.md) for the Stability section")
     parser.add_argument("--adjust", choices=list(ADJUSTMENTS), default="holm",

@@ -24,6 +24,7 @@ import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from lossbench.losses import LOSSES  # noqa: E402
+from lossbench.metrics import CRITERION, MEMORISATION  # noqa: E402
 from lossbench.report.groups import LOSS_ORDER  # noqa: E402
 from lossbench.report.render import PIXEL_DENSITY  # noqa: E402
 
@@ -129,9 +130,11 @@ def learning_curves(curves: pd.DataFrame, losses: list[str], metric: str,
     if len(highlight) > MAX_COLOURED:
         return comparison_curves(curves, losses, metric, highlight)
     families = [f for f in ("softmax", "sigmoid", "other") if any(family(l) == f for l in losses)]
-    panels = [(split, "loss_value", f, f"{split} criterion, {f} family")
+    panels = [(split, CRITERION, f, f"{split} criterion, {f} family")
               for f in families for split in ("train", "test")]
-    panels += [("test", column, None, f"test {column}") for column in ("nll", metric)
+    common = [c for c in dict.fromkeys(curves.loc[curves["split"] == "test", "column"])
+              if c not in (CRITERION, metric)]
+    panels += [("test", column, None, f"test {column}") for column in (*common, metric)
                if ((curves["split"] == "test") & (curves["column"] == column)).any()]
     same = twins(curves, losses)
     fig, axes = grid(len(panels), 3.0)
@@ -154,7 +157,7 @@ def learning_curves(curves: pd.DataFrame, losses: list[str], metric: str,
             title += " (log scale)"
         ax.set_title(title)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("criterion value" if column == "loss_value" else column)
+        ax.set_ylabel("criterion value" if column == CRITERION else column)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -384,6 +387,7 @@ def condition_curves(points: pd.DataFrame, x_label: str, y_label: str, log_x: bo
 def memorisation(curves: pd.DataFrame) -> bytes:
     """Per noise setting: accuracy of the flipped training examples against their true label
     (solid: resisted) and their noisy label (dashed: memorised), mean over seeds, per loss."""
+    noisy, true = MEMORISATION
     panels = list(dict.fromkeys(curves["panel"]))
     losses = list(dict.fromkeys(curves["loss"]))
     # the line style says true vs noisy label: colour alone tells the losses apart (PALETTE)
@@ -392,11 +396,11 @@ def memorisation(curves: pd.DataFrame) -> bytes:
     for ax, panel in zip(axes, panels):
         for loss in losses:
             colour = colours[loss]
-            for column, line in (("flipped_acc_true", "-"), ("flipped_acc_noisy", "--")):
+            for column, line in ((true, "-"), (noisy, "--")):
                 c = curves[(curves["panel"] == panel) & (curves["loss"] == loss)
                            & (curves["column"] == column)]
                 ax.plot(c["epoch"], c["mean"], color=colour, linestyle=line,
-                        label=loss if column == "flipped_acc_true" else None)
+                        label=loss if column == true else None)
         ax.set_title(panel)
         ax.set_xlabel("epoch")
         ax.set_ylim(0, 1)

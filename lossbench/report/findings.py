@@ -14,6 +14,7 @@ import math
 import pandas as pd
 
 from lossbench.losses import LOSSES
+from lossbench.metrics import METRICS
 from lossbench.report.groups import Group
 from lossbench.report.paired import COVERS
 from lossbench.report.stats import ADJUSTMENTS, ALPHA, WILCOXON_MIN_PAIRS
@@ -107,17 +108,13 @@ def largest_effect(group: Group, paired: pd.DataFrame, view: str) -> list[str]:
             f"({estimate}{dz}; {verdict})."]
 
 
-# The calibration score losses are ranked on: Brier and NLL are proper scoring rules without
-# ECE's binning noise (a perfectly calibrated model scores ECE ~0.015 on 1,000 test examples),
-# and Brier is bounded, so one confidently wrong example cannot decide the ranking as in NLL.
-CALIBRATION_SCORE = "brier"
-
-
-def calibration(final: pd.DataFrame, pairs: pd.DataFrame, view: str) -> list[str]:
-    """Best and worst test Brier score (CALIBRATION_SCORE) of a view among the losses whose
-    outputs are probabilities, named only when their gap survives the correction over all
-    pairwise comparisons (`pairs`, paired.all_pairs of those losses)."""
-    score, name = f"{CALIBRATION_SCORE}_mean", "Brier score"
+def calibration(final: pd.DataFrame, pairs: pd.DataFrame, view: str, metric: str | None) -> list[str]:
+    """Best and worst test `metric` (the task's calibration score, tasks.TaskFacts) of a view
+    among the losses whose outputs are probabilities, named only when their gap survives the
+    correction over all pairwise comparisons (`pairs`, paired.all_pairs of those losses)."""
+    if metric is None:
+        return []
+    score, name = f"{metric}_mean", METRICS[metric].label or metric
     if pairs.empty or score not in final.columns:
         return []
     table = final[(final["view"] == view) & final[score].notna()
@@ -141,12 +138,12 @@ def calibration(final: pd.DataFrame, pairs: pd.DataFrame, view: str) -> list[str
                 f"after {adjustment} correction: the widest gap, `{worst['loss']}` vs "
                 f"`{best['loss']}` ({gap}), has {test}."]
 
-    def brier(row) -> str:
-        return (f"`{row['loss']}` " + fmt_ci(*(row[f"{CALIBRATION_SCORE}_{k}"]
+    def value(row) -> str:
+        return (f"`{row['loss']}` " + fmt_ci(*(row[f"{metric}_{k}"]
                                                for k in ("mean", "ci_low", "ci_high"))))
 
-    return [f"Best calibrated by test {name} ({view}, mean over seeds): {brier(best)}; worst: "
-            f"{brier(worst)}; {test}."]
+    return [f"Best calibrated by test {name} ({view}, mean over seeds): {value(best)}; worst: "
+            f"{value(worst)}; {test}."]
 
 
 def probabilistic(loss: str) -> bool:
@@ -191,4 +188,5 @@ def findings(group: Group, final: pd.DataFrame, paired: pd.DataFrame,
     if paired.empty:
         return items + [no_comparison(group)]
     return (items + seeds_warning(paired) + primary_verdicts(group, paired, primary)
-            + largest_effect(group, paired, primary) + calibration(final, calibration_pairs, primary))
+            + largest_effect(group, paired, primary)
+            + calibration(final, calibration_pairs, primary, group.kind.calibration))

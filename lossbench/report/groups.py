@@ -23,9 +23,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from lossbench.config import EXECUTION_KEYS
-from lossbench.losses import BASELINE, LOSSES, Task
-from lossbench.metrics import MULTI_LABEL, SINGLE_LABEL
+from lossbench.losses import LOSSES
+from lossbench.metrics import LOWER_IS_BETTER
 from lossbench.selection import selection_metric
+from lossbench.tasks import TASKS, TaskFacts, fallback_baseline
 
 LOSS_ORDER = tuple(LOSSES)  # the registry's order: the four torch losses first
 MAX_SLUG = 80  # file names stay well below the usual 255-byte limit
@@ -33,32 +34,11 @@ MAX_TITLE_SETTINGS = 5
 TITLE_ORDER = ("cfg.trainer.precision", "cfg.model.logit_scale", "cfg.optim.lr")
 # the seed and the data split it trains on are the unit of replication (a reference sweep sets
 # dataset.split_seed per seed): what a group's runs are paired by, never what splits a group
-NEVER_SETTINGS = {"cfg.seed", "cfg.dataset.split_seed"} | {f"cfg.{key}" for key in EXECUTION_KEYS}
+PAIRING = {"cfg.seed", "cfg.dataset.split_seed"}
 QUESTION = "cfg.question."  # the declaration a preset's runs carry (config.QuestionConfig)
 SPLIT_SEED = "cfg.dataset.split_seed"
 TUNED_KEYS = "tuned_keys"  # summary column: the keys tuned per loss for this run, comma-separated
 TUNED = "tuned"  # a tuned key's value in a tuned comparison run's group settings
-
-
-@dataclass(frozen=True)
-class TaskKind:
-    label: str
-    metric: str  # the primary metric: curves, dot plot, largest effect
-    baseline: str  # the loss every other loss is compared against
-    metrics: tuple[str, ...]  # final test metrics in the tables (summary `test_<metric>`)
-
-
-TASKS = {
-    # the calibration metrics again after temperature scaling on the val split (NaN, so left out
-    # of the tables, without one)
-    "single_label": TaskKind("single-label", "acc", BASELINE[Task.single_label],
-                             SINGLE_LABEL + ("nll_ts", "ece_ts")),
-    "multi_label": TaskKind("multi-label", "map", BASELINE[Task.multi_label], MULTI_LABEL),
-}
-# Metrics where a larger value is worse (for the words "better"/"worse" in findings), including
-# the calibration metrics after temperature scaling and the other ECE estimators.
-LOWER_IS_BETTER = {"nll", "ece", "brier", "hamming", "loss_value", "nll_ts", "ece_ts", "brier_ts",
-                   "ece_adaptive", "ece_classwise"}
 
 
 def direction(metric: str, diff: float) -> str:
@@ -104,7 +84,7 @@ class Group:
     slug: str = ""
 
     @property
-    def kind(self) -> TaskKind:
+    def kind(self) -> TaskFacts:
         return TASKS[self.task]
 
     def declared(self, key: str):
@@ -155,17 +135,13 @@ class Group:
 
     @property
     def baseline(self) -> str:
-        """The declared baseline, else the task's (losses.BASELINE); if it has no completed run
-        here (a bce vs bce_logits study), the first loss present in the order ce, bce_logits,
-        nll, bce, others."""
+        """The declared baseline, else the task's; if it has no completed run here (a bce vs
+        bce_logits study), tasks.fallback_baseline's."""
         losses = self.losses
         declared = self.declared("baseline")
-        if declared is not None and (declared in losses or not losses):
-            return declared
-        if self.kind.baseline in losses or not losses:
-            return self.kind.baseline
-        fallback = ("ce", "bce_logits", "nll", "bce")
-        return next((loss for loss in fallback if loss in losses), losses[0])
+        if not losses:
+            return declared if declared is not None else self.kind.baseline
+        return fallback_baseline(losses, declared if declared in losses else self.kind.baseline)
 
     @property
     def losses(self) -> list[str]:
@@ -181,19 +157,20 @@ class Group:
         """The task's test metrics; with imbalanced training classes (or a question about them)
         also balanced accuracy and the rarest classes' recall, which the balanced test set's
         accuracy averages away."""
-        balance = self.imbalanced or self.declared("metric") in ("balanced_acc", "rare_recall")
-        extra = tuple(m for m in ("balanced_acc", "rare_recall")
+        balance = self.imbalanced or self.declared("metric") in self.kind.balance
+        extra = tuple(m for m in self.kind.balance
                       if f"test_{m}" in self.runs) if balance else ()
         return self.kind.metrics + extra
 
     @property
     def verdict_metric(self) -> str:
-        """The metric a verdict on this group reads: the declared one, else balanced accuracy
-        where the training classes are imbalanced, else the task's primary metric."""
+        """The metric a verdict on this group reads: the declared one, else the task's first
+        balance metric (balanced accuracy) where the training classes are imbalanced, else the
+        task's primary metric."""
         declared = self.declared("metric")
         if declared is not None and declared in self.metrics:
             return declared
-        return "balanced_acc" if "balanced_acc" in self.metrics else self.kind.metric
+        return next((m for m in self.kind.balance if m in self.metrics), self.kind.metric)
 
     @property
     def title(self) -> str:
@@ -238,18 +215,24 @@ class Group:
 
 
 def infer_task(summary: pd.DataFrame) -> pd.Series:
-    """The `task` column; where missing, multi-label if the run reports a test mAP."""
+    """The `task` column; where missing (runs from before it was recorded), the last task (in
+    TASKS order) whose primary test metric the run reports, else the first task."""
     task = summary["task"] if "task" in summary.columns else pd.Series(pd.NA, index=summary.index)
-    has_map = (summary["test_map"].notna() if "test_map" in summary.columns
-               else pd.Series(False, index=summary.index))
-    guessed = pd.Series("single_label", index=summary.index).where(~has_map, "multi_label")
+    guessed = pd.Series(next(iter(TASKS)), index=summary.index)
+    for name, facts in TASKS.items():
+        column = f"test_{facts.metric}"
+        if column in summary.columns:
+            guessed = guessed.where(summary[column].isna(), name)
     return task.where(task.isin(list(TASKS)), guessed).astype("str")
 
 
 def is_setting_column(column: str) -> bool:
-    """A cfg.* column that may change results and is not a loss's identity or the pairing key."""
+    """A cfg.* column that may change results and is not a loss's identity, the pairing key or
+    an execution key (config.EXECUTION_KEYS, a key or a whole group such as logger)."""
+    key = column.removeprefix("cfg.")
     return (column.startswith("cfg.") and not column.startswith(("cfg.loss.", QUESTION))
-            and column not in NEVER_SETTINGS)
+            and column not in PAIRING
+            and not any(key == k or key.startswith(f"{k}.") for k in EXECUTION_KEYS))
 
 
 def setting_text(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

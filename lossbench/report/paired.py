@@ -10,7 +10,7 @@ the difference varies between seeds *and* which test examples happened to be dra
 - Elsewhere the primary test is the seed-level paired t-test: it covers the seeds, conditional
   on this test set (`ci_covers` says which).
 Beside each difference: k/n paired seeds in its direction, P(improvement) with its CI (rliable),
-the smallest effect of interest (`bound`, metrics.SMALLEST_EFFECT or the question's declaration)
+the smallest effect of interest (`bound`, the metric's smallest_effect (lossbench.metrics.METRICS) or the question's declaration)
 and, where inconclusive, the minimum detectable effect. McNemar's test on examples pooled over
 seeds and the Wilcoxon test are diagnostics; no verdict reads them.
 
@@ -29,8 +29,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from lossbench.metrics import SMALLEST_EFFECT
-from lossbench.report.groups import LOWER_IS_BETTER, Group
+from lossbench.metrics import LOWER_IS_BETTER, METRICS
+from lossbench.report.groups import Group
 from lossbench.report.stats import (adjust, crossed_test, improvement_interval, k_of_n,
                                     mcnemar_exact, minimum_detectable_effect, paired_test,
                                     seed_t_result, verdict)
@@ -42,7 +42,7 @@ COLUMNS = ["loss", "baseline", "metric", "view", "n_seeds", "diff", "diff_low", 
            "p_improvement_high", "bound", "mde", "d_z", "p_wilcoxon", "p_mcnemar", "p_adj",
            "adjust", "identical", "note", "verdict"]
 # test metrics that equal the mean over test examples of predictions.parquet's `correct`
-CORRECTNESS = {"acc", "subset_acc"}
+CORRECTNESS = {name for name, m in METRICS.items() if m.correctness}
 AGREE = 1e-6  # float32 accuracies vs exact means of booleans
 # two losses are one function where every test metric agrees this closely on every seed: float32
 # reductions of the same numbers in another order differ by a few ulps, not more
@@ -166,9 +166,9 @@ def identity_rows(loss: str, rep: str, n: int, metrics: list[str]) -> list[dict]
 
 def bounds(group: Group, metrics) -> dict[str, float]:
     """The smallest effect of interest per metric: the question's declaration for its metric,
-    else metrics.SMALLEST_EFFECT (NaN where none is declared: never 'equivalent')."""
+    else the metric's own (NaN where none is declared: never 'equivalent')."""
     declared = {group.verdict_metric: group.smallest_effect} if group.smallest_effect else {}
-    return {m: declared.get(m, SMALLEST_EFFECT.get(m, math.nan)) for m in metrics}
+    return {m: declared.get(m, METRICS[m].smallest_effect) for m in metrics}
 
 
 def view_rows(group: Group, view: str, frame: pd.DataFrame, predictions, metrics) -> list[dict]:
@@ -227,7 +227,7 @@ def readjudge(table: pd.DataFrame) -> list[str]:
             for r in table.itertuples(index=False)]
 
 
-def all_pairs(group: Group, frame: pd.DataFrame, metric: str, method: str = "holm") -> pd.DataFrame:
+def all_pairs(group: Group, frame: pd.DataFrame, metric: str | None, method: str = "holm") -> pd.DataFrame:
     """Every two losses of one view (one per identity class) on one metric: the seed-level paired
     t-test, adjusted over all the pairs. What a claim of "best" or "worst" has to pass."""
     columns = ["loss", "other", "metric", "n_seeds", "diff", "p_t", "p_adj", "adjust"]

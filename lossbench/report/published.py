@@ -19,6 +19,11 @@ from lossbench.report.stats import t_interval
 
 PUBLISHED_DIR = Path(lossbench.__file__).resolve().parents[1] / "results" / "published"
 KEYS = ["cfg.loss.name", "cfg.dataset.noise_kind", "cfg.dataset.label_noise"]
+MEAN, STD = "_mean_pct", "_std_pct"  # a published table's <metric>_mean_pct names its metric
+
+
+def published_metric(published: pd.DataFrame) -> str:
+    return next(c for c in published.columns if c.endswith(MEAN)).removesuffix(MEAN)
 
 
 def read_published(name: str, directory: Path = PUBLISHED_DIR) -> pd.DataFrame | None:
@@ -29,14 +34,14 @@ def read_published(name: str, directory: Path = PUBLISHED_DIR) -> pd.DataFrame |
 def versus(runs: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
     """One row per (loss, noise, data source) of `runs` (completed runs of one preset) that the
     published table has."""
-    rows = []
+    metric, rows = published_metric(published), []
     for (name, kind, rate, label, source), cell in runs.groupby(KEYS + ["loss", "data_source"], sort=True):
         match = published[(published["loss"] == name) & (published["noise_kind"] == kind)
                           & ((published["label_noise"] - float(rate)).abs() < 1e-9)]
         if match.empty:
             continue
-        ci = t_interval(cell.groupby("seed")["test_acc"].mean() * 100)
-        mean, std = float(match["acc_mean_pct"].iloc[0]), float(match["acc_std_pct"].iloc[0])
+        ci = t_interval(cell.groupby("seed")[f"test_{metric}"].mean() * 100)
+        mean, std = float(match[metric + MEAN].iloc[0]), float(match[metric + STD].iloc[0])
         inside = None if math.isnan(ci.low) else bool(ci.low <= mean <= ci.high)  # no interval from 1 seed
         rows.append({"loss": label, "noise_kind": kind, "label_noise": float(rate), "data_source": source,
                      "seeds": ci.n, "lossbench_mean": ci.mean, "lossbench_low": ci.low,

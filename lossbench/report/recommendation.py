@@ -3,7 +3,7 @@
 Read off the group's paired comparisons against the baseline (report/paired.py), in its primary
 view, on the metric its verdicts read: the loss with the largest significant gain, or the
 baseline when nothing beats it; what to avoid: losses whose runs diverged (comparison runs or
-tuning trials), that are significantly worse, or significantly worse calibrated (test ECE).
+tuning trials), that are significantly worse, or significantly worse calibrated (the task's calibration score, tasks.TaskFacts).
 No new statistics: every number here is a row of the tables further down.
 """
 
@@ -13,11 +13,11 @@ from typing import Any, Optional
 
 import pandas as pd
 
+from lossbench.metrics import METRICS
 from lossbench.report.document import Bullets, Paragraph, Section
 from lossbench.report.tables import fmt_ci, fmt_p
 
 WHICH_LOSS = "which_loss"  # the preset (conf/experiment/which_loss.yaml) whose report opens with this
-CALIBRATION = "ece"
 
 
 def which_loss_groups(results: list[Any]) -> list[Any]:
@@ -63,7 +63,8 @@ def avoid_items(r: Any, primary: pd.DataFrame, calibration: pd.DataFrame,
     for row in primary[primary["verdict"] == "worse"].itertuples(index=False):
         reasons.setdefault(row.loss, []).append(f"worse, {evidence(row, baseline)}")
     for row in calibration[calibration["verdict"] == "worse"].itertuples(index=False):
-        reasons.setdefault(row.loss, []).append(f"miscalibrated (test ECE higher), {evidence(row, baseline)}")
+        score = METRICS[row.metric].label or row.metric
+        reasons.setdefault(row.loss, []).append(f"worse calibrated (test {score} higher), {evidence(row, baseline)}")
     return [f"`{loss}`: " + "; ".join(why) for loss, why in reasons.items() if loss != keep]
 
 
@@ -116,7 +117,7 @@ def recommendation_section(results: list[Any], tuning: Optional[pd.DataFrame]) -
                                     "completed runs of the baseline), so no recommendation."))
             continue
         primary = rows_of(r.paired, r.group.verdict_metric, view)
-        calibration = rows_of(r.paired, CALIBRATION, view)
+        calibration = rows_of(r.paired, r.group.kind.calibration, view)
         said = answer(r, primary, calibration)
         best = primary[primary["verdict"] == "better"].sort_values("diff", ascending=False)["loss"]
         avoid = avoid_items(r, primary, calibration, tuning, keep=best.iloc[0] if len(best) else "")

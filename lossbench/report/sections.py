@@ -16,7 +16,7 @@ import pandas as pd
 
 from lossbench.report import figures, tables
 from lossbench.report.document import Bullets, Document, Figure, Paragraph, Section, Table
-from lossbench.report.findings import (CALIBRATION_SCORE, findings, method_sentence, no_comparison,
+from lossbench.report.findings import (findings, method_sentence, no_comparison,
                                       plural, probabilistic)
 from lossbench.report.groups import Group, find_groups, format_value, short_title, value_sort_key
 from lossbench.report.load import Inputs
@@ -58,7 +58,7 @@ def method(adjust: str) -> str:
         "in the tables, and across every verdict the Summary states in the Summary. A loss is "
         f"better or worse than the baseline where the adjusted p is below {ALPHA:g}, the "
         f"seed-level paired t-test's p too, and the 95% CI excludes 0; equivalent where the CI "
-        "lies inside ± the smallest effect of interest (lossbench.metrics.SMALLEST_EFFECT, or "
+        "lies inside ± the smallest effect of interest (lossbench.metrics.METRICS, or "
         "the question's); else inconclusive. McNemar's test on examples pooled over seeds and "
         f"the Wilcoxon signed-rank test (it cannot reach p < 0.05 with fewer than "
         f"{WILCOXON_MIN_PAIRS} non-zero pairs) are diagnostics only. Divergence counts are "
@@ -98,7 +98,7 @@ def analyse(group: Group, inputs: Inputs, adjust: str = "holm") -> GroupResults:
         if f"test_{group.kind.metric}" in primary.columns else pd.DataFrame(),
         paired=paired_comparisons(group, seen.frames, inputs.predictions, adjust),
         calibration_pairs=all_pairs(group, primary[primary["loss"].map(probabilistic)],
-                                    CALIBRATION_SCORE, adjust),
+                                    group.kind.calibration, adjust),
         divergence=tables.divergence(group, excluded, adjust),
         curves=tables.curves(group, inputs.runs),
         bins=bins,

@@ -19,9 +19,10 @@ import pandas as pd
 
 from lossbench.report import figures
 from lossbench.report.document import Figure, Paragraph, Section, Table, Verbatim
-from lossbench.report.groups import TASKS, format_value, infer_task, loss_sort_key, value_sort_key
-from lossbench.report.load import Inputs
+from lossbench.report.groups import format_value, infer_task, loss_sort_key, value_sort_key
+from lossbench.report.load import PAIRS, Inputs
 from lossbench.report.stability_verdicts import rule, show_verdicts, verdict_table
+from lossbench.tasks import TASKS, fallback_baseline
 
 STRESS = ("cfg.trainer.precision", "cfg.trainer.loss_scaling", "cfg.model.logit_scale", "cfg.optim.lr")
 LR = "cfg.optim.lr"
@@ -206,10 +207,23 @@ def stress_groups(inputs: Inputs) -> tuple[list[StressGroup], list[str]]:
         runs, varying = with_settings(part)
         anywhere += [c for c in varying if c not in anywhere and runs[c].map(format_value).nunique() > 1]
         kind = TASKS[task]
-        verdicts = verdict_table(runs, stability_baseline(runs, kind.baseline), kind.metric)
+        losses = sorted(runs["loss"].unique(), key=loss_sort_key)
+        verdicts = verdict_table(runs, fallback_baseline(losses, kind.baseline), kind.metric,
+                                 declared_pairs(runs))
         groups.append(StressGroup(f"{dataset} / {source} ({kind.label})",
                                   f"stability-{dataset}-{source}-{task}", runs, task, varying, verdicts))
     return groups, [c for c in STRESS if c in anywhere]
+
+
+def declared_pairs(runs: pd.DataFrame) -> dict[str, str]:
+    """question.pairs as the runs declare it (load.declare_old_runs fills it for old runs):
+    loss -> its second reference, where every run that declares one agrees."""
+    pairs = {}
+    for column in (c for c in runs.columns if c.startswith(PAIRS)):
+        values = runs[column].dropna().astype("str").unique()
+        if len(values) == 1:
+            pairs[column.removeprefix(PAIRS)] = values[0]
+    return pairs
 
 
 def stability_section(inputs: Inputs, groups: list[StressGroup], varying: list[str],
@@ -226,13 +240,6 @@ def stability_section(inputs: Inputs, groups: list[StressGroup], varying: list[s
     if probe is not None:
         section.subsections.append(probe_section(probe))
     return section if section.blocks or section.subsections else None
-
-
-def stability_baseline(runs: pd.DataFrame, preferred: str) -> str:
-    """The task's baseline; if it did not run here, the first of ce, bce_logits, nll, bce present."""
-    losses = set(runs["loss"])
-    return next((loss for loss in (preferred, "ce", "bce_logits", "nll", "bce") if loss in losses),
-                sorted(losses, key=loss_sort_key)[0])
 
 
 def stability_appendix(inputs: Inputs, groups: list[StressGroup], probe: Path | None = None) -> list[Section]:

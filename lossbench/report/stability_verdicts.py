@@ -5,8 +5,9 @@ it from the stress columns that vary). Only runs that ended by themselves count:
 diverged (status, and the summary fields `first_nonfinite_step`, `first_nonfinite`); failed,
 interrupted and unfinished runs have no training outcome and are listed under Excluded runs.
 
-One row per (setting, loss, reference): each loss against the task's baseline, plus bce against
-bce_logits where neither is the baseline (the pair question 2 is about). `compare` computes a
+One row per (setting, loss, reference): each loss against the task's baseline, plus the pairs the
+stress preset declares (question.pairs: bce against bce_logits, the pair question 2 is about)
+where neither is the baseline. `compare` computes a
 row's raw tests, `verdict_table` corrects them (Holm within the table) and applies `verdict`.
 """
 
@@ -23,7 +24,6 @@ from lossbench.report.stats import ALPHA, adjust, divergence_test, paired_test
 from lossbench.report.tables import fmt, fmt_ci, fmt_p, per_seed
 
 ENDED = ("completed", "diverged")
-PAIR = ("bce", "bce_logits")
 
 
 def rule(metric: str) -> str:
@@ -98,15 +98,17 @@ def verdict(row, metric: str) -> str:
     return "no difference shown"
 
 
-def references(losses: list[str], baseline: str) -> list[tuple[str, str]]:
-    """(loss, reference) pairs: every loss against the baseline, and bce against bce_logits."""
+def references(losses: list[str], baseline: str, declared: dict[str, str]) -> list[tuple[str, str]]:
+    """(loss, reference) pairs: every loss against the baseline, and each declared pair whose
+    losses both ran and neither is the baseline."""
     pairs = [(loss, baseline) for loss in losses if loss != baseline]
-    if set(PAIR) <= set(losses) and baseline not in PAIR:
-        pairs.append(PAIR)
+    pairs += [(loss, other) for loss, other in declared.items()
+              if {loss, other} <= set(losses) and baseline not in (loss, other)]
     return pairs
 
 
-def verdict_table(runs: pd.DataFrame, baseline: str, metric: str) -> pd.DataFrame:
+def verdict_table(runs: pd.DataFrame, baseline: str, metric: str,
+                  pairs: dict[str, str] | None = None) -> pd.DataFrame:
     """The table: one row per (setting, loss, reference), corrected p and verdict."""
     ended = ended_runs(runs, metric)
     losses = sorted(ended["loss"].unique(), key=loss_sort_key)
@@ -114,7 +116,7 @@ def verdict_table(runs: pd.DataFrame, baseline: str, metric: str) -> pd.DataFram
     rows = []
     for setting in settings:
         here = ended[ended["setting"] == setting]
-        for loss, reference in references(losses, baseline):
+        for loss, reference in references(losses, baseline, pairs or {}):
             mine, theirs = here[here["loss"] == loss], here[here["loss"] == reference]
             if len(mine) and len(theirs):
                 rows.append({"setting": setting, "loss": loss, "reference": reference,

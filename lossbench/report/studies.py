@@ -1,12 +1,8 @@
 """Which question a run answers, read from its configuration, and the figures that span a study.
 
 A study is one of the report's questions (STUDIES, in page order). A run belongs to the study its
-preset declares (question.study); runs without a declaration (ad-hoc sweeps) by what their
-collected row says, never by a directory's name: every run of a DIR whose runs train with
-label noise (cfg.dataset.label_noise > 0) is in the noise study, its clean runs included (they
-are the noise rate 0 of that study); likewise an imbalance ratio above 1 for the imbalance study.
-Then multi_mnist runs are multi-label images, two-class runs binary, runs of an experiment whose
-name says `tuned` the tuned comparison, and the rest losses at shared settings.
+preset declares (question.study); for runs collected before presets declared one, load.py derives
+it once where the tables are read (load.declared_studies).
 """
 
 from __future__ import annotations
@@ -16,23 +12,26 @@ import math
 import numpy as np
 import pandas as pd
 
+from lossbench.config import Study
+from lossbench.metrics import MEMORISATION, METRICS
 from lossbench.report import figures
 from lossbench.report.document import Figure, Table
 from lossbench.report.groups import TUNED_KEYS, format_value, loss_sort_key, value_sort_key
+from lossbench.report.load import STUDY
 from lossbench.report.stats import t_interval
 from lossbench.report.tables import fmt_ci
+from lossbench.tasks import TASKS, TaskFacts
 
-STUDIES = {  # key -> section title, in page order
-    "shared": "Losses at shared settings",
-    "tuned": "Losses tuned per loss",
-    "noise": "Label noise",
-    "imbalance": "Class imbalance",
-    "images": "Multi-label images",
-    "binary": "Binary task",
+STUDIES = {  # key -> section title, in page order; Study.stability is the Stability section's
+    Study.shared.value: "Losses at shared settings",
+    Study.tuned.value: "Losses tuned per loss",
+    Study.noise.value: "Label noise",
+    Study.imbalance.value: "Class imbalance",
+    Study.images.value: "Multi-label images",
+    Study.binary.value: "Binary task",
 }
 NOISE, NOISE_KIND = "cfg.dataset.label_noise", "cfg.dataset.noise_kind"
 RATIO = "cfg.dataset.imbalance_ratio"
-DECLARED = "cfg.question.study"
 
 
 def numeric(summary: pd.DataFrame, column: str, default: float) -> pd.Series:
@@ -42,30 +41,17 @@ def numeric(summary: pd.DataFrame, column: str, default: float) -> pd.Series:
 
 
 def tuned_runs(summary: pd.DataFrame) -> pd.Series:
-    """Runs of a tuned comparison: of an experiment whose name says `tuned`, or compared at the
-    settings a tuning.parquet beside them chose (their TUNED_KEYS: experiment=which_loss)."""
-    experiment = (summary["experiment"].astype("str") if "experiment" in summary
-                  else pd.Series("", index=summary.index))
+    """Runs of a tuned comparison: of the tuned study, or compared at the settings a
+    tuning.parquet beside them chose (their TUNED_KEYS: experiment=which_loss)."""
     keys = summary[TUNED_KEYS].fillna("").astype("str") if TUNED_KEYS in summary else ""
-    return experiment.str.contains("tuned") | (keys != "")
+    return (study_of(summary) == Study.tuned.value) | (keys != "")
 
 
 def study_of(summary: pd.DataFrame) -> pd.Series:
-    """The study of every summary row (any status), from its config and its DIR's configs."""
-    source = summary["source"] if "source" in summary else pd.Series("", index=summary.index)
-    noisy = numeric(summary, NOISE, 0).groupby(source).transform("max") > 0
-    skewed = numeric(summary, RATIO, 1).groupby(source).transform("max") > 1
-    dataset = summary["dataset"].astype("str") if "dataset" in summary else ""
-    two = numeric(summary, "n_classes", 0) == 2
-    study = pd.Series("shared", index=summary.index)
-    for key, where in (("binary", two), ("tuned", tuned_runs(summary)),
-                       ("images", dataset == "multi_mnist"), ("imbalance", skewed),
-                       ("noise", noisy)):
-        study = study.where(~where, key)  # later lines win: a noisy multi_mnist run is noise
-    if DECLARED in summary:  # a preset's declaration wins over every guess
-        declared = summary[DECLARED].astype("str")
-        study = study.where(~declared.isin(list(STUDIES)), declared)
-    return study
+    """The study of every summary row (any status), as declared (load.declared_studies fills
+    what old runs lack); shared where none is."""
+    declared = summary[STUDY].astype("str") if STUDY in summary else pd.Series("", index=summary.index)
+    return declared.where(declared.isin([*STUDIES, Study.stability.value]), Study.shared.value)
 
 
 def per_seed_points(runs: pd.DataFrame, column: str, keys: list[str]) -> pd.DataFrame:
@@ -105,12 +91,17 @@ def condition_table(points: pd.DataFrame, x_label: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def facts(runs: pd.DataFrame) -> TaskFacts:
+    """The task of a study's runs (each group's `task`; a study of one task)."""
+    return TASKS[runs["task"].iloc[0]]
+
+
 def noise_blocks(runs: pd.DataFrame, metrics: pd.DataFrame) -> list:
     """Accuracy vs noise rate per loss (panels: noise kind), then the memorisation curves."""
     runs = runs.assign(x=numeric(runs, NOISE, 0),
                        panel=runs[NOISE_KIND].astype("str") if NOISE_KIND in runs else "symmetric")
     runs.loc[runs["x"] == 0, "panel"] = "symmetric"  # rate 0 is clean data, the start of each curve
-    points = per_seed_points(runs, "test_acc", ["panel", "x"])
+    points = per_seed_points(runs, f"test_{facts(runs).metric}", ["panel", "x"])
     if points.empty:
         return []
     points = ordered(points, "x")
@@ -137,7 +128,7 @@ def noise_blocks(runs: pd.DataFrame, metrics: pd.DataFrame) -> list:
 
 
 def memorisation_curves(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
-    columns = ["flipped_acc_noisy", "flipped_acc_true"]
+    columns = list(MEMORISATION)
     if not set(columns) <= set(metrics.columns):
         return pd.DataFrame()
     train = metrics[(metrics["split"] == "train") & metrics["run"].isin(runs["run"])]
@@ -160,11 +151,10 @@ def imbalance_blocks(runs: pd.DataFrame) -> list:
     """Balanced accuracy and rare-class recall vs imbalance ratio per loss."""
     runs = runs.assign(x=numeric(runs, RATIO, 1))
     parts = []
-    for column, panel in (("test_balanced_acc", "balanced accuracy"),
-                          ("test_rare_recall", "recall of the rarest third")):
-        points = per_seed_points(runs, column, ["x"])
+    for metric in facts(runs).balance:
+        points = per_seed_points(runs, f"test_{metric}", ["x"])
         if not points.empty:
-            parts.append(points.assign(panel=panel))
+            parts.append(points.assign(panel=METRICS[metric].label))
     if not parts:
         return []
     points = ordered(pd.concat(parts, ignore_index=True), "x")

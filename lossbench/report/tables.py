@@ -13,6 +13,7 @@ import pandas as pd
 
 from lossbench.report.groups import Group, loss_sort_key
 from lossbench.losses import LOSSES
+from lossbench.metrics import CRITERION
 from lossbench.report.stats import (ADJUSTMENTS, adjust, divergence_test, ece_bootstrap, ece_floor,
                                     t_interval)
 
@@ -93,16 +94,16 @@ def divergence(group: Group, excluded: pd.DataFrame, method: str = "holm") -> pd
 def curves(group: Group, runs: pd.DataFrame) -> pd.DataFrame:
     """Per loss, curve and epoch: mean and 95% t-CI over seeds, plus min and max.
 
-    Curves: train loss_value, test loss_value, test nll (single-label: a scale every loss
-    shares), test <primary metric>.
+    Curves: the criterion's value on train and test, the task's common test metrics (on a scale
+    every loss shares: tasks.TaskFacts.common), test <primary metric>.
     """
     if "split" not in runs.columns:
         return pd.DataFrame()
     rows = runs[runs["run"].isin(group.runs["run"])].merge(
         group.runs[["run", "loss", "seed"]], on="run", suffixes=("_metrics", "")
     )
-    wanted = [("train", "loss_value"), ("test", "loss_value"), ("test", "nll"),
-              ("test", group.kind.metric)]
+    wanted = [("train", CRITERION), ("test", CRITERION),
+              *(("test", m) for m in group.kind.common), ("test", group.kind.metric)]
     out = []
     for loss in group.losses:
         for split, column in wanted:

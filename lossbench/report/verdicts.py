@@ -5,7 +5,7 @@ together across every verdict the Summary states. Nothing here chooses among res
 `declared_verdicts` gives the table behind the Summary and tables/verdicts.csv (VERDICT_COLUMNS);
 `verdict_seeds` the per-seed values each verdict was computed from (SEED_COLUMNS), so anyone can
 re-test it. Runs without a declaration (ad-hoc sweeps) are compared as their group's fallback
-says: every loss against the task's baseline (losses.BASELINE) on its primary metric and view.
+says: every loss against the task's baseline (lossbench.tasks.TASKS) on its primary metric and view.
 """
 
 from __future__ import annotations
