@@ -22,7 +22,8 @@ import pandas as pd
 
 from lossbench.malformed import PREFIX, STATUSES, summary_problem, table_problem
 from lossbench.owned import Manifest, PlantedLink
-from lossbench.results import CALIBRATION, METRICS, PER_CLASS, PREDICTIONS, STEPS, SUMMARY, atomic_write
+from lossbench.results import (CALIBRATION, EPOCHS, EPOCHS_BEFORE, METRICS, PER_CLASS, PREDICTIONS, STEPS,
+                               SUMMARY, TABLE_FILES, atomic_write)
 from lossbench.signals import run_command
 
 REPORT_DIR = "report"  # DIR/report is the report's default output: never a run
@@ -219,12 +220,6 @@ def outdated(directory: Path, run_dirs: list[Path]) -> str | None:
     if missing:
         return f"has {missing} {'run' if missing == 1 else 'runs'} missing from its summary.parquet"
     return None
-
-
-EPOCHS = "epochs.parquet"
-# The name EPOCHS had before #19: tables collected then (results/reference/data/) still read.
-EPOCHS_BEFORE = "runs.parquet"
-TABLE_FILES = ("summary.parquet", EPOCHS, "calibration.parquet", "steps.parquet", PER_CLASS, PREDICTIONS)
 
 
 def epochs_table(directory: Path) -> Path:

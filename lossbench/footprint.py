@@ -1,6 +1,9 @@
 """Memory a run needs, estimated before any data loads, and the refusal of what this machine
 cannot hold. Each dataset states its own footprint (DatasetInfo.footprint); the model is built
-on the meta device, which allocates nothing, so every model is measured the same way."""
+on the meta device, which allocates nothing, so every model is measured the same way: its
+weights counted there, its activations on one example through uninitialised real weights (any
+computation on the meta device imports torch's compiler stack, torch._dynamo and sympy, over a
+second of a run's start-up)."""
 
 from __future__ import annotations
 
@@ -24,17 +27,24 @@ def memory_bytes() -> int:
 
 def model_bytes(model: nn.Module, n_in: int, batch_size: int) -> tuple[int, int]:
     """(weights, bytes): the weights with their training state, and one training batch's
-    activations, counted by running `model` (built on the meta device) on a meta batch."""
+    activations. `model` is built on the meta device; the activations are counted by running one
+    example through it on the CPU (weights allocated, not initialised: no random draws) and
+    scaled by the batch size, unless its weights alone cannot fit."""
+    weights = sum(p.numel() for p in model.parameters())
+    if BYTES_PER_PARAMETER * weights > memory_bytes():
+        return weights, BYTES_PER_PARAMETER * weights
     activations = []
+    # Module.to_empty, but with torch.empty: to_empty's empty_like on a meta tensor imports sympy.
+    model = model._apply(lambda t: torch.empty(t.shape, dtype=t.dtype)).eval()  # eval: batch norm takes one example
     hooks = [module.register_forward_hook(lambda m, i, out: activations.append(out.numel()))
              for module in model.modules() if not list(module.children())]
     try:
-        model(torch.empty(batch_size, n_in, device="meta"))
+        with torch.no_grad():
+            model(torch.zeros(1, n_in))
     finally:
         for hook in hooks:
             hook.remove()
-    weights = sum(p.numel() for p in model.parameters())
-    return weights, BYTES_PER_PARAMETER * weights + BYTES_PER_ACTIVATION * sum(activations)
+    return weights, BYTES_PER_PARAMETER * weights + BYTES_PER_ACTIVATION * batch_size * sum(activations)
 
 
 def _brought_bytes(model: nn.Module, n_in: int, batch_size: int) -> tuple[int, int]:
@@ -68,7 +78,7 @@ def size_problems(cfg: Any, n_out: int) -> list[str]:
     try:
         with torch.device("meta"):
             model = build_model(cfg.model, data.n_features, n_out, data.image_shape)
-            weights, model_needs = _brought_bytes(model, data.n_features, cfg.trainer.batch_size)
+        weights, model_needs = _brought_bytes(model, data.n_features, cfg.trainer.batch_size)
     except ConfigError as error:
         return [str(error)]
     available = memory_bytes()

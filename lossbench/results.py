@@ -9,15 +9,19 @@ import os
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-import pandas as pd
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lossbench import arrow_columns
 from lossbench.errors import UserError
 from lossbench.owned import PlantedLink, open_nofollow
 from lossbench.selection import select_epoch
+
+if TYPE_CHECKING:  # the report writes DataFrames; a run writes rows and columns, without pandas
+    import pandas as pd
 
 SUMMARY = "summary.json"
 METRICS = "metrics.parquet"
@@ -32,6 +36,12 @@ TABLES = (METRICS, CALIBRATION, STEPS, PER_CLASS, PREDICTIONS)
 EVERY_EPOCH = (METRICS, PREDICTIONS)
 # Every name lossbench writes at the top of a run dir: checked for planted links before a write.
 RUN_FILES = (SUMMARY, *TABLES, LOCK, LOG)
+# The tables lossbench.collect writes into a sweep directory (named here, for the sweep's link check,
+# without importing collect and pandas with it).
+EPOCHS = "epochs.parquet"
+# The name EPOCHS had before #19: tables collected then (results/reference/data/) still read.
+EPOCHS_BEFORE = "runs.parquet"
+TABLE_FILES = ("summary.parquet", EPOCHS, "calibration.parquet", "steps.parquet", PER_CLASS, PREDICTIONS)
 
 # mkstemp creates 0600 files; a finished file gets what open() would have given it under the
 # process's umask (read once: os.umask can only be read by setting it).
@@ -67,18 +77,22 @@ def write_json(path: Path, data: dict) -> None:
     atomic_write(path, write)
 
 
-def arrow_table(records: list[dict] | pd.DataFrame) -> pa.Table:
-    """Rows as an Arrow table: a column for every key any row has, in first-seen order (null where a
-    row lacks it; pandas reads it back as NaN, as it would a DataFrame built from the rows)."""
+def arrow_table(records: list[dict] | dict[str, np.ndarray] | pd.DataFrame) -> pa.Table:
+    """Rows, columns or a DataFrame as an Arrow table. Rows: a column for every key any row has,
+    in first-seen order (null where a row lacks it; pandas reads it back as NaN, as it would a
+    DataFrame built from the rows)."""
+    if isinstance(records, dict):
+        return arrow_columns.table(records)
     if not isinstance(records, list):
         return pa.Table.from_pandas(records, preserve_index=False)
     columns = dict.fromkeys(key for row in records for key in row)
-    return pa.table({key: [row.get(key) for row in records] for key in columns})
+    return arrow_columns.table({key: [row.get(key) for row in records] for key in columns})
 
 
-def write_table(path: Path, records: list[dict] | pd.DataFrame) -> None:
-    """Rows (or a DataFrame) as a parquet file, atomically. Written with pyarrow directly: a
-    run rewrites its tables after every epoch, and a DataFrame in between cost three times as much."""
+def write_table(path: Path, records: list[dict] | dict[str, np.ndarray] | pd.DataFrame) -> None:
+    """Rows, columns (or a DataFrame) as a parquet file, atomically. Rows and columns are written
+    without pandas (lossbench.arrow_columns): a run rewrites its tables after every epoch, and a
+    DataFrame in between cost three times as much, and pandas' import a second of start-up."""
     table = arrow_table(records)
     atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
@@ -189,12 +203,13 @@ class RunFiles:
         self.per_class: list[dict] = []
 
     def add_epoch(self, rows: list[dict], calibration: list[dict], steps: list[dict],
-                  per_class: list[dict] = (), predictions: Optional[pd.DataFrame] = None) -> None:
+                  per_class: list[dict] = (), predictions: Optional[dict[str, np.ndarray]] = None) -> None:
         self.metrics += [{**self.identity, **row} for row in rows]
         write_table(self.run_dir / METRICS, self.metrics)
         if predictions is not None:
-            identity = pd.DataFrame(self.identity, index=predictions.index)
-            write_table(self.run_dir / PREDICTIONS, pd.concat([identity, predictions], axis=1))
+            n = len(predictions["example"])
+            identity = {key: [value] * n for key, value in self.identity.items()}
+            write_table(self.run_dir / PREDICTIONS, {**identity, **predictions})
         if calibration:
             write_table(self.run_dir / CALIBRATION, [{**self.identity, **row} for row in calibration])
         if steps:

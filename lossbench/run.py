@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 import lossbench
 from lossbench.autocast_ops import autocast_dtypes
 from lossbench.config import BOOKKEEPING_KEYS, validate
+from lossbench.determinism import use_deterministic_algorithms
 from lossbench.errors import UserError, write_failure
 from lossbench.data import DATASETS, load_dataset, on_device
 from lossbench.device import resolve_device
@@ -88,8 +89,7 @@ def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    # warn_only: CUDA ops without a deterministic kernel warn instead of stopping the run.
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    use_deterministic_algorithms()
     return torch.Generator().manual_seed(seed)
 
 

@@ -17,6 +17,8 @@ from typing import Any, Callable, Optional
 import torch
 from torch.optim import lr_scheduler
 
+from lossbench.optim import SGD
+
 # name -> (builds the torch scheduler: (optimizer, cfg, epochs after warm-up, total steps), per step?)
 Builder = Callable[[torch.optim.Optimizer, Any, int, int], lr_scheduler.LRScheduler]
 
@@ -66,7 +68,7 @@ def lr_trace(lr: float, cfg: Any, epochs: int, steps_per_epoch: int) -> Optional
     if cfg is None or (cfg.name == "none" and not cfg.warmup_epochs):
         return None
     weight = torch.zeros(1, requires_grad=True)
-    optimizer = torch.optim.SGD([weight], lr=lr)
+    optimizer = SGD([weight], lr=lr)
     scheduler = _scheduler(optimizer, cfg, epochs, epochs * steps_per_epoch)
     per_step = SCHEDULES[cfg.name][1]
     trace: list[float] = []

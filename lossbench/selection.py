@@ -9,11 +9,12 @@ balanced accuracy on imbalanced data), else the task's primary metric. Never sel
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from lossbench.tasks import TASKS
+
+if TYPE_CHECKING:  # pandas only where the report reads tables: a run never imports it
+    import pandas as pd
 
 
 def selection_metric(task: str, declared: Optional[str] = None) -> Optional[str]:
@@ -35,6 +36,8 @@ def select_epoch(values: Sequence[float]) -> Optional[int]:
 def selected_epochs(rows: pd.DataFrame, metric: str) -> pd.Series:
     """Per run, the selected epoch from a runs table (columns run, epoch, split, metric): the
     same rule as select_epoch, applied to each run's `val` rows. Runs without them are absent."""
+    import pandas as pd
+
     val = rows[(rows["split"] == "val") & rows[metric].notna()].sort_values(["run", "epoch"])
     if val.empty:
         return pd.Series(dtype="int64", name="selected_epoch")

@@ -102,9 +102,9 @@ def stacked_optimizer(optimizer: torch.optim.Optimizer, params: dict[str, Tensor
     group = optimizer.param_groups[0]
     if group.get("maximize") or group.get("differentiable"):
         raise NotStackable("maximize and differentiable are not covered")
-    if type(optimizer) is torch.optim.Adam and not group["amsgrad"] and not group["decoupled_weight_decay"]:
+    if isinstance(optimizer, torch.optim.Adam) and not group["amsgrad"] and not group["decoupled_weight_decay"]:
         return StackedAdam(params, group["lr"], group["betas"], group["eps"], group["weight_decay"])
-    if type(optimizer) is torch.optim.SGD:
+    if isinstance(optimizer, torch.optim.SGD):
         return StackedSGD(params, group["lr"], group["momentum"], group["dampening"], group["weight_decay"],
                           group["nesterov"])
     raise NotStackable(f"{type(optimizer).__name__} with {group} is not covered")

@@ -15,16 +15,17 @@ from typing import Any, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from lossbench.collect import TABLE_FILES, CollectError, collect
 from lossbench.errors import WRITE_FAILED_EXIT, write_failure
 from lossbench.launchers import missing_launcher
 from lossbench.owned import PlantedLink, refuse_planted_links
 from lossbench.progress import Progress
-from lossbench.results import (LOCK, RUN_FILES, SUMMARY, RunDirBusy, RunDirLock, lock_holder, read_summary,
-                               write_json)
+from lossbench.results import (LOCK, RUN_FILES, SUMMARY, TABLE_FILES, RunDirBusy, RunDirLock, lock_holder,
+                               read_summary, write_json)
 from lossbench.trackers import prepare_sweep
 
 log = logging.getLogger("lossbench")
+# lossbench.collect is imported where a sweep collects, not at the top: it imports pandas, which a
+# single run (whose start-up imports this module for its callback) never needs.
 # Statuses that mean the run must be looked at; diverged and interrupted are results, and a
 # rerun of the sweep picks interrupted ones up again.
 FAILED = ("failed", "running")
@@ -130,6 +131,8 @@ class SweepCallback(Callback):
         SweepCallback.sweep_dir, SweepCallback.began = Path(config.hydra.sweep.dir), self.started
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        from lossbench.collect import CollectError, collect
+
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             summary = collect(sweep_dir).summary
@@ -207,6 +210,8 @@ def record_killed_workers(sweep_dir: Path, began: float, signal_name: str) -> No
 def end_interrupted_sweep(sweep_dir: Path, began: float, signal_name: str) -> None:
     """A stop signal ended the sweep early: record runs whose worker was killed, collect what
     finished and say how to go on."""
+    from lossbench.collect import CollectError, collect
+
     record_killed_workers(sweep_dir, began, signal_name)
     try:
         collected = collect(sweep_dir)

@@ -17,6 +17,7 @@ import torch
 
 from lossbench import metrics
 from lossbench.losses import LossSpec, Task, probabilities
+from lossbench.optim import LBFGS
 
 SCALED = ("temperature", "nll_ts", "ece_ts", "brier_ts")
 # sklearn's log_loss clips probabilities at float64's eps: the same floor keeps the objective
@@ -38,7 +39,7 @@ def fit_temperature(spec: LossSpec, logits: torch.Tensor, labels: torch.Tensor) 
     if not torch.isfinite(logits).all():
         return math.nan
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=1.0, max_iter=100, line_search_fn="strong_wolfe")
+    optimizer = LBFGS([log_t], lr=1.0, max_iter=100, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()

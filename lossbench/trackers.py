@@ -17,7 +17,6 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Optional
 
-from lossbench.collect import flatten
 from lossbench.owned import Manifest, require_real_dirs
 
 log = logging.getLogger("lossbench")
@@ -101,6 +100,8 @@ class MlflowTracker(Tracker):
     def __init__(self, options: Any, run_dir: Path, config: dict, preset: Optional[str]):
         from mlflow.entities import Param
 
+        from lossbench.collect import flatten  # here: collect imports pandas, which a run otherwise never does
+
         self.client, experiment_id = mlflow_experiment(options, preset)
         run = self.client.create_run(experiment_id, run_name=run_dir.name,
                                      tags={"lossbench.run_dir": str(run_dir.resolve())})
@@ -131,6 +132,8 @@ class TensorboardTracker(Tracker):
 
     def __init__(self, options: Any, run_dir: Path, config: dict, preset: Optional[str]):
         from torch.utils.tensorboard import SummaryWriter
+
+        from lossbench.collect import flatten  # as in MlflowTracker
 
         self.manifest, self.dir = Manifest(run_dir, "tensorboard"), PurePosixPath(options.dir).as_posix()
         require_real_dirs(run_dir, self.dir)

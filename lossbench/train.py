@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
@@ -380,7 +379,7 @@ def train(
 
 def epoch_records(model, spec, criterion, data, encoded, inputs, epoch: int, seconds: float, device, precision,
                   selection: SelectionSoFar, running: Optional[dict] = None,
-                  ) -> tuple[list[dict], list[dict], list[dict], pd.DataFrame]:
+                  ) -> tuple[list[dict], list[dict], list[dict], predictions.Columns]:
     """What an epoch reports: its train, val (with a val split) and test rows, the test
     reliability tables, the test split's per-class rows, and the test predictions (views last
     and selected: `selection` follows the val primary metric and keeps the selected epoch's).

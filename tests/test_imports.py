@@ -1,14 +1,19 @@
 """A run imports only what it uses: a single-label run never loads scikit-learn, scipy,
-matplotlib, statsmodels, torchvision or the trackers' libraries (each costs start-up time, and
-scikit-learn alone over a second). Fails when someone adds such an import on a run's path."""
+matplotlib, statsmodels, torchvision, pandas, the trackers' libraries or torch's compiler stack
+(each costs start-up time, and scikit-learn or torch._dynamo alone over a second). Fails when
+someone adds such an import on a run's path."""
 
 import json
 import subprocess
 import sys
 
 # Every one of these is used somewhere in lossbench, but not by a default run (multi-label data and
-# metrics import scikit-learn, the report scipy, statsmodels and matplotlib, the trackers their clients).
-NOT_IN_A_RUN = ("sklearn", "scipy", "matplotlib", "statsmodels", "torchvision", "mlflow", "tensorboard")
+# metrics import scikit-learn, the report scipy, statsmodels and matplotlib, collect and the report
+# pandas, the trackers their clients). torch imports its compiler (torch._dynamo, torch._inductor,
+# sympy) at the first computation on the meta device, torch.use_deterministic_algorithms, and
+# torch.optim's compile hooks; pyarrow imports pandas at its first conversion of Python values.
+NOT_IN_A_RUN = ("sklearn", "scipy", "matplotlib", "statsmodels", "torchvision", "mlflow", "tensorboard",
+                "pandas", "torch._dynamo", "torch._inductor", "sympy")
 
 RUN = """
 import json, runpy, sys
