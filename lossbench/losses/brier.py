@@ -3,8 +3,8 @@ Single-label. Mean over N."""
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ._criteria import SoftmaxLoss
