@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from lossbench.criteria import SigmoidLoss, SoftmaxLoss
+from lossbench.losses import SigmoidLoss, SoftmaxLoss
 from lossbench.errors import LossInputError
 
 

@@ -232,7 +232,7 @@ class QuestionConfig:
 @dataclass
 class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    # Each conf/loss/<name>.yaml takes its loss's params dataclass (lossbench/losses.py) as schema.
+    # Each conf/loss/<name>.yaml takes its loss's params dataclass (lossbench/losses/<name>.py) as schema.
     loss: LossParams = field(default_factory=LossParams)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -85,4 +85,15 @@ def sweep_grid(preset: str) -> dict[str, list[str]]:
         cfg = compose(config_name="config", overrides=[f"experiment={preset}"], return_hydra_config=True)
     params = cfg.hydra.sweeper.params
     parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
-    return {o.key_or_group: list(o.sweep_string_iterator()) for o in parsed}
+    return {o.key_or_group: _choices(o) for o in parsed}
+
+
+def _choices(override) -> list[str]:
+    """A glob over a config group (every loss) takes the group's files, as Hydra's sweeper does."""
+    from hydra.core.override_parser.types import ValueType
+
+    if override.value_type != ValueType.GLOB_CHOICE_SWEEP:
+        return list(override.sweep_string_iterator())
+    group = Path(__file__).resolve().parents[1] / "conf" / override.key_or_group
+    names = sorted(path.stem for path in group.glob("*.yaml"))
+    return override.value().filter(names)

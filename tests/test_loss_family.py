@@ -4,6 +4,7 @@ float64, 1e-10), its knobs typed and validated, its derived weights from the tra
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,7 @@ from lossbench.checks import check_loss_inputs
 from lossbench.errors import ConfigError, DataError, LossInputError
 from lossbench.losses import LOSSES, Probabilities, Targets, Task, TrainingLabels, encode_targets, head_width, loss_label, loss_params
 from lossbench.metrics import single_label
+from lossbench.probe.exact import exact as probe_exact  # in the probe's setup: C = 10 logits
 
 from conftest import SMALL, compose_config, run_cli
 
@@ -148,37 +150,6 @@ def test_nce_rce_is_its_formula():
     assert_same(lambda x: loss(x, labels), by_hand, logits)
 
 
-def target_logit_gradient(name, z):
-    """d/dz of the loss for logits (z, 0, ..., 0) with target 0, derived by hand from its closed
-    form in p = 1/(1 + (C-1) e^-z); each of the C-1 others has p_j = (1-p)/(C-1), and
-    dp/dz = p(1-p), d log p/dz = 1-p, d log p_j/dz = -p. log p = -log(1 + (C-1) e^-z) and
-    1 - p = (C-1) e^-z p: no difference from 1 anywhere, so exact for z << 0."""
-    a = LOSSES[name].params()
-    log_p = -math.log1p((C - 1) * math.exp(-z))
-    p = math.exp(log_p)
-    q = (C - 1) * math.exp(-z) * p  # 1 - p
-    ce = -q
-    gradients = {
-        "ce": lambda: ce, "nll": lambda: ce, "ce_weighted": lambda: ce,  # balanced weights: equal
-        "focal": lambda: q ** a.gamma * (a.gamma * p * log_p - q),
-        "ce_smooth": lambda: p - (1 - a.smoothing + a.smoothing / C),
-        "poly1": lambda: ce - a.epsilon * p * q,
-        "brier": lambda: -2 * (1 + 1 / (C - 1)) * p * q ** 2,  # of (1-p)^2 + (C-1) ((1-p)/(C-1))^2
-        "mse": lambda: 2 * a.k * (z - a.m) / C,
-        "mae": lambda: -2 * p * q,
-        "gce": lambda: -(p ** a.q) * q,
-        "sce": lambda: a.alpha * ce + a.beta * a.log_zero * p * q,  # RCE = -A(1-p)
-        "nce_rce": lambda: a.alpha * nce_gradient(log_p, p, z) + a.beta * a.log_zero * p * q,
-    }
-    return gradients[name]()
-
-
-def nce_gradient(log_p, p, z):
-    """NCE = log p / S with S = log p + (C-1) log p_j = C log p - (C-1) z."""
-    s = C * log_p - (C - 1) * z
-    return ((1 - p) * s - log_p * (C * (1 - p) - (C - 1))) / s ** 2
-
-
 SOFTMAX_LOSSES = [name for name, spec in LOSSES.items() if spec.probabilities == Probabilities.softmax]
 
 
@@ -186,13 +157,14 @@ SOFTMAX_LOSSES = [name for name, spec in LOSSES.items() if spec.probabilities ==
 @pytest.mark.parametrize("name", SOFTMAX_LOSSES)
 def test_a_confidently_wrong_logit_gets_its_exact_gradient(name, z):
     """Far past where p rounds away next to 1 (p ~ e^-60/9 is 1e-27): in float64 the target
-    logit's gradient is finite, non-zero and the hand-derived one to 1e-10 relative, where
-    1 - p = -expm1(log p) used to give an exactly-0 gradient for mae and gce."""
+    logit's gradient is finite, non-zero and the one of the loss's closed form (its module's
+    `exact`, written from log p = -softplus(log 9 - z), never from the criterion) to 1e-10
+    relative, where 1 - p = -expm1(log p) used to give an exactly-0 gradient for mae and gce."""
     spec = LOSSES[name]
     x = torch.zeros(1, C, dtype=torch.float64)
     x[0, 0] = z
     _, grad = value_and_grad(lambda v: criterion(name)(spec.activation(v), torch.tensor([0])), x)
-    exact = target_logit_gradient(name, z)
+    exact = float(probe_exact(name, np.array([z]))[1][0])
     assert exact != 0 and math.isfinite(grad[0, 0].item())
     assert grad[0, 0].item() == pytest.approx(exact, rel=TOL, abs=0)
 
@@ -396,12 +368,3 @@ def test_binary_preset_trains_one_logit_for_sigmoid_losses_and_two_for_ce(tmp_pa
         assert summary["outputs"] == head_width(LOSSES[name], Task.single_label, 2)
         assert summary["test_acc"] > 0.8  # 4 vs 9 after one epoch: learnt, not chance (0.5)
     assert {runs[n]["outputs"] for n in runs} == {1, 2}
-
-
-@pytest.mark.parametrize("doc", ["README.md", "docs/results-schema.md"])
-def test_the_docs_name_every_loss(doc):
-    import re
-    from pathlib import Path
-
-    text = (Path(__file__).resolve().parents[1] / doc).read_text()
-    assert [name for name in LOSSES if not re.search(rf"\b{name}\b", text)] == []

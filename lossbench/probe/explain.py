@@ -7,9 +7,9 @@ explanation. A finding no cause predicts is reported as unexplained rather than 
 One check needs no cause: a saturation over which the exact loss itself moves by at most one
 ulp of the pinned value is the dtype's resolution, and is said to be so.
 
-Mechanisms are listed per loss, or per family of losses that run the same operations at the
-probed point (FAMILY): a loss added to the registry without them has its findings reported as
-unexplained, which the tests refuse.
+Mechanisms are declared by each loss's module (`LossSpec.mechanisms`; families of losses that
+run the same operations at the probed point share theirs, lossbench.losses._probe): a loss added
+to the registry without them has its findings reported as unexplained, which the tests refuse.
 """
 from __future__ import annotations
 
@@ -21,13 +21,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lossbench.losses._probe import M_MULTI
+
 from .grid import DTYPES
-from .probed import N_CLASSES, PROBED
+from .probed import PROBED
 from .thresholds import FIRST
 
 BCE_EPS = 1e-12  # EPSILON in aten Loss.cpp: BCELoss backward is (p - y) / max(p(1-p), EPSILON)
 LOG_CLAMP = 100.0  # BCELoss clamps log(p) and log(1-p) at -100 (documented)
-M_MULTI = N_CLASSES - 1  # non-target logits sharing the probability mass; 1 for the binary case
 
 
 @dataclass(frozen=True)
@@ -143,251 +144,6 @@ CAUSES = {
         "|z| = 100/0.99 = {lo:.2f}"),
 }
 
-_ROUND_RIGHT = "loss and gradient exactly 0 (exact ~ -{mterm}: harmless)"
-_CANCEL_RIGHT = "the small loss and gradient are off by that rounding error (absolute, at most {meps}: harmless)"
-_SUBNORMAL_LOG = "log of a subnormal p inherits its coarse rounding"
-
-def _m(c: float, k: float) -> float:
-    """The m of q = (e^-|z|/m)^k for q = c e^-k|z|."""
-    return c ** (-1 / k)
-
-
-_GAMMA = PROBED["focal"].params().gamma  # focal: the loss ~ (9e^-z)^(gamma+1) on the right side
-_SMOOTH = PROBED["ce_smooth"].params().smoothing
-_SMOOTH_T = 1 - _SMOOTH + _SMOOTH / N_CLASSES  # the target's share of the smoothed one-hot
-_SIGMOID_FOCAL = PROBED["focal_sigmoid"].params()
-_SF_K = _SIGMOID_FOCAL.gamma + 1  # its loss ~ alpha e^-(gamma+1)z on the right side
-_Q = PROBED["gce"].params().q
-_SCE = PROBED["sce"].params()
-_NCE = PROBED["nce_rce"].params()
-# The passive term c (1 - p_y) of each active-passive loss, next to the weight a of its active
-# term's log p_y: (c, c/a per |z|^k, k). NCE's weight is alpha / |sum_k log p_k| ~ alpha / (9|z|).
-_PASSIVE = {
-    "poly1": (PROBED["poly1"].params().epsilon, PROBED["poly1"].params().epsilon, 0),
-    "sce": (_SCE.beta * abs(_SCE.log_zero), _SCE.beta * abs(_SCE.log_zero) / _SCE.alpha, 0),
-    "nce_rce": (_NCE.beta * abs(_NCE.log_zero), _NCE.beta * abs(_NCE.log_zero) * M_MULTI / _NCE.alpha, 1),
-}
-_ROUNDS = "log_softmax, logsumexp, exp and the sums each round"
-
-# The family beyond the four. lossbench.criteria takes log(1 - p_y) as the logsumexp of the
-# non-target log-probabilities, so 1 - p_y is exact on both sides; log p_y is log_softmax's, so
-# the losses with a -log p_y term share ce's right side. Active-passive losses add a passive term
-# c (1 - p_y) to an active one in log p_y; gce is a function of log p_y alone.
-_FAMILY_MECHANISMS = {
-    ("gce", "right", "grad_relerr_1pct"): [
-        ("cancellation", M_MULTI, "log p_y = -log(1 + 9e^-z) from log_softmax: " + _CANCEL_RIGHT)],
-    ("gce", "right", "value_relerr_1pct"): [
-        ("cancellation", M_MULTI, "the loss is built from that rounded log p_y")],
-    ("gce", "right", "grad_zero"): [
-        ("round_to_one", M_MULTI, "log p_y = 0 and 1 - p_y^q = -expm1(0) = 0: " + _ROUND_RIGHT)],
-    ("gce", "right", "saturates"): [("round_to_one", M_MULTI, "the loss is exactly 0")],
-    ("gce", "wrong", "grad_relerr_1pct"): [
-        ("power_underflow", M_MULTI, "the gradient -p^q (1-p), p^q = exp(q log p) taken directly "
-                                     "(not as expm1(q log p) + 1), is proportional to it", _Q),
-        ("short_mantissa", 1, _ROUNDS)],
-    ("gce", "wrong", "grad_zero"): [
-        ("power_underflow", M_MULTI, "p^q is 0, and with it the gradient", _Q)],
-    ("gce", "wrong", "saturates"): [("off_one", M_MULTI, "the loss (1 - p^q)/q is 1/q exactly", _Q)],
-    ("mae", "wrong", "grad_relerr_1pct"): [
-        ("subnormal", M_MULTI, "p = exp(log p) in log_softmax's backward is that coarse, and the "
-                               "gradient -2p(1-p) is proportional to it"),
-        ("subnormal", M_MULTI / 2, "the gradient -2p(1-p) ~ 2e^-|z|/9 (formed in float32 for "
-                                   "16-bit dtypes, then rounded) is that number"),
-        ("short_mantissa", 1, _ROUNDS)],
-    ("mae", "wrong", "grad_zero"): [
-        ("p_underflow", M_MULTI, "p = exp(log p) in log_softmax's backward is 0, and with it the "
-                                 "gradient -2p(1-p)"),
-        ("p_underflow", M_MULTI / 2, "the gradient -2p(1-p) ~ 2e^-|z|/9, formed in float32 for "
-                                     "16-bit dtypes, rounds to 0 in the dtype")],
-    ("mae", "wrong", "value_relerr_1pct"): [("short_mantissa", 1, _ROUNDS)],
-    ("mae", "wrong", "saturates"): [("log_resolution", M_MULTI, "the loss 2(1-p) is 2 exactly")],
-    ("mae", "right", "grad_relerr_1pct"): [
-        ("subnormal", 1 / M_MULTI, "1 - p = exp(log(1 - p)) ~ 9e^-z is that number, and the "
-                                   "gradient -2p(1-p) is proportional to it"),
-        ("short_mantissa", 1, _ROUNDS)],
-    ("mae", "right", "value_relerr_1pct"): [
-        ("subnormal", 1 / M_MULTI, "the loss 2(1-p) is proportional to it"),
-        ("short_mantissa", 1, _ROUNDS)],
-    ("mae", "right", "grad_zero"): [
-        ("p_underflow", 1 / 2, "logsumexp's backward hands each non-target log-probability "
-                               "2(1-p)/9 ~ 2e^-z, which is 0, and the target's gradient is 0 (harmless)")],
-    ("mae", "right", "saturates"): [
-        ("p_underflow", 1 / M_MULTI, "1 - p = exp(log(1 - p)) ~ 9e^-z is 0: the loss is 0 (harmless)")],
-    **{("active_passive", "right", kind): [
-        ("cancellation", M_MULTI, "the active term's log p_y = -log(1 + 9e^-z) comes from "
-                                  "log_softmax, while the passive c(1 - p_y) = c exp(log(1 - p_y)) "
-                                  "is exact: " + _CANCEL_RIGHT),
-        ("subnormal", 1 / M_MULTI, "1 - p_y = exp(log(1 - p_y)) ~ 9e^-z carries the passive term, "
-                                   "all that is left of the loss and its gradient"),
-        ("short_mantissa", 1, _ROUNDS)]
-       for kind in ("grad_relerr_1pct", "value_relerr_1pct")},
-    ("active_passive", "right", "saturates"): [
-        ("p_underflow", 1 / M_MULTI, "1 - p_y ~ 9e^-z is 0 and -log p_y was before: the loss is 0 "
-                                     "(harmless)")],
-    **{("active_passive", "wrong", kind): [("short_mantissa", 1, _ROUNDS)]
-       for kind in ("grad_relerr_1pct", "value_relerr_1pct")},
-    **{(loss, "right", "grad_zero"): [
-        ("absorbed", ratio, f"the passive term is {c:g}(1 - p_y)", k),
-        ("p_underflow", 1 / M_MULTI, "1 - p_y = exp(log(1 - p_y)) ~ 9e^-z is 0, and the active "
-                                     "term's gradient had rounded to 0 before: 0 (harmless)"),
-        ("subnormal", 1 / c, f"logsumexp's backward hands each non-target log-probability the "
-                             f"passive term's gradient {c:g}e^-z in the dtype, where it rounds to 0; "
-                             f"the active term's part has cancelled: 0 (harmless)")]
-       for loss, (c, ratio, k) in _PASSIVE.items()},
-    ("nce_rce", "right", "grad_relerr_1pct"): [
-        ("active_error", _PASSIVE["nce_rce"][1], "NCE's weight alpha / |sum_k log p_k| shrinks like "
-                                                 "1/|z|, so this comes later than for sce", 1)],
-    ("focal", "right", "grad_relerr_1pct"): [
-        ("cancellation", M_MULTI, "the loss ~ (1-p)^(gamma+1) multiplies that relative error "
-                                  "by gamma+1 = {k:g}", _GAMMA + 1)],
-    ("focal", "right", "value_relerr_1pct"): [
-        ("cancellation", M_MULTI, "(1-p)^gamma (-log p) multiplies it by gamma+1 = {k:g}", _GAMMA + 1)],
-    ("focal", "right", "grad_zero"): [
-        ("power_underflow", _m((_GAMMA + 1) * M_MULTI ** (_GAMMA + 1), _GAMMA + 1),
-         "the gradient ~ (gamma+1)(9e^-z)^(gamma+1) is 0 (harmless)", _GAMMA + 1),
-        ("round_to_one", M_MULTI, "log p = 0, so the loss (1-p)^gamma (-log p) and its gradient "
-                                  "are 0: " + _ROUND_RIGHT)],
-    ("focal", "right", "saturates"): [
-        ("power_underflow", 1 / M_MULTI, "the loss (1-p)^gamma (-log p) ~ (9e^-z)^(gamma+1) "
-                                         "underflows to 0 (harmless)", _GAMMA + 1),
-        ("round_to_one", M_MULTI, "the loss is exactly 0")],
-    **{("focal", "wrong", kind): [
-        ("short_mantissa", 1, _ROUNDS)]
-       for kind in ("grad_relerr_1pct", "value_relerr_1pct")},
-    ("ce_smooth", "right", "grad_relerr_1pct"): [
-        ("near_root", math.log(M_MULTI) + math.log(_SMOOTH_T / (1 - _SMOOTH_T)),
-         "the gradient p - (1 - eps + eps/K) of the smoothed target vanishes where p reaches the "
-         "target's share (a relative error of a near-zero gradient: harmless)",
-         _SMOOTH_T * (1 - _SMOOTH_T))],
-    ("ce_smooth", "right", "value_relerr_1pct"): [
-        ("short_mantissa", 1, "the loss averages the K rounded log-probabilities")],
-    ("brier", "right", "grad_relerr_1pct"): [
-        ("cancellation", M_MULTI, "the loss ~ (1-p)^2 doubles that relative error", 2)],
-    ("brier", "right", "value_relerr_1pct"): [
-        ("cancellation", M_MULTI, "(softmax - onehot)^2 doubles it", 2)],
-    ("brier", "right", "grad_zero"): [
-        ("power_underflow", _m(2 * M_MULTI, 2), "once p - 1 has rounded to 0, the gradient is "
-                                                "softmax's backward of the nine non-target terms "
-                                                "2 p_j^2 ~ 2e^-2z, and it is 0", 2),
-        ("round_to_one", M_MULTI, "p - 1 = 0, and the non-target squares have underflowed "
-                                  "before: the gradient is 0 (harmless)")],
-    ("brier", "right", "saturates"): [
-        ("power_underflow", 1, "the non-target squares p_j^2 ~ e^-2z are 0, p - 1 already was: "
-                               "the loss is 0 (harmless)", 2),
-        ("round_to_one", M_MULTI, "p - 1 = 0 and the non-target squares have underflowed before: "
-                                  "the loss is 0")],
-    ("brier", "wrong", "grad_relerr_1pct"): [
-        ("subnormal", M_MULTI, "the gradient -(20/9) p (1-p)^2 is proportional to p")],
-    ("brier", "wrong", "grad_zero"): [
-        ("p_underflow", M_MULTI, "the gradient, proportional to p, is 0 (exact ~ -2e^-|z|/9 "
-                                 "would be subnormal too)")],
-    ("focal_sigmoid", "right", "grad_relerr_1pct"): [
-        ("cancellation", 1, "torchvision forms p = sigmoid(z) and then 1 - p_t, and "
-                            "(1 - p_t)^gamma multiplies that relative error by gamma = {k:g}",
-         _SIGMOID_FOCAL.gamma)],
-    ("focal_sigmoid", "right", "value_relerr_1pct"): [
-        ("cancellation", 1, "torchvision's (1 - p_t)^gamma, with 1 - p_t formed from p = sigmoid(z), "
-                            "multiplies it by gamma = {k:g}", _SIGMOID_FOCAL.gamma)],
-    ("focal_sigmoid", "right", "grad_zero"): [
-        ("power_underflow", _m(_SIGMOID_FOCAL.alpha * _SF_K, _SF_K),
-         "the gradient ~ alpha (gamma+1) e^-(gamma+1)z is 0 (harmless)", _SF_K),
-        ("round_to_one", 1, "sigmoid(z) = 1, so 1 - p_t = 0 and the gradient is 0: "
-                            "(exact ~ -alpha (gamma+1) e^-(gamma+1)z: harmless)")],
-    ("focal_sigmoid", "right", "saturates"): [
-        ("power_underflow", _m(_SIGMOID_FOCAL.alpha, _SF_K),
-         "the loss alpha (1-p)^gamma BCE ~ alpha e^-(gamma+1)z underflows to 0 (harmless)", _SF_K),
-        ("round_to_one", 1, "1 - p_t = 0: the loss is 0")],
-    ("asl", "right", "grad_relerr_1pct"): [
-        ("subnormal", 1, "asl's positive term is logsigmoid(z), whose gradient sigmoid(-z) ~ e^-z "
-                         "torch computes directly, without BCEWithLogitsLoss's sigmoid(z) - 1 "
-                         "cancellation: exact until it is subnormal")],
-    ("asl", "right", "grad_zero"): [
-        ("p_underflow", 1, "logsigmoid's gradient sigmoid(-z) is 0 (harmless)")],
-    ("asl", "right", "value_relerr_1pct"): [
-        ("subnormal", 1, "the loss -logsigmoid(z) ~ e^-z is that number")],
-    ("asl", "right", "saturates"): [
-        ("subnormal", 1, "the loss ~ e^-z underflows to 0 in that range")],
-}
-# Losses whose mechanisms are another's: the same operations at the probed point.
-FAMILY = {
-    "ce": "softmax", "nll": "softmax",
-    "ce_weighted": "softmax",  # weights 1 in the probe: CrossEntropyLoss itself
-    "bce_pos_weight": "bce_logits",  # pos_weight 1 in the probe: BCEWithLogitsLoss itself
-    **{loss: "active_passive" for loss in _PASSIVE},
-}
-
-# (loss or family, side, kind) -> candidate (cause, m, consequence[, k]), tried in order
-MECHANISMS = {
-    ("bce", "wrong", "grad_relerr_1pct"): [
-        ("eps_clamp", 1, "so the gradient is (p-1)*p(1-p)*1e12 instead of p-1 = -1: it decays like "
-                         "1e12*e^-|z| (4e-6 at z=-40) although the logit is confidently wrong")],
-    ("bce", "right", "grad_relerr_1pct"): [
-        ("eps_clamp", 1, "so the tiny exact gradient p-1 is scaled by p(1-p)*1e12 < 1 (harmless)"),
-        ("cancellation", 1, _CANCEL_RIGHT)],
-    ("bce", "wrong", "grad_zero"): [
-        (cause, 1, "BCELoss's backward gives a finite dL/dp = -1/max(0, 1e-12) = -1e12 and sigmoid's "
-                   "backward multiplies it by p(1-p) = 0: gradient exactly 0 where the exact one is -1")
-        for cause in ("exp_overflow", "p_underflow")],
-    ("bce", "right", "grad_zero"): [("round_to_one", 1, "so p - y = 0: " + _ROUND_RIGHT)],
-    ("bce", "wrong", "grad_inf"): [
-        ("inv_overflow", 1, "dL/dp = (p-1)/max(p(1-p), 1e-12) ~ -1/p overflows to -inf (the 1e-12 "
-                            "guard is 0 in this dtype), and -inf times sigmoid' = p(1-p) > 0 stays -inf")],
-    ("bce", "wrong", "grad_nan"): [
-        (cause, 1, "then p(1-p) = 0 and the 1e-12 guard is 0 in this dtype: dL/dp = -1/0 = -inf, "
-                   "times sigmoid' = 0 gives NaN")
-        for cause in ("exp_overflow", "p_underflow")],
-    ("bce", "right", "grad_nan"): [
-        ("round_to_one", 1, "then p - y = 0 and p(1-p) = 0 with the 1e-12 guard rounded to 0: "
-                            "dL/dp = 0/0 = NaN, a correct confident logit gets a NaN gradient")],
-    ("bce", "wrong", "value_relerr_1pct"): [
-        ("log_clamp_1pct", 1, "the cap is the documented clamp, not rounding"),
-        *[(cause, 1, "log(0) is clamped at -100: loss 100 instead of |z|")
-          for cause in ("exp_overflow", "p_underflow")],
-        ("subnormal", 1, _SUBNORMAL_LOG)],
-    ("bce", "right", "value_relerr_1pct"): [("cancellation", 1, "loss = -log(p) keeps only the rounding of p")],
-    ("bce", "wrong", "saturates"): [
-        ("log_clamp", 1, "the loss stays at 100 however wrong the logit"),
-        ("exp_overflow", 1, "log(0) = -inf is clamped at -100: the loss is pinned at 100"),
-        ("p_underflow", 1, "log(0) = -inf is clamped at -100: the loss jumps from ~|z| up to 100")],
-    ("bce", "right", "saturates"): [("round_to_one", 1, "loss = -log(1) = 0")],
-    ("bce_logits", "right", "grad_relerr_1pct"): [
-        ("cancellation", 1, "the gradient sigmoid(z) - y is that difference, off by at most eps/2 absolute "
-                            "(harmless; the loss, a log1p of e^-z, stays accurate)")],
-    ("bce_logits", "right", "grad_zero"): [
-        ("round_to_one", 1, "so sigmoid(z) - y = 0 exactly (exact ~ -e^-z: harmless)")],
-    ("bce_logits", "right", "value_relerr_1pct"): [
-        ("subnormal", 1, "the loss log1p(e^-z) ~ e^-z is that number (relative accuracy held until then)")],
-    ("bce_logits", "right", "saturates"): [
-        ("subnormal", 1, "the loss ~ e^-z underflows to 0 in that range (where exactly depends on how "
-                         "the kernel's exp rounds subnormals)")],
-    ("softmax", "right", "grad_relerr_1pct"): [
-        ("cancellation", M_MULTI, "log_softmax = -log(1 + sum e^-z) and softmax - 1: " + _CANCEL_RIGHT)],
-    ("softmax", "right", "grad_zero"): [
-        ("round_to_one", M_MULTI, "log_softmax(target) = -log(1) = 0: " + _ROUND_RIGHT)],
-    ("softmax", "right", "value_relerr_1pct"): [
-        ("cancellation", M_MULTI, "the loss is the log of that rounded sum")],
-    ("softmax", "right", "saturates"): [("round_to_one", M_MULTI, "the loss is exactly 0")],
-    ("naive_nll", "wrong", "grad_nan"): [
-        ("inv_overflow", M_MULTI, "torch.log's backward gives -1/p = -inf and softmax's backward "
-                                  "p*(g - sum g*p) forms -inf - (-inf) = NaN for the target logit "
-                                  "(+inf for the others); log_softmax never divides by p")],
-    ("naive_nll", "wrong", "value_nonfinite"): [
-        ("p_underflow", M_MULTI, "torch.log(0) = -inf: loss +inf (ce/nll never form p and stay exact)")],
-    ("naive_nll", "wrong", "saturates"): [("p_underflow", M_MULTI, "the loss is stuck at +inf")],
-    ("naive_nll", "wrong", "value_relerr_1pct"): [("subnormal", M_MULTI, _SUBNORMAL_LOG)],
-    ("naive_nll", "right", "grad_nan"): [
-        ("p_underflow", 1, "these are the non-target probabilities e^-z/(1+9e^-z): their log is -inf, "
-                           "log's backward forms 0/0 = NaN for them (nll passes them a zero gradient) and "
-                           "softmax's backward sum g*p spreads it to every logit: a correct confident "
-                           "logit gets a NaN gradient")],
-    ("naive_nll", "right", "grad_zero"): [
-        ("round_to_one", M_MULTI, "softmax's p_target = 1, log(1) = 0: " + _ROUND_RIGHT)],
-    ("naive_nll", "right", "grad_relerr_1pct"): [("cancellation", M_MULTI, _CANCEL_RIGHT)],
-    ("naive_nll", "right", "value_relerr_1pct"): [("cancellation", M_MULTI, "log(p) keeps only the rounding of p")],
-    ("naive_nll", "right", "saturates"): [("round_to_one", M_MULTI, "the loss is exactly 0")],
-    **_FAMILY_MECHANISMS,
-}
-
 class Mechanism(NamedTuple):
     """A cause that may produce a finding, with the m and k of its small quantity."""
 
@@ -457,9 +213,8 @@ def _cause_text(kind: str, row: pd.Series, side: pd.DataFrame, facts: Facts, ste
         for other in SAME_POINT[kind]:
             if row[other] == z:
                 return f"same point as '{LABELS[other]}'"
-    candidates = [Mechanism(*entry) for entry in (
-        MECHANISMS.get((row["loss"], row["side"], kind), [])
-        + MECHANISMS.get((FAMILY.get(row["loss"]), row["side"], kind), []))]
+    candidates = [Mechanism(*entry) for entry in
+                  PROBED[row["loss"]].mechanisms.get((row["side"], kind), [])]
     for cause, m, consequence, k in candidates:
         predict, text = CAUSES[cause]
         interval = predict(facts, m, k)
