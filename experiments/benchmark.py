@@ -9,7 +9,7 @@ Printed, each measured in a child process of its own (so each has its own peak R
   Repeats are interleaved (lossbench, bare, tutorial, lossbench, ...) and the median is taken,
   so load on a shared machine hits the three alike;
 - seeds: --seeds runs of one configuration one after another with `train` against one stack
-  with `lossbench.batched.train_seeds` (what hydra/launcher=batched does): wall for all of them
+  with `lossbench.train.train_runs` (what hydra/launcher=batched does): wall for all of them
   (evaluation included) and the epoch time each seed records;
 - start-up: `python -m lossbench` (defaults, MNIST sample) wall minus its training epochs;
 - sweep: `-m experiment=classic_losses seed=range(10)` with the basic launcher (40 runs;
@@ -109,13 +109,13 @@ def child_lossbench(args, device) -> dict:
     from torch import nn
 
     from lossbench.losses import LOSSES
-    from lossbench.train import train
+    from lossbench.train import Run, train
 
     data, times = dataset(args, device), []
     torch.manual_seed(0)
     model = mlp().to(device)
-    train(model, LOSSES["ce"], nn.CrossEntropyLoss(), data, torch.optim.Adam(model.parameters(), 1e-3),
-          trainer_config(args), device, torch.Generator().manual_seed(0), epoch_times(times))
+    train(Run(model, torch.optim.Adam(model.parameters(), 1e-3), torch.Generator().manual_seed(0), epoch_times(times),
+              LOSSES["ce"], nn.CrossEntropyLoss(), data, trainer_config(args), device))
     return {"epoch_s": statistics.median(times)}
 
 
@@ -177,43 +177,40 @@ def child_tutorial(args, device) -> dict:
 
 def seed_runs(args, device, times: list):
     import torch
+    from torch import nn
 
-    from lossbench.batched import SeedRun
+    from lossbench.losses import LOSSES
+    from lossbench.train import Run
 
-    def run(seed: int) -> SeedRun:
+    data = dataset(args, device)
+
+    def run(seed: int) -> Run:
         torch.manual_seed(seed)
         model = mlp().to(device)
-        return SeedRun(model, torch.optim.Adam(model.parameters(), 1e-3), torch.Generator().manual_seed(seed),
-                       epoch_times(times))
+        return Run(model, torch.optim.Adam(model.parameters(), 1e-3), torch.Generator().manual_seed(seed),
+                   epoch_times(times), LOSSES["ce"], nn.CrossEntropyLoss(), data, trainer_config(args), device)
 
     return [run(seed) for seed in range(args.seeds)]
 
 
 def child_sequential(args, device) -> dict:
-    from torch import nn
-
-    from lossbench.losses import LOSSES
     from lossbench.train import train
 
-    data, times = dataset(args, device), []
+    times = []
     runs = seed_runs(args, device, times)
     started = time.perf_counter()
     for run in runs:
-        train(run.model, LOSSES["ce"], nn.CrossEntropyLoss(), data, run.optimizer, trainer_config(args), device,
-              run.generator, run.on_epoch)
+        train(run)
     return {"wall_s": time.perf_counter() - started, "epoch_s": statistics.median(times)}
 
 
 def child_batched(args, device) -> dict:
-    from torch import nn
+    from lossbench.train import train_runs
 
-    from lossbench.batched import train_seeds
-    from lossbench.losses import LOSSES
-
-    data, times = dataset(args, device), []
+    times = []
     runs = seed_runs(args, device, times)
     started = time.perf_counter()
-    train_seeds(runs, LOSSES["ce"], nn.CrossEntropyLoss(), data, trainer_config(args), device)
+    train_runs(runs)
     return {"wall_s": time.perf_counter() - started, "epoch_s": statistics.median(times)}
 
 

@@ -7,6 +7,7 @@ import logging
 import shlex
 import sys
 from pathlib import Path
+from typing import Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -16,8 +17,8 @@ from omegaconf import DictConfig
 from lossbench.config import register_configs
 from lossbench.device import spread_over_gpus
 from lossbench.errors import WRITE_FAILED_EXIT, UserError, write_failure
-from lossbench.run import default_threads, execute
-from lossbench.signals import run_command
+from lossbench.run import Stages, default_threads, stages, train_alone
+from lossbench.signals import StopFlag, run_command
 from lossbench.sweep import SweepCallback, end_interrupted_sweep
 
 log = logging.getLogger("lossbench")
@@ -36,6 +37,12 @@ def config_path() -> str:
 
 @hydra.main(version_base="1.3", config_path=config_path(), config_name="config")
 def main(cfg: DictConfig) -> None:
+    train_alone(job(cfg))
+
+
+def job(cfg: DictConfig, stop: Optional[StopFlag] = None) -> Stages:
+    """main's work with the run's training handed over (run.stages): the batched launcher trains
+    the Runs of several seeds' jobs together; `stop` is the flag it shares between them."""
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -43,7 +50,7 @@ def main(cfg: DictConfig) -> None:
     if in_sweep:
         spread_over_gpus(cfg.trainer.device.name, hydra_cfg.launcher, hydra_cfg.job.num)
     try:
-        summary = execute(cfg, run_dir, threads, list(hydra_cfg.overrides.task))
+        summary = yield from stages(cfg, run_dir, threads, list(hydra_cfg.overrides.task), stop)
     except UserError as error:
         log.error(f"error: {error}")
         if in_sweep:  # the sweep goes on; its end lists this run among the failures

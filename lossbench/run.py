@@ -1,6 +1,11 @@
 """One run, start to end: validate the config, load data, build, train, write results.
 
 Data flows one way: config -> data / model / loss -> train loop -> records -> results files.
+
+The training is handed over: `stages` is the run as a generator that yields its `Run` (what the
+loop needs) where training starts and takes back the loop's Outcome. `execute` trains it alone
+(`train_alone`); the batched launcher takes the Runs of several seeds' stages, trains them as one
+stack (train.train_runs) and hands each its Outcome (`hand_back`), in this process and thread.
 """
 
 from __future__ import annotations
@@ -12,10 +17,10 @@ import random
 import signal
 import subprocess
 import time
-from contextvars import ContextVar
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional
+from contextlib import nullcontext
+from typing import Any, Generator, Optional, Union
 
 import numpy as np
 import torch
@@ -37,13 +42,12 @@ from lossbench.results import RUN_FILES, RunDirLock, RunFiles, read_summary, tem
 from lossbench.selection import selection_metric
 from lossbench.signals import Interrupted, StopFlag
 from lossbench.trackers import Trackers
-from lossbench.train import Outcome, train
+from lossbench.train import Outcome, Run, train
 
 log = logging.getLogger("lossbench")
 
-# Who trains the run `execute` sets up: train.train, unless the batched launcher
-# (lossbench.seats) runs this execute in a thread whose training it stacks with other seeds'.
-TRAINER: ContextVar[Callable[..., Any]] = ContextVar("lossbench_trainer", default=train)
+# A run's stages: they yield its Run, take its Outcome and return what the run returns.
+Stages = Generator[Run, Union[Outcome, BaseException], Any]
 
 
 def comparable_config(cfg: Any) -> dict:
@@ -94,8 +98,43 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict:
-    """Run one configuration into run_dir and return its summary (status `skipped` if an identical
-    run had completed or diverged there).
+    """Run one configuration into run_dir, trained alone, and return its summary (status `skipped`
+    if an identical run had completed or diverged there). See `stages` for every way out."""
+    return train_alone(stages(cfg, run_dir, threads, overrides))
+
+
+def train_alone(job: Stages) -> Any:
+    """Drive a run's stages with the loop training its Run alone; what they return."""
+    try:
+        run = next(job)
+    except StopIteration as ended:  # skipped, or ended before training
+        return ended.value
+    try:
+        with run.stop.deferred():
+            outcome = train(run)
+    except BaseException as error:
+        return hand_back(job, error)
+    return hand_back(job, outcome)
+
+
+def hand_back(job: Stages, outcome: Union[Outcome, BaseException]) -> Any:
+    """The Outcome of a run's training (or what the training raised) back to its stages, which
+    end the run; what they return (or raise)."""
+    try:
+        if isinstance(outcome, BaseException):
+            job.throw(outcome)
+        else:
+            job.send(outcome)
+    except StopIteration as ended:
+        return ended.value
+    raise RuntimeError("a run's stages hand their training over once")
+
+
+def stages(cfg: Any, run_dir: Path, threads: int, overrides: list[str], stop: Optional[StopFlag] = None) -> Stages:
+    """`execute` with the training handed over: yields the run's Run where training starts and
+    takes back its Outcome (or the exception the training raised, thrown in), then returns the
+    summary. `stop`: a StopFlag its caller entered and shares between several runs (the batched
+    launcher's seeds), else the run enters its own.
 
     One writer per run dir: RunDirBusy, recording nothing, if another process holds it; PlantedLink,
     recording nothing, if a symlink sits where the run would write (lossbench.owned). Every way
@@ -107,10 +146,10 @@ def execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict
         refuse_planted_links(run_dir, RUN_FILES)
         for leftover in temp_files(run_dir):  # a killed writer's; no one else writes here now
             leftover.unlink(missing_ok=True)
-        return _execute(cfg, run_dir, threads, overrides)
+        return (yield from _execute(cfg, run_dir, threads, overrides, stop))
 
 
-def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dict:
+def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str], shared: Optional[StopFlag]) -> Stages:
     config = comparable_config(cfg)
     if cfg.resume and already_finished(run_dir, config, cfg.dataset):
         # Printed, not logged: a skipped run's own files, its log included, stay as they were.
@@ -134,7 +173,7 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dic
     trackers = Trackers(cfg, run_dir)
     started = time.perf_counter()
 
-    with StopFlag() as stop:
+    with nullcontext(shared) if shared else StopFlag() as stop:
 
         def finish(status: str, error: Optional[str] = None, **extra) -> dict:
             with stop.held():  # a signal now would leave the run `running`: noted, acted on after
@@ -155,7 +194,7 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str]) -> dic
             validate(cfg)
             files.write_summary(summary)
             trackers.start(config)
-            outcome = _train_run(cfg, files, trackers, summary, threads, stop)
+            outcome = yield from _train_run(cfg, files, trackers, summary, threads, stop)
         except BaseException as error:
             # Anything else (a bug, memory, a full disk) is recorded as well; a stop signal outside
             # the training loop (during data loading, say) arrives here as Interrupted.
@@ -200,8 +239,9 @@ def _status_after_skips(outcome: Outcome, untrained: list[int]) -> tuple[str, Op
 
 
 def _train_run(cfg: Any, files: RunFiles, trackers: Trackers, summary: dict, threads: int,
-               stop: StopFlag) -> Outcome:
-    """Load, build and train; what it learns about the run goes into `summary` as it goes."""
+               stop: StopFlag) -> Stages:
+    """Load, build, hand the training over; what it learns about the run goes into `summary` as
+    it goes. Returns the training's Outcome."""
     dataset_name = cfg.dataset.name
     generator = seed_everything(cfg.seed)
     torch.set_num_threads(threads)
@@ -240,9 +280,8 @@ def _train_run(cfg: Any, files: RunFiles, trackers: Trackers, summary: dict, thr
     if data.info:
         log.info("data conditions: %s", ", ".join(f"{k}={v}" for k, v in data.info.items()))
     try:
-        with stop.deferred():
-            return TRAINER.get()(model, spec, criterion, data, optimizer, cfg.trainer, device, generator,
-                                 on_epoch, lambda: stop.requested, Recipe.of(cfg))
+        return (yield Run(model, optimizer, generator, on_epoch, spec, criterion, data, cfg.trainer, device,
+                          Recipe.of(cfg), stop))
     except RuntimeError as error:
         # CUDA autocast refuses binary_cross_entropy outright: a finding about that loss, recorded
         # as the run's result rather than a crash.

@@ -1,5 +1,10 @@
-"""The training loop. Everything it needs (the loss spec, the data as tensors, the knobs) is
-handed to it; it hands back plain records through `on_epoch`.
+"""The training loop, one for a single run and for the seeds of a stack (`train_runs`). Everything
+a run needs (its model, optimiser, generator, the loss spec, the data as tensors, the knobs) is
+handed to it as one `Run`; it hands back plain records through the run's `on_epoch`. The step
+policy (observe, skip or diverge, log, stop) and the epoch's evaluation are written once, over
+tensors with a leading run axis; what differs is who holds the weights: `OneModel` (the model
+itself, torch's optimiser: a single run computes exactly what a plain PyTorch loop does) or
+lossbench.batched's `Stack`.
 
 No host sync per step: the running counters stay on the device and are read every
 `log_every` steps (and at epoch ends). Only `on_nonfinite=skip` syncs each step, and so does
@@ -13,7 +18,7 @@ import dataclasses
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -27,6 +32,7 @@ from lossbench.data import Dataset
 from lossbench.losses import LossSpec, Probabilities, Task, encode_targets, head_width, probabilities
 from lossbench.recipe import Recipe
 from lossbench.selection import SelectionSoFar, selection_metric
+from lossbench.signals import StopFlag
 
 EVAL_CHUNK = 8192
 AUTOCAST = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
@@ -258,6 +264,47 @@ class Signals:
         return rows
 
 
+class SeedSignals(Signals):
+    """Signals with one entry per run of the loop (shape (K,), K=1 for a single run); each run's
+    rows and messages come from its own Signals, given its counters."""
+
+    def __init__(self, spec: LossSpec, device: torch.device, scaler: torch.amp.GradScaler, seeds: int):
+        super().__init__(spec, device, scaler, (seeds,))
+        self.skipped_per_seed = torch.zeros(seeds, dtype=torch.long, device=device)
+
+    def of_seed(self, position: int, signals: Signals) -> Signals:
+        self.tally()
+        signals.bad_loss, signals.bad_grad = self.bad_loss[position], self.bad_grad[position]
+        signals.first_bad, signals.first_bad_loss = self.first_bad[position], self.first_bad_loss[position]
+        signals.clipped, signals.scaler_skipped = self.clipped[position], self.scaler_skipped[position]
+        signals.lr, signals.skipped = self.lr, int(self.skipped_per_seed[position])
+        return signals
+
+    def refused_at(self, positions: list[int], step: int) -> None:
+        """Signals.refused for the runs at `positions` only."""
+        self.tally()
+        mask = torch.zeros_like(self.first_bad, dtype=torch.bool)
+        mask[positions] = True
+        self.first_bad = torch.where(mask & (self.first_bad < 0), step, self.first_bad)
+        self.first_bad_loss = torch.where(mask & (self.first_bad_loss < 0), step, self.first_bad_loss)
+
+    def log_seeds(self, step: int, epoch: int, loss: Tensor, grad_norm: Tensor, logits: Tensor,
+                  own: list[Signals]) -> None:
+        """A row for every run (own[position] keeps it), all read in one go."""
+        self.tally()
+        reads = torch.cat([self.readings(loss, grad_norm, logits), self.skipped_per_seed.double()[None]])
+        for signals, read in zip(own, reads.T.tolist()):
+            signals.rows.append(self.row(step, epoch, read[:-1], int(read[-1])))
+
+    def keep(self, positions: Tensor) -> None:
+        self.tally()
+        self.bad_loss, self.bad_grad = self.bad_loss[positions], self.bad_grad[positions]
+        self.first_bad, self.skipped_per_seed = self.first_bad[positions], self.skipped_per_seed[positions]
+        self.first_bad_loss = self.first_bad_loss[positions]
+        self.scaler_skipped, self.clipped = self.scaler_skipped[positions], self.clipped[positions]
+        self.window = None  # its next steps have fewer seeds
+
+
 def encoded_and_checked(model, spec, criterion, data, batch: int, device, precision) -> tuple[Tensor, ...]:
     """(x_train, train targets, test targets, val targets or None) as the criterion takes them;
     the first batch through the model is checked for the classic mistakes (one host sync, once
@@ -270,111 +317,265 @@ def encoded_and_checked(model, spec, criterion, data, batch: int, device, precis
     return x, y, encode_targets(spec, data.y_test, width), y_val
 
 
-def train(
-    model: nn.Module,
-    spec: LossSpec,
-    criterion: nn.Module,
-    data: Dataset,
-    optimizer: torch.optim.Optimizer,
-    trainer: Any,
-    device: torch.device,
-    generator: torch.Generator,
-    on_epoch: Callable[..., None],
-    stop_requested: Callable[[], bool] = lambda: False,
-    recipe: Recipe = Recipe(),
-) -> Outcome:
+@dataclass
+class Run:
+    """What the loop needs of one run, as run.py builds it. The seeds of a stack differ in the
+    first four and share the rest (the first seed's are used)."""
+
+    model: nn.Module  # ends holding the run's final weights
+    optimizer: torch.optim.Optimizer  # a stack takes its hyperparameters (lossbench.stacked_optim)
+    generator: torch.Generator  # the data order and augmentation draws
+    on_epoch: Callable[..., None]  # (rows, reliability tables, step rows, per-class rows, test predictions)
+    spec: LossSpec
+    criterion: nn.Module
+    data: Dataset
+    trainer: Any  # the trainer config
+    device: torch.device
+    recipe: Recipe = Recipe()
+    stop: StopFlag = field(default_factory=StopFlag)  # asked at every step boundary
+
+
+class OneModel:
+    """The loop's weights for a single run: the model itself, its torch optimizer and GradScaler,
+    the operations a plain PyTorch loop does. Tensors go in and out with a leading run axis of
+    length 1 (the loop's shape for K runs), views of the model's own."""
+
+    def __init__(self, run: Run):
+        self.run, self.params = run, list(run.model.parameters())
+        # Disabled (loss_scaling=none), a GradScaler passes everything through without a sync.
+        self.scaler = torch.amp.GradScaler(run.device.type, enabled=run.trainer.loss_scaling.name == "dynamic")
+        self.lr = run.optimizer.param_groups[0]["lr"]
+
+    def train_mode(self) -> None:
+        self.run.model.train()
+
+    def logits(self, xb: Tensor) -> Tensor:
+        return self.run.model(xb[0])[None]
+
+    def loss(self, logits: Tensor, yb: Tensor) -> Tensor:
+        return self.run.criterion(self.run.spec.activation(logits[0]), yb[0])[None]
+
+    def backward(self, loss: Tensor) -> Tensor:
+        self.run.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss[0]).backward()
+        self.scaler.unscale_(self.run.optimizer)  # the logged gradient norm is the true one
+        return total_norm([p.grad for p in self.params if p.grad is not None])[None]
+
+    def clip(self, max_norm: float, grad_norm: Tensor) -> None:
+        torch.nn.utils.clip_grads_with_norm_(self.params, max_norm, grad_norm[0])
+
+    def step(self, take: Optional[Tensor]) -> None:
+        if take is None or bool(take[0]):
+            self.scaler.step(self.run.optimizer)  # skips the update itself when a gradient is not finite
+        self.scaler.update()  # lowers the scale after a non-finite gradient
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.run.optimizer.param_groups:
+            group["lr"] = lr
+
+    def model(self, position: int) -> nn.Module:
+        return self.run.model
+
+    def keep(self, positions: Tensor) -> None:
+        """Nothing to drop: a single run that ends leaves no run to train."""
+
+
+BCE_REFUSAL = "should be between 0 and 1"
+
+
+def refusal(error: RuntimeError) -> bool:
+    """BCELoss checks its input range and raises on NaN instead of returning NaN: the weights went
+    non-finite between two signal reads. That is divergence, not a crash."""
+    return BCE_REFUSAL in str(error)
+
+
+def train(run: Run) -> Outcome:
+    """One run through the loop."""
+    return train_runs([run])[0]
+
+
+def train_runs(runs: list[Run], finished: Callable[[int, Outcome], None] = lambda index, outcome: None,
+               ) -> list[Outcome]:
+    """Train each run as if alone: one run on its own model, several (seeds of one configuration,
+    lossbench.batched.unstackable says which) as one stacked model. A run whose loss or gradient
+    goes non-finite ends alone (or has its steps skipped alone); the others go on. Every run
+    reports through its own `on_epoch`, evaluated by `epoch_records` on its own model.
+    `finished(k, outcome)` is called as soon as run k ends; the outcomes are returned in order.
+    A stop signal any run's StopFlag noted ends every run `interrupted` at a step boundary."""
+    first = runs[0]
+    spec, criterion, data, trainer, device, recipe = (first.spec, first.criterion, first.data, first.trainer,
+                                                      first.device, first.recipe)
     precision, skip_nonfinite = trainer.precision.name, trainer.on_nonfinite.name == "skip"
-    x, y, y_test, y_val = encoded_and_checked(model, spec, criterion, data, trainer.batch_size, device, precision)
+    stops = list({id(run.stop): run.stop for run in runs}.values())  # the seeds of a stack share one
+    x, y, y_test, y_val = encoded_and_checked(first.model, spec, criterion, data, trainer.batch_size, device,
+                                              precision)
+    if len(runs) == 1:
+        weights = OneModel(first)
+    else:  # torch.func is imported only when seeds are stacked
+        from lossbench.batched import Stack
+
+        weights = Stack(runs, spec, criterion)
     # Plain ints: a knob read from the config costs microseconds, every step.
     n, batch, log_every = len(x), trainer.batch_size, trainer.log_every
     total_steps = trainer.epochs * math.ceil(n / batch)
-    params = list(model.parameters())
     condition_inputs = per_class_inputs(data)
-    selection = SelectionSoFar(selection_metric(data.task.value, trainer.select_on))
-    lrs = recipe.lrs(optimizer.param_groups[0]["lr"], trainer.epochs, math.ceil(n / batch))
+    lrs = recipe.lrs(weights.lr, trainer.epochs, math.ceil(n / batch))
     fill, clip = recipe.fill(x), trainer.grad_clip
 
-    # Disabled (loss_scaling=none), a GradScaler passes everything through without a sync.
-    scaler = torch.amp.GradScaler(device.type, enabled=trainer.loss_scaling.name == "dynamic")
-    signals, step, epoch = Signals(spec, device, scaler), 0, 0
-    tally = RunningTally(spec, data.task, device) if trainer.train_metrics.name == "running" else None
-    signals.lr = optimizer.param_groups[0]["lr"]
+    live = list(range(len(runs)))  # live[position in the loop's tensors] = index into runs
+    outcomes: list[Optional[Outcome]] = [None] * len(runs)
+    signals = SeedSignals(spec, device, weights.scaler, len(runs))
+    tally = (RunningTally(spec, data.task, device, (len(runs),)) if trainer.train_metrics.name == "running"
+             else None)
+    signals.lr = weights.lr
+    own_signals = [Signals(spec, device, weights.scaler) for _ in runs]
+    selections = [SelectionSoFar(selection_metric(data.task.value, trainer.select_on)) for _ in runs]
+    step, epoch = 0, 0
     loss = grad_norm = logits = None
+    orders = torch.empty(0)  # this epoch's data order, one row per live run
 
-    def outcome(status: str, epochs_completed: int, message: Optional[str]) -> Outcome:
-        signals.tally()
-        return Outcome(status, epochs_completed, message, signals.skipped, int(signals.scaler_skipped),
-                       *signals.first_nonfinite())
+    def outcome_of(position: int, status: str, epochs_completed: int, message: Optional[str]) -> Outcome:
+        seed = signals.of_seed(position, own_signals[live[position]])
+        return Outcome(status, epochs_completed, message, seed.skipped, int(seed.scaler_skipped),
+                       *seed.first_nonfinite())
 
-    def end(status: str, message: Optional[str]) -> Outcome:
-        if not signals.rows or signals.rows[-1]["step"] != step:
-            signals.log(step, epoch, loss, grad_norm, logits)
-        on_epoch([], [], signals.flush())
-        return outcome(status, epoch - 1, message)
+    def end(positions: list[int], status: str, message: Callable[[Signals], Optional[str]], at_step: int,
+            epochs_completed: Optional[int] = None) -> Tensor:
+        """Runs at `positions` end here: a last step row unless one was logged at `at_step` (none
+        for a run stopped early after its epoch's rows), their records and outcomes handed over,
+        and the loop drops them. Returns the positions kept."""
+        nonlocal orders, live, loss, grad_norm, logits
+        for position in positions:
+            index, seed_signals = live[position], signals.of_seed(position, own_signals[live[position]])
+            if epochs_completed is None:
+                if not seed_signals.rows or seed_signals.rows[-1]["step"] != at_step:
+                    seed_signals.log(at_step, epoch, None if loss is None else loss[position],
+                                     None if grad_norm is None else grad_norm[position], logits[position])
+                weights.model(position)
+                runs[index].on_epoch([], [], seed_signals.flush())
+            outcomes[index] = dataclasses.replace(
+                outcome_of(position, status, epoch - 1 if epochs_completed is None else epochs_completed,
+                           message(seed_signals)), stopped_early=epochs_completed is not None)
+            finished(index, outcomes[index])
+        kept = [p for p in range(len(live)) if p not in positions]
+        keep = torch.tensor(kept, dtype=torch.long, device=device)
+        if kept:
+            weights.keep(keep)
+            signals.keep(keep)
+            if tally is not None:
+                tally.keep(keep)
+            orders = orders[keep]
+            loss, grad_norm, logits = (None if t is None else t.detach()[keep] for t in (loss, grad_norm, logits))
+        live = [live[p] for p in kept]
+        return keep
+
+    def refused(error: RuntimeError, positions: list[int], at_step: int) -> Tensor:
+        signals.refused_at(positions, at_step)
+        return end(positions, "diverged", lambda s: (
+            f"BCELoss refused its input at step {at_step} ({error}): its sigmoid outputs were NaN because "
+            f"the weights had gone non-finite; {s.divergence()}"), at_step)
+
+    def forward(xb: Tensor, idx: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        """This step's logits and per-run losses; the runs whose weights went non-finite since the
+        last signal read (BCELoss refuses their input) end diverged and the rest retry."""
+        nonlocal logits
+        while True:
+            with autocast(device, precision):
+                logits = weights.logits(xb)
+                try:
+                    return logits, weights.loss(logits, y[idx])
+                except RuntimeError as error:
+                    if not refusal(error):
+                        raise
+                    inputs = spec.activation(logits.detach()).flatten(1)
+                    keep = refused(error, (~((inputs >= 0) & (inputs <= 1)).all(dim=1)).nonzero().flatten().tolist(),
+                                   step + 1)
+                    if not live:
+                        return logits, None
+                    xb, idx = xb[keep], idx[keep]
 
     # The bar moves at logged steps: a tqdm update every step costs more than it shows.
     bar = tqdm(total=total_steps, disable=None, unit="step", leave=False)
     try:
         for epoch in range(1, trainer.epochs + 1):
-            model.train()
-            order = torch.randperm(n, generator=generator).to(device)
+            weights.train_mode()
+            orders = torch.stack([torch.randperm(n, generator=runs[index].generator) for index in live]).to(device)
             started = time.perf_counter()
             for start in range(0, n, batch):
-                idx = order[start : start + batch]
                 loss = grad_norm = None
                 if lrs is not None:
-                    signals.lr = set_lr(optimizer, lrs[step])
-                # augmented as stored (uint8 pixels pad with black), then standardised as the model takes them
-                xb = data.inputs(recipe.batch(x[idx], data.image_shape, fill, generator))
-                with autocast(device, precision):
-                    logits = model(xb)
-                    loss = criterion(spec.activation(logits), y[idx])
+                    weights.set_lr(lrs[step])
+                    signals.lr = lrs[step]
+                idx = orders[:, start : start + batch]
+                # each run's batch augmented from its own generator (uint8 pixels pad with black), then
+                # standardised as the model takes them
+                xb = torch.stack([recipe.batch(x[idx[position]], data.image_shape, fill, runs[index].generator)
+                                  for position, index in enumerate(live)]) if recipe.augment else x[idx]
+                logits, loss = forward(data.inputs(xb), idx)
+                if not live:
+                    return outcomes
                 if tally is not None:
-                    tally.add(loss, logits, data.y_train[idx])
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)  # the logged gradient norm is the true one
-                grad_norm = total_norm([p.grad for p in params if p.grad is not None])
+                    tally.add(loss, logits, data.y_train[orders[:, start : start + batch]])
+                grad_norm = weights.backward(loss)
                 if clip is not None:  # after the norm is read: grad_norm stays the norm before clipping
-                    torch.nn.utils.clip_grads_with_norm_(params, clip, grad_norm)
+                    weights.clip(clip, grad_norm)
                     signals.clipped += grad_norm > clip
                 step += 1
                 signals.observe(step, loss, grad_norm)
-                if skip_nonfinite and bool(signals.bad_now()):
-                    signals.skipped += 1
+                if skip_nonfinite:
+                    bad = signals.bad_now()
+                    signals.skipped_per_seed += bad
+                    weights.step(~bad)
                 else:
-                    scaler.step(optimizer)  # skips the update itself when a gradient is not finite
-                scaler.update()  # lowers the scale after a non-finite gradient
+                    weights.step(None)
                 if step % log_every == 0 or start + batch >= n:
                     bar.update(step - bar.n)
-                    signals.log(step, epoch, loss, grad_norm, logits)
-                    if not skip_nonfinite and signals.first_nonfinite_step() > 0:
-                        return end("diverged", signals.divergence())
-                if stop_requested():
-                    return end("interrupted", "interrupted by the user")
+                    signals.log_seeds(step, epoch, loss, grad_norm, logits, [own_signals[index] for index in live])
+                    if not skip_nonfinite:
+                        diverged = (signals.first_bad > 0).nonzero().flatten().tolist()
+                        if diverged:
+                            end(diverged, "diverged", Signals.divergence, step)
+                            if not live:
+                                return outcomes
+                if any(stop.requested for stop in stops):
+                    end(list(range(len(live))), "interrupted", lambda s: "interrupted by the user", step)
+                    return outcomes
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            seconds = time.perf_counter() - started
-            rows, table, per_class, predictions = epoch_records(
-                model, spec, criterion, data, (x, y, y_test, y_val), condition_inputs, epoch, seconds, device,
-                precision, selection, None if tally is None else tally.rows()[0])
-            rows[0]["lr"] = signals.lr  # the train row: the lr of the epoch's last step
-            on_epoch(rows, table, signals.flush(), per_class, predictions)
-            bar.set_postfix_str(_postfix(rows[-1]))
-            if patience_exhausted(trainer.early_stop_patience, selection):
-                return dataclasses.replace(outcome("completed", epoch, None), stopped_early=True)
-    except RuntimeError as error:
-        # BCELoss checks its input range and raises on NaN instead of returning NaN: the
-        # weights went non-finite between two signal reads. That is divergence, not a crash.
-        if "should be between 0 and 1" not in str(error):
-            raise
-        step += 1
-        signals.refused(step)
-        return end("diverged", f"BCELoss refused its input at step {step} ({error}): its sigmoid "
-                   f"outputs were NaN because the weights had gone non-finite; {signals.divergence()}")
+            # One epoch trained every live run: each is charged its share of the wall time.
+            seconds = (time.perf_counter() - started) / len(live)
+            running = [None] * len(live) if tally is None else tally.rows()
+            refused_positions, refused_error, patience_over = [], None, []
+            for position, index in enumerate(live):
+                try:
+                    rows, table, per_class, predictions = epoch_records(
+                        weights.model(position), spec, criterion, data, (x, y, y_test, y_val), condition_inputs,
+                        epoch, seconds, device, precision, selections[index], running[position])
+                except RuntimeError as error:  # the last step's update made the weights non-finite
+                    if not refusal(error):
+                        raise
+                    refused_positions.append(position)
+                    refused_error = error
+                    continue
+                rows[0]["lr"] = signals.lr  # the train row: the lr of the epoch's last step
+                runs[index].on_epoch(rows, table, own_signals[index].flush(), per_class, predictions)
+                if position == 0:
+                    bar.set_postfix_str(_postfix(rows[-1]))
+                if patience_exhausted(trainer.early_stop_patience, selections[index]):
+                    patience_over.append(position)
+            if refused_positions:
+                kept = refused(refused_error, refused_positions, step + 1).tolist()
+                patience_over = [kept.index(p) for p in patience_over]
+            if patience_over:
+                end(patience_over, "completed", lambda s: None, step, epochs_completed=epoch)
+            if not live:
+                return outcomes
     finally:
         bar.close()
-    return outcome("completed", trainer.epochs, None)
+    for position, index in enumerate(live):
+        outcomes[index] = outcome_of(position, "completed", trainer.epochs, None)
+        finished(index, outcomes[index])
+    return outcomes
 
 
 def epoch_records(model, spec, criterion, data, encoded, inputs, epoch: int, seconds: float, device, precision,
@@ -422,12 +623,6 @@ def epoch_records(model, spec, criterion, data, encoded, inputs, epoch: int, sec
     rows += [{"epoch": epoch, "split": "test", **test_row, **untimed}]
     per_class = [{"epoch": epoch, "split": "test", **row} for row in per_class]
     return rows, table, per_class, predictions.views(epoch, last, selection)
-
-
-def set_lr(optimizer, lr: float) -> float:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    return lr
 
 
 def patience_exhausted(patience: Optional[int], selection: SelectionSoFar) -> bool:

@@ -12,13 +12,14 @@ import torch
 
 from conftest import compose_config, run_sweep
 from hydra_plugins.lossbench_batched_launcher.batched_launcher import seed_groups
-from lossbench.batched import SeedRun, train_seeds, unstackable
+from lossbench.batched import unstackable
 from lossbench.data import load_dataset
 from lossbench.losses import LOSSES, TrainingLabels, head_width, loss_params
 from lossbench.model import build_model
 from lossbench.optim import build_optimizer
 from lossbench.stacked_optim import stacked_optimizer
-from lossbench.train import train
+from lossbench.recipe import Recipe
+from lossbench.train import Run, train, train_runs
 
 CPU = torch.device("cpu")
 SEEDS = (0, 1, 2)
@@ -60,6 +61,7 @@ class Recorded:
     """A seed's model, optimiser and generator as run.py makes them, and what on_epoch hands out."""
 
     def __init__(self, s: Setup, seed: int, sabotage: float = 1.0):
+        self.setup = s
         torch.manual_seed(seed)
         self.model = build_model(s.cfg.model, s.data.n_features, s.width).to(s.dtype)
         with torch.no_grad():  # a seed whose weights are scaled by `sabotage`: a way to diverge alone
@@ -75,8 +77,10 @@ class Recorded:
         self.per_class += per_class
         self.predictions = predictions if predictions is not None else self.predictions
 
-    def seed_run(self) -> SeedRun:
-        return SeedRun(self.model, self.optimizer, self.generator, self.on_epoch)
+    def seed_run(self, recipe: Recipe = Recipe()) -> Run:
+        s = self.setup
+        return Run(self.model, self.optimizer, self.generator, self.on_epoch, s.spec, s.criterion, s.data,
+                   s.cfg.trainer, CPU, recipe)
 
 
 def sequential_and_batched(s: Setup, sabotage=None):
@@ -84,13 +88,11 @@ def sequential_and_batched(s: Setup, sabotage=None):
     sequential, outcomes = [], []
     for seed in SEEDS:
         run = Recorded(s, seed, sabotage.get(seed, 1.0))
-        outcomes.append(train(run.model, s.spec, s.criterion, s.data, run.optimizer, s.cfg.trainer, CPU,
-                              run.generator, run.on_epoch))
+        outcomes.append(train(run.seed_run()))
         sequential.append(run)
     batched = [Recorded(s, seed, sabotage.get(seed, 1.0)) for seed in SEEDS]
     finished = []
-    batched_outcomes = train_seeds([run.seed_run() for run in batched], s.spec, s.criterion, s.data,
-                                   s.cfg.trainer, CPU, lambda index, outcome: finished.append(index))
+    batched_outcomes = train_runs([run.seed_run() for run in batched], lambda index, outcome: finished.append(index))
     return sequential, outcomes, batched, batched_outcomes, finished
 
 
@@ -227,28 +229,30 @@ def test_jobs_are_grouped_by_everything_but_the_seed():
 
 
 def test_an_error_in_the_stack_reaches_every_seed_and_not_the_sweep():
-    """Each seed's run gets what the stacked trainer raised (here: an optimiser it cannot stack)
-    where it called the trainer, and records it as its own; the group then returns."""
-    import logging
-
-    from lossbench.run import TRAINER
-    from lossbench.seats import Seat, run_seats
+    """Each seed's job gets what the stacked training raised (here: an optimiser it cannot stack)
+    where it handed its training over, and records it as its own; the group then returns."""
+    from hydra_plugins.lossbench_batched_launcher.batched_launcher import Seed, train_group
+    from lossbench.signals import StopFlag
 
     s = setup(torch.float32)
-    seen = {}
+    seen, ended = {}, {}
 
     def job(seed):
         run = Recorded(s, seed)
+        run.optimizer = torch.optim.RMSprop(run.model.parameters())
         try:
-            TRAINER.get()(run.model, s.spec, s.criterion, s.data, torch.optim.RMSprop(run.model.parameters()),
-                          s.cfg.trainer, CPU, run.generator, run.on_epoch, lambda: False)
+            yield run.seed_run()
         except ValueError as error:
             seen[seed] = str(error)
         return seed
 
-    seats = [Seat(f"seed={seed}", lambda seed=seed: job(seed)) for seed in SEEDS]
-    run_seats(seats, logging.getLogger("test"))
-    assert [seat.returned for seat in seats] == list(SEEDS)
+    seeds = []
+    for seed in SEEDS:
+        stages = job(seed)
+        seeds.append(Seed(f"seed={seed}", stages, next(stages),
+                          lambda returned, error, seed=seed: ended.__setitem__(seed, (returned, error))))
+    train_group(seeds, StopFlag())
+    assert ended == {seed: (seed, None) for seed in SEEDS}
     assert set(seen) == set(SEEDS) and all("RMSprop" in text for text in seen.values())
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from conftest import compose_config
 from lossbench.augment import augment
-from lossbench.batched import train_seeds, unstackable
+from lossbench.batched import unstackable
 from lossbench.config import validate
 from lossbench.errors import ConfigError
 from lossbench.model import build_model
@@ -22,8 +22,8 @@ from lossbench.recipe import Recipe
 from lossbench.report.published import versus
 from lossbench.schedule import lr_trace
 from lossbench.stacked_optim import stacked_optimizer
-from lossbench.train import train
-from test_batched import (CPU, FLOAT64, SEEDS, Recorded, assert_rows_match, largest_weight_difference,
+from lossbench.train import train, train_runs
+from test_batched import (FLOAT64, SEEDS, Recorded, assert_rows_match, largest_weight_difference,
                           setup)
 
 EPOCHS, STEPS = 7, 3
@@ -80,6 +80,7 @@ class Seeded(Recorded):
     """test_batched's Recorded, its model given the image shape (for model=cnn)."""
 
     def __init__(self, s, seed: int):
+        self.setup = s
         torch.manual_seed(seed)
         self.model = build_model(s.cfg.model, s.data.n_features, s.width, s.data.image_shape).to(s.dtype)
         self.optimizer = build_optimizer(s.cfg.optim, self.model.parameters())
@@ -95,8 +96,7 @@ def run_once(s, seed=0, recipe=Recipe(), optimizer=None):
     run = Seeded(s, seed)
     if optimizer is not None:
         run.optimizer = optimizer(run.model.parameters())
-    outcome = train(run.model, s.spec, s.criterion, s.data, run.optimizer, s.cfg.trainer, CPU, run.generator,
-                    run.on_epoch, recipe=recipe)
+    outcome = train(run.seed_run(recipe))
     return run, outcome
 
 
@@ -190,7 +190,7 @@ def test_a_batched_seed_follows_its_sequential_runs_schedule_clipping_nesterov_a
     recipe = Recipe.of(compose_config(*overrides))
     sequential = [run_once(s, seed, recipe)[0] for seed in SEEDS]
     batched = [Seeded(s, seed) for seed in SEEDS]
-    train_seeds([run.seed_run() for run in batched], s.spec, s.criterion, s.data, s.cfg.trainer, CPU, recipe=recipe)
+    train_runs([run.seed_run(recipe) for run in batched])
     for seq, bat in zip(sequential, batched):
         assert largest_weight_difference(seq, bat) < FLOAT64
         # relative: a clipped, barely trained CNN fits a temperature of ~1e4, equal to 1e-15 relative

@@ -130,14 +130,14 @@ def test_a_batched_sweep_stopped_while_its_seeds_start_records_every_run(tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher, trainer_module", [("basic", "lossbench.train"), ("batched", "lossbench.batched")])
-def test_a_signal_after_the_last_step_stops_the_sweep_with_130(tmp_path, launcher, trainer_module):
+@pytest.mark.parametrize("launcher", ["basic", "batched"])
+def test_a_signal_after_the_last_step_stops_the_sweep_with_130(tmp_path, launcher):
     # One step per epoch, one epoch: the signal comes while the run's only epoch is evaluated.
     sweep = tmp_path / "sweep"
     result = signalled(tmp_path, "lossbench", ["-m", f"hydra/launcher={launcher}", "loss=ce,nll", "seed=0,1",
                                                "trainer.epochs=1", "trainer.batch_size=100000", *TINY_RUN,
                                                f"hydra.sweep.dir={sweep}"],
-                       at=f"{trainer_module}:epoch_records")
+                       at="lossbench.train:epoch_records")
     output = assert_stopped(result, signal.SIGINT)
     assert "stopping after this step" in output
     on_disk = statuses(sweep)

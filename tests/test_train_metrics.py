@@ -11,7 +11,7 @@ from conftest import compose_config
 from lossbench.data import load_dataset
 from lossbench.losses import LOSSES, Task, TrainingLabels, head_width, loss_params
 from lossbench.model import build_model
-from lossbench.train import RunningTally, train
+from lossbench.train import Run, RunningTally, train
 
 CPU = torch.device("cpu")
 
@@ -68,8 +68,8 @@ def train_rows(train_metrics: str, label_noise: float) -> list[dict]:
     torch.manual_seed(0)
     model = build_model(cfg.model, data.n_features, width)
     recorded = Recorded()
-    train(model, spec, criterion, data, torch.optim.SGD(model.parameters(), lr=0.0), cfg.trainer, CPU,
-          torch.Generator().manual_seed(0), recorded.on_epoch)
+    train(Run(model, torch.optim.SGD(model.parameters(), lr=0.0), torch.Generator().manual_seed(0), recorded.on_epoch,
+              spec, criterion, data, cfg.trainer, CPU))
     return [row for row in recorded.rows if row["split"] == "train"]
 
 
