@@ -146,7 +146,7 @@ def test_a_batched_seed_reports_val_rows_and_both_prediction_views_as_its_sequen
             (epoch, split) for epoch in (1, 2) for split in ("train", "val", "test")]
         assert_rows_match(seq.metrics, bat.metrics, FLOAT64)
         assert set(bat.predictions["view"]) == {"last", "selected"}
-        pd.testing.assert_frame_equal(seq.predictions, bat.predictions)
+        pd.testing.assert_frame_equal(pd.DataFrame(seq.predictions), pd.DataFrame(bat.predictions))
 
 
 @pytest.fixture
