@@ -38,6 +38,9 @@ MEMORISATION = ("flipped_acc_noisy", "flipped_acc_true")
 SMALLEST_EFFECT = {"acc": 0.005, "balanced_acc": 0.005, "rare_recall": 0.01, "f1_macro": 0.005,
                    "map": 0.005, "f1_micro": 0.005, "subset_acc": 0.005, "hamming": 0.002,
                    "nll": 0.02, "brier": 0.005, "ece": 0.01}
+# Metrics that are a share of examples or labels (0..1): their differences read in percentage
+# points (pp) in the report; the others (nll, brier, ece, hamming) in their own units.
+PROPORTIONS = ("acc", "balanced_acc", "rare_recall", "f1_macro", "map", "f1_micro", "subset_acc")
 
 
 def equal_width_edges(n_bins: int = N_BINS) -> np.ndarray:
