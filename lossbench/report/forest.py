@@ -43,7 +43,7 @@ def forest_plot(verdicts: pd.DataFrame) -> bytes:
     """SVG bytes of every row of `verdicts` (verdicts.VERDICT_COLUMNS), questions in page order."""
     questions = list(dict.fromkeys(verdicts["question"]))
     sizes = [int((verdicts["question"] == q).sum()) for q in questions]
-    fig = Figure(figsize=(WIDTH, sum(n * ROW + PANEL for n in sizes)))
+    fig = Figure(figsize=(WIDTH, sum(n * ROW + PANEL for n in sizes) + 0.3), layout="constrained")
     axes = fig.subplots(len(questions), 1, squeeze=False,
                         gridspec_kw={"height_ratios": [n * ROW + PANEL for n in sizes]})[:, 0]
     for ax, question in zip(axes, questions):
@@ -70,8 +70,8 @@ def forest_plot(verdicts: pd.DataFrame) -> bytes:
         ax.grid(axis="x", color="#eee")
     handles = [Line2D([], [], color=c, marker="o", linewidth=1.6, label=v)
                for v, c in COLOURS.items() if v and v in set(verdicts["verdict"])]
-    fig.legend(handles=handles, loc="upper right", ncols=len(handles), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
+    fig.legend(handles=handles, loc="outside upper right", ncols=len(handles), fontsize=8,
+               frameon=False)
     buffer = io.BytesIO()
     with matplotlib.rc_context({"svg.hashsalt": "lossbench", "svg.fonttype": "none"}):
         fig.savefig(buffer, format="svg", metadata={"Date": None})

