@@ -85,6 +85,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric(CRITERION, BOTH, False),
 )}
 LOWER_IS_BETTER = frozenset(name for name, m in METRICS.items() if not m.higher_is_better)
+# Metrics that are a share of examples or labels (0..1): their differences read in percentage
+# points (pp) in the report; the others (nll, brier, ece) in their own units.
+PROPORTIONS = tuple(name for name, m in METRICS.items() if m.percent)
 
 
 def equal_width_edges(n_bins: int = N_BINS) -> np.ndarray:

@@ -24,6 +24,7 @@ from lossbench.report.sections import build_document
 from lossbench.results import RUN_FILES, RunDirLock, RunFiles, atomic_write, temp_files
 from lossbench.run import execute
 from lossbench.trackers import TensorboardTracker
+from report_pages import report_markdown
 from test_collect import make_sweep, write_run
 
 TARGET = "precious: written by the user, not by lossbench\n"
@@ -202,7 +203,7 @@ def test_the_report_lists_malformed_runs_as_excluded_without_crashing(tmp_path, 
     said = capsys.readouterr().out
     assert "bad run loss=ce,seed=7: metrics.parquet column acc holds" in said
     assert "bad run loss=ce,seed=8: summary.json seed is 'abc'" in said
-    markdown = generate([root], say=lambda _: None).read_text()
+    markdown = report_markdown(generate([root], say=lambda _: None).parent)
     assert "=unset" not in markdown
     for run in ("loss=ce,seed=7", "loss=ce,seed=8", "loss=nll,seed=8"):
         assert f"| {run} | failed |" in markdown
@@ -214,7 +215,7 @@ def test_user_text_is_escaped_in_markdown_and_csv(tmp_path):
     for seed in (0, 1):
         write_run(tmp_path, f"a{seed}", loss="<script>alert(1)</script>", seed=seed)
         write_run(tmp_path, f"b{seed}", loss="=HYPERLINK(\"http://x\")", seed=seed)
-    markdown = generate([tmp_path], say=lambda _: None).read_text()
+    markdown = report_markdown(generate([tmp_path], say=lambda _: None).parent)
     outside_code = re.sub(r"`[^`]*`", "", markdown)  # viewers show code spans literally
     assert "<script>" not in outside_code and "&lt;script>" in outside_code
     cells = [cell for csv in (tmp_path / "report" / "tables").glob("*.csv")
@@ -252,7 +253,7 @@ def plant_tree(root: Path, tree: dict) -> dict[Path, bytes]:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(out_tree=TREES, run_tree=TREES, prefix=st.sampled_from(["", "figures", "tables", "tensorboard"]))
+@given(out_tree=TREES, run_tree=TREES, prefix=st.sampled_from(["", "figures", "tables", "appendix", "tensorboard"]))
 def test_generated_foreign_files_are_never_lost(out_tree, run_tree, prefix, document, tmp_path_factory):
     root = tmp_path_factory.mktemp("property")
     out, run_dir = root / "out", root / "run"

@@ -28,6 +28,7 @@ from lossbench.report.load import load
 from lossbench.report.stats import paired_test, t_interval
 from lossbench.report.tables import fmt_p
 from lossbench.report.tuning import TUNING_TRIAL, mark_tuning
+from report_pages import report_markdown
 from test_collect import make_sweep, write_run
 
 
@@ -42,7 +43,8 @@ def sweep(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def report_md(sweep) -> str:
-    return (sweep / "report" / "report.md").read_text()
+    """The main page and its appendix pages."""
+    return report_markdown(sweep / "report")
 
 
 def md_table_after(markdown: str, caption: str) -> pd.DataFrame:
@@ -261,6 +263,7 @@ def test_summary_bullets_carry_effect_ci_and_adjusted_p(sweep, report_md):
     bullet of its question (the old Summary picked at most 7: a winner chosen after the fact)."""
     summary = report_md.split("## Summary")[1].split("\n## ")[0]
     bullets = [line for line in summary.splitlines() if line.startswith("- ")]
+    main_page = (sweep / "report" / "report.md").read_text()
     tables = sweep / "report" / "tables"
     verdicts = pd.read_csv(tables / "verdicts.csv", keep_default_na=False, na_values=[""])
     assert len(bullets) == verdicts["question"].nunique() >= 1
@@ -281,31 +284,36 @@ def test_summary_bullets_carry_effect_ci_and_adjusted_p(sweep, report_md):
         assert any(f"{row['verdict']}" in b and "`bce`" in b for b in bullets), bullets
     for bullet in bullets:
         assert "a shared lr of 0.001 at 3 epochs" in bullet  # the condition it holds under
-    assert report_md.index("## Summary") < report_md.index("## Setup") < report_md.index("## Losses at")
+    assert main_page.index("## Summary") < main_page.index("## Losses at") < main_page.index("## Glossary")
 
 
 def test_every_referenced_file_exists(sweep, report_md):
     out = sweep / "report"
-    figures = re.findall(r"!\[[^]]*\]\((figures/[^)]+\.png)\)", report_md)
-    tables = set(re.findall(r"\((tables/[^)]+\.csv)\)", report_md))
-    assert len(figures) == 6 and len(tables) >= 10  # 3 figures x 2 groups
-    for name in figures:
-        assert (out / name).read_bytes().startswith(b"\x89PNG")
-    for name in tables:
-        assert (out / name).exists(), name
-    html = (out / "report.html").read_text()
-    assert html.count('src="data:image/png;base64,') == len(figures)
-    assert 'src="figures/' not in html and "<img" in html  # self-contained
+    pages = [out / "report.md", *sorted((out / "appendix").glob("*.md"))]
+    figures, tables = [], set()
+    for page in pages:
+        text = page.read_text()
+        figures += [(page.parent / f).resolve() for f in re.findall(r"!\[[^]]*\]\(([^)]+\.(?:png|svg))\)", text)]
+        tables |= {(page.parent / t).resolve() for t in re.findall(r"\(((?:\.\./)?tables/[^)]+\.csv)\)", text)}
+    assert len(figures) == 7 and len(tables) >= 10  # 3 figures x 2 groups, and the forest plot
+    for path in figures:
+        assert path.read_bytes().startswith(b"\x89PNG" if path.suffix == ".png" else b"<?xml"), path
+    for path in tables:
+        assert path.exists(), path
+    html = "".join(page.with_suffix(".html").read_text() for page in pages)
+    assert html.count('src="data:image/') == len(figures)
+    assert 'src="figures/' not in html and 'src="../figures/' not in html  # self-contained
     assert str(sweep) not in report_md and str(sweep) not in html  # no absolute paths
 
 
 def test_two_generations_are_identical(sweep, tmp_path):
     generate([sweep], out=tmp_path / "again", say=lambda _: None)
     first, again = sweep / "report", tmp_path / "again"
-    assert (again / "report.md").read_text() == (first / "report.md").read_text()
-    assert (again / "report.html").read_bytes() == (first / "report.html").read_bytes()
-    for png in (first / "figures").glob("*.png"):
-        assert (again / "figures" / png.name).read_bytes() == png.read_bytes(), png.name
+    pages = ["report.md", "report.html", *(f"appendix/{p.name}" for p in (first / "appendix").iterdir())]
+    for name in pages:
+        assert (again / name).read_bytes() == (first / name).read_bytes(), name
+    for image in (first / "figures").iterdir():
+        assert (again / "figures" / image.name).read_bytes() == image.read_bytes(), image.name
 
 
 def test_failed_runs_are_listed_and_left_out(report_md):
@@ -330,7 +338,7 @@ def test_several_dirs_are_concatenated_with_prefixed_runs(tmp_path):
     path = generate([tmp_path / "a", tmp_path / "b"], say=messages.append)
     assert path == tmp_path / "a" / "report" / "report.md"
     assert any("collecting it first" in m for m in messages)
-    md = path.read_text()
+    md = report_markdown(path.parent)
     assert "`a` (4 runs: 4 completed); `b` (3 runs: 2 completed, 1 failed)" in md
     assert "| b/broken | failed |" in md
     final = pd.read_csv(path.parent / "tables" / "mnist-sample-final-metrics-last.csv")
@@ -353,7 +361,7 @@ def test_stability_section_with_steps_and_probe(tmp_path):
     probe = tmp_path / "probe"
     probe.mkdir()
     (probe / "thresholds.md").write_text("# Thresholds\n\n| loss | z |\n| --- | --- |\n| bce | 17 |\n")
-    md = generate([root], probe=probe, say=lambda _: None).read_text()
+    md = report_markdown(generate([root], probe=probe, say=lambda _: None).parent)
     stability = md.split("## Stability")[1].split("\n## ")[0]
     assert "varied: `trainer.precision`" in stability
     verdicts = pd.read_csv(root / "report" / "tables" / "stability-mnist-sample-single_label-verdicts.csv")
@@ -361,7 +369,7 @@ def test_stability_section_with_steps_and_probe(tmp_path):
     assert (bce16["diverged"], bce16["n"], bce16["ref_diverged"], bce16["ref_n"]) == (2, 2, 0, 2)
     assert bce16["fisher_p"] == pytest.approx(stats.fisher_exact([[2, 0], [0, 2]]).pvalue)
     assert bce16["verdict"] == "no difference shown"  # 2 seeds cannot make it significant
-    appendix = md.split("\n## Appendix")[1]
+    appendix = md.split("\n## Non-finite events")[1]
     events = md_table_after(md, "Non-finite events per loss and stress setting, every run "
                                 "included (counts are the runs' final cumulative counts).")
     bce16 = events[(events["loss"] == "bce") & (events["setting"] == "precision=16")].iloc[0]
@@ -369,9 +377,9 @@ def test_stability_section_with_steps_and_probe(tmp_path):
     assert "stability-mnist-sample-single_label-grad-norm.png" in stability
     assert "stability-mnist-sample-single_label-acc-heatmap.png" in stability
     assert "Missing from the probe dir: probe.png" in stability
-    assert "#### Thresholds" in appendix and "Non-finite events" in appendix
+    assert "#### Thresholds" in appendix
     # the comparisons split by precision and leave the diverged runs out
-    assert "## mnist / sample, trainer.precision=16\n" in md
+    assert "## mnist / sample, float16\n" in md
     heat = pd.read_csv(root / "report" / "tables" / "stability-mnist-sample-single_label-acc-heatmap.csv")
     heat = heat.set_index(["row", "loss"])
     assert pd.isna(heat.loc[("precision=16", "bce"), "mean"])  # every bce run diverged: no value
@@ -385,33 +393,38 @@ def test_overview_never_says_none_left_out_above_excluded_runs(tmp_path):
             write_run(tmp_path / "compared", f"{loss}-{seed}", loss=loss, seed=seed)
             write_run(tmp_path / "stress", f"{loss}-{seed}", loss=loss, seed=seed, steps=True,
                       status="diverged" if loss == "bce" else "completed")
-    md = generate([tmp_path / "compared"], stress=[tmp_path / "stress"], say=lambda _: None).read_text()
+    md = report_markdown(generate([tmp_path / "compared"], stress=[tmp_path / "stress"],
+                                  say=lambda _: None).parent)
     overview = md.split("\n## Overview")[1].split("\n## ")[0]
     assert "none is left out" not in overview and "Every compared run completed" in overview
     assert "All 2 runs that did not complete are listed in the appendix" in overview
     assert md_table_after(md, "Runs that did not complete (failed, interrupted, diverged or still "
                               "running); left out of every comparison (diverged stress runs are "
                               "counted in Stability).")["status"].tolist() == ["diverged"] * 2
-    alone = generate([tmp_path / "compared"], out=tmp_path / "alone", say=lambda _: None).read_text()
+    alone = report_markdown(generate([tmp_path / "compared"], out=tmp_path / "alone",
+                                     say=lambda _: None).parent)
     assert "Every run completed; none is left out." in alone
 
 
-def test_contents_links_resolve_in_markdown_and_html(sweep, report_md):
-    html = (sweep / "report" / "report.html").read_text()
-    ids = re.findall(r'<h[1-6] id="([^"]+)"', html)
-    assert len(ids) == len(set(ids))
-    links = re.findall(r'<a href="#([^"]+)"', html)
-    assert links and set(links) <= set(ids) and {"summary", "setup", "appendix"} <= set(links)
-    # markdown: the same anchors, as GitHub derives them from the headings
-    md_links = re.findall(r"\]\(#([^)]+)\)", report_md)
-    assert md_links == links
-    headings = [re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
-                for line in report_md.splitlines() if re.match(r"#{2,6} ", line)]
-    assert set(md_links) <= set(headings)
-    # the Summary and the Setup come first; the html folds its contents so they stay on screen
-    top = [line for line in report_md.splitlines() if line.startswith("## ")]
-    assert top[:3] == ["## Summary", "## Setup", "## Overview"]
-    assert html.index("<details><summary><strong>Contents") < html.index('<h2 id="summary">')
+def test_contents_links_resolve_in_markdown_and_html(sweep):
+    out = sweep / "report"
+    for page in [out / "report.md", *sorted((out / "appendix").glob("*.md"))]:
+        markdown, html = page.read_text(), page.with_suffix(".html").read_text()
+        ids = re.findall(r'<h[1-6] id="([^"]+)"', html)
+        assert len(ids) == len(set(ids))
+        links = re.findall(r'<a href="#([^"]+)"', html)
+        assert links and set(links) <= set(ids)
+        # markdown: the same anchors, as GitHub derives them from the headings
+        md_links = re.findall(r"\]\(#([^)]+)\)", markdown)
+        assert md_links == links
+        headings = [re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+                    for line in markdown.splitlines() if re.match(r"#{2,6} ", line)]
+        assert set(md_links) <= set(headings)
+    # the Summary first, and the contents unfolded above it
+    main_page, html = (out / "report.md").read_text(), (out / "report.html").read_text()
+    top = [line for line in main_page.splitlines() if line.startswith("## ")]
+    assert top[:2] == ["## Summary", "## Effects"]
+    assert "<details>" not in html and html.index("<nav>") < html.index('<h2 id="summary">')
 
 
 def test_figures_are_legible_at_the_page_width(monkeypatch, tmp_path):
@@ -530,16 +543,18 @@ def test_condition_studies_are_found_from_configs_and_render_twice_alike(tmp_pat
                 (run / "summary.json").write_text(json.dumps(summary))
     dirs = [tmp_path / "imbalance", tmp_path / "other"]
     md = generate(dirs, out=tmp_path / "first", say=lambda _: None).read_text()
-    noise = md.split("\n## Label noise\n")[1].split("\n## ")[0]
+    appendix = tmp_path / "first" / "appendix"
+    noise = (appendix / "noise.md").read_text()
     assert "noise-acc-vs-rate.png" in noise and "noise 0.4" in noise
     points = pd.read_csv(tmp_path / "first" / "tables" / "noise-acc.csv")
     ce = points[(points["loss"] == "ce") & (points["x"] == 0.4)].iloc[0]
     summary = pd.read_parquet(tmp_path / "imbalance" / "summary.parquet")
     noisy_ce = summary[(summary["loss"] == "ce") & (summary["cfg.dataset.label_noise"] == 0.4)]
     assert ce["mean"] == pytest.approx(noisy_ce["test_acc"].mean()) and ce["n_seeds"] == 2
-    imbalance = md.split("\n## Class imbalance\n")[1].split("\n## ")[0]
+    imbalance = (appendix / "imbalance.md").read_text()
     assert "imbalance.png" in imbalance and "balanced accuracy, ratio 10" in imbalance
     assert "## Losses at shared settings" not in md  # the clean and balanced runs are studies' too
+    assert not (appendix / "shared.md").exists()
     again = generate(dirs, out=tmp_path / "again", say=lambda _: None)
     assert again.read_bytes() == (tmp_path / "first" / "report.md").read_bytes()
     for png in (tmp_path / "first" / "figures").glob("*.png"):

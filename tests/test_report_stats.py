@@ -23,9 +23,9 @@ from lossbench.report.groups import direction, find_groups
 from lossbench.report.load import Inputs
 from lossbench.report.paired import COVERS, CROSSED, SEED_T
 from lossbench.report.sections import analyse, build_document
-from lossbench.report.render import to_markdown
 from lossbench.report.stats import crossed_test, divergence_test, mcnemar_exact, t_interval, verdict
 from lossbench.report.tables import fmt
+from report_pages import pages_markdown, report_markdown
 
 METRICS = ("acc", "nll", "ece", "brier")
 
@@ -179,7 +179,7 @@ def test_a_group_without_val_rows_reports_only_the_last_view():
     assert list(r.views.frames) == ["last"]
     assert "no run of this group has validation rows" in r.views.note
     assert set(r.final["view"]) == {"last"} and set(r.paired["view"]) == {"last"}
-    md = to_markdown(build_document(inputs))
+    md = pages_markdown(build_document(inputs))
     assert "Only the `last` view" in md and "View `selected`" not in md
 
 
@@ -285,7 +285,7 @@ def test_each_view_tests_its_own_predictions():
 
 def findings_text(inputs: Inputs) -> str:
     """The group's verdicts: they close its paired-comparison subsection."""
-    md = to_markdown(build_document(inputs))
+    md = pages_markdown(build_document(inputs))
     return md.split("Paired comparison vs")[1].split("\n#")[0]
 
 
@@ -385,8 +385,8 @@ def test_report_with_predictions_is_byte_identical_and_takes_fdr_bh(tmp_path, ca
     first = generate([root], out=tmp_path / "a", say=lambda _: None)
     again = generate([root], out=tmp_path / "b", say=lambda _: None)
     assert first.read_bytes() == again.read_bytes()
-    md = first.read_text()
-    for view in ("last", "selected"):
+    md = report_markdown(first.parent)
+    for view in ("selected",):  # the question's one view: the only one the report shows
         table = pd.read_csv(tmp_path / "a" / "tables" / f"mnist-sample-paired-vs-ce-{view}.csv")
         acc = table[(table["loss"] == "bce") & (table["metric"] == "acc")].iloc[0]
         assert acc["ci_covers"] == COVERS[CROSSED] and acc["adjust"] == "holm"
@@ -396,7 +396,7 @@ def test_report_with_predictions_is_byte_identical_and_takes_fdr_bh(tmp_path, ca
     assert main([str(root), "--out", str(tmp_path / "bh"), "--adjust", "fdr_bh"]) == 0
     bh = pd.read_csv(tmp_path / "bh" / "tables" / "mnist-sample-paired-vs-ce-selected.csv")
     assert (bh["adjust"] == "fdr_bh").all()
-    assert "Benjamini-Hochberg-adjusted" in (tmp_path / "bh" / "report.md").read_text()
+    assert "Benjamini-Hochberg-adjusted" in report_markdown(tmp_path / "bh")
     with pytest.raises(SystemExit):
         main([str(root), "--adjust", "bonferroni"])
     assert "invalid choice: 'bonferroni'" in capsys.readouterr().err

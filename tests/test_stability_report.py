@@ -20,6 +20,7 @@ from lossbench.report.stability import with_settings
 from lossbench.report.stability_verdicts import compare, ended_runs, verdict, verdict_table
 
 from conftest import run_sweep
+from report_pages import report_markdown
 
 P, S = "cfg.trainer.precision", "cfg.model.logit_scale"
 
@@ -157,7 +158,7 @@ def test_smoke_sweep_verdicts_match_the_summary(smoke):
     diverged = summary[summary["status"] == "diverged"]
     assert diverged["first_nonfinite_step"].notna().all() and set(diverged["first_nonfinite"]) <= {"loss", "gradient"}
 
-    md = (smoke / "report" / "report.md").read_text()
+    md = report_markdown(smoke / "report")
     stability = md.split("\n## Stability\n")[1].split("\n## ")[0]
     for name in ("grad-norm", "acc-heatmap"):
         png = f"figures/stability-mnist-sample-single_label-{name}.png"

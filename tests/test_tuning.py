@@ -17,6 +17,7 @@ from lossbench.tuning import (COLUMNS, TUNING, Space, check_budget, choose, inel
                               require_validation)
 
 from conftest import SMALL, compose_config, initialize_config, run_cli, run_sweep
+from report_pages import report_markdown
 
 
 def sweeper_config(preset: str, *overrides: str):
@@ -202,7 +203,7 @@ def test_report_of_a_tuned_study_leaves_trials_out_and_pairs_the_tuned_losses_wi
     report = subprocess.run([sys.executable, "-m", "lossbench.report", str(shared), str(sweep), "--out", str(out)],
                             capture_output=True, text=True, cwd=tmp_path)
     assert report.returncode == 0, report.stdout + report.stderr
-    tuning, tables, md = pd.read_parquet(sweep / TUNING), out / "tables", (out / "report.md").read_text()
+    tuning, tables, md = pd.read_parquet(sweep / TUNING), out / "tables", report_markdown(out)
 
     assert f"{len(tuning)} tuning trials read" in md
     seeded = [pd.read_csv(csv) for csv in tables.glob("*.csv") if "seed" in pd.read_csv(csv, nrows=0).columns]

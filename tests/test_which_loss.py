@@ -13,6 +13,7 @@ from lossbench.report.recommendation import answer, avoid_items
 from lossbench.results import SUMMARY
 
 from conftest import SMALL, run_cli
+from report_pages import report_markdown
 
 
 def dry_run(tmp_path, *overrides):
@@ -103,7 +104,7 @@ def test_which_loss_on_the_sample_ends_with_a_report_that_opens_with_its_recomme
     assert "8 runs: 2 losses (ce, ce_smooth) x 2 trials" in output
     assert "estimated time for the other 7 runs" in output
     assert "progress: 1/8 runs done" in output and "progress: 8/8 runs done" in output
-    report = (sweep / "report" / "report.md").read_text()
+    report = report_markdown(sweep / "report")
     first = report.split("\n## ")[1]
     assert first.startswith("Recommendation\n")
     assert "is as good as anything tested" in first or "**Use `" in first

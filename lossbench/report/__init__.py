@@ -4,8 +4,10 @@ load.py reads the collected tables -> groups.py splits them into comparable grou
 says which question each answers -> tables.py, stats.py and stability_verdicts.py compute the
 numbers -> figures.py draws them -> recommendation.py (a which_loss study's answer, first),
 summary_bullets.py and setup.py write the few generated lines
--> sections.py assembles a Document -> render.py writes it as markdown and html. `generate` runs
-the chain and writes OUT/report.md, OUT/report.html, OUT/figures/*.png, OUT/tables/*.csv.
+-> sections.py assembles a Document (the main page: limitations, Summary, forest plot, one table
+per question) with its appendix pages -> render.py writes each as markdown and html. `generate`
+runs the chain and writes OUT/report.md, OUT/report.html, OUT/appendix/*.md and *.html,
+OUT/figures/*, OUT/tables/*.csv.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from lossbench.report.document import Document, Figure, Table
 from lossbench.owned import Manifest, PlantedLink, require_real_dirs
 from lossbench.report.escape import csv_bytes
 from lossbench.report.load import ReportInputError, load, split_stress
-from lossbench.report.render import FIGURES, TABLES, to_html, to_markdown
+from lossbench.report.render import APPENDIX, FIGURES, TABLES, to_html, to_markdown
 from lossbench.report.sections import build_document
 from lossbench.report.stats import ADJUSTMENTS
 from lossbench.results import atomic_write
@@ -31,14 +33,18 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 def write_report(doc: Document, out: Path) -> Path:
-    """Write md, html, PNGs and CSVs into `out`. Replaces or removes only what an earlier report
-    listed in out's manifest (lossbench.owned): any other file in the way is refused, untouched."""
-    files = {f"{FIGURES}/{block.name}.png": block.png for block in doc.walk() if isinstance(block, Figure)}
+    """Write every page's md and html, the figures and CSVs into `out`. Replaces or removes only
+    what an earlier report listed in out's manifest (lossbench.owned): any other file in the way
+    is refused, untouched."""
+    files = {f"{FIGURES}/{block.name}.{block.suffix}": block.png for block in doc.walk()
+             if isinstance(block, Figure)}
     files |= {f"{TABLES}/{block.name}.csv": csv_bytes(block.data) for block in doc.walk()
               if isinstance(block, (Figure, Table)) and block.data is not None}
-    files |= {"report.md": to_markdown(doc).encode(), "report.html": to_html(doc).encode()}
+    for page in doc.pages():
+        files |= {f"{page.path}.md": to_markdown(page).encode(),
+                  f"{page.path}.html": to_html(page).encode()}
     manifest = Manifest(out, "report")
-    for directory in (FIGURES, TABLES):
+    for directory in (FIGURES, TABLES, APPENDIX):
         require_real_dirs(out, directory)
     foreign = manifest.foreign(files)
     if foreign:
@@ -51,7 +57,7 @@ def write_report(doc: Document, out: Path) -> Path:
     for name, data in files.items():
         write_bytes(out / name, data)
     manifest.release(keep=files)
-    return out / "report.md"
+    return out / f"{doc.path}.md"
 
 
 def generate(dirs: list[str | Path], out: str | Path | None = None, probe: str | Path | None = None,

@@ -25,6 +25,7 @@ import pandas as pd
 from lossbench.config import EXECUTION_KEYS
 from lossbench.losses import LOSSES
 from lossbench.metrics import LOWER_IS_BETTER
+from lossbench.report.names import setting_words
 from lossbench.selection import selection_metric
 from lossbench.tasks import TASKS, TaskFacts, fallback_baseline
 
@@ -306,10 +307,10 @@ def find_groups(completed: pd.DataFrame) -> list[Group]:
 
 
 def short_title(group: Group, siblings: list[Group]) -> str:
-    """A group named by its data and only the settings that differ between its study's groups
-    of the same data."""
+    """A group named by its data and, in words (names.py), only the settings that differ between
+    its study's groups of the same data."""
     siblings = [g for g in siblings if (g.dataset, g.data_source) == (group.dataset, group.data_source)]
     differ = {k for g in siblings for k, v in g.settings
               if any(dict(h.settings).get(k) != v for h in siblings)}
-    named = [f"{k}={v}" for k, v in group.settings if k in differ]
+    named = setting_words((k, v) for k, v in group.settings if k in differ)
     return f"{group.dataset} / {group.data_source}" + (f", {', '.join(named)}" if named else "")

@@ -1,11 +1,14 @@
-"""Assemble the report: the numbers of each group, then the sections in page order.
+"""Assemble the report: the numbers of each group, then the pages and their sections.
 
-Page order: header lines, Summary (summary_bullets.py), Overview, Setup (setup.py), one section
-per question (studies.py: a table, its figure, at most three sentences, then each group's
-details), Stability, Appendix (long event tables, excluded runs, the probe's explanations).
+The main page (what a reader needs first): header lines and the limitations box (limits.py), the
+recommendation of a which_loss study, the Summary (summary_bullets.py), one forest plot of every
+declared effect (forest.py), per question one compact table (answers.py), the glossary and the
+links to the appendix. Appendix pages (appendix/<name>): per question its study-wide table and
+figure and each group's details, all in the question's one view; setup and methods (setup.py);
+versus published; stability with its long event tables and the probe; every verdict with its
+per-seed values; excluded runs.
 Extension point: a section is a function of the Inputs (and options) returning a Section or None
-(nothing to show); `build_document` lists them in page order.
-"""
+(nothing to show); `build_document` places them on their pages."""
 
 from __future__ import annotations
 
@@ -15,9 +18,13 @@ from pathlib import Path
 import pandas as pd
 
 from lossbench.report import figures, tables
-from lossbench.report.document import Bullets, Document, Figure, Paragraph, Section, Table
-from lossbench.report.findings import (findings, method_sentence, no_comparison,
-                                      plural, probabilistic)
+from lossbench.report.answers import answer_table
+from lossbench.report.document import Bullets, Document, Figure, PageLinks, Paragraph, Section, Table
+from lossbench.report.forest import forest_data, forest_plot
+from lossbench.report.glossary import glossary_section
+from lossbench.report.limits import limitations
+from lossbench.report.render import APPENDIX
+from lossbench.report.findings import findings, method_sentence, no_comparison, plural, probabilistic
 from lossbench.report.groups import Group, find_groups, format_value, short_title, value_sort_key
 from lossbench.report.load import Inputs
 from lossbench.report.paired import all_pairs, paired_comparisons
@@ -197,8 +204,9 @@ def question_verdicts(inputs: Inputs, adjust: str = "holm") -> pd.DataFrame:
 
 
 def summary_section(studies: dict[str, list[GroupResults]], stress: list[StressGroup],
-                    adjust: str = "holm") -> tuple[Section, pd.DataFrame]:
-    """The Summary, and the per-seed values of its verdicts (for the appendix)."""
+                    adjust: str = "holm") -> tuple[Section, pd.DataFrame, pd.DataFrame]:
+    """The Summary, its verdicts (the main page's tables and forest plot) and their per-seed
+    values (for the appendix)."""
     entries = verdict_entries(studies)
     stressed = [g for g in stress if not g.verdicts.empty]
     verdicts, fisher = declared_verdicts(entries, adjust,
@@ -221,11 +229,7 @@ def summary_section(studies: dict[str, list[GroupResults]], stress: list[StressG
              "docs/statistics.md has the rules.")
     blocks = [Paragraph(intro), Bullets(bullets) if bullets else
               Paragraph("No paired comparison to summarise.")]
-    if len(verdicts):
-        blocks.append(Table("verdicts", tables.show_verdicts(verdicts), verdicts,
-                            "Every verdict stated above, one row each; the per-seed values "
-                            "behind them are in the appendix (verdict_seeds)."))
-    return Section("Summary", blocks), verdict_seeds(entries, verdicts)
+    return Section("Summary", blocks), verdicts, verdict_seeds(entries, verdicts)
 
 
 def in_view(mine: list[GroupResults]) -> pd.DataFrame:
@@ -264,15 +268,6 @@ def question_sections(inputs: Inputs, studies: dict[str, list[GroupResults]]) ->
             "Each group's paired comparison against its baseline follows."))
         sections.append(Section(title, blocks, [group_section(r) for r in mine]))
     return sections
-
-
-def views_text(r: GroupResults) -> str:
-    if "selected" not in r.views.frames:
-        return r.views.note
-    text = ("Two views: `last` is each run's last epoch (a fixed budget); `selected` is the epoch "
-            f"where the run's validation {r.group.kind.metric} peaked first, never chosen on "
-            "test.")
-    return text + (f" {r.views.note}" if r.views.note else "")
 
 
 def final_caption(group: Group, view: str) -> str:
@@ -316,31 +311,31 @@ def group_section(r: GroupResults) -> Section:
                                "own): "
                                + ", ".join(f"`{k}={v}`" for k, v in g.settings) + "."))
 
-    blocks = [Paragraph(views_text(r))]
-    for view, final in r.final.groupby("view", sort=False):
-        blocks.append(Table(f"{slug}-final-metrics-{view}", tables.show_final(final, metrics),
-                            final, final_caption(g, view)))
+    view = r.views.primary  # the question's one view, here as in the Summary
+    final, paired = r.final[r.final["view"] == view], r.paired
+    if not paired.empty:
+        paired = paired[paired["view"] == view]
+    blocks = [Paragraph(r.views.note)] if r.views.note else []
+    blocks.append(Table(f"{slug}-final-metrics-{view}", tables.show_final(final, metrics), final,
+                        final_caption(g, view)))
     duplicates = tables.duplicate_seeds(g)
     if duplicates:
         blocks.append(Paragraph("Averaged before the statistics (several runs of one loss and "
                                 "seed): " + ", ".join(duplicates) + "."))
     if not r.points.empty:
-        primary = r.views.primary
         blocks.append(Figure(f"{slug}-final-{kind.metric}",
-                             figures.final_metric(r.final[r.final["view"] == primary], r.points,
-                                                  kind.metric),
-                             f"Test {kind.metric} per loss in the `{primary}` view: mean with 95% "
+                             figures.final_metric(final, r.points, kind.metric),
+                             f"Test {kind.metric} per loss in the `{view}` view: mean with 95% "
                              "t-CI, grey dots are single seeds.", r.points))
     subsections.append(Section("Final test metrics", blocks))
 
-    if r.paired.empty:
+    if paired.empty:
         blocks = [Paragraph(no_comparison(g))]
     else:
         blocks = [Table(f"{slug}-paired-vs-{g.baseline}-{view}", tables.show_paired(paired),
-                        paired, paired_caption(g, view, paired))
-                  for view, paired in r.paired.groupby("view", sort=False)]
-        blocks.append(Bullets(findings(g, r.final, r.paired, r.calibration_pairs, r.divergence,
-                                       r.excluded, r.views.primary)))
+                        paired, paired_caption(g, view, paired)),
+                  Bullets(findings(g, final, paired, r.calibration_pairs, r.divergence, r.excluded,
+                                   view))]
         if g.baseline != kind.baseline:
             blocks.insert(0, Paragraph(f"The {kind.label} baseline `{kind.baseline}` has no "
                                        f"completed run in this group: compared against "
@@ -407,37 +402,75 @@ def excluded_section(inputs: Inputs, stress: Inputs | None) -> Section:
         "of every comparison (diverged stress runs are counted in Stability).")])
 
 
+def appendix_page(name: str, title: str, sections: list[Section]) -> Document:
+    return Document(f"lossbench report: {title}", sections, path=f"{APPENDIX}/{name}", up="report")
+
+
+def question_answers(studies: dict[str, list[GroupResults]], verdicts: pd.DataFrame,
+                     pages: dict[str, str]) -> list[Section]:
+    """Per question: its one compact table, and the link to its appendix page."""
+    out = []
+    for key in studies:
+        title = STUDIES[key]
+        rows = verdicts[verdicts["question"] == title]
+        blocks = [answer_table(key, rows)] if len(rows) else [Paragraph("No paired comparison.")]
+        blocks.append(PageLinks([(pages[key], f"{title}: every group in detail",
+                                  "metrics, paired tests, learning curves, calibration")]))
+        out.append(Section(title, blocks))
+    return out
+
+
 def build_document(inputs: Inputs, probe: Path | None = None, stress: Inputs | None = None,
                    adjust: str = "holm") -> Document:
+    """The main page (limitations, Summary, forest plot, one table per question, glossary, the
+    appendix's pages) with every other section on an appendix page of its own."""
     results = [analyse(g, inputs, adjust) for g in find_groups(inputs.completed)]
     # tuning trials are a search, not stress conditions
     stressed = stress if stress is not None else replace(inputs, summary=inputs.compared)
     groups, varying = stress_groups(stressed)
     studies = by_study(inputs, results)
     summarised = groups if stress is not None or inputs.steps is not None else []
-    # the answer (a which_loss study's), the Summary and the Setup first: what a reader needs on
-    # the first screen
     recommendation = recommendation_section(results, inputs.tuning)
-    summary, seeds = summary_section(studies, summarised, adjust)
-    sections = [recommendation] if recommendation is not None else []
-    sections += [summary,
-                setup_section(everything(inputs, stress), method(adjust), inputs.tuning),
-                overview(inputs, studies, stress)]
-    sections += question_sections(inputs, studies)
+    summary, verdicts, seeds = summary_section(studies, summarised, adjust)
+    pages = {key: f"{APPENDIX}/{key}" for key in studies}
+    appendix = [appendix_page(key, section.title, [section])
+                for key, section in zip(studies, question_sections(inputs, studies))]
+    appendix.append(appendix_page("setup", "setup and methods", [
+        setup_section(everything(inputs, stress), method(adjust), inputs.tuning),
+        overview(inputs, studies, stress)]))
     published = published_section(inputs.completed)
     if published is not None:
-        sections.append(published)
+        appendix.append(appendix_page("published", published.title, [published]))
     stability = stability_section(stressed, groups, varying, probe)
-    if stability is not None:
-        sections.append(stability)
-    appendix = stability_appendix(stressed, groups, probe) + [excluded_section(inputs, stress)]
-    if len(seeds):
-        appendix.append(Section("Per-seed values of the verdicts", [Table(
-            "verdict_seeds", seeds.map(lambda v: tables.fmt(v) if isinstance(v, float) else str(v)),
-            seeds, "Each verdict's paired seeds: the loss's and the baseline's value and the data "
-                   "split the seed trained on (split_seed; — : the dataset's default split).")]))
-    sections.append(Section("Appendix", [Paragraph("The long tables: non-finite events, runs "
-                                                   "that did not complete, the probe's thresholds.")],
-                            appendix))
-    return Document("lossbench report", sections,
-                    header_lines(everything(inputs, stress, trials=True)))
+    long_tables = stability_appendix(stressed, groups, probe)
+    if stability is not None or long_tables:
+        appendix.append(appendix_page("stability", "stability",
+                                      ([stability] if stability is not None else []) + long_tables))
+    if len(verdicts):
+        appendix.append(appendix_page("verdicts", "every verdict", [
+            Section("Every verdict", [Table(
+                "verdicts", tables.show_verdicts(verdicts), verdicts,
+                "Every verdict the Summary states, one row each, with its adjusted p.")]),
+            Section("Per-seed values of the verdicts", [Table(
+                "verdict_seeds",
+                seeds.map(lambda v: tables.fmt(v) if isinstance(v, float) else str(v)), seeds,
+                "Each verdict's paired seeds: the loss's and the baseline's value and the data "
+                "split the seed trained on (split_seed; — : the dataset's default split).")])]))
+    appendix.append(appendix_page("excluded", "excluded runs", [excluded_section(inputs, stress)]))
+
+    sections = [recommendation] if recommendation is not None else []
+    sections.append(summary)
+    if len(verdicts):
+        sections.append(Section("Effects", [Figure(
+            "forest", forest_plot(verdicts),
+            "Every declared effect (loss minus baseline) with its 95% CI, one panel per question; "
+            "shaded: ± the smallest effect of interest; colour: the verdict.",
+            forest_data(verdicts), suffix="svg")]))
+    sections += question_answers(studies, verdicts, pages)
+    sections.append(glossary_section())
+    sections.append(Section("Appendix", [PageLinks(
+        [(page.path, page.title.removeprefix("lossbench report: ").capitalize(), "")
+         for page in appendix])]))
+    everyone = everything(inputs, stress, trials=True)
+    return Document("lossbench report", sections, header_lines(everyone),
+                    limitations(inputs.completed, everything(inputs, stress)), appendix=appendix)

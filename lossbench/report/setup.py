@@ -27,12 +27,16 @@ SPLIT_FOLLOWS_SEED = ("A run's `seed` sets the model's initial weights, the orde
                       "runs that differ only in the loss.")
 
 
+def split_follows_seed(summary: pd.DataFrame) -> bool:
+    """Every run's split_seed is its seed: each seed trains and tests on its own split."""
+    column = "cfg.dataset.split_seed"
+    return bool(column in summary and "seed" in summary and len(summary)
+                and (pd.to_numeric(summary[column], errors="coerce") == summary["seed"]).all())
+
+
 def seed_text(summary: pd.DataFrame) -> str:
     """What a seed varies: the split too where every run's split_seed is its seed."""
-    column = "cfg.dataset.split_seed"
-    follows = (column in summary and "seed" in summary and len(summary)
-               and (pd.to_numeric(summary[column], errors="coerce") == summary["seed"]).all())
-    return SPLIT_FOLLOWS_SEED if follows else SEED_VARIES
+    return SPLIT_FOLLOWS_SEED if split_follows_seed(summary) else SEED_VARIES
 
 
 def values(frame: pd.DataFrame, column: str) -> list[str]:
