@@ -60,26 +60,39 @@ class Metric:
     smallest_effect: float = math.nan
     # the mean over test examples of predictions.parquet's per-example `correct`
     correctness: bool = False
+    meaning: str = ""  # the report's glossary entry; "": a metric no table names
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("acc", SINGLE, True, percent=True, smallest_effect=0.005, correctness=True),
+    Metric("acc", SINGLE, True, percent=True, smallest_effect=0.005, correctness=True,
+           meaning="accuracy: the share of test examples whose top-scoring class is the true one."),
     Metric("nll", SINGLE, False, proper=True, smallest_effect=0.02),
     Metric("ece", SINGLE, False, "ECE", smallest_effect=0.01),
     Metric("brier", SINGLE, False, "Brier score", proper=True, smallest_effect=0.005),
     Metric("ece_adaptive", SINGLE, False),
     Metric("ece_classwise", SINGLE, False),
-    Metric("nll_ts", SINGLE, False, proper=True),
-    Metric("ece_ts", SINGLE, False),
+    Metric("nll_ts", SINGLE, False, proper=True,
+           meaning="NLL after temperature scaling: the logits divided by one temperature fitted "
+                   "on the validation split, which changes calibration but never the predicted "
+                   "class."),
+    Metric("ece_ts", SINGLE, False,
+           meaning="ECE after the same temperature scaling."),
     Metric("brier_ts", SINGLE, False, proper=True),
-    Metric("balanced_acc", SINGLE, True, "balanced accuracy", percent=True, smallest_effect=0.005),
+    Metric("balanced_acc", SINGLE, True, "balanced accuracy", percent=True, smallest_effect=0.005,
+           meaning="balanced accuracy: the mean over classes of each class's recall."),
     Metric("rare_recall", SINGLE, True, "recall of the rarest third", percent=True,
-           smallest_effect=0.01),
-    Metric("f1_macro", BOTH, True, percent=True, smallest_effect=0.005),
-    Metric("map", MULTI, True, percent=True, smallest_effect=0.005),
-    Metric("f1_micro", MULTI, True, percent=True, smallest_effect=0.005),
-    Metric("subset_acc", MULTI, True, percent=True, smallest_effect=0.005, correctness=True),
-    Metric("hamming", MULTI, False, percent=True, smallest_effect=0.002),
+           smallest_effect=0.01,
+           meaning="the mean recall of the rarest third of the classes (by training count)."),
+    Metric("f1_macro", BOTH, True, percent=True, smallest_effect=0.005,
+           meaning="F1 per class (or label), averaged over classes."),
+    Metric("map", MULTI, True, percent=True, smallest_effect=0.005,
+           meaning="mAP, mean average precision over labels (multi-label tasks)."),
+    Metric("f1_micro", MULTI, True, percent=True, smallest_effect=0.005,
+           meaning="F1 over every (example, label) decision pooled (multi-label)."),
+    Metric("subset_acc", MULTI, True, percent=True, smallest_effect=0.005, correctness=True,
+           meaning="subset accuracy: the share of examples whose every label is right (multi-label)."),
+    Metric("hamming", MULTI, False, percent=True, smallest_effect=0.002,
+           meaning="Hamming loss: the share of wrong (example, label) decisions; lower is better."),
     Metric("flipped_acc_noisy", SINGLE, False, percent=True),  # memorised the noisy label
     Metric("flipped_acc_true", SINGLE, True, percent=True),
     Metric(CRITERION, BOTH, False),

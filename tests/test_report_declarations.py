@@ -117,8 +117,10 @@ def test_runs_declaring_a_stress_sweep_feed_only_the_stability_section(tmp_path)
                 summary = json.loads((run / "summary.json").read_text())
                 summary["config"]["question"] = {"study": "stability"}
                 (run / "summary.json").write_text(json.dumps(summary))
-    md = generate([root], out=tmp_path / "report", say=lambda _: None).read_text()
-    compared = md.split("\n## Overview")[1].split("\n## Stability")[0]
+    out = tmp_path / "report"
+    generate([root], out=out, say=lambda _: None)
+    compared = "\n".join(page.read_text() for page in [out / "report.md", *(out / "appendix").glob("*.md")]
+                         if page.name != "stability.md")
     assert compared.count("### Paired comparison vs") == 1 and "precision=16" not in compared
     assert "Stress sweeps, in the Stability section only: `mixed` (12 runs" in compared
     verdicts = pd.read_csv(tmp_path / "report" / "tables" / "stability-mnist-sample-single_label-verdicts.csv")

@@ -5,19 +5,12 @@ A table heading that uses a term not here fails tests/test_report_document.py: a
 
 from __future__ import annotations
 
+from lossbench.metrics import METRICS
 from lossbench.report.document import Bullets, Paragraph, Section
 from lossbench.report.stats import ALPHA, POWER
 
-GLOSSARY = {
-    "acc": "accuracy: the share of test examples whose top-scoring class is the true one.",
-    "balanced_acc": "balanced accuracy: the mean over classes of each class's recall.",
-    "rare_recall": "the mean recall of the rarest third of the classes (by training count).",
-    "map": "mAP, mean average precision over labels (multi-label tasks).",
-    "f1_micro": "F1 over every (example, label) decision pooled (multi-label).",
-    "f1_macro": "F1 per class (or label), averaged over classes.",
-    "subset_acc": "subset accuracy: the share of examples whose every label is right "
-                  "(multi-label).",
-    "hamming": "Hamming loss: the share of wrong (example, label) decisions; lower is better.",
+# the metrics' own entries (metrics.METRICS, each beside its definition), then the other terms
+GLOSSARY = {**{name: m.meaning for name, m in METRICS.items() if m.meaning},
     "AP": "average precision of one label: the area under its precision-recall curve.",
     "NLL": "negative log-likelihood of the true class (nll): lower is better; with Brier the "
            "primary calibration score.",
@@ -26,9 +19,6 @@ GLOSSARY = {
     "ECE": "expected calibration error (ece): the count-weighted gap between confidence and "
            "accuracy over 15 equal-width confidence bins. Biased upward on small test sets: "
            "compare it with the calibrated model's ECE beside it.",
-    "nll_ts": "NLL after temperature scaling: the logits divided by one temperature fitted on "
-              "the validation split, which changes calibration but never the predicted class.",
-    "ece_ts": "ECE after the same temperature scaling.",
     "CI": "95% confidence interval. Of a mean: Student t over seeds. Of a difference: the "
           "crossed seeds x test-examples interval for accuracy from stored predictions, else the "
           "paired t-interval over seeds; each table says which.",
