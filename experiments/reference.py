@@ -92,6 +92,23 @@ def steps(fashion_root: str | None) -> list[Step]:
     return [s for s in out if (PRESETS / f"{s.preset}.yaml").exists()]
 
 
+def keep_tables(sweep: Path, target: Path, predictions: bool) -> None:
+    """Copy the committed (small) tables of a collected sweep into `target`."""
+    target.mkdir(parents=True, exist_ok=True)
+    for table in KEPT:
+        if (sweep / table).exists():
+            shutil.copy2(sweep / table, target / table)
+    if (sweep / EPOCHS_BEFORE).exists() and not (sweep / EPOCHS).exists():  # collected before #19
+        shutil.copy2(sweep / EPOCHS_BEFORE, target / EPOCHS)
+    if (target / EPOCHS).exists():  # the same table under its old name, copied here before #19
+        (target / EPOCHS_BEFORE).unlink(missing_ok=True)
+    if predictions and (sweep / "predictions.parquet").exists():
+        # which test example each run got right: all the report's crossed test over seeds and
+        # test examples reads, a few MB instead of every class probability
+        pd.read_parquet(sweep / "predictions.parquet", columns=PREDICTION_COLUMNS).to_parquet(
+            target / "predictions.parquet", index=False)
+
+
 def run_count(directory: Path) -> int:
     table = directory / "summary.parquet"
     return len(pd.read_parquet(table, columns=["run"])) if table.exists() else 0
@@ -150,19 +167,7 @@ def main() -> None:
         total += timed(f"{step.name} ({args.launcher}, {' '.join(seed) or 'preset seeds'})", [
             sys.executable, "-m", "lossbench", "-m", f"experiment={step.preset}", *seed,
             *step.overrides, *args.override, *launcher, f"hydra.sweep.dir={sweep}"], sweep)
-        target = out / "data" / step.name
-        target.mkdir(parents=True, exist_ok=True)
-        for table in KEPT:
-            if (sweep / table).exists():
-                shutil.copy2(sweep / table, target / table)
-        if (target / EPOCHS).exists():  # the same table under its old name, copied here before #19
-            (target / EPOCHS_BEFORE).unlink(missing_ok=True)
-        predictions = sweep / "predictions.parquet"
-        if not step.stress and predictions.exists():
-            # which test example each run got right: all the report's crossed test over seeds
-            # and test examples reads, a few MB instead of every class probability
-            pd.read_parquet(predictions, columns=PREDICTION_COLUMNS).to_parquet(
-                target / "predictions.parquet", index=False)
+        keep_tables(sweep, out / "data" / step.name, predictions=not step.stress)
     if not args.only or "probe" in args.only:
         total += timed("probe", [sys.executable, "-m", "lossbench.probe", "--out", str(out / "probe")])
     present = [s for s in plan if (out / "data" / s.name / "summary.parquet").exists()]

@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+import pytest
+
 from lossbench.device import seed_launcher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,3 +67,21 @@ def test_a_failing_step_stops_with_one_line_not_a_traceback(tmp_path):
     assert "resumes where it stopped" in done.stderr
     assert "nosuchloss" in done.stdout + done.stderr  # the sweep's own message says what was wrong
     assert not (tmp_path / "out" / "report.md").exists()
+
+
+@pytest.mark.slow
+def test_the_apl_script_runs_its_preset_keeps_the_tables_and_reports_versus_published(tmp_path):
+    out, sweep = tmp_path / "apl", tmp_path / "sweep"
+    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "apl_mnist.py"), "--override",
+                           "trainer.epochs=1", "seed=0", "loss=ce,gce", "trainer.threads=1",
+                           "--out", str(out), "--sweep", str(sweep)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = pd.read_parquet(out / "data" / "summary.parquet")
+    assert len(summary) == 6 and set(summary["cfg.dataset.label_noise"]) == {0.0, 0.4, 0.8}
+    # the committed predictions keep only which test example each run got right
+    assert list(pd.read_parquet(out / "data" / "predictions.parquet").columns) == [
+        "run", "view", "example", "correct"]
+    published = (out / "appendix" / "published.md").read_text()
+    assert "| ce | symmetric 0.4 | sample | 1 |" in published
+    assert "published mean ± std" in published
