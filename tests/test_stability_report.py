@@ -162,7 +162,7 @@ def test_smoke_sweep_verdicts_match_the_summary(smoke):
     stability = md.split("\n## Stability\n")[1].split("\n## ")[0]
     for name in ("grad-norm", "acc-heatmap"):
         png = f"figures/stability-mnist-sample-single_label-{name}.png"
-        assert f"({png})" in stability and (smoke / "report" / png).read_bytes().startswith(b"\x89PNG")
+        assert f"(../{png})" in stability and (smoke / "report" / png).read_bytes().startswith(b"\x89PNG")
     verdicts = pd.read_csv(smoke / "report" / "tables" / "stability-mnist-sample-single_label-verdicts.csv")
     # bce_logits is the baseline here (no ce ran): one row per setting, counts from the summary
     assert list(verdicts["loss"]) == ["bce"] * 4 and set(verdicts["reference"]) == {"bce_logits"}
@@ -174,20 +174,20 @@ def test_smoke_sweep_verdicts_match_the_summary(smoke):
 
 @pytest.mark.slow
 def test_stress_dirs_feed_only_the_stability_section(smoke, smoke_sweep, tmp_path):
-    md = generate([smoke_sweep.dir], out=tmp_path / "report", stress=[smoke / "sweep"],
-                  say=lambda _: None).read_text()
-    compared = md.split("\n## Overview")[1].split("\n## Stability")[0]
+    out = tmp_path / "report"
+    generate([smoke_sweep.dir], out=out, stress=[smoke / "sweep"], say=lambda _: None)
+    pages = {page.stem: page.read_text() for page in (out / "appendix").glob("*.md")}
+    md = (out / "report.md").read_text()
+    compared = "\n".join(text for name, text in pages.items() if name not in ("stability", "excluded"))
     # the comparison part holds only the smoke sweep's one group, not one per stress setting
     assert compared.count("### Paired comparison vs") == 1 and "logit_scale" not in compared
     assert "Stress sweeps, in the Stability section only: `sweep` (8 runs" in compared
-    stability = md.split("## Stability")[1].split("\n## ")[0]
-    assert "varied: `trainer.precision`, `model.logit_scale`" in stability
+    assert "varied: `trainer.precision`, `model.logit_scale`" in pages["stability"]
     summary = md.split("\n## Summary")[1].split("\n## ")[0]
     # one run per setting, one setting where a run diverged: 1/1 vs 0/1 cannot differ
     assert ("**Stability, mnist / sample (single-label)** (1 divergence comparison): no loss "
             "diverges at a different rate.") in summary
-    excluded = md.split("### Excluded runs")[1]
-    assert "diverged" in excluded  # the stress grid's diverged bce run is still listed
+    assert "diverged" in pages["excluded"]  # the stress grid's diverged bce run is still listed
 
 
 def test_a_zero_gradient_stays_in_the_grad_norm_curves():
