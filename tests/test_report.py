@@ -688,3 +688,16 @@ def test_grad_norm_axis_keeps_every_median_curve_in_view(monkeypatch):
     assert 1.0 < high < 1e5 and low < 0.1 / 2  # every healthy curve in view
     bce = [line for line in ax.get_lines() if line.get_label() == "bce"][0]
     assert min(bce.get_ydata()) >= low and min(bce.get_ydata()) < 0.1 / 50  # on the bottom edge
+
+
+def test_a_declared_comparison_names_the_registry_loss_whatever_its_knobs():
+    """apl_mnist declares `focal`; its runs are labelled focal(gamma=0.5): still compared."""
+    from lossbench.report.groups import Group
+
+    runs = pd.DataFrame({"run": ["a", "b", "c", "d"], "test_acc": [0.9] * 4,
+                         "loss": ["ce", "focal(gamma=0.5)", "gce", "mae(scale=1)"],
+                         "loss_name": ["ce", "focal", "gce", "mae"],
+                         "cfg.question.baseline": ["ce"] * 4,
+                         "cfg.question.comparisons": ["['focal', 'gce']"] * 4})
+    group = Group("mnist", "sample", "single_label", (), runs)
+    assert group.baseline == "ce" and group.comparisons == ["focal(gamma=0.5)", "gce"]

@@ -111,7 +111,10 @@ class Group:
         wanted = set(ast.literal_eval(declared)) if declared is not None else set()
         if not wanted:
             return others
-        return [loss for loss in others if loss in wanted]
+        # a question names registry losses; a run's label adds its knobs (focal(gamma=0.5))
+        name = (dict(zip(self.runs["loss"], self.runs["loss_name"])) if "loss_name" in self.runs
+                else {})
+        return [loss for loss in others if loss in wanted or name.get(loss) in wanted]
 
     @property
     def view(self) -> str | None:
