@@ -353,7 +353,9 @@ def unknown_keys(cfg: Any) -> list[str]:
                 hint = f"did you mean {prefix}{near[0]}? " if near else ""
                 problems.append(f"{path} is not a key of the config; {hint}accepted in "
                                 f"{prefix.rstrip('.') or 'the top level'}: {_accepted(map(str, schema.keys()))}")
-            elif isinstance(node[key], DictConfig) and isinstance(schema[key], DictConfig):
+            # a dict-typed field (question.pairs) takes any key: only dataclasses are walked
+            elif (isinstance(node[key], DictConfig) and isinstance(schema[key], DictConfig)
+                  and OmegaConf.get_type(schema[key]) is not dict):
                 walk(node[key], schema[key], f"{path}.")
 
     schema = OmegaConf.structured(Config)
