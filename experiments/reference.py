@@ -100,8 +100,6 @@ def keep_tables(sweep: Path, target: Path, predictions: bool) -> None:
             shutil.copy2(sweep / table, target / table)
     if (sweep / EPOCHS_BEFORE).exists() and not (sweep / EPOCHS).exists():  # collected before #19
         shutil.copy2(sweep / EPOCHS_BEFORE, target / EPOCHS)
-    if (target / EPOCHS).exists():  # the same table under its old name, copied here before #19
-        (target / EPOCHS_BEFORE).unlink(missing_ok=True)
     if predictions and (sweep / "predictions.parquet").exists():
         # which test example each run got right: all the report's crossed test over seeds and
         # test examples reads, a few MB instead of every class probability
