@@ -65,6 +65,7 @@ def shared_run_dir(config: Any) -> Optional[str]:
     BasicSweeper expands them, named as Hydra names them."""
     from hydra._internal.config_loader_impl import get_overrides_dirname
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
@@ -72,7 +73,8 @@ def shared_run_dir(config: Any) -> Optional[str]:
     by_dirname = OmegaConf.to_container(config.hydra.sweep)["subdir"] == "${hydra.job.override_dirname}"
     if sweeper.get("_target_") != BASIC_SWEEPER or not by_dirname:
         return None
-    parser = OverridesParser.create()
+    # the config loader expands glob() sweeps (all_losses: loss=glob(*,...)) from the config groups
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
     arguments = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
     jobs = BasicSweeper.split_arguments(parser.parse_overrides(arguments + list(config.hydra.overrides.task)), None)[0]
     seen: dict[str, list[str]] = {}
