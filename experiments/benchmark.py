@@ -9,7 +9,7 @@ Printed, each measured in a child process of its own (so each has its own peak R
   Repeats are interleaved (lossbench, bare, tutorial, lossbench, ...) and the median is taken,
   so load on a shared machine hits the three alike;
 - seeds: --seeds runs of one configuration one after another with `train` against one stack
-  with `lossbench.train.train_runs` (what hydra/launcher=batched does): wall for all of them
+  with `lossbench.training.train.train_runs` (what hydra/launcher=batched does): wall for all of them
   (evaluation included) and the epoch time each seed records;
 - start-up: `python -m lossbench` (defaults, MNIST sample) wall minus its training epochs;
 - sweep: `-m experiment=classic_losses seed=range(10)` with the basic launcher (40 runs;
@@ -79,7 +79,7 @@ def tensors(args, device):
 
 
 def mlp():
-    from lossbench.model import MLP
+    from lossbench.training.model import MLP
 
     return MLP(784, [256], 10, 0.0, 1.0)
 
@@ -109,7 +109,7 @@ def child_lossbench(args, device) -> dict:
     from torch import nn
 
     from lossbench.losses import LOSSES
-    from lossbench.train import Run, train
+    from lossbench.training.train import Run, train
 
     data, times = dataset(args, device), []
     torch.manual_seed(0)
@@ -180,7 +180,7 @@ def seed_runs(args, device, times: list):
     from torch import nn
 
     from lossbench.losses import LOSSES
-    from lossbench.train import Run
+    from lossbench.training.train import Run
 
     data = dataset(args, device)
 
@@ -194,7 +194,7 @@ def seed_runs(args, device, times: list):
 
 
 def child_sequential(args, device) -> dict:
-    from lossbench.train import train
+    from lossbench.training.train import train
 
     times = []
     runs = seed_runs(args, device, times)
@@ -205,7 +205,7 @@ def child_sequential(args, device) -> dict:
 
 
 def child_batched(args, device) -> dict:
-    from lossbench.train import train_runs
+    from lossbench.training.train import train_runs
 
     times = []
     runs = seed_runs(args, device, times)
@@ -219,7 +219,7 @@ def child_imports(args, device) -> dict:
     import torch
 
     import lossbench.app  # noqa: F401
-    from lossbench.optim import Adam
+    from lossbench.training.optim import Adam
 
     Adam(mlp().parameters(), 1e-3)  # a run's optimizer (torch.optim's own would import torch._dynamo)
     return {}
@@ -231,7 +231,7 @@ CHILDREN = {name.removeprefix("child_"): fn for name, fn in globals().items() if
 def child(args) -> None:
     import torch
 
-    from lossbench.device import resolve_device
+    from lossbench.training.device import resolve_device
 
     torch.set_num_threads(args.threads)
     result = CHILDREN[args.child](args, resolve_device(args.device))

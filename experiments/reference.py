@@ -22,8 +22,8 @@ Steps, each a Hydra sweep (an experiment preset) whose runs live under results/s
   probe                                          the analytic probe (results/reference/probe/)
 Each step prints its run count and wall time. The default launcher, auto, is batched on a CUDA
 machine, which trains each configuration's seeds as one stack (run dirs and files as the basic
-launcher's; float32 results agree with sequential runs to rounding, tests/test_batched.py), and
-basic elsewhere, where the stack is slower than one run after another (lossbench.device.seed_launcher). Then each sweep's collected tables are copied into
+launcher's; float32 results agree with sequential runs to rounding, tests/training/test_batched.py), and
+basic elsewhere, where the stack is slower than one run after another (lossbench.training.device.seed_launcher). Then each sweep's collected tables are copied into
 results/reference/data/<step>/ and the report is written from those copies alone, so a second run
 on the same tables rewrites a byte-identical report.md.
 
@@ -51,8 +51,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lossbench.collect import EPOCHS, EPOCHS_BEFORE
-from lossbench.device import seed_launcher
+from lossbench.runs.collect import EPOCHS, EPOCHS_BEFORE
+from lossbench.training.device import seed_launcher
 from lossbench.report.load import COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,11 +15,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from lossbench.config import register_configs
-from lossbench.device import spread_over_gpus
+from lossbench.training.device import spread_over_gpus
 from lossbench.errors import WRITE_FAILED_EXIT, UserError, write_failure
-from lossbench.run import Stages, default_threads, stages, train_alone
+from lossbench.runs.run import Stages, default_threads, stages, train_alone
 from lossbench.signals import StopFlag, run_command
-from lossbench.sweep import SweepCallback, end_interrupted_sweep
+from lossbench.runs.sweep import SweepCallback, end_interrupted_sweep
 
 log = logging.getLogger("lossbench")
 register_configs()

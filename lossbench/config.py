@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lossbench.errors import ConfigError
 from lossbench.losses import LOSSES, LossParams, head_width, loss_params
-from lossbench.recipe_checks import recipe_problems
+from lossbench.training.recipe_checks import recipe_problems
 
 # conf/loss/<name>.yaml lists `/loss_schema/<name>@_here_` in its defaults: the loss's typed knobs.
 LOSS_SCHEMA_GROUP = "loss_schema"
@@ -96,7 +96,7 @@ class DatasetConfig:
     # 0: none. split_seed re-draws the train/test split lossbench draws itself and the val split.
     val_fraction: float = 0.1
     split_seed: Optional[int] = None
-    # Training batches only, on the device, from the run's generator (lossbench/augment.py)
+    # Training batches only, on the device, from the run's generator (lossbench/training/augment.py)
     augment: list[Augment] = field(default_factory=list)
     crop_pad: int = 4
 
@@ -136,7 +136,7 @@ class OptimConfig:
 
 @dataclass
 class SchedulerConfig:
-    """The lr schedule (lossbench/schedule.py); each conf/scheduler/*.yaml sets its own knobs."""
+    """The lr schedule (lossbench/training/schedule.py); each conf/scheduler/*.yaml sets its own knobs."""
 
     name: str = "none"
     warmup_epochs: int = 0
@@ -158,7 +158,7 @@ class TrainerConfig:
     log_every: int = 50
     on_nonfinite: OnNonfinite = OnNonfinite.stop
     loss_scaling: LossScaling = LossScaling.none
-    # Stop once the val primary metric (lossbench/selection.py) has not improved for this many epochs
+    # Stop once the val primary metric (lossbench/training/selection.py) has not improved for this many epochs
     early_stop_patience: Optional[int] = None
     # The train rows: the epoch's own steps (running) or a second pass over the training split (full)
     train_metrics: TrainMetrics = TrainMetrics.running
@@ -225,7 +225,7 @@ class QuestionConfig:
     # form bce_logits where the baseline is neither)
     pairs: dict[str, str] = field(default_factory=dict)
     # smallest difference in `metric` that matters: a CI inside +-this is "equivalent"; null:
-    # lossbench.metrics.METRICS
+    # lossbench.training.metrics.METRICS
     smallest_effect: Optional[float] = None
 
 
@@ -252,7 +252,7 @@ class Config:
 
 
 # The one list of keys that never change a result. BOOKKEEPING_KEYS name a run or say what it
-# logs to: a finished run is reused whatever they say (lossbench.run). EXECUTION_KEYS add where
+# logs to: a finished run is reused whatever they say (lossbench.runs.run). EXECUTION_KEYS add where
 # or how a run executes: runs that differ only in these are the same experiment, and the report
 # compares them in one group; a run is still redone when one of them changes, since its files
 # would differ (the steps log_every writes, the last bits of sums on other threads or devices).
@@ -400,7 +400,7 @@ SEED_RANGE = range(0, 2**32)
 def multilabel_problems(d: Any) -> list[str]:
     """What make_multilabel_classification and the train/test split cannot do. Its label count
     is drawn from Poisson(n_labels) until it is <= n_classes: with n_labels >= n_classes that
-    rejection loop can run for ever. Its size is lossbench/footprint.py's."""
+    rejection loop can run for ever. Its size is lossbench/training/footprint.py's."""
     problems = []
     if d.n_classes >= 2 and d.n_labels >= d.n_classes:
         problems.append(
@@ -468,12 +468,12 @@ def select_on_problems(metric: Optional[str], task: str) -> list[str]:
 def validate(cfg: Any) -> None:
     """Refuse values the types allow but the run cannot use. Cheap: no data is touched."""
     from lossbench.data import DATASETS, check_source_available, expected_n_classes, peek
-    from lossbench.footprint import size_problems
-    from lossbench.model import image_size_problems, name_problems
-    from lossbench.optim import OPTIMIZERS
-    from lossbench.owned import subdir_problem
-    from lossbench.recipe_checks import crop_problems
-    from lossbench.results import RUN_FILES
+    from lossbench.training.footprint import size_problems
+    from lossbench.training.model import image_size_problems, name_problems
+    from lossbench.training.optim import OPTIMIZERS
+    from lossbench.runs.owned import subdir_problem
+    from lossbench.training.recipe_checks import crop_problems
+    from lossbench.runs.results import RUN_FILES
 
     # Unknown keys and non-finite values first: every other check would misread them.
     problems = unknown_keys(cfg) or non_finite_values(cfg)
@@ -557,7 +557,7 @@ def validate(cfg: Any) -> None:
     if problems:
         raise ConfigError("\n".join(problems))
 
-    from lossbench.device import check_device
+    from lossbench.training.device import check_device
 
     check_device(cfg.trainer.device.name, cfg.trainer.precision.name)
     check_source_available(cfg.dataset)

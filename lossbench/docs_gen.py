@@ -6,7 +6,7 @@ opens a YAML file describes that choice.
 
     python -m lossbench.docs_gen      # rewrites docs/reference/*.md of this checkout
 
-tests/test_docs.py fails when a page differs from what this module writes now.
+tests/cli/test_docs.py fails when a page differs from what this module writes now.
 """
 
 from __future__ import annotations

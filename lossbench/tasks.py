@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from lossbench.losses import BASELINE, LOSSES, Task
-from lossbench.metrics import CLASS_BALANCE, METRICS, MULTI_LABEL, SINGLE_LABEL
+from lossbench.training.metrics import CLASS_BALANCE, METRICS, MULTI_LABEL, SINGLE_LABEL
 
 
 @dataclass(frozen=True)

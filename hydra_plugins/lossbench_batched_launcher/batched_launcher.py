@@ -3,15 +3,15 @@ but `seed`, each group's seeds trained together in this process, one JobReturn p
 basic launcher returns them.
 
 Each seed's job runs as the basic launcher runs it (Hydra's run_job around lossbench.app's task)
-up to where its run hands its training over (lossbench.run.stages yields the Run); once every
-seed has, lossbench.train.train_runs trains their Runs as one stack and each seed's job gets its
+up to where its run hands its training over (lossbench.runs.run.stages yields the Run); once every
+seed has, lossbench.training.train.train_runs trains their Runs as one stack and each seed's job gets its
 Outcome back as soon as that seed ends, and finishes its run (summary, files, log) as it always
 does. Resume, validation, recorded errors and the files are therefore the sequential run's own
 code. One thread: the seeds' jobs take turns, and share one StopFlag (entered here).
 
 Each job's config, job number and run directory (hydra.sweep.dir/hydra.sweep.subdir) are made as
 the basic launcher makes them, so switching launchers finds and reuses the same runs. Groups the
-stack cannot reproduce (lossbench.batched.unstackable) run job by job, as the basic launcher runs
+stack cannot reproduce (lossbench.training.batched.unstackable) run job by job, as the basic launcher runs
 them. Imported by Hydra's plugin scan for every app: it imports nothing heavy at module level.
 """
 
@@ -61,8 +61,8 @@ class Seed:
     """One seed's job, begun: its stages paused at the hand-over (None once ended) and its Run."""
 
     label: str
-    stages: Any  # lossbench.run.Stages
-    run: Any  # lossbench.train.Run
+    stages: Any  # lossbench.runs.run.Stages
+    run: Any  # lossbench.training.train.Run
     end: Callable[[Any, Optional[BaseException]], None]  # (what its job returned, or what it raised)
     log_files: list[str] = dataclasses.field(default_factory=list)
 
@@ -133,7 +133,7 @@ class TaggedFormatter(logging.Formatter):
 def finish(seed: Seed, outcome: Any) -> None:
     """Hand a waiting seed its Outcome (or its training's error): its job ends, and seed.end gets
     what the job returned or raised. A seed that has ended is left alone."""
-    from lossbench.run import hand_back
+    from lossbench.runs.run import hand_back
 
     stages, seed.stages = seed.stages, None
     if stages is None:
@@ -152,7 +152,7 @@ def train_group(seeds: list[Seed], stop: Any) -> None:
     seeds share. What the stack raises goes to every seed still waiting, as its own run's error:
     a bug fails those runs and the sweep goes on; a stop signal ends them `interrupted` and is
     raised once they are."""
-    from lossbench.train import train_runs
+    from lossbench.training.train import train_runs
 
     training = [seed for seed in seeds if seed.stages is not None]
     logs = SeedLogs()
@@ -187,7 +187,7 @@ class BatchedLauncher(Launcher):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from lossbench.batched import unstackable
+        from lossbench.training.batched import unstackable
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)

@@ -4,7 +4,7 @@ through whichever launcher the sweep uses (basic, joblib, batched, submitit).
 1. tune: every loss's search space (hydra.sweeper.space.LOSS) as a grid of exactly
    hydra.sweeper.budget trials, all on the tuning seed (hydra.sweeper.tune_seed), into
    DIR/tune/<overrides>/. The trial with the best validation primary metric at its selected epoch
-   is chosen per loss (lossbench.tuning), and DIR/tuning.parquet records every trial.
+   is chosen per loss (lossbench.runs.tuning_trials), and DIR/tuning.parquet records every trial.
 2. compare: each loss at its chosen setting over the comparison seeds (`seed=...` in params or on
    the command line), into DIR/compare/<overrides>/.
 
@@ -92,10 +92,10 @@ class TunedSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         from lossbench.errors import UserError
-        from lossbench.tuning import write_tuning
+        from lossbench.runs.tuning_trials import write_tuning
 
-        from lossbench.progress import Progress, finished_wall_times
-        from lossbench.sweep import SweepCallback
+        from lossbench.runs.progress import Progress, finished_wall_times
+        from lossbench.runs.sweep import SweepCallback
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
         try:
@@ -156,7 +156,7 @@ class TunedSweeper(Sweeper):
 
     def _plan(self, arguments: List[str]) -> "Study":
         from lossbench.errors import ConfigError
-        from lossbench.tuning import Space, check_budget
+        from lossbench.runs.tuning_trials import Space, check_budget
 
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
@@ -224,7 +224,7 @@ class TunedSweeper(Sweeper):
         """Each job composed and checked (lossbench.config.validate) before any runs, and given
         its stage's subdir."""
         from lossbench.config import validate
-        from lossbench.tuning import require_validation
+        from lossbench.runs.tuning_trials import require_validation
 
         subdir = OmegaConf.to_container(self.config.hydra.sweep, resolve=False)["subdir"]
         for job in jobs:
@@ -249,7 +249,7 @@ class TunedSweeper(Sweeper):
 
 @dataclass
 class Study:
-    spaces: List[Any]  # lossbench.tuning.Space, one per loss, in the order given
+    spaces: List[Any]  # lossbench.runs.tuning_trials.Space, one per loss, in the order given
     common: List[str]  # overrides every job gets
     tune_seed: str
     seeds: List[str]  # the comparison seeds
@@ -269,7 +269,7 @@ class Study:
         """tuning.parquet's rows: every trial, what its run dir says, and which one is chosen."""
         import pandas as pd
 
-        from lossbench.tuning import choose, ineligible, read_validation
+        from lossbench.runs.tuning_trials import choose, ineligible, read_validation
 
         texts = {space.loss: space.text() for space in self.spaces}
         rows = []

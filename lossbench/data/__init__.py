@@ -1,4 +1,9 @@
-"""Datasets as tensors in memory: the trainer batches them by index slicing."""
+"""Datasets as tensors in memory: the trainer batches them by index slicing.
+
+May import lossbench.errors, losses (a task's kind), the config schema's dataset types,
+training.footprint (a dataset's size) and runs.results.atomic_write (the decoded-data cache);
+never the training loop, runs or report/.
+"""
 
 from __future__ import annotations
 
@@ -77,7 +82,7 @@ class Peek:
 
 @dataclass(frozen=True)
 class Footprint:
-    """What a dataset config will give, known before it loads (lossbench/footprint.py adds the
+    """What a dataset config will give, known before it loads (lossbench/training/footprint.py adds the
     model's share and refuses what this machine cannot hold)."""
 
     n_features: int  # the model's input width: pixels of an image, else features

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from lossbench.results import atomic_write
+from lossbench.runs.results import atomic_write
 
 KEY = "cache_key"
 NAMES = "cache_names"  # the arrays the entry holds: an entry missing one is incomplete

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from lossbench.config import DatasetConfig
-from lossbench.footprint import memory_bytes
+from lossbench.training.footprint import memory_bytes
 from lossbench.data import Dataset
 from lossbench.data.pixels import pixel_stats
 from lossbench.data.split import train_test_state

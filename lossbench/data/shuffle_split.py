@@ -5,7 +5,7 @@ run's start-up, for a few lines of numpy).
 `sklearn.model_selection.train_test_split(np.arange(n), test_size=..., stratify=..., random_state=...)`
 returns: ShuffleSplit's and StratifiedShuffleSplit's draws from a legacy RandomState, step for
 step, so the splits (and every run's data) stay the ones lossbench drew with sklearn.
-tests/test_numpy_equals_sklearn.py checks the equality.
+tests/training/test_numpy_equals_sklearn.py checks the equality.
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ loss is >1% off, non-finite or stops moving) are read off the table, then matche
 predicted from torch.finfo facts; see explain.py.
 
 CLI: python -m lossbench.probe [--out DIR] [--step 0.1] [--zmax 120]
+
+May import lossbench.losses (the registry it probes) and runs.results.atomic_write; it trains nothing.
 """
 from .cli import main, summary_table, write_outputs
 from .exact import exact

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lossbench.results import atomic_write
+from lossbench.runs.results import atomic_write
 
 from .explain import dtype_notes, explain
 from .figure import plot_probe

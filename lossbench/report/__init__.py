@@ -3,11 +3,14 @@
 load.py reads the collected tables -> groups.py splits them into comparable groups and studies.py
 says which question each answers -> tables.py, stats.py and stability_verdicts.py compute the
 numbers -> figures.py draws them -> recommendation.py (a which_loss study's answer, first),
-summary_bullets.py and setup.py write the few generated lines
+summary_bullets.py and setup_section.py write the few generated lines
 -> sections.py assembles a Document (the main page: limitations, Summary, forest plot, one table
 per question) with its appendix pages -> render.py writes each as markdown and html. `generate`
 runs the chain and writes OUT/report.md, OUT/report.html, OUT/appendix/*.md and *.html,
 OUT/figures/*, OUT/tables/*.csv.
+
+May import runs/ (the collected tables, and the rules for the files it writes), training's metric
+and selection rules (metrics.py, selection.py), config, tasks and losses; never trains.
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ from pathlib import Path
 from typing import Callable
 
 from lossbench.report.document import Document, Figure, Table
-from lossbench.owned import Manifest, PlantedLink, require_real_dirs
+from lossbench.runs.owned import Manifest, PlantedLink, require_real_dirs
 from lossbench.report.escape import csv_bytes
 from lossbench.report.load import ReportInputError, load, split_stress
 from lossbench.report.render import APPENDIX, FIGURES, TABLES, to_html, to_markdown
 from lossbench.report.sections import build_document
 from lossbench.report.stats import ADJUSTMENTS
-from lossbench.results import atomic_write
+from lossbench.runs.results import atomic_write
 
 __all__ = ["ReportInputError", "generate", "write_report"]
 
@@ -34,7 +37,7 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 def write_report(doc: Document, out: Path) -> Path:
     """Write every page's md and html, the figures and CSVs into `out`. Replaces or removes only
-    what an earlier report listed in out's manifest (lossbench.owned): any other file in the way
+    what an earlier report listed in out's manifest (lossbench.runs.owned): any other file in the way
     is refused, untouched."""
     files = {f"{FIGURES}/{block.name}.{block.suffix}": block.png for block in doc.walk()
              if isinstance(block, Figure)}

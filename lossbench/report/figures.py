@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from lossbench.losses import LOSSES  # noqa: E402
-from lossbench.metrics import CRITERION, MEMORISATION  # noqa: E402
+from lossbench.training.metrics import CRITERION, MEMORISATION  # noqa: E402
 from lossbench.report.groups import LOSS_ORDER  # noqa: E402
 from lossbench.report.render import PIXEL_DENSITY  # noqa: E402
 

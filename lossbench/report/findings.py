@@ -14,7 +14,7 @@ import math
 import pandas as pd
 
 from lossbench.losses import LOSSES
-from lossbench.metrics import METRICS
+from lossbench.training.metrics import METRICS
 from lossbench.report.groups import Group
 from lossbench.report.paired import COVERS
 from lossbench.report.stats import ADJUSTMENTS, ALPHA, WILCOXON_MIN_PAIRS

@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
-from lossbench.metrics import PROPORTIONS  # noqa: E402
+from lossbench.training.metrics import PROPORTIONS  # noqa: E402
 
 WIDTH = 9.0  # inches: 864 px in a browser (96 px per inch), under the 1200 px page
 ROW = 0.2  # inches per effect

@@ -1,11 +1,11 @@
 """Every abbreviation and term the report's tables use, defined once, shown on the main page.
 
-A table heading that uses a term not here fails tests/test_report_document.py: add it here.
+A table heading that uses a term not here fails tests/report/test_report_document.py: add it here.
 """
 
 from __future__ import annotations
 
-from lossbench.metrics import METRICS
+from lossbench.training.metrics import METRICS
 from lossbench.report.document import Bullets, Paragraph, Section
 from lossbench.report.stats import ALPHA, POWER
 

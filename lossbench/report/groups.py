@@ -8,7 +8,7 @@ Never settings: cfg.loss.* (a loss's own parameters are part of its identity, li
 cfg.question.* (what the preset asks, not how it runs), cfg.seed and cfg.dataset.split_seed (the
 pairing key: a seed and its data split) and the keys that only say where or how a run executed
 (lossbench.config.EXECUTION_KEYS). In the comparison runs of a tuned sweep, the keys tuned there
-(their TUNED_KEYS column, report.tuning.mark_tuning) are part of each loss's chosen configuration,
+(their TUNED_KEYS column, report.tuning_section.mark_tuning) are part of each loss's chosen configuration,
 like cfg.loss.*: their value reads TUNED, so a tuned comparison's losses share one group.
 """
 
@@ -24,9 +24,9 @@ import pandas as pd
 
 from lossbench.config import EXECUTION_KEYS
 from lossbench.losses import LOSSES
-from lossbench.metrics import LOWER_IS_BETTER
+from lossbench.training.metrics import LOWER_IS_BETTER
 from lossbench.report.names import setting_words
-from lossbench.selection import selection_metric
+from lossbench.training.selection import selection_metric
 from lossbench.tasks import TASKS, TaskFacts, fallback_baseline
 
 LOSS_ORDER = tuple(LOSSES)  # the registry's order: the four torch losses first

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lossbench.report.setup import caveats, data_text, listed, split_follows_seed, values
+from lossbench.report.setup_section import caveats, data_text, listed, split_follows_seed, values
 from lossbench.report.studies import tuned_runs
 
 

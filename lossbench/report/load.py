@@ -14,10 +14,10 @@ from typing import Callable
 import pandas as pd
 from omegaconf import OmegaConf
 
-from lossbench.collect import CollectError, collect, epochs_table, find_run_dirs, flatten, outdated
+from lossbench.runs.collect import CollectError, collect, epochs_table, find_run_dirs, flatten, outdated
 from lossbench.config import Study
 from lossbench.report.groups import TUNED_KEYS
-from lossbench.report.tuning import TUNING_TRIAL, mark_tuning
+from lossbench.report.tuning_section import TUNING_TRIAL, mark_tuning
 
 QUESTION = "cfg.question."  # what a run's preset declares (config.QuestionConfig)
 STUDY, PAIRS = f"{QUESTION}study", f"{QUESTION}pairs."
@@ -45,7 +45,7 @@ class Inputs:
 
     @property
     def compared(self) -> pd.DataFrame:
-        """Every run but the tuning trials (report.tuning.mark_tuning): the runs compared."""
+        """Every run but the tuning trials (report.tuning_section.mark_tuning): the runs compared."""
         if TUNING_TRIAL not in self.summary:
             return self.summary
         return self.summary[~self.summary[TUNING_TRIAL]]

@@ -10,7 +10,7 @@ the difference varies between seeds *and* which test examples happened to be dra
 - Elsewhere the primary test is the seed-level paired t-test: it covers the seeds, conditional
   on this test set (`ci_covers` says which).
 Beside each difference: k/n paired seeds in its direction, P(improvement) with its CI (rliable),
-the smallest effect of interest (`bound`, the metric's smallest_effect (lossbench.metrics.METRICS) or the question's declaration)
+the smallest effect of interest (`bound`, the metric's smallest_effect (lossbench.training.metrics.METRICS) or the question's declaration)
 and, where inconclusive, the minimum detectable effect. McNemar's test on examples pooled over
 seeds and the Wilcoxon test are diagnostics; no verdict reads them.
 
@@ -29,7 +29,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from lossbench.metrics import LOWER_IS_BETTER, METRICS
+from lossbench.training.metrics import LOWER_IS_BETTER, METRICS
 from lossbench.report.groups import Group
 from lossbench.report.stats import (adjust, crossed_test, improvement_interval, k_of_n,
                                     mcnemar_exact, minimum_detectable_effect, paired_test,

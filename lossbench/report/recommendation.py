@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from lossbench.metrics import METRICS
+from lossbench.training.metrics import METRICS
 from lossbench.report.document import Bullets, Paragraph, Section
 from lossbench.report.tables import fmt_ci, fmt_p
 

@@ -4,7 +4,7 @@ The main page (what a reader needs first): header lines and the limitations box 
 recommendation of a which_loss study, the Summary (summary_bullets.py), one forest plot of every
 declared effect (forest.py), per question one compact table (answers.py), the glossary and the
 links to the appendix. Appendix pages (appendix/<name>): per question its study-wide table and
-figure and each group's details, all in the question's one view; setup and methods (setup.py);
+figure and each group's details, all in the question's one view; setup and methods (setup_section.py);
 versus published; stability with its long event tables and the probe; every verdict with its
 per-seed values; excluded runs.
 Extension point: a section is a function of the Inputs (and options) returning a Section or None
@@ -30,13 +30,13 @@ from lossbench.report.load import Inputs
 from lossbench.report.paired import all_pairs, paired_comparisons
 from lossbench.report.published import published_section
 from lossbench.report.recommendation import recommendation_section
-from lossbench.report.setup import STRESS_RUN, header_lines, setup_section
+from lossbench.report.setup_section import STRESS_RUN, header_lines, setup_section
 from lossbench.report.stability import StressGroup, stability_appendix, stability_section, stress_groups
 from lossbench.report.stats import ADJUSTMENTS, ALPHA, BOOTSTRAP_RESAMPLES, WILCOXON_MIN_PAIRS
 from lossbench.report.studies import STUDIES, primary_table, study_blocks, study_of, tuned_runs
 from lossbench.report.summary_bullets import question_bullets, stability_bullets
 from lossbench.report.verdicts import Entry, declared_verdicts, verdict_seeds
-from lossbench.report.tuning import shared_vs_tuned_blocks, tuning_blocks
+from lossbench.report.tuning_section import shared_vs_tuned_blocks, tuning_blocks
 from lossbench.report.views import Views, views
 
 
@@ -46,7 +46,7 @@ def method(adjust: str) -> str:
         "replication, and a (loss, seed) with several runs in a group is averaged first. Each "
         "question reads one view: `selected`, the epoch where the run's validation selection "
         "metric (trainer.select_on; acc single-label, mAP multi-label unless declared) peaked "
-        "first (lossbench.selection; never chosen on test), or `last`, each run's last epoch "
+        "first (lossbench.training.selection; never chosen on test), or `last`, each run's last epoch "
         "(a fixed budget), as its preset declares. 95% CIs of means are Student-t intervals over "
         "seeds. Paired comparisons pair each loss with the question's baseline by seed. Every "
         "seed is scored on the same test examples, so for accuracy where runs stored their "
@@ -65,7 +65,7 @@ def method(adjust: str) -> str:
         "in the tables, and across every verdict the Summary states in the Summary. A loss is "
         f"better or worse than the baseline where the adjusted p is below {ALPHA:g}, the "
         f"seed-level paired t-test's p too, and the 95% CI excludes 0; equivalent where the CI "
-        "lies inside ± the smallest effect of interest (lossbench.metrics.METRICS, or "
+        "lies inside ± the smallest effect of interest (lossbench.training.metrics.METRICS, or "
         "the question's); else inconclusive. McNemar's test on examples pooled over seeds and "
         f"the Wilcoxon signed-rank test (it cannot reach p < 0.05 with fewer than "
         f"{WILCOXON_MIN_PAIRS} non-zero pairs) are diagnostics only. Divergence counts are "

@@ -20,7 +20,7 @@ from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
-from lossbench.metrics import N_BINS, equal_width_edges
+from lossbench.training.metrics import N_BINS, equal_width_edges
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -325,11 +325,11 @@ def verdict(diff: float, low: float, high: float, p_adj: float, p_seed: float, b
 
 def binned_ece(confidence, correct, bins: int = N_BINS):
     """Equal-width-bin ECE over the last axis: sum_b n_b |acc_b - conf_b| / n, the number
-    lossbench.metrics computes for a run. Vectorised over leading axes of `correct` (the
+    lossbench.training.metrics computes for a run. Vectorised over leading axes of `correct` (the
     confidences are shared)."""
     confidence = np.asarray(confidence, dtype=float)
     correct = np.asarray(correct, dtype=float)
-    # lossbench.metrics.reliability_table's bins: (lower, upper], the first closed
+    # lossbench.training.metrics.reliability_table's bins: (lower, upper], the first closed
     which = np.clip(np.searchsorted(equal_width_edges(bins), confidence, side="left") - 1, 0,
                     bins - 1)
     onehot = np.eye(bins)[which]  # (N, B)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from lossbench.config import Study
-from lossbench.metrics import MEMORISATION, METRICS
+from lossbench.training.metrics import MEMORISATION, METRICS
 from lossbench.report import figures
 from lossbench.report.document import Figure, Table
 from lossbench.report.groups import TUNED_KEYS, format_value, loss_sort_key, value_sort_key

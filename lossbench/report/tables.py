@@ -13,7 +13,7 @@ import pandas as pd
 
 from lossbench.report.groups import Group, loss_sort_key
 from lossbench.losses import LOSSES
-from lossbench.metrics import CRITERION
+from lossbench.training.metrics import CRITERION
 from lossbench.report.stats import (ADJUSTMENTS, adjust, divergence_test, ece_bootstrap, ece_floor,
                                     t_interval)
 

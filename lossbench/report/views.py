@@ -2,7 +2,7 @@
 validation.
 
 `last` is a fixed budget: every run's test metrics after its final epoch (summary.parquet).
-`selected` reads each run's test row at the epoch lossbench.selection picks from that run's `val`
+`selected` reads each run's test row at the epoch lossbench.training.selection picks from that run's `val`
 rows (epochs.parquet): the rule the run itself used to keep its predictions, never a look at test.
 Both views come out as frames shaped like a group's summary rows (run, loss, seed, epoch,
 test_<metric>), so every table downstream is computed the same way for either.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from lossbench.report.groups import Group
-from lossbench.selection import selected_epochs
+from lossbench.training.selection import selected_epochs
 
 LABELS = {"last": "the last epoch, a fixed budget",
           "selected": "the epoch selected on validation"}

@@ -1,0 +1,1 @@
+"""The command `python -m lossbench.collect DIR` (__main__.py); what it runs is lossbench.runs.collect."""
