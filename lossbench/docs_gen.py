@@ -224,7 +224,7 @@ def loss_section(spec: LossSpec, choices: list[Path]) -> str:
         ["reduction", cell(spec.reduction)],
         ["criterion", code(qualified(criterion))],
         ["implemented in", criterion.__module__.split(".")[0]],
-        ["reference", cell(spec.source)],
+        ["reference", cell(spec.reference)],
         ["defined in", code(f"{LOSSES_PACKAGE.replace('.', '/')}/{spec.name}.py")],
     ]
     if spec.tuned:  # what a tuned study searches beside the learning rate
@@ -261,11 +261,11 @@ def page(blocks: list[str]) -> str:
 def loss_catalogue() -> str:
     choices = loss_choices()
     rows = [[f"[{spec.name}](#{spec.name})", code(spec.formula),
-             ", ".join(sorted(task.value for task in spec.tasks)), cell(spec.source)]
+             ", ".join(sorted(task.value for task in spec.tasks)), cell(spec.reference)]
             for spec in LOSSES.values()]
     intro = (
         "Every loss in the registry (`lossbench/losses/`, one module per loss), with its formula, knobs, "
-        "tasks, reduction and source. Notation: `z` the logits of one sample, `y` its target (a "
+        "tasks, reduction and reference. Notation: `z` the logits of one sample, `y` its target (a "
         "class index, or 0/1 per output for the sigmoid losses), `p` the probabilities "
         "(softmax or sigmoid, as the loss's `probabilities` row says), `C` the number of classes. "
         "The formula is the term one sample (softmax) or one output (sigmoid) contributes; the "
