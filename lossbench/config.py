@@ -20,7 +20,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from lossbench.errors import ConfigError
-from lossbench.losses import LOSSES, LossParams, head_width, loss_params
+from lossbench.losses import LOSSES, LossParams, Task, head_width, loss_params
 from lossbench.training.recipe_checks import recipe_problems
 
 # conf/loss/<name>.yaml lists `/loss_schema/<name>@_here_` in its defaults: the loss's typed knobs.
@@ -278,6 +278,17 @@ def register_configs() -> None:
     # hydra.sweep.dir names a sweep after its preset; oc.select's default applies only to a
     # missing key, not to the schema's null, which would name the directory `None`.
     OmegaConf.register_new_resolver("sweep_name", lambda experiment: experiment or "adhoc", replace=True)
+    # A preset sweeping "every loss that fits a task" asks the registry (loss: ${losses_for:multi_label}),
+    # so a loss module added later joins it. Hydra's sweeper reads its params resolved, in the
+    # process that registered this (python -m lossbench imports it before Hydra starts).
+    OmegaConf.register_new_resolver("losses_for", losses_for, replace=True)
+
+
+def losses_for(task: str) -> str:
+    """Every registry loss that fits `task`, in the registry's order, as a sweep value: `bce,bce_logits,...`."""
+    if task not in Task.__members__:
+        raise ValueError(f"losses_for:{task}: {task!r} is not a task; accepted: {_accepted(Task.__members__)}")
+    return ",".join(name for name, spec in LOSSES.items() if Task(task) in spec.tasks)
 
 
 def missing_trackers(logger: Any) -> list[str]:

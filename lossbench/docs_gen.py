@@ -1,6 +1,6 @@
 """Writes the docs site's reference pages from the code, so they cannot drift from it: the loss
-catalogue (from the registry, `lossbench.losses.LOSSES`, one module per loss) and the configuration reference (from
-`conf/` and the typed schema, `lossbench.config`). Meanings are the comments the code and the YAML
+catalogue (from the registry, `lossbench.losses.LOSSES`, one module per loss), the configuration reference (from
+`conf/` and the typed schema, `lossbench.config`) and the results columns (`lossbench.runs.results_schema`). Meanings are the comments the code and the YAML
 already carry: a comment above or beside a field or key is its meaning; the comment block that
 opens a YAML file describes that choice.
 
@@ -27,6 +27,7 @@ from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 import torch
 
 from lossbench import config
+from lossbench.runs import results_schema
 from lossbench.losses import LOSSES, LossSpec, TrainingLabels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,7 +225,7 @@ def loss_section(spec: LossSpec, choices: list[Path]) -> str:
         ["reduction", cell(spec.reduction)],
         ["criterion", code(qualified(criterion))],
         ["implemented in", criterion.__module__.split(".")[0]],
-        ["reference", cell(spec.source)],
+        ["reference", cell(spec.reference)],
         ["defined in", code(f"{LOSSES_PACKAGE.replace('.', '/')}/{spec.name}.py")],
     ]
     if spec.tuned:  # what a tuned study searches beside the learning rate
@@ -261,11 +262,11 @@ def page(blocks: list[str]) -> str:
 def loss_catalogue() -> str:
     choices = loss_choices()
     rows = [[f"[{spec.name}](#{spec.name})", code(spec.formula),
-             ", ".join(sorted(task.value for task in spec.tasks)), cell(spec.source)]
+             ", ".join(sorted(task.value for task in spec.tasks)), cell(spec.reference)]
             for spec in LOSSES.values()]
     intro = (
         "Every loss in the registry (`lossbench/losses/`, one module per loss), with its formula, knobs, "
-        "tasks, reduction and source. Notation: `z` the logits of one sample, `y` its target (a "
+        "tasks, reduction and reference. Notation: `z` the logits of one sample, `y` its target (a "
         "class index, or 0/1 per output for the sigmoid losses), `p` the probabilities "
         "(softmax or sigmoid, as the loss's `probabilities` row says), `C` the number of classes. "
         "The formula is the term one sample (softmax) or one output (sigmoid) contributes; the "
@@ -374,7 +375,44 @@ def configuration_reference() -> str:
     return page(blocks + ["### top level", table(header, top)])
 
 
-PAGES = {"reference/losses.md": loss_catalogue, "reference/configuration.md": configuration_reference}
+# --- the results columns ---------------------------------------------------------------------
+
+
+def columns_table(columns: tuple[results_schema.Column, ...], header: str = "column") -> str:
+    return table([header, "meaning"], [[code(column.name), cell(column.meaning)] for column in columns])
+
+
+def results_columns() -> str:
+    intro = (
+        "Every file a run writes into its directory and every key or column in it, from "
+        "`lossbench/runs/results_schema.py` (a test fails when a run writes a column not declared "
+        "there). A column of one task kind or condition is absent on the other's runs; `<...>` "
+        "stands for any name part. What holds across columns (how files are written, what train "
+        "rows measure, how the report reads them) is in [the results layout](../results-schema.md)."
+    )
+    blocks = ["# Results columns", intro, "## A run directory"]
+    for run_file in results_schema.RUN_FILES:
+        noun = "Its keys" if run_file.name.endswith(".json") else "A row is " + run_file.rows + "; its columns"
+        what = run_file.rows[0].upper() + run_file.rows[1:] + "." if run_file.name.endswith(".json") else ""
+        blocks += [f"### {run_file.name}", " ".join(filter(None, [what, noun + ":"])),
+                   columns_table(run_file.columns, "key" if what else "column")]
+    blocks += ["## A collected directory",
+               "`python -m lossbench.collect DIR` (also run at the end of a sweep) writes into DIR one "
+               "table per run file, each row with the columns below plus those of the run file it "
+               "gathers (summary.parquet: summary.json's scalar keys, not `config` or `overrides`)."]
+    rows = []
+    for name, run_file in results_schema.COLLECTED.items():
+        before = results_schema.BEFORE.get(name)
+        extra = [c.name for c in results_schema.collected_columns(name) if c not in run_file.columns]
+        rows.append([code(name), code(run_file.name), ", ".join(code(c) for c in extra),
+                     code(before) if before else ""])
+    blocks += [table(["table", "gathers", "adds", "named before"], rows),
+               columns_table((results_schema.RUN, results_schema.CONFIG))]
+    return page(blocks)
+
+
+PAGES = {"reference/losses.md": loss_catalogue, "reference/configuration.md": configuration_reference,
+         "reference/results-columns.md": results_columns}
 
 
 def pages() -> dict[str, str]:

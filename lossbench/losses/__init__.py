@@ -1,6 +1,6 @@
 """The losses: one module per loss, `lossbench/losses/<name>.py`, holding its params dataclass
 (the schema of `conf/loss/<name>.yaml`), its criterion (or the torch one it wraps), its `SPEC`
-(a `LossSpec`: formula, source, what the criterion sees, its float64 closed form and how the
+(a `LossSpec`: formula, reference, what the criterion sees, its float64 closed form and how the
 probe explains its thresholds). This registry discovers the modules; nothing else lists losses
 by name.
 

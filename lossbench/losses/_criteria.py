@@ -1,5 +1,5 @@
 """What the criteria lossbench writes share (each lives in its loss's module, named for what it
-computes, with its formula, source and reduction in its docstring).
+computes, with its formula, reference and reduction in its docstring).
 
 Each is written from `log_softmax` or `logsigmoid`, never `log(softmax)`. With p_y the target's
 probability, log p_y comes straight from the logits, and log(1 - p_y) is the logsumexp of the other
@@ -11,7 +11,7 @@ derivative -p_y^q taken from exp (`one_minus_exp`). log p_y itself is log_softma
 wrong logit, and for a confidently right one as accurate as cross-entropy's, which rounds
 1 + sum_j e^(z_j - z_y).
 
-Each docstring gives the formula, its source and the reduction, because the reduction sets the
+Each docstring gives the formula, its reference and the reduction, because the reduction sets the
 effective learning rate: the softmax family averages over the N samples (as CrossEntropyLoss
 does), the sigmoid family over the N x C outputs (as BCEWithLogitsLoss does).
 

@@ -101,7 +101,7 @@ class LossSpec:
     probabilities: Probabilities
     tasks: frozenset[Task]
     reduction: str  # sets the effective learning rate: CE averages over N, BCE over N x C
-    source: str  # the formula's reference
+    reference: str  # where the formula comes from: the paper, or the library that implements it
     # The per-sample (softmax) or per-output (sigmoid) term the reduction averages, in the
     # notation z logits, y target, p probabilities. The docs site lists it.
     formula: str
@@ -143,18 +143,18 @@ class LossSpec:
         return f"loss={self.name} does not fit dataset={dataset} ({task.value}); losses that fit: {fits}"
 
 
-def softmax(name, summary, params, build, source, formula, exact, activation=identity,
+def softmax(name, summary, params, build, reference, formula, exact, activation=identity,
             **more) -> LossSpec:
     """A softmax-family spec: class indices, softmax probabilities, single-label, mean over N."""
     return LossSpec(name, summary, params, build, activation, Targets.index, Probabilities.softmax,
-                    SOFTMAX_TASKS, more.pop("reduction", PER_SAMPLE), source, formula, exact, **more)
+                    SOFTMAX_TASKS, more.pop("reduction", PER_SAMPLE), reference, formula, exact, **more)
 
 
-def sigmoid(name, summary, params, build, source, formula, exact, activation=identity,
+def sigmoid(name, summary, params, build, reference, formula, exact, activation=identity,
             **more) -> LossSpec:
     """A sigmoid-family spec: float 0/1 targets, one Bernoulli per output, mean over N x C."""
     return LossSpec(name, summary, params, build, activation, Targets.float, Probabilities.sigmoid,
-                    SIGMOID_TASKS, more.pop("reduction", PER_OUTPUT), source, formula, exact, **more)
+                    SIGMOID_TASKS, more.pop("reduction", PER_OUTPUT), reference, formula, exact, **more)
 
 
 def head_width(spec: LossSpec, task: Task, n_classes: int) -> int:

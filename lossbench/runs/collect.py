@@ -1,4 +1,4 @@
-"""Gather every run under a directory into four tidy tables (docs/results-schema.md).
+"""Gather every run under a directory into tidy tables (docs/reference/results-columns.md).
 
     python -m lossbench.collect results/sweeps/smoke
 

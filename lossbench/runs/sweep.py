@@ -73,7 +73,7 @@ def shared_run_dir(config: Any) -> Optional[str]:
     by_dirname = OmegaConf.to_container(config.hydra.sweep)["subdir"] == "${hydra.job.override_dirname}"
     if sweeper.get("_target_") != BASIC_SWEEPER or not by_dirname:
         return None
-    # the config loader expands glob() sweeps (all_losses: loss=glob(*,...)) from the config groups
+    # the config loader expands glob() sweeps (loss=glob(ce*)) from the config groups
     parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
     arguments = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
     jobs = BasicSweeper.split_arguments(parser.parse_overrides(arguments + list(config.hydra.overrides.task)), None)[0]

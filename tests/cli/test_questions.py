@@ -4,13 +4,15 @@ than the baseline, the baseline is swept, and the metric is one the task reports
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from hydra import compose
 
 from conftest import initialize_config, sweep_grid
-from lossbench.config import question_problems
+from lossbench.config import losses_for, question_problems
+from lossbench.losses import LOSSES
 from lossbench.training.metrics import METRICS
 from lossbench.tasks import selectable
 
@@ -60,3 +62,21 @@ def test_a_question_naming_an_unknown_loss_or_metric_is_refused_with_the_accepte
     problems = question_problems(q)
     assert any("question.baseline: 'nosuch' is not a loss; accepted: asl" in p for p in problems)
     assert any("question.metric='acc2' is not a metric; accepted: acc" in p for p in problems)
+
+
+@pytest.mark.parametrize("preset, task", [("all_losses", "single_label"), ("all_losses_multi_label", "multi_label")])
+def test_an_every_loss_preset_sweeps_every_registry_loss_that_fits_its_task(preset, task):
+    fits = [name for name, spec in LOSSES.items() if task in {t.value for t in spec.tasks}]
+    assert sweep_grid(preset)["loss"] == fits
+    assert composed(preset).question.comparisons == []  # so every other swept loss is compared
+
+
+@pytest.mark.parametrize("preset", ["all_losses", "all_losses_multi_label"])
+def test_a_loss_added_to_the_registry_joins_the_every_loss_presets(preset, monkeypatch):
+    monkeypatch.setitem(LOSSES, "new_sigmoid_loss", dataclasses.replace(LOSSES["bce_logits"], name="new_sigmoid_loss"))
+    assert sweep_grid(preset)["loss"][-1] == "new_sigmoid_loss"
+
+
+def test_a_preset_asking_for_the_losses_of_an_unknown_task_is_refused_with_the_tasks():
+    with pytest.raises(ValueError, match="'multilabel' is not a task; accepted: multi_label, single_label"):
+        losses_for("multilabel")

@@ -313,7 +313,7 @@ def test_single_label_losses_are_refused_on_multi_label_data_naming_those_that_f
 @pytest.mark.parametrize("name", LOSSES)
 def test_every_loss_states_its_reduction_and_source(name):
     spec = LOSSES[name]
-    assert spec.reduction.startswith(("mean", "weighted mean")) and spec.source
+    assert spec.reduction.startswith(("mean", "weighted mean")) and spec.reference
 
 
 def sweep_every_loss(tmp_path, task: Task, dataset: str) -> dict:

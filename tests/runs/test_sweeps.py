@@ -137,7 +137,7 @@ def test_a_failed_run_does_not_stop_the_sweep_and_is_listed(tmp_path):
 @pytest.mark.parametrize("overrides, shared", [
     (["seed=0,0,1"], "seed=0 trainer.epochs=1 and seed=0 trainer.epochs=1"),
     (["dataset.root=a,b"], "dataset.root=a trainer.epochs=1 and dataset.root=b trainer.epochs=1"),
-    # a glob sweep, as all_losses makes, expands only with Hydra's config loader
+    # a glob sweep over a config group expands only with Hydra's config loader
     (["loss=glob(ce_smooth*)", "seed=0,0"],
      "loss=ce_smooth seed=0 trainer.epochs=1 and loss=ce_smooth seed=0 trainer.epochs=1"),
 ])
