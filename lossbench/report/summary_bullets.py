@@ -31,13 +31,15 @@ def p_text(p: float, adjust: str) -> str:
     return f"{findings.p_text('', p).lstrip()} ({SHORT[adjust]})"
 
 
-def effect_text(row: pd.Series) -> str:
+def effect_text(row: pd.Series, metric: bool = False) -> str:
     """'`sce` (noise 0.6): +0.0900 [+0.0500, +0.1300], 5/5 seeds, P(improvement) 1.00
-    [1.00, 1.00], p = 0.0017 (Holm)'."""
+    [1.00, 1.00], p = 0.0017 (Holm)'; `metric` names the metric before the difference, for a
+    question whose groups are judged on different metrics."""
     ci = (f"[{signed(row['ci_low'])}, {signed(row['ci_high'])}]"
           if not math.isnan(row["ci_low"]) else "(no CI)")
     where = f" ({row['group']})" if row["group"] else ""
-    return (f"`{row['loss']}`{where}: {signed(row['difference'])} {ci}, {row['k_of_n']} seeds, "
+    on = f"{row['metric']} " if metric else ""
+    return (f"`{row['loss']}`{where}: {on}{signed(row['difference'])} {ci}, {row['k_of_n']} seeds, "
             f"P(improvement) {fmt(row['p_improvement'], '.2f')} "
             f"[{fmt(row['p_improvement_low'], '.2f')}, {fmt(row['p_improvement_high'], '.2f')}], "
             f"{p_text(row['p_adj'], row['adjust'])}")
@@ -53,14 +55,15 @@ def question_bullet(question: str, condition: str, rows: pd.DataFrame) -> str:
     first = rows.iloc[0]
     baselines = ", ".join(f"`{b}`" for b in dict.fromkeys(rows["baseline"]))
     how = "declared" if rows["declared"].all() else "no declared question: every loss"
-    head = (f"**{question}** ({condition}; {how} vs {baselines} on {first['metric']} "
+    metrics = list(dict.fromkeys(rows["metric"]))  # a question over single- and multi-label groups has two
+    head = (f"**{question}** ({condition}; {how} vs {baselines} on {' or '.join(metrics)} "
             f"{VIEW_WORDS.get(first['view'], first['view'])}, "
             f"{plural(len(rows), 'comparison')}, {plural(int(rows['n_seeds'].max()), 'seed')}): ")
     parts = []
     for word in ("better", "worse"):
         hits = rows[rows["verdict"] == word]
         if len(hits):
-            parts.append(f"{word}: " + "; ".join(effect_text(r) for _, r in hits.iterrows()))
+            parts.append(f"{word}: " + "; ".join(effect_text(r, len(metrics) > 1) for _, r in hits.iterrows()))
     equivalent = rows[rows["verdict"] == "equivalent"]
     if len(equivalent):
         bound = fmt(equivalent["bound"].iloc[0], ".3g")

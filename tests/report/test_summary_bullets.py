@@ -83,6 +83,15 @@ def test_a_question_bullet_names_every_verdict_with_its_evidence():
     assert "`focal` (0.2)" in bullet and "`focal` (0.4)" in bullet  # nothing left unsaid
 
 
+def test_a_question_over_groups_judged_on_two_metrics_names_each_effects_metric():
+    # all_losses and all_losses_multi_label answer one question: acc on one task, map on the other
+    table, _ = declared_verdicts(entries(summary(0.2), summary(0.4)))
+    table.loc[table["group"] == "0.4", "metric"] = "map"
+    bullet = question_bullet("Losses at shared settings", "x", table)
+    assert "vs `ce` on acc or map at the last epoch" in bullet
+    assert "better: `ce_smooth` (0.2): acc +0.029" in bullet and "`mae` (0.4): map -0.0" in bullet
+
+
 def test_inconclusive_verdicts_carry_the_designs_minimum_detectable_effect():
     table, _ = declared_verdicts(entries(summary(0.2, seeds=3)))
     table.loc[:, "verdict"] = "inconclusive"
