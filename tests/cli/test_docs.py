@@ -91,3 +91,27 @@ def test_every_readme_link_resolves():
             if anchor not in {github_anchor(h) for h in headings}:
                 broken.append(target)
     assert len(re.findall(r"\]\(", text)) > 10 and broken == []
+
+
+def test_the_readmes_quoted_verdicts_are_the_reference_reports():
+    # the README quotes the committed report's better/worse verdicts; a rebuild must update both
+    import pandas as pd
+
+    verdicts = pd.read_csv(ROOT / "results" / "reference" / "tables" / "verdicts.csv")
+    text = (ROOT / "README.md").read_text().split("## Results", 1)[1].split("\n## ", 1)[0]
+    quoted = [[c.strip() for c in line.strip("|").split("|")]
+              for line in text.splitlines() if line.startswith("| ") and "`" in line]
+    stated = verdicts[verdicts["verdict"].isin(["better", "worse"])]
+    assert len(quoted) == len(stated) > 0
+
+    def signed(x: float) -> str:
+        return f"{x:+.4f}"
+
+    for (question, group, pair, metric, difference, seeds, p_improvement, p_adj, verdict), (_, row) in zip(
+            quoted, stated.iterrows()):
+        assert (question, group, pair, metric, seeds, verdict) == (
+            row["question"], row["group"], f"`{row['loss']}` vs `{row['baseline']}`", row["metric"],
+            row["k_of_n"], row["verdict"])
+        assert difference == f"{signed(row['difference'])} [{signed(row['ci_low'])}, {signed(row['ci_high'])}]"
+        assert p_improvement == f"{row['p_improvement']:.2f}"
+        assert p_adj == ("< 0.0001" if row["p_adj"] < 1e-4 else f"{row['p_adj']:.4f}")
