@@ -73,6 +73,8 @@ class Peek:
     n_classes: int
     n_features: int
     image_shape: Optional[tuple[int, int, int]] = None
+    # The files bring their own validation split (an image folder's DIR/val)
+    own_val: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,8 +103,6 @@ class DatasetInfo:
     class_ids: Optional[tuple[int, ...]] = None
     # The data_source a run would record if it loaded now (resume compares it with the old run's).
     source_now: Callable[[Any], str] = lambda cfg: "synthetic"
-    # Its size before it loads; None: known only once loaded (then nothing is refused early).
-    footprint: Callable[[Any], Optional[Footprint]] = lambda cfg: None
     # Its size before it loads; None: known only once loaded (then nothing is refused early).
     footprint: Callable[[Any], Optional[Footprint]] = lambda cfg: None
     # The (C, H, W) of its images as the config fixes them, known before loading (None: known

@@ -164,7 +164,8 @@ def peek(cfg: Any) -> Peek:
         width = height = cfg.image_size
     n_images = sum(len(files) for files in listed.values())
     check_fits(n_images * 3 * width * height, f"dataset.path={cfg.path} ({n_images} images of {width}x{height})")
-    return Peek(Task.single_label, len(classes), channels * width * height, (channels, height, width))
+    return Peek(Task.single_label, len(classes), channels * width * height, (channels, height, width),
+                own_val="val" in listed)
 
 
 INFO = DatasetInfo(ImageFolderConfig, load, lambda cfg: None, peek, Task.single_label, images=True,
