@@ -211,6 +211,25 @@ def test_arrays_bad_input_is_refused(tmp_path, x_shape, y, expected):
     assert expected in refusal("dataset=arrays", f"dataset.path={tmp_path / 'd.npz'}")
 
 
+def test_arrays_labels_with_gaps_are_their_sorted_distinct_values_recorded_as_class_names(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.choice([7, 8, 9], 90)
+    np.savez(tmp_path / "d.npz", x=rng.normal(size=(90, 4)) + y[:, None], y=y,
+             x_test=rng.normal(size=(30, 4)), y_test=np.repeat([9, 7, 8], 10))
+    data = load("dataset=arrays", f"dataset.path={tmp_path / 'd.npz'}")
+    assert data.n_classes == 3 and data.info["class_names"] == ["7", "8", "9"]
+    assert torch.equal(data.y_test, torch.tensor([2, 0, 1]).repeat_interleave(10))
+    assert peek(compose_config("dataset=arrays", f"dataset.path={tmp_path / 'd.npz'}").dataset).n_classes == 3
+
+
+def test_arrays_test_label_the_training_labels_lack_is_refused_before_loading(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((40, 4)), y=np.arange(40) % 2 + 7, x_test=np.zeros((2, 4)),
+             y_test=np.array([7, 5]))
+    cfg = compose_config("dataset=arrays", f"dataset.path={tmp_path / 'd.npz'}")
+    with pytest.raises(DataError, match="y_test holds label 5, which y does not; y's labels: 7, 8"):
+        validate(cfg)
+
+
 def test_arrays_nan_features_are_refused_with_their_rows(tmp_path):
     x = np.random.default_rng(0).random((40, 4))
     x[7, 2] = np.nan
