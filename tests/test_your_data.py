@@ -367,6 +367,16 @@ def test_data_that_would_not_fit_is_refused_before_loading_with_the_estimate(tmp
         assert "GiB in memory" in message and "this machine has" in message
 
 
+@pytest.mark.parametrize("kind", ["table", "arrays", "image_folder", "torchvision"])
+def test_file_data_counts_in_the_memory_refusal_with_the_model(tmp_path, monkeypatch, kind):
+    # The data alone fits (its own check passes); with the model's share the run does not.
+    overrides = [f"dataset={kind}", *_files(kind, tmp_path)]
+    data = peek(compose_config(*overrides).dataset).bytes
+    monkeypatch.setattr("lossbench.footprint.memory_bytes", lambda: data + 1)
+    message = refusal(*overrides)
+    assert message.startswith("this run needs about") and "the data 0.0 GiB" in message
+
+
 def test_table_refuses_the_target_among_the_features(tmp_path):
     wine_csv(tmp_path / "wine.csv")
     message = refusal("dataset=table", f"dataset.path={tmp_path / 'wine.csv'}", "dataset.target=cultivar",

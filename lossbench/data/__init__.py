@@ -75,6 +75,10 @@ class Peek:
     image_shape: Optional[tuple[int, int, int]] = None
     # The files bring their own validation split (an image folder's DIR/val)
     own_val: bool = False
+    # File data: about the bytes loading it takes, from the same read, and what sets them
+    # (lossbench.data.files.peek_footprint); None: not known before loading
+    bytes: Optional[int] = None
+    sizes: str = ""
 
 
 @dataclass(frozen=True)

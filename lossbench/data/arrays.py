@@ -23,7 +23,8 @@ from typing import Any, Optional
 import numpy as np
 
 from lossbench.data import Dataset, DatasetInfo, Peek
-from lossbench.data.files import FileDataConfig, assemble, check_fits, existing_path, multi_hot, single_label, file_source
+from lossbench.data.files import (FileDataConfig, assemble, check_fits, existing_path, file_source, multi_hot,
+                                  peek_footprint, single_label)
 from lossbench.errors import DataError
 from lossbench.losses import Task
 
@@ -169,21 +170,23 @@ def peek(cfg: Any) -> Peek:
     if "y" not in labels:
         raise DataError(f"{path} has no array 'y' (dataset=arrays reads {', '.join(KEYS)})")
     y = _labels(labels["y"], f"{path}: y")
-    if path.suffix == ".npz":
-        shapes = _npz_shapes(path)
-        if "x" not in shapes:
-            raise DataError(f"{path} has no array 'x' (dataset=arrays reads {', '.join(KEYS)})")
-        x_shape, dtype = shapes["x"]
-        rows = sum(shapes[k][0][0] for k in ("x", "x_test") if k in shapes)
-        check_fits(int(rows * np.prod(x_shape[1:]) * (1 if dtype == np.uint8 else 8) * 2), f"{path}")
-    else:
-        x_shape = _read(path, ("x",))["x"].shape
+    # (shape, dtype) of x and x_test: a .npz's headers, a .pt's memory-mapped tensors
+    shapes = _npz_shapes(path) if path.suffix == ".npz" else {k: (v.shape, v.dtype) for k, v in
+                                                               _read(path, ("x", "x_test")).items()}
+    if "x" not in shapes:
+        raise DataError(f"{path} has no array 'x' (dataset=arrays reads {', '.join(KEYS)})")
+    x_shape, dtype = shapes["x"]
+    rows = sum(shapes[k][0][0] for k in ("x", "x_test") if k in shapes)
+    n_bytes = int(rows * np.prod(x_shape[1:]) * (1 if dtype == np.uint8 else 8) * 2)
+    check_fits(n_bytes, f"{path}")
     shape = image_layout(x_shape, cfg.layout, str(path))[0]
     n_features = int(np.prod(x_shape[1:]))
+    sizes = f"{rows:,} rows of {n_features:,} values in {path}"
     if y.ndim == 2:
-        return Peek(Task.multi_label, y.shape[1], n_features, shape)
+        return Peek(Task.multi_label, y.shape[1], n_features, shape, bytes=n_bytes, sizes=sizes)
     y_test = _labels(labels["y_test"], f"{path}: y_test") if "y_test" in labels else None
-    return Peek(Task.single_label, len(_classes(y, y_test, path)[2]), n_features, shape)
+    return Peek(Task.single_label, len(_classes(y, y_test, path)[2]), n_features, shape, bytes=n_bytes, sizes=sizes)
 
 
-INFO = DatasetInfo(ArraysConfig, load, lambda cfg: None, peek, images=True, source_now=file_source)
+INFO = DatasetInfo(ArraysConfig, load, lambda cfg: None, peek, images=True, source_now=file_source,
+                   footprint=peek_footprint)
