@@ -4,6 +4,7 @@ mistakes into messages."""
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from omegaconf import DictConfig
 from lossbench.config import register_configs
 from lossbench.training.device import spread_over_gpus
 from lossbench.errors import WRITE_FAILED_EXIT, UserError, write_failure
+from lossbench.hydra_errors import one_line
 from lossbench.runs.run import Stages, default_threads, stages, train_alone
 from lossbench.signals import StopFlag, run_command
 from lossbench.runs.sweep import SweepCallback, end_interrupted_sweep
@@ -103,7 +105,33 @@ def cli() -> None:
     if refused:
         print("\n".join(f"error: {line}" for line in refused), file=sys.stderr)
         sys.exit(2)
-    sys.exit(run_command("lossbench", lambda: main() or 0, wind_down))
+    sys.exit(run_command("lossbench", composed_main, wind_down))
+
+
+def composed_main() -> int:
+    """main(), with a mistake in the overrides refused in one line (exit 2) rather than Hydra's
+    report. HYDRA_FULL_ERROR, Hydra's own switch, makes it raise the error here instead of
+    printing it; a user who set it gets Hydra's full traceback, and any other error is
+    reported by Hydra as it would be."""
+    if os.environ.get("HYDRA_FULL_ERROR"):
+        return main() or 0
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        return main() or 0
+    except Exception as error:
+        line = one_line(error)
+        if line is None:
+            del os.environ["HYDRA_FULL_ERROR"]
+            from hydra._internal.utils import run_and_report
+
+            def again() -> None:
+                raise error
+
+            return run_and_report(again)
+        print(f"error: {line}", file=sys.stderr)
+        return 2
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
 def plain_key_problems(args: list[str]) -> list[str]:

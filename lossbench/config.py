@@ -331,20 +331,26 @@ def _condition_problems(cfg: Any) -> list[str]:
     return found
 
 
-def _validation_problems(cfg: Any) -> list[str]:
-    """The validation split and what needs it (early stopping)."""
+def _validation_problems(cfg: Any, own_val: bool) -> list[str]:
+    """The validation split and what needs it (early stopping, trainer.select_on). `own_val`:
+    the files bring one (an image folder's DIR/val), whatever dataset.val_fraction says."""
     found, fraction, patience = [], cfg.dataset.val_fraction, cfg.trainer.early_stop_patience
     if not 0 <= fraction < 1:
         found.append(f"dataset.val_fraction={fraction!r} must be in [0, 1): the share of the training "
                      "split held out for validation (0: none)")
+    none_held_out = fraction == 0 and not own_val
     if patience is not None:
         if patience < 1:
             found.append(f"trainer.early_stop_patience={patience} must be an integer >= 1 (or null: "
                          "train every epoch)")
-        elif fraction == 0:
+        elif none_held_out:
             found.append(f"trainer.early_stop_patience={patience} stops on the validation metric, and "
                          "dataset.val_fraction=0 holds out no validation split: set dataset.val_fraction "
                          "> 0 (e.g. 0.1), or trainer.early_stop_patience=null")
+    if cfg.trainer.select_on is not None and none_held_out:
+        found.append(f"trainer.select_on={cfg.trainer.select_on} selects the epoch on the validation split, "
+                     "and dataset.val_fraction=0 holds out none, so no epoch would be selected: set "
+                     "dataset.val_fraction > 0 (e.g. 0.1), or trainer.select_on=null")
     return found
 
 
@@ -556,7 +562,7 @@ def validate(cfg: Any) -> None:
         problems += multilabel_problems(d)
     if "test_fraction" in d and not 0 < d.test_fraction < 1:
         problems.append(f"dataset.test_fraction={d.test_fraction!r} must be in (0, 1)")
-    problems += _condition_problems(cfg) + _validation_problems(cfg) + recipe_problems(cfg)
+    problems += _condition_problems(cfg) + _validation_problems(cfg, shape.own_val) + recipe_problems(cfg)
     problems += question_problems(cfg.question) + select_on_problems(cfg.trainer.select_on, shape.task.value)
     problems += [f"logger={name} needs the {name} package, which is not installed: "
                  f'pip install -e ".[{name}]" in a checkout, else pip install {name}'

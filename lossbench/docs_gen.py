@@ -431,5 +431,15 @@ def main(docs: Path = DOCS) -> None:
         print(f"wrote {target}")
 
 
+def cli(argv: Optional[list[str]] = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=REGENERATE, description="Rewrite the reference pages "
+                                     f"({', '.join(PAGES)}) from the code and conf/.")
+    parser.add_argument("docs", nargs="?", type=Path, default=DOCS,
+                        help=f"the docs folder to write them under (default: {DOCS})")
+    main(parser.parse_args(argv).docs)
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else DOCS)
+    cli()

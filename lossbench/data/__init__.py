@@ -78,6 +78,12 @@ class Peek:
     n_classes: int
     n_features: int
     image_shape: Optional[tuple[int, int, int]] = None
+    # The files bring their own validation split (an image folder's DIR/val)
+    own_val: bool = False
+    # File data: about the bytes loading it takes, from the same read, and what sets them
+    # (lossbench.data.files.peek_footprint); None: not known before loading
+    bytes: Optional[int] = None
+    sizes: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,8 +112,6 @@ class DatasetInfo:
     class_ids: Optional[tuple[int, ...]] = None
     # The data_source a run would record if it loaded now (resume compares it with the old run's).
     source_now: Callable[[Any], str] = lambda cfg: "synthetic"
-    # Its size before it loads; None: known only once loaded (then nothing is refused early).
-    footprint: Callable[[Any], Optional[Footprint]] = lambda cfg: None
     # Its size before it loads; None: known only once loaded (then nothing is refused early).
     footprint: Callable[[Any], Optional[Footprint]] = lambda cfg: None
     # The (C, H, W) of its images as the config fixes them, known before loading (None: known

@@ -1,7 +1,10 @@
 """`dataset=arrays`: arrays in a `.npz` (numpy) or a `.pt` (a dict of tensors, read with
 torch.load(weights_only=True)), with keys `x` and `y`, and optionally `x_test` and `y_test`.
 
-`y` is (N,) class indices 0..K-1 or (N, K) 0/1 multi-hot. `x` is (N, F) feature vectors or images:
+`y` is (N,) integer labels or (N, K) 0/1 multi-hot. Integer labels are classes as a table's are:
+their sorted distinct values in `y`, renumbered 0..K-1 and recorded as class_names (labels
+{7, 8, 9} make 3 classes named "7", "8", "9", not 10 with 7 empty). `x` is (N, F) feature
+vectors or images:
 - (N, H, W): one channel;
 - (N, A, B, C) with `dataset.layout=auto`: channels last (NHWC) when the last axis is 1, 3 or 4 and
   the second is not; channels first (NCHW) when the second is 1, 3 or 4 and the last is not.
@@ -15,12 +18,13 @@ import zipfile
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
 from lossbench.data import Dataset, DatasetInfo, Peek
-from lossbench.data.files import FileDataConfig, assemble, check_fits, existing_path, multi_hot, single_label, file_source
+from lossbench.data.files import (FileDataConfig, assemble, check_fits, existing_path, file_source, multi_hot,
+                                  peek_footprint, single_label)
 from lossbench.errors import DataError
 from lossbench.losses import Task
 
@@ -109,6 +113,19 @@ def _labels(y: np.ndarray, where: str) -> np.ndarray:
     raise DataError(f"{where}: y has shape {y.shape}; give (N,) class indices or (N, K) multi-hot")
 
 
+def _classes(y: np.ndarray, y_test: Optional[np.ndarray], path: Path) -> tuple[np.ndarray, Optional[np.ndarray], list[str]]:
+    """Single-label y (and y_test) renumbered by y's sorted distinct values, and those values as
+    class names; a test label y lacks is refused (no class to score it against)."""
+    names, y = np.unique(y, return_inverse=True)
+    if y_test is not None:
+        unseen = np.setdiff1d(y_test, names)
+        if len(unseen):
+            raise DataError(f"{path}: y_test holds label {int(unseen[0])}, which y does not; y's labels: "
+                            f"{', '.join(map(str, names))}")
+        y_test = np.searchsorted(names, y_test)
+    return y, y_test, [str(n) for n in names]
+
+
 def _images(x: np.ndarray, channels_last: bool) -> np.ndarray:
     """Images flattened channels first, uint8 kept as pixels, any other type as float32."""
     if channels_last:
@@ -140,8 +157,10 @@ def load(cfg: Any) -> Dataset:
     if "x_test" in inputs and inputs["x_test"].shape[1:] != inputs["x"].shape[1:]:
         raise DataError(f"{path}: x_test has shape {inputs['x_test'].shape[1:]} per example, x {inputs['x'].shape[1:]}")
     x = {k: (_images(v, channels_last) if shape is not None else v).reshape(len(v), -1) for k, v in inputs.items()}
-    return assemble(cfg, x["x"], labels["y"], str(path), x_test=x.get("x_test"), y_test=labels.get("y_test"),
-                    image_shape=shape)
+    y, y_test, names = labels["y"], labels.get("y_test"), None
+    if y.ndim == 1:
+        y, y_test, names = _classes(y, y_test, path)
+    return assemble(cfg, x["x"], y, str(path), names, x_test=x.get("x_test"), y_test=y_test, image_shape=shape)
 
 
 def peek(cfg: Any) -> Peek:
@@ -151,21 +170,23 @@ def peek(cfg: Any) -> Peek:
     if "y" not in labels:
         raise DataError(f"{path} has no array 'y' (dataset=arrays reads {', '.join(KEYS)})")
     y = _labels(labels["y"], f"{path}: y")
-    if path.suffix == ".npz":
-        shapes = _npz_shapes(path)
-        if "x" not in shapes:
-            raise DataError(f"{path} has no array 'x' (dataset=arrays reads {', '.join(KEYS)})")
-        x_shape, dtype = shapes["x"]
-        rows = sum(shapes[k][0][0] for k in ("x", "x_test") if k in shapes)
-        check_fits(int(rows * np.prod(x_shape[1:]) * (1 if dtype == np.uint8 else 8) * 2), f"{path}")
-    else:
-        x_shape = _read(path, ("x",))["x"].shape
+    # (shape, dtype) of x and x_test: a .npz's headers, a .pt's memory-mapped tensors
+    shapes = _npz_shapes(path) if path.suffix == ".npz" else {k: (v.shape, v.dtype) for k, v in
+                                                               _read(path, ("x", "x_test")).items()}
+    if "x" not in shapes:
+        raise DataError(f"{path} has no array 'x' (dataset=arrays reads {', '.join(KEYS)})")
+    x_shape, dtype = shapes["x"]
+    rows = sum(shapes[k][0][0] for k in ("x", "x_test") if k in shapes)
+    n_bytes = int(rows * np.prod(x_shape[1:]) * (1 if dtype == np.uint8 else 8) * 2)
+    check_fits(n_bytes, f"{path}")
     shape = image_layout(x_shape, cfg.layout, str(path))[0]
     n_features = int(np.prod(x_shape[1:]))
+    sizes = f"{rows:,} rows of {n_features:,} values in {path}"
     if y.ndim == 2:
-        return Peek(Task.multi_label, y.shape[1], n_features, shape)
-    n_classes = int(max(y.max(), labels["y_test"].max() if "y_test" in labels else 0)) + 1
-    return Peek(Task.single_label, n_classes, n_features, shape)
+        return Peek(Task.multi_label, y.shape[1], n_features, shape, bytes=n_bytes, sizes=sizes)
+    y_test = _labels(labels["y_test"], f"{path}: y_test") if "y_test" in labels else None
+    return Peek(Task.single_label, len(_classes(y, y_test, path)[2]), n_features, shape, bytes=n_bytes, sizes=sizes)
 
 
-INFO = DatasetInfo(ArraysConfig, load, lambda cfg: None, peek, images=True, source_now=file_source)
+INFO = DatasetInfo(ArraysConfig, load, lambda cfg: None, peek, images=True, source_now=file_source,
+                   footprint=peek_footprint)

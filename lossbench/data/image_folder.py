@@ -18,7 +18,7 @@ import numpy as np
 
 from lossbench.data import Dataset, DatasetInfo, Peek
 from lossbench.data.cache import cached
-from lossbench.data.files import FileDataConfig, assemble, check_fits, existing_path, file_source
+from lossbench.data.files import FileDataConfig, assemble, check_fits, existing_path, file_source, peek_footprint
 from lossbench.errors import DataError
 from lossbench.losses import Task
 
@@ -163,9 +163,11 @@ def peek(cfg: Any) -> Peek:
     if cfg.image_size is not None:
         width = height = cfg.image_size
     n_images = sum(len(files) for files in listed.values())
-    check_fits(n_images * 3 * width * height, f"dataset.path={cfg.path} ({n_images} images of {width}x{height})")
-    return Peek(Task.single_label, len(classes), channels * width * height, (channels, height, width))
+    sizes = f"dataset.path={cfg.path} ({n_images} images of {width}x{height})"
+    check_fits(n_images * 3 * width * height, sizes)
+    return Peek(Task.single_label, len(classes), channels * width * height, (channels, height, width),
+                own_val="val" in listed, bytes=n_images * 3 * width * height, sizes=sizes)
 
 
 INFO = DatasetInfo(ImageFolderConfig, load, lambda cfg: None, peek, Task.single_label, images=True,
-                   source_now=file_source)
+                   source_now=file_source, footprint=peek_footprint)

@@ -15,7 +15,8 @@ from typing import Any, Optional
 import numpy as np
 
 from lossbench.data import Dataset, DatasetInfo, Peek
-from lossbench.data.files import FileDataConfig, assemble, check_fits, existing_path, multi_hot, task_of, file_source
+from lossbench.data.files import (FileDataConfig, assemble, check_fits, existing_path, file_source, multi_hot,
+                                  peek_footprint, task_of)
 from lossbench.errors import DataError
 from lossbench.losses import Task
 
@@ -154,11 +155,13 @@ def _bytes_needed(path: Path, n_columns: int) -> int:
 def peek(cfg: Any) -> Peek:
     """The task, classes and features from the header and the target columns alone."""
     path, targets, features = _chosen(cfg)
-    check_fits(_bytes_needed(path, len(features) + len(targets)), f"dataset.path={cfg.path}")
+    n_bytes = _bytes_needed(path, len(features) + len(targets))
+    check_fits(n_bytes, f"dataset.path={cfg.path}")
+    size = dict(bytes=n_bytes, sizes=f"{path}: {len(features) + len(targets)} columns as float64")
     frame = _read(path, targets).dropna()
     if _multi_label(cfg):
-        return Peek(Task.multi_label, len(targets), len(features))
-    return Peek(task_of(frame[targets[0]].to_numpy()), int(frame[targets[0]].nunique()), len(features))
+        return Peek(Task.multi_label, len(targets), len(features), **size)
+    return Peek(task_of(frame[targets[0]].to_numpy()), int(frame[targets[0]].nunique()), len(features), **size)
 
 
-INFO = DatasetInfo(TableConfig, load, lambda cfg: None, peek, source_now=file_source)
+INFO = DatasetInfo(TableConfig, load, lambda cfg: None, peek, source_now=file_source, footprint=peek_footprint)

@@ -18,7 +18,7 @@ import numpy as np
 from lossbench.config import DatasetConfig
 from lossbench.data import Dataset, DatasetInfo, Peek
 from lossbench.data.arrays import Layout, image_layout
-from lossbench.data.files import assemble, file_source
+from lossbench.data.files import assemble, file_source, peek_footprint
 from lossbench.errors import DataError
 from lossbench.losses import Task
 
@@ -91,12 +91,15 @@ def load(cfg: Any) -> Dataset:
 
 
 def peek(cfg: Any) -> Peek:
-    train, _ = _splits(cfg)
-    x, y = _arrays(train)
+    train, test = _splits(cfg)
+    (x, y), (x_test, _) = _arrays(train), _arrays(test)
     shape = image_layout(x.shape, Layout.auto, "torchvision images")[0]
     n_classes = len(getattr(train, "classes", None) or np.unique(y))
-    return Peek(Task.single_label, n_classes, int(np.prod(x.shape[1:])), shape)
+    # held as read, once more while assemble flattens and copies them
+    n_bytes = 2 * (x.nbytes + x_test.nbytes)
+    return Peek(Task.single_label, n_classes, int(np.prod(x.shape[1:])), shape, bytes=n_bytes,
+                sizes=f"torchvision.datasets.{cfg.class_name}: {len(x) + len(x_test):,} images of {x.shape[1:]}")
 
 
 INFO = DatasetInfo(TorchvisionConfig, load, lambda cfg: None, peek, Task.single_label, images=True,
-                   source_now=file_source)
+                   source_now=file_source, footprint=peek_footprint)

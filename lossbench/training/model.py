@@ -131,17 +131,26 @@ def cnn_min_side(channels: list[int]) -> int:
 
 def image_size_problems(cfg: Any, image_shape: Optional[tuple[int, ...]]) -> list[str]:
     """The image is too small for the model's layers (known before loading when the dataset
-    registry can say its shape, else checked after loading, before the model is built)."""
+    registry can say its shape, else checked after loading, before the model is built): each
+    block halves it, and a kernel's outer weights must reach a pixel somewhere. With same padding
+    (k // 2 zeros on the far side) on an m-pixel map, they do while k // 2 < m: beyond that some
+    weights multiply only padding at every position and never train."""
     if cfg.name != "cnn" or image_shape is None or len(image_shape) != 3:
         return []
     side, height, width = cnn_min_side(cfg.channels), image_shape[1], image_shape[2]
-    if min(height, width) >= side:
-        return []
     blocks = len(cfg.channels)
-    return [f"model=cnn with {blocks} conv blocks (model.channels={list(cfg.channels)}) halves the "
-            f"image {blocks} times, so it needs images of at least {side}x{side}; this data's are "
-            f"{height}x{width}. Use at most {max(min(height, width).bit_length() - 1, 0)} blocks "
-            f"(model.channels), model=resnet (any size) or model=mlp"]
+    if min(height, width) < side:
+        return [f"model=cnn with {blocks} conv blocks (model.channels={list(cfg.channels)}) halves the "
+                f"image {blocks} times, so it needs images of at least {side}x{side}; this data's are "
+                f"{height}x{width}. Use at most {max(min(height, width).bit_length() - 1, 0)} blocks "
+                f"(model.channels), model=resnet (any size) or model=mlp"]
+    last = min(height, width) // 2 ** max(blocks - 1, 0)  # the smallest map a kernel slides over
+    if cfg.kernel_size // 2 >= last:
+        return [f"model.kernel_size={cfg.kernel_size} is too wide for this data's {height}x{width} images: "
+                f"they shrink to {last}x{last} by the last of the {blocks} conv blocks (model.channels="
+                f"{list(cfg.channels)}), where some of its weights would only ever multiply padding; "
+                f"accepted: 1..{2 * last - 1}"]
+    return []
 
 
 def name_problems(cfg: Any, images: bool) -> list[str]:

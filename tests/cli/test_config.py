@@ -73,10 +73,38 @@ def test_type_errors_are_caught_by_hydra_before_the_app(overrides, error):
         compose_config(*overrides)
 
 
+@pytest.mark.parametrize("args, line", [
+    (["trainer.epochs=abc"], "trainer.epochs=abc is not accepted: it must be an integer"),
+    (["dataset=arrays", "dataset.layout=nhcw"],
+     "dataset.layout=nhcw is not accepted; did you mean nhwc? accepted: auto, nchw, nhwc"),
+    (["scheduler=linear"], "scheduler=linear is not a scheduler option; accepted: cosine, multistep, none, onecycle, step"),
+    (["trainer.train_metrics=none"], "trainer.train_metrics=none is not accepted; accepted: running, full"),
+    (["trainer.epoch=3"], "trainer.epoch is not a key of trainer; did you mean trainer.epochs?"),
+])
+def test_cli_refuses_a_value_hydra_rejects_in_one_line_with_exit_2(args, line, tmp_path):
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    [printed] = result.stderr.strip().splitlines()
+    assert printed.startswith(f"error: {line}")
+
+
+def test_a_sweep_with_one_bad_value_is_refused_before_any_job_runs(tmp_path):
+    result = run_cli("-m", "dataset.source=sample", "trainer.epochs=1,abc", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                     cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: trainer.epochs=abc is not accepted: it must be an integer"
+    assert not list((tmp_path / "sweep").rglob("summary.json"))
+
+
+def test_hydra_help_is_still_hydras(tmp_path):
+    result = run_cli("--help", cwd=tmp_path)
+    assert result.returncode == 0 and "python -m lossbench -m experiment=NAME" in result.stdout
+
+
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["loss=nope"], ["Could not find 'loss/nope'", "bce_logits"]),
+        (["loss=nope"], ["loss=nope is not a loss option", "bce_logits"]),
         (["trainer.epochs=abc"], ["trainer.epochs", "abc"]),
         (["dataset=multilabel", "loss=ce"], ["exactly one class per sample", "loss=bce_logits"]),
         (["optim.lr=0"], ["optim.lr=0.0", "a number > 0"]),

@@ -41,6 +41,18 @@ def test_generated_page_is_what_the_code_writes_now(page):
                       + "\n".join(diff[:12]))
 
 
+def test_docs_gen_help_prints_usage_and_writes_nothing(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "lossbench.docs_gen", "--help"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "usage: python -m lossbench.docs_gen" in done.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_docs_gen_writes_its_pages_under_the_folder_given(tmp_path):
+    docs_gen.cli([str(tmp_path / "site")])
+    assert sorted(str(p.relative_to(tmp_path / "site")) for p in (tmp_path / "site").rglob("*.md")) == sorted(docs_gen.PAGES)
+
+
 def test_a_new_loss_appears_in_the_catalogue(monkeypatch):
     fake = dataclasses.replace(LOSSES["ce"], name="fake_loss", formula="-log q_y (fake)")
     monkeypatch.setitem(LOSSES, "fake_loss", fake)

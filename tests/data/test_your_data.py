@@ -211,6 +211,25 @@ def test_arrays_bad_input_is_refused(tmp_path, x_shape, y, expected):
     assert expected in refusal("dataset=arrays", f"dataset.path={tmp_path / 'd.npz'}")
 
 
+def test_arrays_labels_with_gaps_are_their_sorted_distinct_values_recorded_as_class_names(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.choice([7, 8, 9], 90)
+    np.savez(tmp_path / "d.npz", x=rng.normal(size=(90, 4)) + y[:, None], y=y,
+             x_test=rng.normal(size=(30, 4)), y_test=np.repeat([9, 7, 8], 10))
+    data = load("dataset=arrays", f"dataset.path={tmp_path / 'd.npz'}")
+    assert data.n_classes == 3 and data.info["class_names"] == ["7", "8", "9"]
+    assert torch.equal(data.y_test, torch.tensor([2, 0, 1]).repeat_interleave(10))
+    assert peek(compose_config("dataset=arrays", f"dataset.path={tmp_path / 'd.npz'}").dataset).n_classes == 3
+
+
+def test_arrays_test_label_the_training_labels_lack_is_refused_before_loading(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((40, 4)), y=np.arange(40) % 2 + 7, x_test=np.zeros((2, 4)),
+             y_test=np.array([7, 5]))
+    cfg = compose_config("dataset=arrays", f"dataset.path={tmp_path / 'd.npz'}")
+    with pytest.raises(DataError, match="y_test holds label 5, which y does not; y's labels: 7, 8"):
+        validate(cfg)
+
+
 def test_arrays_nan_features_are_refused_with_their_rows(tmp_path):
     x = np.random.default_rng(0).random((40, 4))
     x[7, 2] = np.nan
@@ -346,6 +365,16 @@ def test_data_that_would_not_fit_is_refused_before_loading_with_the_estimate(tmp
                       ("dataset=image_folder", f"dataset.path={tmp_path / 'pngs'}")):
         message = refusal(*overrides)
         assert "GiB in memory" in message and "this machine has" in message
+
+
+@pytest.mark.parametrize("kind", ["table", "arrays", "image_folder", "torchvision"])
+def test_file_data_counts_in_the_memory_refusal_with_the_model(tmp_path, monkeypatch, kind):
+    # The data alone fits (its own check passes); with the model's share the run does not.
+    overrides = [f"dataset={kind}", *_files(kind, tmp_path)]
+    data = peek(compose_config(*overrides).dataset).bytes
+    monkeypatch.setattr("lossbench.training.footprint.memory_bytes", lambda: data + 1)
+    message = refusal(*overrides)
+    assert message.startswith("this run needs about") and "the data 0.0 GiB" in message
 
 
 def test_table_refuses_the_target_among_the_features(tmp_path):

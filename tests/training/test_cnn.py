@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from lossbench.errors import ConfigError
 from lossbench.training.model import CNN, build_model
 
 from conftest import compose_config, run_cli
@@ -42,3 +43,26 @@ def test_cli_refuses_cnn_on_the_synthetic_vector_set(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "Traceback" not in output
     assert "model=cnn needs images; dataset=multilabel holds feature vectors" in output
+
+
+def test_cli_refuses_a_cnn_kernel_wider_than_its_maps_before_data_loads(tmp_path):
+    result = run_cli("model=cnn", "model.kernel_size=40", "dataset.source=sample", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in output and "data: " not in output
+    assert "model.kernel_size=40 is too wide for this data's 28x28 images" in output
+    assert "accepted: 1..27" in output
+
+
+@pytest.mark.parametrize("kernel, refused", [(27, False), (28, True), (26, False)])
+def test_cnn_kernel_refused_once_its_outer_weights_touch_only_padding(kernel, refused):
+    # 28x28 through two blocks: the second convolves 14x14 maps; a kernel of 28 has 14 zeros of
+    # padding on a side, so its first weight meets no pixel at any position.
+    cfg = compose_config("model=cnn", f"model.kernel_size={kernel}").model
+    if refused:
+        with pytest.raises(ConfigError, match="too wide"):
+            build_model(cfg, 28 * 28, 10, (1, 28, 28))
+        return
+    model = build_model(cfg, 28 * 28, 10, (1, 28, 28))
+    model(torch.randn(2, 28 * 28)).sum().backward()
+    conv = model.features[3]
+    assert (conv.weight.grad[..., 0, :] != 0).any() and (conv.weight.grad[..., -1, :] != 0).any()

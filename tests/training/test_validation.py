@@ -103,11 +103,19 @@ def test_rare_recall_counts_the_rare_classes_a_small_split_holds():
     (["dataset.split_seed=-1"], "dataset.split_seed=-1 is not accepted"),
     (["trainer.early_stop_patience=0"], "trainer.early_stop_patience=0 must be an integer >= 1"),
     (["trainer.early_stop_patience=2", "dataset.val_fraction=0"], "holds out no validation split"),
+    (["trainer.select_on=balanced_acc", "dataset.val_fraction=0"],
+     "trainer.select_on=balanced_acc selects the epoch on the validation split, and dataset.val_fraction=0 holds out none"),
 ])
 def test_bad_split_and_early_stopping_values_are_refused(overrides, message):
     with pytest.raises(UserError) as caught:
         validate(compose_config(*overrides))
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("overrides", [["trainer.select_on=balanced_acc"], ["experiment=imbalance"],
+                                       ["experiment=apl_mnist"]])
+def test_selection_and_the_presets_validate_with_their_validation_split(overrides):
+    validate(compose_config("dataset.source=sample", *overrides))
 
 
 # --- calibration ----------------------------------------------------------------------------
