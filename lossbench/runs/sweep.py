@@ -56,7 +56,9 @@ def require_writable(directory: Path, key: str) -> None:
         sys.exit(2)
 
 
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+# Hydra's, and lossbench's default (hydra/sweeper=lossbench), which makes the same jobs
+BASIC_SWEEPERS = ("hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+                  "hydra_plugins.lossbench_sweeper.sweeper.ComposeOnceSweeper")
 
 
 def shared_run_dir(config: Any) -> Optional[str]:
@@ -71,7 +73,7 @@ def shared_run_dir(config: Any) -> Optional[str]:
 
     sweeper, names = config.hydra.sweeper, config.hydra.job.config.override_dirname
     by_dirname = OmegaConf.to_container(config.hydra.sweep)["subdir"] == "${hydra.job.override_dirname}"
-    if sweeper.get("_target_") != BASIC_SWEEPER or not by_dirname:
+    if sweeper.get("_target_") not in BASIC_SWEEPERS or not by_dirname:
         return None
     # the config loader expands glob() sweeps (loss=glob(ce*)) from the config groups
     parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())

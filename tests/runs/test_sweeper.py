@@ -1,0 +1,103 @@
+"""The default sweeper (hydra/sweeper=lossbench): each job's config composed once, handed to the
+launcher that runs it; a job that cannot be composed refused in one line before any job runs."""
+
+import pytest
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
+from conftest import initialize_config, run_cli
+from hydra_plugins.lossbench_sweeper.sweeper import ComposedConfigs
+
+LOSSES = ("ce", "nll")
+
+
+@pytest.fixture
+def compositions(monkeypatch):
+    """Every job config Hydra composes in this process, as its overrides."""
+    composed = []
+    compose = ConfigLoaderImpl.load_sweep_config
+
+    def counted(self, master_config, sweep_overrides):
+        composed.append(list(sweep_overrides))
+        return compose(self, master_config, sweep_overrides)
+
+    monkeypatch.setattr(ConfigLoaderImpl, "load_sweep_config", counted)
+    return composed
+
+
+def sweep_in_process(tmp_path, *overrides):
+    """`python -m lossbench -m OVERRIDES` in this process, each job only recording what it was
+    handed: (loss, seed, job number). No callbacks (nothing trains, so nothing to collect)."""
+    jobs = []
+
+    def record(cfg):
+        jobs.append((cfg.loss.name, cfg.seed, HydraConfig.get().job.num))
+
+    with initialize_config():
+        GlobalHydra.instance().hydra.multirun(
+            config_name="config", task_function=record, with_log_configuration=False,
+            overrides=[*overrides, "~hydra.callbacks.sweep_report", "hydra/job_logging=none",
+                       "hydra/hydra_logging=none", f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    return jobs
+
+
+@pytest.mark.parametrize("sweeper, launcher, per_job", [
+    ("lossbench", "basic", 1), ("lossbench", "batched", 1),
+    ("basic", "basic", 2),  # Hydra's: it composes every job to check it, and again to launch it
+])
+def test_a_k_job_sweep_composes_k_configs_where_hydras_basic_sweeper_composes_2k(
+        tmp_path, compositions, launcher, sweeper, per_job):
+    jobs = sweep_in_process(tmp_path, f"hydra/sweeper={sweeper}", f"hydra/launcher={launcher}",
+                            f"loss={','.join(LOSSES)}", "seed=3")
+    assert jobs == [(loss, 3, num) for num, loss in enumerate(LOSSES)]  # each job its own config
+    assert len(compositions) == per_job * len(LOSSES)
+
+
+def test_a_repeated_job_gets_a_config_of_its_own(tmp_path, compositions):
+    """seed=3,3 (allowed when run dirs are not named by the overrides): two jobs, two configs."""
+    jobs = sweep_in_process(tmp_path, "loss=ce", "seed=3,3", "hydra.sweep.subdir=${hydra.job.num}")
+    assert jobs == [("ce", 3, 0), ("ce", 3, 1)] and len(compositions) == 2
+
+
+def test_a_pickled_loader_holds_no_composed_configs(compositions):
+    """A launcher that pickles its context to worker processes (joblib and submitit, with
+    cloudpickle) sends the bare loader: each worker composes its own job, and no batch of configs
+    travels with every job."""
+    cloudpickle = pytest.importorskip("cloudpickle")
+    with initialize_config():
+        loader = ComposedConfigs(GlobalHydra.instance().config_loader())
+        master = loader.load_configuration("config", [], RunMode.MULTIRUN)
+        loader.compose(master, [["loss=ce"], ["loss=nll"]])
+        copy = cloudpickle.loads(cloudpickle.dumps(loader))
+        assert copy.composed == {} and len(loader.composed) == 2
+        assert copy.load_sweep_config(master, ["loss=nll"]).loss.name == "nll"
+    assert len(compositions) == 3
+
+
+MISSING_LOSS = ("job loss=cee cannot be composed: In 'config': Could not find 'loss/cee'; "
+                "accepted in loss: apl_focal, ")
+
+
+@pytest.mark.parametrize("overrides, line", [
+    (["loss=ce,cee"], MISSING_LOSS),
+    (["model.hidden=[8],[x]"], "job model.hidden=[x] cannot be composed: Error merging override model.hidden=[x]: "
+                               "Value 'x' of type 'str' could not be converted to Integer"),
+    (["model.hiddn=1,2"], "job model.hiddn=1 cannot be composed: Could not override 'model.hiddn': "
+                          "Key 'hiddn' not in 'ModelConfig'"),
+])
+def test_a_job_that_cannot_be_composed_is_refused_in_one_line_before_any_job_runs(tmp_path, capsys, overrides, line):
+    with pytest.raises(SystemExit) as refused:
+        sweep_in_process(tmp_path, *overrides)
+    stderr = capsys.readouterr().err
+    assert refused.value.code == 2 and stderr.startswith(f"error: {line}") and stderr.count("\n") == 1, stderr
+    assert not [path for path in (tmp_path / "sweep").iterdir() if path.is_dir()]  # no job began
+
+
+def test_the_cli_refuses_a_job_that_cannot_be_composed_without_a_traceback(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli("-m", "hydra/launcher=batched", "loss=ce,cee", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith(f"error: {MISSING_LOSS}") and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stdout and not [path for path in sweep.iterdir() if path.is_dir()]
