@@ -23,8 +23,9 @@ from lossbench.report.groups import direction, find_groups
 from lossbench.report.load import Inputs
 from lossbench.report.paired import COVERS, CROSSED, SEED_T
 from lossbench.report.sections import analyse, build_document
-from lossbench.report.stats import crossed_test, divergence_test, mcnemar_exact, t_interval, verdict
-from lossbench.report.tables import fmt
+from lossbench.report.stats import (crossed_test, divergence_test, ece_floor, mcnemar_exact,
+                                    t_interval, verdict)
+from lossbench.report.tables import ece_uncertainty, fmt
 from report_pages import pages_markdown, report_markdown
 
 METRICS = ("acc", "nll", "ece", "brier")
@@ -435,3 +436,14 @@ def test_losses_that_are_the_same_function_up_to_rounding_are_reported_once():
     paired = only_group(make_inputs(runs, preds)).paired
     assert not paired.loc[(paired["loss"] == "bce_pos_weight") & (paired["view"] == "last"),
                           "identical"].any()
+
+
+def test_the_calibration_floor_averages_every_runs_floor():
+    """Each run's ECE is judged against the floor its own confidences give, so the table's floor
+    is their mean over the runs, not the first run's."""
+    runs = {"sure": (14, 0.98, 1000), "unsure": (8, 0.55, 1000)}  # run: (bin, confidence, count)
+    rows = pd.DataFrame([{"run": run, "bin": b, "count": count, "confidence": confidence,
+                          "accuracy": confidence} for run, (b, confidence, count) in runs.items()])
+    floors = [ece_floor(np.full(count, confidence)).mean for _, confidence, count in runs.values()]
+    assert floors[1] > 2 * floors[0]  # the runs' floors differ: the first alone is not the mean
+    assert ece_uncertainty(rows)["ece_floor"] == pytest.approx(np.mean(floors))
