@@ -117,6 +117,25 @@ def spans_decades(values: pd.Series) -> bool:
 MAX_COLOURED = 6  # the baseline and five comparisons: more colours than a reader tells apart
 COMPARED = "tab:red"  # the panel's loss in comparison_curves
 OTHERS = dict(color="0.78", linewidth=0.8, linestyle="-", marker=None, zorder=1)
+OTHER_LOSSES = "other losses"  # the legend entry of every loss drawn in grey (OTHERS)
+
+
+def in_colour(losses: list[str], highlight: list[str] | None) -> list[str]:
+    """The losses a figure draws in colour: the baseline and the question's declared
+    comparisons (`highlight`, in that order) that it has; every loss without a declaration."""
+    return [loss for loss in (highlight or losses) if loss in losses]
+
+
+def figure_legend(fig: Figure, axes, **kwargs) -> None:
+    """One legend beside every panel: each label once, the grey OTHER_LOSSES last."""
+    legend = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    if OTHER_LOSSES in legend:  # last, under the named ones
+        legend[OTHER_LOSSES] = legend.pop(OTHER_LOSSES)
+    fig.legend(list(legend.values()), list(legend), loc="outside right upper", fontsize=MIN_POINTS,
+               **kwargs)
 
 
 def learning_curves(curves: pd.DataFrame, losses: list[str], metric: str,
@@ -126,7 +145,7 @@ def learning_curves(curves: pd.DataFrame, losses: list[str], metric: str,
     `highlight` (the baseline first, then the question's declared comparisons; default every
     loss), each other loss a thin grey line; one legend for every panel, beside them. With more
     than MAX_COLOURED to highlight: comparison_curves, one small panel per comparison."""
-    highlight = [loss for loss in (highlight or losses) if loss in losses]
+    highlight = in_colour(losses, highlight)
     if len(highlight) > MAX_COLOURED:
         return comparison_curves(curves, losses, metric, highlight)
     families = [f for f in ("softmax", "sigmoid", "other") if any(family(l) == f for l in losses)]
@@ -138,7 +157,6 @@ def learning_curves(curves: pd.DataFrame, losses: list[str], metric: str,
                if ((curves["split"] == "test") & (curves["column"] == column)).any()]
     same = twins(curves, losses)
     fig, axes = grid(len(panels), 3.0)
-    legend = {}
     for ax, (split, column, fam, title) in zip(axes, panels):
         shown = []
         for i, loss in enumerate(losses):
@@ -150,7 +168,7 @@ def learning_curves(curves: pd.DataFrame, losses: list[str], metric: str,
                 label = loss + (f" (= {same[loss]})" if loss in same else "")
                 plot_band(ax, c["epoch"], c["mean"], c["ci_low"], c["ci_high"], loss, i, label)
             else:
-                ax.plot(c["epoch"], c["mean"], label="other losses", **OTHERS)
+                ax.plot(c["epoch"], c["mean"], label=OTHER_LOSSES, **OTHERS)
             shown.append(c)
         if shown and spans_decades(pd.concat(shown)["mean"]):
             ax.set_yscale("log")
@@ -160,11 +178,7 @@ def learning_curves(curves: pd.DataFrame, losses: list[str], metric: str,
         ax.set_ylabel("criterion value" if column == CRITERION else column)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            legend.setdefault(label, handle)
-    if "other losses" in legend:  # last, under the named ones
-        legend["other losses"] = legend.pop("other losses")
-    fig.legend(list(legend.values()), list(legend), loc="outside right upper", fontsize=MIN_POINTS)
+    figure_legend(fig, axes)
     return png(fig)
 
 
@@ -199,7 +213,7 @@ def comparison_curves(curves: pd.DataFrame, losses: list[str], metric: str,
                         Line2D([], [], color=COMPARED, linewidth=1.6,
                                label="the panel's loss, 95% t-CI lines"),
                         Line2D([], [], color=OTHERS["color"], linewidth=OTHERS["linewidth"],
-                               label="other losses")],
+                               label=OTHER_LOSSES)],
                loc="outside lower center", ncols=3)
     return png(fig)
 
@@ -356,21 +370,27 @@ def cell_text(cell) -> str:
     return text
 
 
-def condition_curves(points: pd.DataFrame, x_label: str, y_label: str, log_x: bool = False) -> bytes:
+def condition_curves(points: pd.DataFrame, x_label: str, y_label: str, log_x: bool = False,
+                     highlight: list[str] | None = None) -> bytes:
     """A metric vs a condition (noise rate, imbalance ratio) per loss, one panel per `panel`
-    value: mean with 95% t-CI error bars over seeds."""
+    value: mean with 95% t-CI error bars over seeds for the losses in `highlight` (the baseline,
+    then the question's declared comparisons; default every loss), each other loss a thin grey
+    line without error bars, as in learning_curves."""
     panels = list(dict.fromkeys(points["panel"]))
     fig, axes = grid(len(panels), 3.4, sharey=True)
     losses = list(dict.fromkeys(points["loss"]))
+    highlight = in_colour(losses, highlight)
     for ax, panel in zip(axes, panels):
         for i, loss in enumerate(losses):
             p = points[(points["panel"] == panel) & (points["loss"] == loss)].sort_values("x")
             if p.empty:
                 continue
+            if loss not in highlight:
+                ax.plot(p["x"], p["mean"], label=OTHER_LOSSES, **OTHERS)
+                continue
             err = np.vstack([p["mean"] - p["ci_low"], p["ci_high"] - p["mean"]])
-            s = style(loss, i)
             ax.errorbar(p["x"], p["mean"], yerr=np.where(np.isfinite(err), err, 0), capsize=3,
-                        markersize=4, label=loss, **s)
+                        markersize=4, label=loss, zorder=2, **style(loss, i))
         if log_x:  # ticks at the values run, as plain numbers
             ax.set_xscale("log")
             xs = sorted(set(points["x"]))
@@ -380,34 +400,40 @@ def condition_curves(points: pd.DataFrame, x_label: str, y_label: str, log_x: bo
         ax.set_xlabel(x_label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(y_label)
-    axes[0].legend()
+    figure_legend(fig, axes)
     return png(fig)
 
 
-def memorisation(curves: pd.DataFrame) -> bytes:
+def memorisation(curves: pd.DataFrame, highlight: list[str] | None = None) -> bytes:
     """Per noise setting: accuracy of the flipped training examples against their true label
-    (solid: resisted) and their noisy label (dashed: memorised), mean over seeds, per loss."""
+    (solid: resisted) and their noisy label (dashed: memorised), mean over seeds, per loss; the
+    losses in `highlight` (baseline, declared comparisons; default every loss) in colour, every
+    other loss thin and grey, as in learning_curves."""
     noisy, true = MEMORISATION
     panels = list(dict.fromkeys(curves["panel"]))
     losses = list(dict.fromkeys(curves["loss"]))
+    highlight = in_colour(losses, highlight)
     # the line style says true vs noisy label: colour alone tells the losses apart (PALETTE)
-    colours = {loss: style(loss, i)["color"] for i, loss in enumerate(losses)}
+    lines = {loss: {"color": style(loss, i)["color"], "zorder": 2} if loss in highlight else
+             {"color": OTHERS["color"], "linewidth": OTHERS["linewidth"], "zorder": 1}
+             for i, loss in enumerate(losses)}
     fig, axes = grid(len(panels), 3.0, sharey=True)
     for ax, panel in zip(axes, panels):
         for loss in losses:
-            colour = colours[loss]
             for column, line in ((true, "-"), (noisy, "--")):
                 c = curves[(curves["panel"] == panel) & (curves["loss"] == loss)
                            & (curves["column"] == column)]
-                ax.plot(c["epoch"], c["mean"], color=colour, linestyle=line,
-                        label=loss if column == true else None)
+                ax.plot(c["epoch"], c["mean"], linestyle=line, **lines[loss])
         ax.set_title(panel)
         ax.set_xlabel("epoch")
         ax.set_ylim(0, 1)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy on flipped examples")
-    handles = [Line2D([], [], color=colours[loss], label=loss) for loss in losses]
+    handles = [Line2D([], [], **lines[loss], label=loss) for loss in highlight]
+    if len(highlight) < len(losses):
+        handles.append(Line2D([], [], color=OTHERS["color"], linewidth=OTHERS["linewidth"],
+                              label=OTHER_LOSSES))
     handles += [Line2D([], [], color="0.3", linestyle="-", label="vs true label (resisted)"),
                 Line2D([], [], color="0.3", linestyle="--", label="vs noisy label (memorised)")]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5))

@@ -221,13 +221,17 @@ def simple_markdown_html(text: str) -> str:
 
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em;
-       color: #222; line-height: 1.45; }
+       color: #222; line-height: 1.35; }
 .wide { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top;
+th, td { border: 1px solid #ccc; padding: 0.08em 0.5em; text-align: left; vertical-align: top;
          overflow-wrap: break-word; }
 th.num, td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 nav ul { margin: 0.2em 0; }
+nav > ul { columns: 3; }
+#glossary + p + ul { columns: 3; column-gap: 1.5em; font-size: 0.85em; }
+#appendix + ul { columns: 3; }
+li { break-inside: avoid; }
 .meta { color: #555; }
 .limits { border: 1px solid #c9a227; background: #fff8e1; padding: 0.4em 1em; margin: 1em 0; }
 .limits ul { margin: 0.3em 0; }

@@ -33,7 +33,8 @@ from lossbench.report.recommendation import recommendation_section
 from lossbench.report.setup_section import STRESS_RUN, header_lines, setup_section
 from lossbench.report.stability import StressGroup, stability_appendix, stability_section, stress_groups
 from lossbench.report.stats import ADJUSTMENTS, ALPHA, BOOTSTRAP_RESAMPLES, WILCOXON_MIN_PAIRS
-from lossbench.report.studies import STUDIES, primary_table, study_blocks, study_of, tuned_runs
+from lossbench.report.studies import (STUDIES, VIEW_EPOCH, primary_table, study_blocks, study_of,
+                                      tuned_runs)
 from lossbench.report.summary_bullets import question_bullets, stability_bullets
 from lossbench.report.verdicts import Entry, declared_verdicts, verdict_seeds
 from lossbench.report.tuning_section import shared_vs_tuned_blocks, tuning_blocks
@@ -233,13 +234,14 @@ def summary_section(studies: dict[str, list[GroupResults]], stress: list[StressG
 
 
 def in_view(mine: list[GroupResults]) -> pd.DataFrame:
-    """The study's runs with their test metrics read in each group's one view (the question's):
-    what its study-wide table and figure show."""
+    """The study's runs with their test metrics read in each group's one view (the question's),
+    and the epoch the view reads (VIEW_EPOCH): what its study-wide tables and figures show."""
     parts = []
     for r in mine:
-        frame = r.views.frames[r.views.primary]
+        frame = r.views.frames[r.views.primary].rename(columns={"epoch": VIEW_EPOCH})
         tests = [c for c in frame.columns if c.startswith("test_")]
-        parts.append(r.group.runs.drop(columns=tests).merge(frame[["run", *tests]], on="run"))
+        parts.append(r.group.runs.drop(columns=tests)
+                     .merge(frame[["run", VIEW_EPOCH, *tests]], on="run"))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -250,7 +252,9 @@ def question_sections(inputs: Inputs, studies: dict[str, list[GroupResults]]) ->
     for key, mine in studies.items():
         title = STUDIES[key]
         runs = pd.concat([r.group.runs for r in mine], ignore_index=True)
-        blocks = study_blocks(key, in_view(mine), inputs.runs, inputs.per_class)
+        highlight = list(dict.fromkeys(loss for r in mine
+                                       for loss in (r.group.baseline, *r.group.comparisons)))
+        blocks = study_blocks(key, in_view(mine), inputs.runs, inputs.per_class, highlight)
         shown, data = primary_table(mine, lambda r: r.group.verdict_metric)
         if not blocks and not shown.empty:  # a study without its own table: the primary metric
             views = " or ".join(f"`{v}`" for v in dict.fromkeys(r.views.primary for r in mine))

@@ -32,6 +32,8 @@ STUDIES = {  # key -> section title, in page order; Study.stability is the Stabi
 }
 NOISE, NOISE_KIND = "cfg.dataset.label_noise", "cfg.dataset.noise_kind"
 RATIO = "cfg.dataset.imbalance_ratio"
+VIEW_EPOCH = "view_epoch"  # the epoch a run's question's view reads (sections.in_view)
+COLOURS = "The baseline and the question's comparisons are in colour, every other loss in grey."
 
 
 def numeric(summary: pd.DataFrame, column: str, default: float) -> pd.Series:
@@ -96,8 +98,9 @@ def facts(runs: pd.DataFrame) -> TaskFacts:
     return TASKS[runs["task"].iloc[0]]
 
 
-def noise_blocks(runs: pd.DataFrame, metrics: pd.DataFrame) -> list:
-    """Accuracy vs noise rate per loss (panels: noise kind), then the memorisation curves."""
+def noise_blocks(runs: pd.DataFrame, metrics: pd.DataFrame, highlight: list[str]) -> list:
+    """Accuracy vs noise rate per loss (panels: noise kind), then the memorisation curves; the
+    losses in `highlight` (baseline, declared comparisons) in colour."""
     runs = runs.assign(x=numeric(runs, NOISE, 0),
                        panel=runs[NOISE_KIND].astype("str") if NOISE_KIND in runs else "symmetric")
     runs.loc[runs["x"] == 0, "panel"] = "symmetric"  # rate 0 is clean data, the start of each curve
@@ -115,15 +118,17 @@ def noise_blocks(runs: pd.DataFrame, metrics: pd.DataFrame) -> list:
                     "training-label noise: "
                     "mean [95% t-CI] over seeds, n = seeds."),
               Figure("noise-acc-vs-rate", figures.condition_curves(drawn, "training-label noise rate",
-                                                           "test accuracy"),
+                                                           "test accuracy", highlight=highlight),
                      "Test accuracy vs noise rate per loss, one panel per noise kind (each starts "
-                     "at the clean runs, rate 0); error bars = 95% t-CI over seeds.", drawn)]
+                     "at the clean runs, rate 0); error bars = 95% t-CI over seeds. " + COLOURS,
+                     drawn)]
     curves = memorisation_curves(runs, metrics)
     if not curves.empty:
-        blocks.append(Figure("noise-memorisation", figures.memorisation(curves),
+        blocks.append(Figure("noise-memorisation", figures.memorisation(curves, highlight),
                              "Memorisation: accuracy of the flipped training examples against "
                              "their true label (solid: the loss resisted the noise) and their noisy "
-                             "label (dashed: it memorised it), mean over seeds per epoch.", curves))
+                             "label (dashed: it memorised it), mean over seeds per epoch. "
+                             + COLOURS, curves))
     return blocks
 
 
@@ -147,8 +152,9 @@ def memorisation_curves(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFra
             .drop(columns="loss_key").reset_index(drop=True))
 
 
-def imbalance_blocks(runs: pd.DataFrame) -> list:
-    """Balanced accuracy and rare-class recall vs imbalance ratio per loss."""
+def imbalance_blocks(runs: pd.DataFrame, highlight: list[str]) -> list:
+    """Balanced accuracy and rare-class recall vs imbalance ratio per loss; the losses in
+    `highlight` (baseline, declared comparisons) in colour."""
     runs = runs.assign(x=numeric(runs, RATIO, 1))
     parts = []
     for metric in facts(runs).balance:
@@ -163,18 +169,20 @@ def imbalance_blocks(runs: pd.DataFrame) -> list:
                   "question's view (the paired comparisons and the Summary read the same) per "
                   "loss and imbalance ratio: mean [95% t-CI] over seeds, n = seeds."),
             Figure("imbalance", figures.condition_curves(points, "imbalance ratio (log scale)",
-                                                         "test metric", log_x=True),
+                                                         "test metric", log_x=True,
+                                                         highlight=highlight),
                    "Balanced accuracy and recall of the rarest third of the classes vs imbalance "
-                   "ratio per loss; error bars = 95% t-CI over seeds.", points)]
+                   "ratio per loss; error bars = 95% t-CI over seeds. " + COLOURS, points)]
 
 
 def ap_points(runs: pd.DataFrame, per_class: pd.DataFrame | None) -> pd.DataFrame:
-    """Per (loss, label): mean over seeds of the last epoch's test AP and the training positives."""
+    """Per (loss, label): mean over seeds of the test AP at the epoch of the question's view
+    (runs' VIEW_EPOCH) and the training positives."""
     if per_class is None or "ap" not in per_class.columns:
         return pd.DataFrame()
-    rows = per_class[per_class["run"].isin(runs["run"]) & (per_class["split"] == "test")]
-    rows = rows[rows["epoch"] == rows.groupby("run")["epoch"].transform("max")]
-    rows = rows.merge(runs[["run", "loss"]], on="run", suffixes=("_rows", ""))
+    rows = per_class[per_class["split"] == "test"]
+    rows = rows.merge(runs[["run", "loss", VIEW_EPOCH]], on="run", suffixes=("_rows", ""))
+    rows = rows[rows["epoch"] == rows[VIEW_EPOCH]]
     if rows.empty:
         return pd.DataFrame()
     points = rows.groupby(["loss", "class"], sort=False).agg(
@@ -196,7 +204,8 @@ def images_blocks(runs: pd.DataFrame, per_class: pd.DataFrame | None) -> list:
     for loss in sorted(wide.columns, key=loss_sort_key):
         shown[f"AP {loss}"] = wide[loss].map(lambda v: "—" if math.isnan(v) else f"{v:.3f}")
     return [Table("images-ap-per-label", shown.reset_index(drop=True), points,
-                  "Test average precision per label (last epoch, mean over seeds) with the label's "
+                  "Test average precision per label in the question's view (the epoch the "
+                  "paired comparisons and the Summary read), mean over seeds, with the label's "
                   "training positives."),
             Figure("images-ap-per-label", figures.ap_vs_frequency(points),
                    "Per-label test AP vs the label's training positives, one line per loss (mean "
@@ -204,12 +213,13 @@ def images_blocks(runs: pd.DataFrame, per_class: pd.DataFrame | None) -> list:
 
 
 def study_blocks(key: str, runs: pd.DataFrame, metrics: pd.DataFrame,
-                 per_class: pd.DataFrame | None) -> list:
-    """The table and figure that span a study's groups; [] for studies without one."""
+                 per_class: pd.DataFrame | None, highlight: list[str]) -> list:
+    """The table and figure that span a study's groups; [] for studies without one. `highlight`:
+    the losses its figures draw in colour (the baseline, then the declared comparisons)."""
     if key == "noise":
-        return noise_blocks(runs, metrics)
+        return noise_blocks(runs, metrics, highlight)
     if key == "imbalance":
-        return imbalance_blocks(runs)
+        return imbalance_blocks(runs, highlight)
     if key == "images":
         return images_blocks(runs, per_class)
     return []

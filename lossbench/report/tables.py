@@ -165,8 +165,9 @@ def reliability(group: Group, calibration: pd.DataFrame) -> tuple[pd.DataFrame, 
 
 def ece_uncertainty(rows: pd.DataFrame) -> dict:
     """One loss's per-run reliability bins -> the mean per-run ECE with its bootstrap CI over
-    seeds and test examples (stats.ece_bootstrap), and the ECE a perfectly calibrated model with
-    the first run's confidences scores at this test size (stats.ece_floor)."""
+    seeds and test examples (stats.ece_bootstrap), and the ECE a perfectly calibrated model
+    scores at this test size (stats.ece_floor), averaged over the runs: each run's confidences
+    (bin means, repeated by bin count) give its own floor, as each run gives its own ECE."""
     every_bin = sorted(rows["bin"].unique())
     by_run = {name: rows.set_index(["run", "bin"])[name].unstack("bin").reindex(columns=every_bin)
               for name in ("count", "confidence", "accuracy")}
@@ -175,9 +176,10 @@ def ece_uncertainty(rows: pd.DataFrame) -> dict:
         return {"ece_mean": math.nan, "ece_ci_low": math.nan, "ece_ci_high": math.nan,
                 "ece_floor": math.nan}
     ci = ece_bootstrap(counts, by_run["confidence"].to_numpy(), by_run["accuracy"].to_numpy())
-    first = np.repeat(np.nan_to_num(by_run["confidence"].to_numpy()[0]), counts[0].astype(int))
+    floors = [ece_floor(np.repeat(np.nan_to_num(confidence), count.astype(int))).mean
+              for confidence, count in zip(by_run["confidence"].to_numpy(), counts)]
     return {"ece_mean": ci.mean, "ece_ci_low": ci.low, "ece_ci_high": ci.high,
-            "ece_floor": ece_floor(first).mean}
+            "ece_floor": float(np.mean(floors))}
 
 
 def _loss_key(column: pd.Series) -> pd.Series:

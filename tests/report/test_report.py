@@ -525,6 +525,35 @@ def test_many_comparisons_become_one_small_panel_each(monkeypatch):
         assert len(coloured(ax)) == 2 and "#000000" in coloured(ax)
 
 
+def test_condition_and_memorisation_figures_colour_only_the_declared_losses(monkeypatch):
+    """As in the learning curves: the baseline and the question's comparisons in colour, every
+    other loss of the study one grey, the legend naming the coloured ones."""
+    from lossbench.metrics import MEMORISATION
+    from lossbench.report import figures
+    from lossbench.report.groups import LOSS_ORDER
+
+    drawn = []
+    original = figures.png
+    monkeypatch.setattr(figures, "png", lambda fig: (drawn.append(fig), original(fig))[1])
+    losses = [loss for loss in LOSS_ORDER if figures.family(loss) == "softmax"]
+    declared = ["ce", "gce", "sce"]
+    points = pd.DataFrame([{"panel": panel, "loss": loss, "x": x, "mean": 0.9 - x,
+                            "ci_low": 0.85 - x, "ci_high": 0.95 - x}
+                           for panel in ("symmetric", "asymmetric") for loss in losses
+                           for x in (0.0, 0.2, 0.4)])
+    figures.condition_curves(points, "noise rate", "test accuracy", highlight=declared)
+    curves = pd.DataFrame([{"panel": "symmetric 0.4", "loss": loss, "column": column,
+                            "epoch": epoch, "mean": 0.1 * epoch}
+                           for loss in losses for column in MEMORISATION for epoch in (1, 2, 3)])
+    figures.memorisation(curves, declared)
+    for fig in drawn:
+        for ax in (ax for ax in fig.axes if ax.get_visible()):
+            assert len(coloured(ax)) == len(declared) and len(ax.get_lines()) > len(losses)
+        names = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert names[:len(declared) + 1] == [*declared, "other losses"]
+    assert len(drawn) == 2
+
+
 def test_condition_studies_are_found_from_configs_and_render_twice_alike(tmp_path):
     """A DIR named 'imbalance' holding noisy runs is the noise study: configs decide, not names."""
     import json

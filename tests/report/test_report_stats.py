@@ -16,15 +16,18 @@ from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
-from lossbench.report import generate
+from lossbench.config import Study
+from lossbench.report import figures, generate
+from lossbench.report.document import Table
 from lossbench.report.__main__ import main
 from lossbench.report.findings import p_text
 from lossbench.report.groups import direction, find_groups
-from lossbench.report.load import Inputs
+from lossbench.report.load import QUESTION, STUDY, Inputs
 from lossbench.report.paired import COVERS, CROSSED, SEED_T
-from lossbench.report.sections import analyse, build_document
-from lossbench.report.stats import crossed_test, divergence_test, mcnemar_exact, t_interval, verdict
-from lossbench.report.tables import fmt
+from lossbench.report.sections import analyse, build_document, by_study, question_sections
+from lossbench.report.stats import (crossed_test, divergence_test, ece_floor, mcnemar_exact,
+                                    t_interval, verdict)
+from lossbench.report.tables import ece_uncertainty, fmt
 from report_pages import pages_markdown, report_markdown
 
 METRICS = ("acc", "nll", "ece", "brier")
@@ -435,3 +438,51 @@ def test_losses_that_are_the_same_function_up_to_rounding_are_reported_once():
     paired = only_group(make_inputs(runs, preds)).paired
     assert not paired.loc[(paired["loss"] == "bce_pos_weight") & (paired["view"] == "last"),
                           "identical"].any()
+
+
+def test_the_calibration_floor_averages_every_runs_floor():
+    """Each run's ECE is judged against the floor its own confidences give, so the table's floor
+    is their mean over the runs, not the first run's."""
+    runs = {"sure": (14, 0.98, 1000), "unsure": (8, 0.55, 1000)}  # run: (bin, confidence, count)
+    rows = pd.DataFrame([{"run": run, "bin": b, "count": count, "confidence": confidence,
+                          "accuracy": confidence} for run, (b, confidence, count) in runs.items()])
+    floors = [ece_floor(np.full(count, confidence)).mean for _, confidence, count in runs.values()]
+    assert floors[1] > 2 * floors[0]  # the runs' floors differ: the first alone is not the mean
+    assert ece_uncertainty(rows)["ece_floor"] == pytest.approx(np.mean(floors))
+
+
+def study_inputs(study: str, losses=("ce", "bce")) -> Inputs:
+    """val_and_test_runs (val peaks at epoch 2, test at 3) declared as one question's runs."""
+    inputs = make_inputs(val_and_test_runs(losses))
+    inputs.summary[STUDY] = study
+    return inputs
+
+
+def test_the_images_ap_table_reads_the_questions_view_not_the_last_epoch():
+    """One view per question: the per-label AP table reads the epoch the Summary reads (here the
+    val-selected epoch 2), not each run's last epoch (3)."""
+    inputs = study_inputs(Study.images.value)
+    inputs.per_class = pd.DataFrame([
+        {"run": run, "epoch": epoch, "split": "test", "class": label, "ap": epoch / 10 + label,
+         "train_count": 10} for run in inputs.summary["run"] for epoch in (1, 2, 3)
+        for label in (0, 1)])
+    r = only_group(inputs)
+    assert r.views.primary == "selected"
+    [section] = question_sections(inputs, by_study(inputs, [r]))
+    [table] = [b for b in section.blocks if isinstance(b, Table) and b.name == "images-ap-per-label"]
+    assert table.data.groupby("class")["ap"].unique().map(list).to_dict() == {
+        0: [pytest.approx(0.2)], 1: [pytest.approx(1.2)]}
+    assert set(table.data["n_runs"]) == {3}  # every seed of each loss
+
+
+def test_condition_figures_colour_the_questions_baseline_and_comparisons(monkeypatch):
+    """The noise figures colour what the question compares (declared baseline and comparisons),
+    as the learning curves do, not every loss of the study."""
+    inputs = study_inputs(Study.noise.value, ("ce", "bce", "mae"))
+    inputs.summary[QUESTION + "baseline"] = "ce"
+    inputs.summary[QUESTION + "comparisons"] = "['mae']"
+    drawn = []
+    monkeypatch.setattr(figures, "condition_curves",
+                        lambda *args, highlight=None, **kwargs: drawn.append(highlight) or b"")
+    question_sections(inputs, by_study(inputs, [only_group(inputs)]))
+    assert drawn == [["ce", "mae"]]
