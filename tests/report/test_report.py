@@ -528,7 +528,7 @@ def test_many_comparisons_become_one_small_panel_each(monkeypatch):
 def test_condition_and_memorisation_figures_colour_only_the_declared_losses(monkeypatch):
     """As in the learning curves: the baseline and the question's comparisons in colour, every
     other loss of the study one grey, the legend naming the coloured ones."""
-    from lossbench.metrics import MEMORISATION
+    from lossbench.training.metrics import MEMORISATION
     from lossbench.report import figures
     from lossbench.report.groups import LOSS_ORDER
 
