@@ -76,8 +76,14 @@ class ComposedConfigs:
 
 
 def refusal(overrides: Sequence[str], error: Exception) -> str:
-    """One line for a job Hydra cannot compose: the job, Hydra's first line and, for a missing
-    config, the accepted choices; for a bad value, OmegaConf's reason."""
+    """One line for a job Hydra cannot compose: the same line a single run gets for that mistake
+    (lossbench.hydra_errors), else the job, Hydra's first line and, for a missing config, the
+    accepted choices; for a bad value, OmegaConf's reason."""
+    from lossbench.hydra_errors import one_line  # here: Hydra's plugin scan imports this module for every app
+
+    line = one_line(error)
+    if line is not None:
+        return line
     reason = str(error).strip().splitlines()[0].rstrip(".")
     if isinstance(error, MissingConfigException) and error.options:
         group = (error.missing_cfg_file or "").rpartition("/")[0]
