@@ -30,7 +30,9 @@ def _missing_option(error: MissingConfigException) -> Optional[str]:
     if not group or error.options is None:
         return None
     accepted = sorted(error.options)
-    return f"{group}={choice} is not a {group} option; {_near(choice, accepted)}accepted: {', '.join(accepted)}"
+    article = "an" if group[:1] in "aeiou" else "a"  # "an experiment option"
+    return (f"{group}={choice} is not {article} {group} option; {_near(choice, accepted)}"
+            f"accepted: {', '.join(accepted)}")
 
 
 def _unknown_key(key: str, schema: Any) -> Optional[str]:

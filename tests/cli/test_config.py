@@ -78,6 +78,7 @@ def test_type_errors_are_caught_by_hydra_before_the_app(overrides, error):
     (["dataset=arrays", "dataset.layout=nhcw"],
      "dataset.layout=nhcw is not accepted; did you mean nhwc? accepted: auto, nchw, nhwc"),
     (["scheduler=linear"], "scheduler=linear is not a scheduler option; accepted: cosine, multistep, none, onecycle, step"),
+    (["experiment=nope"], "experiment=nope is not an experiment option; did you mean noise? accepted: all_losses, "),
     (["trainer.train_metrics=none"], "trainer.train_metrics=none is not accepted; accepted: running, full"),
     (["trainer.epoch=3"], "trainer.epoch is not a key of trainer; did you mean trainer.epochs?"),
 ])
