@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import filter_overrides
-from hydra.errors import HydraException, MissingConfigException
+from hydra.errors import HydraException
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -77,18 +77,15 @@ class ComposedConfigs:
 
 def refusal(overrides: Sequence[str], error: Exception) -> str:
     """One line for a job Hydra cannot compose: the same line a single run gets for that mistake
-    (lossbench.hydra_errors), else the job, Hydra's first line and, for a missing config, the
-    accepted choices; for a bad value, OmegaConf's reason."""
+    (lossbench.hydra_errors, which also names a missing option's choices), else the job, Hydra's
+    first line and OmegaConf's reason."""
     from lossbench.hydra_errors import one_line  # here: Hydra's plugin scan imports this module for every app
 
     line = one_line(error)
     if line is not None:
         return line
     reason = str(error).strip().splitlines()[0].rstrip(".")
-    if isinstance(error, MissingConfigException) and error.options:
-        group = (error.missing_cfg_file or "").rpartition("/")[0]
-        reason += f"; accepted{f' in {group}' if group else ''}: {', '.join(error.options)}"
-    elif isinstance(error.__cause__, OmegaConfBaseException):
+    if isinstance(error.__cause__, OmegaConfBaseException):
         reason += ": " + str(error.__cause__).strip().splitlines()[0]
     return f"job {' '.join(filter_overrides(overrides))} cannot be composed: {reason}"
 
