@@ -22,6 +22,19 @@ settings.register_profile("lossbench", derandomize=True)
 settings.load_profile("lossbench")
 
 
+def pytest_configure(config):
+    """Each xdist worker on a core of its own, one torch thread: two workers that each spin two
+    threads on 2 cores slow each other far more than 2x. The runs a worker starts inherit the
+    pin, and their default thread count follows it (`usable_cores`)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cores[int(worker.removeprefix("gw")) % len(cores)]})
+    import torch
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def data_cache(tmp_path_factory):
     """Decoded datasets cached for this session only (the CLI runs inherit it), never in ~/.cache."""

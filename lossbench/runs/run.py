@@ -302,9 +302,17 @@ def _epoch_line(rows: list[dict], epochs: int) -> str:
     )
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: taskset, cgroup cpusets and pinned test workers give
+    fewer than the machine has, and a thread per missing core only spin-waits."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def default_threads(launcher: Optional[Any]) -> int:
     """All cores for one run; under a parallel launcher, the share each job can have."""
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     target = str(launcher.get("_target_", "")) if launcher is not None else ""
     if "joblib" in target:
         jobs = launcher.get("n_jobs", -1)

@@ -1,11 +1,14 @@
 """The default sweeper (hydra/sweeper=lossbench): each job's config composed once, handed to the
 launcher that runs it; a job that cannot be composed refused in one line before any job runs."""
 
+import itertools
+
 import pytest
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from omegaconf import OmegaConf
 
 from conftest import initialize_config, run_cli
 from hydra_plugins.lossbench_sweeper.sweeper import ComposedConfigs
@@ -56,9 +59,10 @@ def test_a_k_job_sweep_composes_k_configs_where_hydras_basic_sweeper_composes_2k
 
 
 def test_a_repeated_job_gets_a_config_of_its_own(tmp_path, compositions):
-    """seed=3,3 (allowed when run dirs are not named by the overrides): two jobs, two configs."""
+    """seed=3,3 (allowed when run dirs are not named by the overrides): two jobs, two configs,
+    the second a copy of the first."""
     jobs = sweep_in_process(tmp_path, "loss=ce", "seed=3,3", "hydra.sweep.subdir=${hydra.job.num}")
-    assert jobs == [("ce", 3, 0), ("ce", 3, 1)] and len(compositions) == 2
+    assert jobs == [("ce", 3, 0), ("ce", 3, 1)] and len(compositions) == 1
 
 
 def test_a_pickled_loader_holds_no_composed_configs(compositions):
@@ -76,6 +80,31 @@ def test_a_pickled_loader_holds_no_composed_configs(compositions):
     assert len(compositions) == 3
 
 
+@pytest.mark.parametrize("command, grid", [
+    (["experiment=classic_losses"], {"loss": ["ce", "bce"], "seed": ["0", "1", "7"]}),
+    # plain values beside groups, a list, an interpolation, a string, a null and a hydra override
+    (["hydra.job.chdir=false"], {"optim.lr": ["0.1", "0.01"], "model": ["mlp", "cnn"],
+                                 "model.hidden": ["[8]", "[16,4]"], "dataset.split_seed": ["${seed}", "3"],
+                                 "trainer.threads": ["null", "1"], "dataset.name": ["mnist", "'12'"]}),
+    (["experiment=noise"], {"dataset.label_noise": ["0.2", "0.4"], "loss": ["sce"], "seed": ["0", "1"]}),
+])
+def test_a_job_composed_from_another_of_its_family_equals_the_config_hydra_composes(command, grid, compositions):
+    """Only the first job of each family is composed; every other job's config is that one with
+    its own plain values: the same YAML, overrides and run-dir name as Hydra's own composition."""
+    batch = [[f"{key}={value}" for key, value in zip(grid, values)] for values in itertools.product(*grid.values())]
+    with initialize_config():
+        loader = ComposedConfigs(GlobalHydra.instance().config_loader())
+        master = loader.load_configuration("config", command, RunMode.MULTIRUN)
+        loader.compose(master, batch)
+        composed_once = len(compositions)
+        for overrides in batch:
+            fresh = ConfigLoaderImpl.load_sweep_config(loader.loader, master, overrides)
+            handed = loader.load_sweep_config(master, overrides)
+            assert OmegaConf.to_yaml(handed) == OmegaConf.to_yaml(fresh), overrides
+    groups = len({tuple(o for o in job if o.split("=")[0] in ("loss", "model", "model.hidden")) for job in batch})
+    assert composed_once == groups < len(batch)
+
+
 # the line a single run gets for the same mistake (lossbench.hydra_errors)
 MISSING_LOSS = "loss=cee is not a loss option; did you mean ce? accepted: apl_focal, "
 
@@ -84,6 +113,7 @@ MISSING_LOSS = "loss=cee is not a loss option; did you mean ce? accepted: apl_fo
     (["loss=ce,cee"], MISSING_LOSS),
     (["model.hidden=[8],[x]"], "model.hidden[0]=[x] is not accepted: it must be an integer"),
     (["model.hiddn=1,2"], "model.hiddn is not a key of model; did you mean model.hidden? accepted: "),
+    (["seed=1,abc"], "seed=abc is not accepted: it must be an integer"),  # a value set on a copy
 ])
 def test_a_job_that_cannot_be_composed_is_refused_in_one_line_before_any_job_runs(tmp_path, capsys, overrides, line):
     with pytest.raises(SystemExit) as refused:
