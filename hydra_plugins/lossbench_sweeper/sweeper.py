@@ -58,12 +58,14 @@ class ComposedConfigs:
         self.master: Optional[DictConfig] = None
         self.composed: dict[tuple[str, ...], list[DictConfig]] = {}
 
-    def compose(self, master: DictConfig, batch: Sequence[Sequence[str]]) -> None:
-        """Compose every job of the batch, replacing the previous batch's; a ConfigError (one line)
-        for the first job that cannot be composed."""
+    def compose(self, master: DictConfig, batch: Sequence[Sequence[str]]) -> list[DictConfig]:
+        """Compose every job of the batch, replacing the previous batch's, and return the configs
+        load_sweep_config will hand out, in the batch's order; a ConfigError (one line) for the
+        first job that cannot be composed."""
         self.master, self.composed = master, {}
         parser = OverridesParser.create()
         families: dict[tuple, DictConfig] = {}  # the first composed config of each family
+        configs = []
         for overrides in batch:
             try:
                 parsed = parser.parse_overrides(list(overrides))
@@ -76,6 +78,8 @@ class ComposedConfigs:
             except (HydraException, OmegaConfBaseException) as error:
                 raise ConfigError(refusal(overrides, error)) from None
             self.composed.setdefault(tuple(overrides), []).append(config)
+            configs.append(config)
+        return configs
 
     def plain_value(self, override: Override) -> bool:
         """An override Hydra applies to the composed config as a value, after everything it

@@ -13,6 +13,7 @@ command skips the finished trials, makes the same choice from their files and sk
 comparison runs. Imported by Hydra's plugin scan for every app: nothing heavy at module level.
 """
 
+import dataclasses
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 LOSS, SEED = "loss", "seed"
@@ -86,6 +87,10 @@ class TunedSweeper(Sweeper):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
 
+        from hydra_plugins.lossbench_sweeper.sweeper import ComposedConfigs
+
+        # Each job composed once, by _jobs's check, and handed to an in-process launcher as composed
+        hydra_context = dataclasses.replace(hydra_context, config_loader=ComposedConfigs(hydra_context.config_loader))
         self.hydra_context, self.config = hydra_context, config
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config)
@@ -229,13 +234,13 @@ class TunedSweeper(Sweeper):
         subdir = OmegaConf.to_container(self.config.hydra.sweep, resolve=False)["subdir"]
         for job in jobs:
             job.overrides.append(f"hydra.sweep.subdir={stage}/{subdir}")
-            config = self.hydra_context.config_loader.load_sweep_config(self.config, list(job.overrides))
+        configs = self.hydra_context.config_loader.compose(self.config, [job.overrides for job in jobs])
+        for job, config in zip(jobs, configs):
             job.run = str(config.hydra.sweep.subdir)
-            with open_dict(config):
-                del config["hydra"]
-            validate(config)
+            app = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
+            validate(app)
             if stage == TUNE:
-                require_validation(config.dataset)
+                require_validation(app.dataset)
         return jobs
 
     def _launch(self, jobs: List[Job], initial_job_idx: int) -> Sequence[JobReturn]:

@@ -10,7 +10,7 @@ from torch import nn
 from lossbench.errors import UserError
 from lossbench.losses import LOSSES
 from lossbench.runs.results import RunFiles
-from lossbench.runs.run import _status_after_skips, execute
+from lossbench.runs.run import _status_after_skips, execute, usable_cores
 from lossbench.training.train import Outcome
 
 from conftest import compose_config, run_sweep, sweep_grid
@@ -24,7 +24,7 @@ STRESS = ["loss=bce", "trainer.precision=16", "model.logit_scale=100", "trainer.
 
 def run(tmp_path, *overrides):
     cfg = compose_config(*overrides)
-    summary = execute(cfg, tmp_path, threads=2, overrides=list(overrides))
+    summary = execute(cfg, tmp_path, threads=usable_cores(), overrides=list(overrides))
     return summary, pd.read_parquet(tmp_path / "steps.parquet")
 
 
@@ -61,13 +61,13 @@ def test_a_healthy_run_records_no_nonfinite_step(tmp_path):
 
 def test_resume_skips_a_diverged_run_and_reruns_a_failed_one(tmp_path):
     cfg = compose_config(*STRESS)
-    assert execute(cfg, tmp_path, threads=2, overrides=[])["status"] == "diverged"
+    assert execute(cfg, tmp_path, threads=usable_cores(), overrides=[])["status"] == "diverged"
     written = (tmp_path / "summary.json").stat().st_mtime_ns
-    assert execute(cfg, tmp_path, threads=2, overrides=[])["status"] == "skipped"
+    assert execute(cfg, tmp_path, threads=usable_cores(), overrides=[])["status"] == "skipped"
     assert (tmp_path / "summary.json").stat().st_mtime_ns == written
     summary = json.loads((tmp_path / "summary.json").read_text())
     (tmp_path / "summary.json").write_text(json.dumps({**summary, "status": "failed"}))
-    assert execute(cfg, tmp_path, threads=2, overrides=[])["status"] == "diverged"  # ran again
+    assert execute(cfg, tmp_path, threads=usable_cores(), overrides=[])["status"] == "diverged"  # ran again
 
 
 def test_skip_counts_nonfinite_steps_and_a_run_that_skipped_every_step_diverged(tmp_path):
@@ -149,7 +149,7 @@ def test_cuda_autocast_refusing_bce_is_recorded_as_the_runs_result(tmp_path, mon
     monkeypatch.setitem(LOSSES, "bce", dataclasses.replace(LOSSES["bce"], build=lambda params, labels: (RefusedUnderAutocast(), {})))
     cfg = compose_config("loss=bce", "trainer.precision=16", "trainer.epochs=1", "dataset.source=sample")
     with pytest.raises(UserError, match="autocast refused this loss"):
-        execute(cfg, tmp_path, threads=2, overrides=[])
+        execute(cfg, tmp_path, threads=usable_cores(), overrides=[])
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "failed" and "unsafe to autocast" in summary["error"]
 
