@@ -7,6 +7,7 @@ Types are checked by Hydra while it merges overrides (`trainer.epochs=abc` never
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import os
 from dataclasses import dataclass, field
@@ -362,28 +363,38 @@ def unknown_keys(cfg: Any) -> list[str]:
     # model=custom passes its extra keys (+model.<name>=value) to the factory it names
     factory_arguments = cfg.model.get("name") == "custom"
 
-    def walk(node: DictConfig, schema: DictConfig, prefix: str) -> None:
+    def walk(node: DictConfig, schema: DictConfig, prefix: str, own: dict[str, DictConfig]) -> None:
         for key in node.keys():
             path = f"{prefix}{key}"
-            if key not in schema and not (path.startswith("model.") and factory_arguments):
-                near = difflib.get_close_matches(str(key), [str(k) for k in schema.keys()], n=1)
-                hint = f"did you mean {prefix}{near[0]}? " if near else ""
-                problems.append(f"{path} is not a key of the config; {hint}accepted in "
-                                f"{prefix.rstrip('.') or 'the top level'}: {_accepted(map(str, schema.keys()))}")
+            if key not in schema:
+                if not (path.startswith("model.") and factory_arguments):
+                    near = difflib.get_close_matches(str(key), [str(k) for k in schema.keys()], n=1)
+                    hint = f"did you mean {prefix}{near[0]}? " if near else ""
+                    problems.append(f"{path} is not a key of the config; {hint}accepted in "
+                                    f"{prefix.rstrip('.') or 'the top level'}: {_accepted(map(str, schema.keys()))}")
+                continue
+            inner = own.get(key, schema[key])
             # a dict-typed field (question.pairs) takes any key: only dataclasses are walked
-            elif (isinstance(node[key], DictConfig) and isinstance(schema[key], DictConfig)
-                  and OmegaConf.get_type(schema[key]) is not dict):
-                walk(node[key], schema[key], f"{path}.")
+            if (isinstance(node[key], DictConfig) and isinstance(inner, DictConfig)
+                    and OmegaConf.get_type(inner) is not dict):
+                walk(node[key], inner, f"{path}.", {})
 
-    schema = OmegaConf.structured(Config)
-    if cfg.loss.name in LOSSES:  # each loss has its own knobs: its params dataclass is the schema
-        schema.loss = OmegaConf.structured(LOSSES[cfg.loss.name].params)
     from lossbench.data import DATASETS
 
+    own = {}  # the top-level groups whose schema depends on the choice
+    if cfg.loss.name in LOSSES:  # each loss has its own knobs: its params dataclass is the schema
+        own["loss"] = _schema(LOSSES[cfg.loss.name].params)
     if cfg.dataset.name in DATASETS:  # and each dataset its own: its schema dataclass
-        schema.dataset = OmegaConf.structured(DATASETS[cfg.dataset.name].schema)
-    walk(cfg, schema, "")
+        own["dataset"] = _schema(DATASETS[cfg.dataset.name].schema)
+    walk(cfg, _schema(Config), "", own)
     return problems
+
+
+@functools.cache
+def _schema(dataclass_type: type) -> DictConfig:
+    """A dataclass as OmegaConf's structured config, built once per process (the whole schema
+    costs tens of ms, and every run and every job a sweeper checks walks it); only read."""
+    return OmegaConf.structured(dataclass_type)
 
 
 # Knobs become float32 tensors (the lr inside the optimizer, the logit scale): beyond this they are inf.
