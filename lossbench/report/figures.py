@@ -63,12 +63,15 @@ def family(loss: str) -> str:
 def png(fig: Figure) -> bytes:
     """The figure as a 256-colour PNG: a plot has few colours, and the palette makes the files a
     third the size (the reference report commits every figure twice: in figures/ and inlined in
-    report.html). Median cut is deterministic, so a rerun writes the same bytes."""
+    report.html). Fast octree is deterministic, so a rerun writes the same bytes. Measured on a
+    2400 x 1200 px panel grid: octree 19 ms against median cut's 171 ms (mean error 1/255 a
+    channel, 121 kB against 136), and zlib's default level 18 ms against `optimize`'s 133 ms
+    for a file 4% larger; savefig itself takes ~290 ms."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI * PIXEL_DENSITY, metadata={"Software": None})
-    palette = Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    palette = Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE)
     out = io.BytesIO()
-    palette.save(out, format="PNG", optimize=True)
+    palette.save(out, format="PNG")
     return out.getvalue()
 
 
