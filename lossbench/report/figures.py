@@ -15,6 +15,7 @@ import textwrap
 import matplotlib
 
 matplotlib.use("Agg")
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
@@ -66,10 +67,16 @@ def png(fig: Figure) -> bytes:
     report.html). Fast octree is deterministic, so a rerun writes the same bytes. Measured on a
     2400 x 1200 px panel grid: octree 19 ms against median cut's 171 ms (mean error 1/255 a
     channel, 121 kB against 136), and zlib's default level 18 ms against `optimize`'s 133 ms
-    for a file 4% larger; savefig itself takes ~290 ms."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI * PIXEL_DENSITY, metadata={"Software": None})
-    palette = Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+    for a file 4% larger. The figure is drawn to raw RGBA (the same pixels as a PNG round trip,
+    without its ~130 ms of encoding and decoding)."""
+    original = fig.dpi
+    fig.set_dpi(DPI * PIXEL_DENSITY)
+    try:
+        rgba, size = FigureCanvasAgg(fig).print_to_buffer()
+    finally:
+        fig.set_dpi(original)
+    pixels = Image.frombuffer("RGBA", size, rgba, "raw", "RGBA", 0, 1)
+    palette = pixels.convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE)
     out = io.BytesIO()
     palette.save(out, format="PNG")
     return out.getvalue()
