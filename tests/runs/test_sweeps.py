@@ -2,7 +2,10 @@
 are listed and make the sweep exit non-zero without stopping the other runs."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -79,6 +82,16 @@ def test_a_ray_job_trains_with_the_cores_ray_reserves_for_it(remote, threads):
     launcher = OmegaConf.create({"_target_": "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher",
                                  "ray": {"init": {"address": None}, "remote": remote}})
     assert default_threads(launcher) == threads
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is a Linux call")
+def test_a_run_pinned_to_one_core_defaults_to_one_thread():
+    """taskset, a cgroup cpuset or a pinned test worker leave fewer cores than the machine has:
+    a thread per missing core would only spin-wait."""
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from lossbench.runs.run import default_threads; print(default_threads(None))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "1"
 
 
 def test_a_launcher_whose_extra_is_missing_is_refused_naming_the_extra(monkeypatch):
