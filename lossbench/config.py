@@ -393,8 +393,11 @@ def unknown_keys(cfg: Any) -> list[str]:
 @functools.cache
 def _schema(dataclass_type: type) -> DictConfig:
     """A dataclass as OmegaConf's structured config, built once per process (the whole schema
-    costs tens of ms, and every run and every job a sweeper checks walks it); only read."""
-    return OmegaConf.structured(dataclass_type)
+    costs tens of ms, and every run and every job a sweeper checks walks it); read-only, as every
+    later check shares it."""
+    schema = OmegaConf.structured(dataclass_type)
+    OmegaConf.set_readonly(schema, True)
+    return schema
 
 
 # Knobs become float32 tensors (the lr inside the optimizer, the logit scale): beyond this they are inf.
@@ -540,11 +543,12 @@ def validate(cfg: Any) -> None:
     positive("trainer.log_every", cfg.trainer.log_every, "an integer >= 1")
     positive("model.logit_scale", cfg.model.logit_scale)
     if cfg.trainer.threads is not None:
-        positive("trainer.threads", cfg.trainer.threads, "an integer >= 1 (or null: all cores)")
+        positive("trainer.threads", cfg.trainer.threads,
+                 "an integer >= 1 (or null: the cores this process may run on)")
         # torch's thread pool crashes the process (SIGSEGV) when asked for 100,000 threads.
         if cfg.trainer.threads > (os.cpu_count() or 1):
             problems.append(f"trainer.threads={cfg.trainer.threads} is more than this machine's "
-                            f"{os.cpu_count()} cores; give at most that (or null: all cores)")
+                            f"{os.cpu_count()} cores; give at most that (or null: the cores this process may run on)")
     if cfg.optim.weight_decay < 0:
         problems.append(f"optim.weight_decay={cfg.optim.weight_decay!r} must be >= 0")
     if not 0 <= cfg.optim.momentum < 1:

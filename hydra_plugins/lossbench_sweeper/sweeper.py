@@ -11,11 +11,12 @@ submitit) gets the plain loader there and composes as before. A job that cannot 
 refused in one line (refusal), exit 2. Imported by Hydra's plugin scan for every app: nothing
 heavy at module level.
 
-Jobs that differ only in plain values (`seed=0` vs `seed=1`: no config group, no +/~, no dict or
-list) share everything Hydra composes before it applies value overrides, so only the first of
-them is composed (about 0.25 s here); the others are copies of it with their own values applied
-by Hydra's own override step (a few ms each). tests/runs/test_sweeper.py checks that every
-derived config equals the one Hydra composes.
+Jobs that differ only in plain values (`seed=0` vs `seed=1`: `key=value` on a key that is no
+config group, no +, ++ or ~, no @package, no hydra key, no dict or list) share everything Hydra
+composes before it applies value overrides, so only the first of them is composed (about 0.25 s
+here); the others are copies of it with their own values applied by Hydra's own override step (a
+few ms each). tests/runs/test_sweeper.py checks that every derived config equals the one Hydra
+composes.
 """
 
 import copy
@@ -91,7 +92,15 @@ class ComposedConfigs:
 
     def family(self, parsed: list[Override]) -> tuple:
         """The jobs whose configs differ only in their plain values: the overrides in order, the
-        plain values' keys without their values."""
+        plain values' keys without their values. Hydra applies a job's value overrides in order,
+        so a copy that sets only the plain ones would lose another override of the same key
+        (`trainer.epochs=1 ++trainer.epochs=5`) or of a key above or below it: such a job is a
+        family of its own."""
+        plain = [o.key_or_group for o in parsed if self.plain_value(o)]
+        others = [o.key_or_group for o in parsed
+                  if not self.plain_value(o) and not self.loader.repository.group_exists(o.key_or_group)]
+        if any(overlap(a, b) for a in plain for b in others):
+            return tuple(o.input_line for o in parsed)
         return tuple(o.key_or_group if self.plain_value(o) else o.input_line for o in parsed)
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
@@ -108,6 +117,11 @@ class ComposedConfigs:
 
     def __reduce__(self) -> tuple:
         return ComposedConfigs, (self.loader,)
+
+
+def overlap(key: str, other: str) -> bool:
+    """Whether setting one key can change the other: the same key, or one inside the other."""
+    return key == other or key.startswith(other + ".") or other.startswith(key + ".")
 
 
 def with_values(composed: DictConfig, parsed: list[Override], values: list[Override]) -> DictConfig:

@@ -34,11 +34,11 @@ class ReportInputError(Exception):
 
 @dataclass
 class Inputs:
-    summary: pd.DataFrame  # every run, every status; `run` unique, `source` = the DIR's label
+    summary: pd.DataFrame  # every run, every status; `run` unique, `input_dir` = the DIR's label
     runs: pd.DataFrame
     calibration: pd.DataFrame
     steps: pd.DataFrame | None
-    sources: list[str]  # one label per DIR, in the order given
+    input_dirs: list[str]  # one label per DIR, in the order given
     predictions: pd.DataFrame | None = None  # per-example test predictions (last | selected)
     per_class: pd.DataFrame | None = None  # per_class.parquet: per epoch, class (or label)
     tuning: pd.DataFrame | None = None  # tuning.parquet of tuned sweeps: one row per trial
@@ -105,7 +105,7 @@ def only(inputs: Inputs, keep: pd.Series) -> Inputs:
         return None if table is None else table[table["run"].isin(runs)].reset_index(drop=True)
 
     return Inputs(summary.reset_index(drop=True), cut(inputs.runs), cut(inputs.calibration),
-                  cut(inputs.steps), [s for s in inputs.sources if (summary["source"] == s).any()],
+                  cut(inputs.steps), [s for s in inputs.input_dirs if (summary["input_dir"] == s).any()],
                   cut(inputs.predictions), cut(inputs.per_class), inputs.tuning)
 
 
@@ -114,7 +114,7 @@ def joined_inputs(a: Inputs, b: Inputs) -> Inputs:
         return x if y is None else y if x is None else pd.concat([x, y], ignore_index=True)
 
     return Inputs(both(a.summary, b.summary), both(a.runs, b.runs), both(a.calibration, b.calibration),
-                  both(a.steps, b.steps), a.sources + [s for s in b.sources if s not in a.sources],
+                  both(a.steps, b.steps), a.input_dirs + [s for s in b.input_dirs if s not in a.input_dirs],
                   both(a.predictions, b.predictions), both(a.per_class, b.per_class),
                   both(a.tuning, b.tuning))
 
@@ -155,7 +155,7 @@ def load(dirs: list[str | Path], say: Callable[[str], None] = print) -> Inputs:
             if len(dirs) > 1:  # keep run ids unique across DIRs
                 table["run"] = label + "/" + table["run"].astype("str")
             if name in ("summary", "tuning"):  # tuning: which DIR's runs its keys were tuned in
-                table["source"] = label
+                table["input_dir"] = label
             parts[name].append(table)
 
     def joined(name: str) -> pd.DataFrame | None:
@@ -171,7 +171,7 @@ def load(dirs: list[str | Path], say: Callable[[str], None] = print) -> Inputs:
         runs=(runs if runs is not None else empty).reset_index(drop=True),
         calibration=(calibration if calibration is not None else empty).reset_index(drop=True),
         steps=joined("steps"),
-        sources=labels,
+        input_dirs=labels,
         predictions=joined("predictions"),
         per_class=joined("per_class"),
         tuning=tuning,
@@ -191,7 +191,7 @@ def preset_question(experiment: str) -> dict:
 
 def guessed_study(summary: pd.DataFrame) -> pd.Series:
     """What the report guessed before presets declared a study, from a run's collected row and
-    its DIR's (`source`): every run of a DIR whose runs train with label noise is in the noise
+    its DIR's (`input_dir`): every run of a DIR whose runs train with label noise is in the noise
     study (its clean runs are noise rate 0), likewise an imbalance ratio above 1; then multi_mnist
     runs are multi-label images, two-class runs binary, runs of an experiment whose name says
     `tuned` or compared at tuned settings (TUNED_KEYS) tuned, the rest shared."""
@@ -199,9 +199,9 @@ def guessed_study(summary: pd.DataFrame) -> pd.Series:
         values = summary[column] if column in summary else pd.Series(default, index=summary.index)
         return pd.to_numeric(values, errors="coerce").fillna(default)
 
-    source = summary["source"] if "source" in summary else pd.Series("", index=summary.index)
-    noisy = numeric("cfg.dataset.label_noise", 0).groupby(source).transform("max") > 0
-    skewed = numeric("cfg.dataset.imbalance_ratio", 1).groupby(source).transform("max") > 1
+    input_dir = summary["input_dir"] if "input_dir" in summary else pd.Series("", index=summary.index)
+    noisy = numeric("cfg.dataset.label_noise", 0).groupby(input_dir).transform("max") > 0
+    skewed = numeric("cfg.dataset.imbalance_ratio", 1).groupby(input_dir).transform("max") > 1
     dataset = summary["dataset"].astype("str") if "dataset" in summary else ""
     experiment = (summary["experiment"].astype("str") if "experiment" in summary
                   else pd.Series("", index=summary.index))

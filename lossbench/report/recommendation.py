@@ -44,7 +44,7 @@ def diverged_losses(r: Any, tuning: Optional[pd.DataFrame]) -> dict[str, str]:
             if row.diverged:
                 found.setdefault(row.loss, []).append(f"{row.diverged} of {row.runs} comparison runs")
     if tuning is not None and not tuning.empty:
-        mine = tuning[tuning["source"].isin(r.group.runs["source"].unique())] if "source" in tuning else tuning
+        mine = tuning[tuning["input_dir"].isin(r.group.runs["input_dir"].unique())] if "input_dir" in tuning else tuning
         for loss, trials in mine.groupby("loss_name", sort=False):
             count = int((trials["status"] == "diverged").sum())
             if count:

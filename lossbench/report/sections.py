@@ -122,9 +122,9 @@ def count_text(summary: pd.DataFrame) -> str:
     return f"{len(summary)} runs: " + ", ".join(f"{counts[s]} {s}" for s in order)
 
 
-def describe_sources(inputs: Inputs) -> str:
-    return "; ".join(f"`{label}` ({count_text(inputs.summary[inputs.summary['source'] == label])})"
-                     for label in inputs.sources)
+def describe_inputs(inputs: Inputs) -> str:
+    return "; ".join(f"`{label}` ({count_text(inputs.summary[inputs.summary['input_dir'] == label])})"
+                     for label in inputs.input_dirs)
 
 
 def everything(inputs: Inputs, stress: Inputs | None, trials: bool = False) -> pd.DataFrame:
@@ -154,14 +154,14 @@ def overview(inputs: Inputs, studies: dict[str, list[GroupResults]], stress: Inp
             status += ("; stress runs that diverged are results in Stability, not left out")
         status += f". All {unfinished} runs that did not complete are listed in the appendix (Excluded runs)."
     blocks = [
-        Paragraph("Inputs: " + describe_sources(inputs) + "."),
+        Paragraph("Inputs: " + describe_inputs(inputs) + "."),
         Paragraph(status),
         Paragraph("Groups (each compared on its own; full data and samples are never mixed):"),
         Bullets(groups),
     ]
     if stress is not None:
         blocks.insert(1, Paragraph("Stress sweeps, in the Stability section only: "
-                                   + describe_sources(stress) + "."))
+                                   + describe_inputs(stress) + "."))
     return Section("Overview", blocks)
 
 

@@ -140,12 +140,16 @@ def adjust(pvalues, method: str = "holm") -> np.ndarray:
     if tested.any():
         # statsmodels' Holm branch runs gc.collect() on every call (statsmodels PR #8671, unmerged):
         # 0.2 s in a process holding a report's figures, a third of a small report's time.
-        # A collection skips frozen objects, so it has only this call's own to look at.
-        gc.freeze()
+        # A collection skips frozen objects, so it has only this call's own to look at; a freeze
+        # made by someone else is left alone.
+        freeze = method == "holm" and gc.get_freeze_count() == 0
+        if freeze:
+            gc.freeze()
         try:
             out[tested] = multipletests(p[tested], alpha=ALPHA, method=method)[1]
         finally:
-            gc.unfreeze()
+            if freeze:
+                gc.unfreeze()
     return out
 
 

@@ -25,13 +25,13 @@ def tuned_keys(settings: pd.Series) -> list[str]:
 def mark_tuning(summary: pd.DataFrame, tuning: pd.DataFrame | None) -> pd.DataFrame:
     """`summary` with TUNING_TRIAL (the run is listed in a tuning.parquet) and TUNED_KEYS (for the
     other runs of a DIR that holds a tuning.parquet, its comparison runs: the keys tuned there,
-    comma-separated; else empty). Both tables' `run` and `source` come from load.load."""
+    comma-separated; else empty). Both tables' `run` and `input_dir` come from load.load."""
     marked = summary.assign(**{TUNING_TRIAL: False, TUNED_KEYS: ""})
     if tuning is None or tuning.empty:
         return marked
     marked[TUNING_TRIAL] = marked["run"].isin(tuning["run"])
-    for source, trials in tuning.groupby("source", sort=False):
-        compared = (marked["source"] == source) & ~marked[TUNING_TRIAL]
+    for input_dir, trials in tuning.groupby("input_dir", sort=False):
+        compared = (marked["input_dir"] == input_dir) & ~marked[TUNING_TRIAL]
         marked.loc[compared, TUNED_KEYS] = ",".join(tuned_keys(trials["setting"]))
     return marked
 
@@ -132,9 +132,9 @@ def tuning_blocks(tuning: pd.DataFrame | None) -> list:
     """How many trials were read (and left out of the comparisons), then the tuning table."""
     if tuning is None or tuning.empty:
         return []
-    sources = ", ".join(f"`{source}`" for source in dict.fromkeys(tuning["source"]))
+    input_dirs = ", ".join(f"`{label}`" for label in dict.fromkeys(tuning["input_dir"]))
     table = tuning_table(tuning)
-    return [Paragraph(f"{len(tuning)} tuning trials read from the tuning.parquet of {sources}: "
+    return [Paragraph(f"{len(tuning)} tuning trials read from the tuning.parquet of {input_dirs}: "
                       "they chose each loss's setting and are left out of every comparison; the "
                       "comparison below runs each loss at its chosen setting on the comparison "
                       "seeds."),

@@ -311,7 +311,8 @@ def usable_cores() -> int:
 
 
 def default_threads(launcher: Optional[Any]) -> int:
-    """All cores for one run; under a parallel launcher, the share each job can have."""
+    """The cores this process may run on for one run; under a parallel launcher, the share each
+    job can have."""
     cores = usable_cores()
     target = str(launcher.get("_target_", "")) if launcher is not None else ""
     if "joblib" in target:

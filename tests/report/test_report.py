@@ -140,12 +140,12 @@ def test_where_a_run_executed_never_splits_a_group():
 
 def test_a_tuned_comparison_is_one_group_and_its_trials_are_left_out():
     lrs = {"optim.lr": {"ce": 0.001, "focal": 0.003}}
-    compare = [dict(row, run=f"compare/{row['run']}", source="sweep")
+    compare = [dict(row, run=f"compare/{row['run']}", input_dir="sweep")
                for row in summary_rows(("ce", "focal"), **lrs)]
-    trials = [dict(row, run=f"tune/{row['run']}", source="sweep")
+    trials = [dict(row, run=f"tune/{row['run']}", input_dir="sweep")
               for row in summary_rows(("ce", "focal"), seeds=(100,), **lrs)]
-    shared = [dict(row, source="shared") for row in summary_rows(("ce", "focal"), **{"optim.lr": 0.001})]
-    tuning = pd.DataFrame({"run": [row["run"] for row in trials], "source": "sweep",
+    shared = [dict(row, input_dir="shared") for row in summary_rows(("ce", "focal"), **{"optim.lr": 0.001})]
+    tuning = pd.DataFrame({"run": [row["run"] for row in trials], "input_dir": "sweep",
                            "setting": ["optim.lr=0.001", "optim.lr=0.003,loss.gamma=2"]})
     summary = mark_tuning(pd.DataFrame(compare + trials + shared), tuning)
     assert summary[TUNING_TRIAL].tolist() == [False] * 4 + [True] * 2 + [False] * 4

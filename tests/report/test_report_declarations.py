@@ -78,7 +78,7 @@ def test_a_stress_preset_declares_the_pair_question_2_is_about():
 
 
 def old_summary(**columns) -> pd.DataFrame:
-    rows = {"run": ["a", "b"], "source": ["d", "d"], "dataset": ["mnist", "mnist"], **columns}
+    rows = {"run": ["a", "b"], "input_dir": ["d", "d"], "dataset": ["mnist", "mnist"], **columns}
     return pd.DataFrame(rows)
 
 

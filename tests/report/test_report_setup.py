@@ -17,7 +17,7 @@ def summary(**columns) -> pd.DataFrame:
             "lossbench_version": ["0.1.0", "0.1.0"], "wall_time_s": [1800.0, 1800.0],
             "cfg.optim.name": ["adam", "adam"], "cfg.optim.lr": [0.001, 0.001],
             "cfg.trainer.epochs": [10, 10], "cfg.trainer.precision": ["32", "32"],
-            "source": ["d", "d"]}
+            "input_dir": ["d", "d"]}
     return declare_old_runs(pd.DataFrame({**base, **columns}))
 
 

@@ -70,7 +70,7 @@ def make_inputs(runs: dict, predictions: dict | None = None,
                     rows.append({"run": run, "loss": loss, "seed": seed, "epoch": epoch,
                                  "split": "train", "loss_value": 1 - acc})
         last = metrics_of(spec["test"][-1], offset)
-        summary.append({"run": run, "status": "completed", "source": "fixture", "loss": loss,
+        summary.append({"run": run, "status": "completed", "input_dir": "fixture", "loss": loss,
                         "dataset": "mnist",
                         "data_source": "sample", "task": "single_label", "seed": seed,
                         "epochs_completed": len(spec["test"]),
@@ -78,7 +78,7 @@ def make_inputs(runs: dict, predictions: dict | None = None,
     for loss, n in (diverged or {}).items():
         for k in range(n):
             summary.append({"run": f"loss={loss},seed=div{k}", "status": "diverged",
-                            "source": "fixture", "loss": loss,
+                            "input_dir": "fixture", "loss": loss,
                             "dataset": "mnist", "data_source": "sample", "task": "single_label",
                             "seed": 100 + k, "epochs_completed": 1})
     preds = None
@@ -89,7 +89,7 @@ def make_inputs(runs: dict, predictions: dict | None = None,
             for (loss, seed, view), correct in predictions.items()], ignore_index=True)
     summary = pd.DataFrame(summary).sort_values("run").reset_index(drop=True)
     return Inputs(summary=summary, runs=pd.DataFrame(rows), calibration=pd.DataFrame({"run": []}),
-                  steps=None, sources=["fixture"], predictions=preds)
+                  steps=None, input_dirs=["fixture"], predictions=preds)
 
 
 def only_group(inputs: Inputs, adjust: str = "holm"):

@@ -59,7 +59,7 @@ def paired(rows):
 
 
 def group(divergence=pd.DataFrame()):
-    runs = pd.DataFrame({"source": ["s"], "seed": [0]})
+    runs = pd.DataFrame({"input_dir": ["s"], "seed": [0]})
     return SimpleNamespace(group=SimpleNamespace(baseline="ce", verdict_metric="acc", runs=runs),
                            divergence=divergence)
 
@@ -85,7 +85,7 @@ def test_recommendation_says_what_to_avoid_and_why():
     ece = paired([dict(loss="bce", metric="ece", diff=0.1, verdict="worse"),
                   dict(loss="mse", metric="ece", diff=0.5, verdict="worse")])
     diverged = pd.DataFrame([dict(loss="bce", diverged=2, runs=5)])
-    tuning = pd.DataFrame({"source": ["s"] * 2, "loss_name": ["bce", "bce"], "status": ["diverged", "completed"]})
+    tuning = pd.DataFrame({"input_dir": ["s"] * 2, "loss_name": ["bce", "bce"], "status": ["diverged", "completed"]})
     items = avoid_items(group(diverged), rows, ece, tuning, keep="mse")  # mse: the recommended one
     assert len(items) == 2
     assert items[0].startswith("`bce`: diverged in 2 of 5 comparison runs and 1 of 2 tuning trials "
