@@ -408,6 +408,10 @@ def results_columns() -> str:
                      code(before) if before else ""])
     blocks += [table(["table", "gathers", "adds", "named before"], rows),
                columns_table((results_schema.RUN, results_schema.CONFIG))]
+    tuning = results_schema.TUNING_PARQUET
+    blocks += ["## A tuned study's directory", f"### {tuning.name}",
+               f"Written once the trials have run. A row is {tuning.rows}; its columns:",
+               columns_table(tuning.columns)]
     return page(blocks)
 
 

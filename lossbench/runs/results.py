@@ -42,6 +42,8 @@ EPOCHS = "epochs.parquet"
 # The name EPOCHS had before #19: tables collected then (results/reference/data/) still read.
 EPOCHS_BEFORE = "runs.parquet"
 TABLE_FILES = ("summary.parquet", EPOCHS, "calibration.parquet", "steps.parquet", PER_CLASS, PREDICTIONS)
+# a tuned study's trials and the choice per loss (lossbench.runs.tuning_trials), in its sweep dir
+TUNING = "tuning.parquet"
 
 # mkstemp creates 0600 files; a finished file gets what open() would have given it under the
 # process's umask (read once: os.umask can only be read by setting it).

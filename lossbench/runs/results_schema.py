@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from lossbench.training.metrics import METRICS
 from lossbench.runs.results import (CALIBRATION, EPOCHS, EPOCHS_BEFORE, METRICS as METRICS_FILE, PER_CLASS,
-                               PREDICTIONS, STEPS, SUMMARY, TABLE_FILES)
+                               PREDICTIONS, STEPS, SUMMARY, TABLE_FILES, TUNING)
 
 
 @dataclass(frozen=True)
@@ -199,3 +199,24 @@ def collected_columns(name: str) -> tuple[Column, ...]:
     """The columns of the collected table `name` (one of lossbench.runs.results.TABLE_FILES)."""
     run_file = COLLECTED[name]
     return (RUN, *run_file.columns, CONFIG) if run_file is SUMMARY_JSON else (RUN, *run_file.columns)
+
+
+# A tuned study (hydra/sweeper=tuned) writes this into its sweep dir once its trials have run
+# (lossbench.runs.tuning_trials.write_tuning, in this column order).
+TUNING_PARQUET = RunFile(TUNING, "one per trial, in grid order per loss", (
+    Column("loss_name", "the loss's registry name"),
+    Column("trial", "the trial's position in the loss's grid, 0-based, the first key varying slowest"),
+    Column("setting", "the tuned overrides, comma-separated (`optim.lr=0.003,loss.gamma=2`)"),
+    Column("run", "its run dir relative to the sweep dir (`tune/...`)"),
+    Column("seed", "the tuning seed"),
+    Column("status", "the trial's summary status; `missing` without a summary.json"),
+    Column("val_metric", "the task's primary metric (lossbench.tasks.TASKS), read on the val split"),
+    Column("val_value", "its validation value at the run's selected epoch; NaN without validation rows"),
+    Column("selected_epoch", "the epoch the val rows select (nullable int)"),
+    Column("chosen", "per loss, the completed trial with the highest `val_value`, the first on ties; "
+                     "none when no trial completed"),
+    Column("ineligible", "why the choice passed the trial over (`no finite validation acc`, ...); "
+                         "null for an eligible trial"),
+    Column("budget", "trials per loss"),
+    Column("space", "the loss's search space as typed (`optim.lr=0.0003,0.001,0.003 loss.gamma=1,2`)"),
+))

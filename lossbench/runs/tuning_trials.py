@@ -18,12 +18,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
 
 from lossbench.errors import ConfigError
-from lossbench.runs.results import METRICS, SUMMARY, read_summary, write_table
+from lossbench.runs.results import METRICS, SUMMARY, TUNING, read_summary, write_table
+from lossbench.runs.results_schema import TUNING_PARQUET
 from lossbench.training.selection import select_epoch, selection_metric
 
-TUNING = "tuning.parquet"
-COLUMNS = ("loss_name", "trial", "setting", "run", "seed", "status", "val_metric", "val_value",
-           "selected_epoch", "chosen", "ineligible", "budget", "space")
+COLUMNS = tuple(column.name for column in TUNING_PARQUET.columns)  # tuning.parquet's, in order
 
 
 @dataclass(frozen=True)

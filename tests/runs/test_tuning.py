@@ -13,6 +13,7 @@ from hydra import compose
 from lossbench.errors import ConfigError
 from lossbench.report.tuning_section import tuning_table
 from lossbench.runs.results import METRICS, SUMMARY
+from lossbench.runs.results_schema import TUNING_PARQUET, undeclared
 from lossbench.runs.tuning_trials import (COLUMNS, TUNING, Space, check_budget, choose, ineligible, read_validation,
                               require_validation)
 
@@ -165,7 +166,9 @@ def test_tiny_study_tunes_then_compares_at_the_chosen_settings_and_resumes(tmp_p
     result = run_cli(*command, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     tuning = pd.read_parquet(sweep / TUNING)
+    # every column declared (lossbench.runs.results_schema, docs/reference/results-columns.md), in order
     assert list(tuning.columns) == list(COLUMNS) and len(tuning) == 4
+    assert undeclared(list(tuning.columns), TUNING_PARQUET.columns) == []
     assert set(tuning["budget"]) == {2} and set(tuning["seed"]) == {100}
     assert tuning["run"].str.startswith("tune/").all() and tuning["val_value"].notna().all()
     for loss, trials in tuning.groupby("loss_name"):
