@@ -29,7 +29,12 @@ def _missing_option(error: MissingConfigException) -> Optional[str]:
     group, _, choice = (error.missing_cfg_file or "").rpartition("/")
     if not group or error.options is None:
         return None
-    accepted = sorted(error.options)
+    return missing_option(group, choice, error.options)
+
+
+def missing_option(group: str, choice: str, options: list[str]) -> str:
+    """`loss=cee is not a loss option; did you mean ce? accepted: ...`"""
+    accepted = sorted(options)
     article = "an" if group[:1] in "aeiou" else "a"  # "an experiment option"
     return (f"{group}={choice} is not {article} {group} option; {_near(choice, accepted)}"
             f"accepted: {', '.join(accepted)}")

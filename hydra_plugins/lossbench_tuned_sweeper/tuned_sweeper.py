@@ -161,6 +161,7 @@ class TunedSweeper(Sweeper):
 
     def _plan(self, arguments: List[str]) -> "Study":
         from lossbench.errors import ConfigError
+        from lossbench.hydra_errors import missing_option
         from lossbench.runs.tuning_trials import Space, check_budget
 
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
@@ -182,6 +183,10 @@ class TunedSweeper(Sweeper):
         if not losses:
             raise ConfigError("hydra.sweeper.space is empty: give each loss to tune its space, "
                               "e.g. hydra.sweeper.space.ce={optim.lr:'1e-3,3e-3'}")
+        options = self.hydra_context.config_loader.get_group_options(LOSS)
+        missing = [loss for loss in losses if loss not in options]
+        if missing:  # the line a single run prints for the same name
+            raise ConfigError(missing_option(LOSS, missing[0], options))
         unknown = [loss for loss in losses if self._space(loss) is None]
         if unknown:
             raise ConfigError(f"loss={','.join(unknown)} has no search space in hydra.sweeper.space; "

@@ -68,6 +68,7 @@ def test_a_dataset_without_a_validation_split_cannot_tune():
     (["optim.lr=0.01"], "optim.lr=0.01: tuned keys take their values from hydra.sweeper.space"),
     (["trainer.epochs=1,2"], "the tuned sweeper sweeps only loss and seed"),
     (["loss=ce,mae"], "loss=mae has no search space"),
+    (["loss=ce,focl"], "error: loss=focl is not a loss option; did you mean focal? accepted: apl_focal, "),
     (["seed=range(101)"], "tune_seed=100 is also a comparison seed"),
 ])
 def test_tuned_sweep_refuses_a_bad_study_before_any_run(tmp_path, overrides, message):
