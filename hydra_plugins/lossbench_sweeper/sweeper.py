@@ -70,9 +70,10 @@ class ComposedConfigs:
         for overrides in batch:
             try:
                 parsed = parser.parse_overrides(list(overrides))
-                family = self.family(parsed)
+                plain = [self.plain_value(o) for o in parsed]
+                family = self.family(parsed, plain)
                 if family in families:
-                    config = with_values(families[family], parsed, [o for o in parsed if self.plain_value(o)])
+                    config = with_values(families[family], parsed, [o for o, p in zip(parsed, plain) if p])
                 else:
                     # handed to the launcher as it is: it writes into it only after the batch is composed
                     config = families[family] = self.loader.load_sweep_config(master, list(overrides))
@@ -90,18 +91,18 @@ class ComposedConfigs:
                 and not isinstance(override.value(), (dict, list))
                 and not self.loader.repository.group_exists(override.key_or_group))
 
-    def family(self, parsed: list[Override]) -> tuple:
-        """The jobs whose configs differ only in their plain values: the overrides in order, the
-        plain values' keys without their values. Hydra applies a job's value overrides in order,
-        so a copy that sets only the plain ones would lose another override of the same key
-        (`trainer.epochs=1 ++trainer.epochs=5`) or of a key above or below it: such a job is a
-        family of its own."""
-        plain = [o.key_or_group for o in parsed if self.plain_value(o)]
-        others = [o.key_or_group for o in parsed
-                  if not self.plain_value(o) and not self.loader.repository.group_exists(o.key_or_group)]
-        if any(overlap(a, b) for a in plain for b in others):
+    def family(self, parsed: list[Override], plain: list[bool]) -> tuple:
+        """The jobs whose configs differ only in their plain values (`plain`: which of `parsed`
+        are): the overrides in order, the plain values' keys without their values. Hydra applies
+        a job's value overrides in order, so a copy that sets only the plain ones would lose
+        another override of the same key (`trainer.epochs=1 ++trainer.epochs=5`) or of a key
+        above or below it: such a job is a family of its own."""
+        keys = [o.key_or_group for o, p in zip(parsed, plain) if p]
+        others = [o.key_or_group for o, p in zip(parsed, plain)
+                  if not p and not self.loader.repository.group_exists(o.key_or_group)]
+        if any(overlap(a, b) for a in keys for b in others):
             return tuple(o.input_line for o in parsed)
-        return tuple(o.key_or_group if self.plain_value(o) else o.input_line for o in parsed)
+        return tuple(o.key_or_group if p else o.input_line for o, p in zip(parsed, plain))
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         ready = self.composed.get(tuple(sweep_overrides)) if master_config is self.master else None
