@@ -81,7 +81,7 @@ class Peek:
     # The files bring their own validation split (an image folder's DIR/val)
     own_val: bool = False
     # File data: about the bytes loading it takes, from the same read, and what sets them
-    # (lossbench.data.files.peek_footprint); None: not known before loading
+    # (peeked_footprint); None: not known before loading
     bytes: Optional[int] = None
     sizes: str = ""
 
@@ -113,7 +113,8 @@ class DatasetInfo:
     # The data_source a run would record if it loaded now (resume compares it with the old run's).
     source_now: Callable[[Any], str] = lambda cfg: "synthetic"
     # Its size before it loads; None: known only once loaded (then nothing is refused early).
-    footprint: Callable[[Any], Optional[Footprint]] = lambda cfg: None
+    # Unless given: what its peek says (file data: the size of the files it read).
+    footprint: Callable[[Any], Optional[Footprint]] = lambda cfg: peeked_footprint(cfg)
     # The (C, H, W) of its images as the config fixes them, known before loading (None: known
     # only once loaded); a model too small for them is refused before any data loads.
     shape: Callable[[Any], Optional[tuple[int, int, int]]] = lambda cfg: None
@@ -148,6 +149,13 @@ def peek(dataset_cfg: Any) -> Peek:
         _peeked.clear()
         _peeked[key] = DATASETS[dataset_cfg.name].peek(dataset_cfg)
     return _peeked[key]
+
+
+def peeked_footprint(dataset_cfg: Any) -> Optional[Footprint]:
+    """A dataset's footprint from its peek (DatasetInfo.footprint's default): a file dataset's
+    size, so footprint.py counts the data with the model as it does for the built-in sets."""
+    seen = peek(dataset_cfg)
+    return None if seen.bytes is None else Footprint(seen.n_features, seen.image_shape, seen.bytes, seen.sizes)
 
 
 def expected_n_classes(dataset_cfg: Any) -> int:

@@ -24,7 +24,7 @@ import numpy as np
 
 from lossbench.data import Dataset, DatasetInfo, Peek
 from lossbench.data.files import (FileDataConfig, assemble, check_fits, existing_path, file_source, multi_hot,
-                                  peek_footprint, single_label)
+                                  single_label)
 from lossbench.errors import DataError
 from lossbench.losses import Task
 
@@ -188,5 +188,4 @@ def peek(cfg: Any) -> Peek:
     return Peek(Task.single_label, len(_classes(y, y_test, path)[2]), n_features, shape, bytes=n_bytes, sizes=sizes)
 
 
-INFO = DatasetInfo(ArraysConfig, load, lambda cfg: None, peek, images=True, source_now=file_source,
-                   footprint=peek_footprint)
+INFO = DatasetInfo(ArraysConfig, load, lambda cfg: None, peek, images=True, source_now=file_source)

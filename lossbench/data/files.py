@@ -58,15 +58,6 @@ def check_fits(n_bytes: int, what: str) -> None:
                         f"{memory_bytes() / 2**30:,.1f} GiB")
 
 
-def peek_footprint(cfg: Any) -> Optional["Footprint"]:
-    """A file dataset's footprint (DatasetInfo.footprint): its peek's size, so footprint.py
-    counts the data with the model as it does for the built-in sets."""
-    from lossbench.data import Footprint, peek
-
-    seen = peek(cfg)
-    return None if seen.bytes is None else Footprint(seen.n_features, seen.image_shape, seen.bytes, seen.sizes)
-
-
 def some_rows(y: np.ndarray, where: str) -> None:
     if not len(y):
         raise DataError(f"{where}: holds no examples (0 rows)")

@@ -18,7 +18,7 @@ import numpy as np
 
 from lossbench.data import Dataset, DatasetInfo, Peek
 from lossbench.data.cache import cached
-from lossbench.data.files import FileDataConfig, assemble, check_fits, existing_path, file_source, peek_footprint
+from lossbench.data.files import FileDataConfig, assemble, check_fits, existing_path, file_source
 from lossbench.errors import DataError
 from lossbench.losses import Task
 
@@ -170,4 +170,4 @@ def peek(cfg: Any) -> Peek:
 
 
 INFO = DatasetInfo(ImageFolderConfig, load, lambda cfg: None, peek, Task.single_label, images=True,
-                   source_now=file_source, footprint=peek_footprint)
+                   source_now=file_source)

@@ -16,7 +16,7 @@ import numpy as np
 
 from lossbench.data import Dataset, DatasetInfo, Peek
 from lossbench.data.files import (FileDataConfig, assemble, check_fits, existing_path, file_source, multi_hot,
-                                  peek_footprint, task_of)
+                                  task_of)
 from lossbench.errors import DataError
 from lossbench.losses import Task
 
@@ -164,4 +164,4 @@ def peek(cfg: Any) -> Peek:
     return Peek(task_of(frame[targets[0]].to_numpy()), int(frame[targets[0]].nunique()), len(features), **size)
 
 
-INFO = DatasetInfo(TableConfig, load, lambda cfg: None, peek, source_now=file_source, footprint=peek_footprint)
+INFO = DatasetInfo(TableConfig, load, lambda cfg: None, peek, source_now=file_source)

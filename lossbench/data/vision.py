@@ -18,7 +18,7 @@ import numpy as np
 from lossbench.config import DatasetConfig
 from lossbench.data import Dataset, DatasetInfo, Peek
 from lossbench.data.arrays import Layout, image_layout
-from lossbench.data.files import assemble, file_source, peek_footprint
+from lossbench.data.files import assemble, file_source
 from lossbench.errors import DataError
 from lossbench.losses import Task
 
@@ -102,4 +102,4 @@ def peek(cfg: Any) -> Peek:
 
 
 INFO = DatasetInfo(TorchvisionConfig, load, lambda cfg: None, peek, Task.single_label, images=True,
-                   source_now=file_source, footprint=peek_footprint)
+                   source_now=file_source)
