@@ -391,7 +391,7 @@ def results_columns() -> str:
         "rows measure, how the report reads them) is in [the results layout](../results-schema.md)."
     )
     blocks = ["# Results columns", intro, "## A run directory"]
-    for run_file in results_schema.RUN_FILES:
+    for run_file in results_schema.DECLARED_RUN_FILES:
         noun = "Its keys" if run_file.name.endswith(".json") else "A row is " + run_file.rows + "; its columns"
         what = run_file.rows[0].upper() + run_file.rows[1:] + "." if run_file.name.endswith(".json") else ""
         blocks += [f"### {run_file.name}", " ".join(filter(None, [what, noun + ":"])),

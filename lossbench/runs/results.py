@@ -41,7 +41,10 @@ RUN_FILES = (SUMMARY, *TABLES, LOCK, LOG)
 EPOCHS = "epochs.parquet"
 # The name EPOCHS had before #19: tables collected then (results/reference/data/) still read.
 EPOCHS_BEFORE = "runs.parquet"
-TABLE_FILES = ("summary.parquet", EPOCHS, "calibration.parquet", "steps.parquet", PER_CLASS, PREDICTIONS)
+# Each collected table and the run file it gathers, in the order collect writes them
+GATHERS = {"summary.parquet": SUMMARY, EPOCHS: METRICS, "calibration.parquet": CALIBRATION,
+           "steps.parquet": STEPS, PER_CLASS: PER_CLASS, PREDICTIONS: PREDICTIONS}
+TABLE_FILES = tuple(GATHERS)
 # a tuned study's trials and the choice per loss (lossbench.runs.tuning_trials), in its sweep dir
 TUNING = "tuning.parquet"
 

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 
 from lossbench.training.metrics import METRICS
-from lossbench.runs.results import (CALIBRATION, EPOCHS, EPOCHS_BEFORE, METRICS as METRICS_FILE, PER_CLASS,
-                               PREDICTIONS, STEPS, SUMMARY, TABLE_FILES, TUNING)
+from lossbench.runs.results import (CALIBRATION, EPOCHS, EPOCHS_BEFORE, GATHERS, METRICS as METRICS_FILE, PER_CLASS,
+                               PREDICTIONS, STEPS, SUMMARY, TUNING)
 
 
 @dataclass(frozen=True)
@@ -182,15 +182,14 @@ PER_CLASS_PARQUET = RunFile(PER_CLASS, "per epoch, one per class (single-label) 
     Column("ap", "multi-label: the label's average precision"),
 ))
 
-RUN_FILES = (SUMMARY_JSON, METRICS_PARQUET, CALIBRATION_PARQUET, PREDICTIONS_PARQUET, STEPS_PARQUET,
-             PER_CLASS_PARQUET)
+DECLARED_RUN_FILES = (SUMMARY_JSON, METRICS_PARQUET, CALIBRATION_PARQUET, PREDICTIONS_PARQUET, STEPS_PARQUET,
+                      PER_CLASS_PARQUET)
 
 # `python -m lossbench.collect DIR` writes a table into DIR per run file, every row with a `run`
 # column (the run dir relative to DIR). summary.parquet holds summary.json's scalar keys and the
 # flattened config; the others the run files' rows.
 RUN = Column("run", "the run dir relative to the collected DIR (posix)")
-COLLECTED = dict(zip(TABLE_FILES, (SUMMARY_JSON, METRICS_PARQUET, CALIBRATION_PARQUET, STEPS_PARQUET,
-                                   PER_CLASS_PARQUET, PREDICTIONS_PARQUET)))
+COLLECTED = {table: next(f for f in DECLARED_RUN_FILES if f.name == gathered) for table, gathered in GATHERS.items()}
 CONFIG = Column("cfg.<key>", "each config value, by its dotted key (lists as their string form)")
 BEFORE = {EPOCHS: EPOCHS_BEFORE}  # a collected table's earlier name, still read
 

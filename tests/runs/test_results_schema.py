@@ -30,7 +30,7 @@ def test_a_run_writes_no_column_the_results_schema_does_not_declare(tmp_path, ta
                      f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     undeclared = {}
-    for run_file in results_schema.RUN_FILES:
+    for run_file in results_schema.DECLARED_RUN_FILES:
         path = run_dir / run_file.name
         assert path.exists(), f"the run wrote no {run_file.name}"  # every file gets checked
         undeclared[run_file.name] = results_schema.undeclared(written_names(path), run_file.columns)
