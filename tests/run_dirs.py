@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lossbench.training.metrics import LOWER_IS_BETTER, N_BINS, equal_width_edges
+
 
 SINGLE = ("acc", "nll", "ece", "brier")
 MULTI = ("map", "f1_micro", "f1_macro", "subset_acc", "hamming")
@@ -40,18 +42,18 @@ def write_run(root: Path, rel: str, *, loss="ce", dataset="mnist", seed=0, epoch
                    "epoch_time_s": rng.uniform(0.5, 1.5) if split == "train" else np.nan,
                    "samples_per_s": rng.uniform(1e3, 2e3) if split == "train" else np.nan}
             for name in names:
-                lower = name in ("nll", "ece", "brier", "hamming")
+                lower = name in LOWER_IS_BETTER
                 row[name] = (1 - quality) / 3 + rng.uniform(0, 0.01) if lower else quality
             rows.append(row)
     run = root / rel
     run.mkdir(parents=True)
     pd.DataFrame(rows).to_parquet(run / "metrics.parquet")
-    edges = np.linspace(0, 1, 16)
-    counts = rng.integers(0, 50, 15)
+    edges = equal_width_edges(N_BINS)
+    counts = rng.integers(0, 50, N_BINS)
     conf = (edges[:-1] + edges[1:]) / 2
-    pd.DataFrame({**identity, "bin": np.arange(15), "bin_lower": edges[:-1], "bin_upper": edges[1:],
+    pd.DataFrame({**identity, "bin": np.arange(N_BINS), "bin_lower": edges[:-1], "bin_upper": edges[1:],
                   "confidence": np.where(counts > 0, conf, np.nan),
-                  "accuracy": np.where(counts > 0, np.clip(conf + rng.normal(0, 0.1, 15), 0, 1),
+                  "accuracy": np.where(counts > 0, np.clip(conf + rng.normal(0, 0.1, N_BINS), 0, 1),
                                        np.nan),
                   "count": counts}).to_parquet(run / "calibration.parquet")
     if steps:
