@@ -60,10 +60,24 @@ def _from_list(values: list) -> pa.Array:
     return pa.array(values)
 
 
-def column(values: list | np.ndarray) -> pa.Array:
-    """One column: a list of Python values or a 1-d numpy array."""
+def column(values: list | np.ndarray | pa.Array) -> pa.Array:
+    """One column: a list of Python values, a 1-d numpy array, or an Arrow array as it is."""
+    if isinstance(values, pa.Array):
+        return values
     return _from_numpy(values) if isinstance(values, np.ndarray) else _from_list(values)
 
 
-def table(columns: dict[str, list | np.ndarray]) -> pa.Table:
+def repeated(value, n: int) -> pa.Array:
+    """The column `column([value] * n)` is, built from one value instead of a list of n."""
+    if n == 0 or value is None:
+        return pa.nulls(n)
+    if isinstance(value, str):
+        encoded = value.encode()
+        offsets = np.arange(n + 1, dtype=np.int32) * len(encoded)
+        return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(encoded * n)])
+    zeros = pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(np.zeros(n, dtype=np.int32))])
+    return column([value]).take(zeros)
+
+
+def table(columns: dict[str, list | np.ndarray | pa.Array]) -> pa.Table:
     return pa.Table.from_arrays([column(values) for values in columns.values()], names=list(columns))

@@ -23,7 +23,7 @@ import pandas as pd
 from lossbench.runs.malformed import PREFIX, STATUSES, summary_problem, table_problem
 from lossbench.runs.owned import Manifest, PlantedLink
 from lossbench.runs.results import (CALIBRATION, EPOCHS, EPOCHS_BEFORE, METRICS, PER_CLASS, PREDICTIONS, STEPS,
-                               SUMMARY, TABLE_FILES, atomic_write)
+                                    SUMMARY, TABLE_FILES, atomic_write, read_run_table)
 from lossbench.signals import run_command
 
 REPORT_DIR = "report"  # DIR/report is the report's default output: never a run
@@ -109,13 +109,14 @@ def read_summary(run_dir: Path, run: str) -> dict:
 
 
 def read_table(run_dir: Path, name: str, run: str) -> pd.DataFrame | None:
-    """A run's parquet table with `run` as first column; None if absent. Raises if unreadable."""
-    path = run_dir / name
-    if not path.exists():
+    """A run's table (from its journal if it was killed mid-run: read_run_table) with `run` as
+    first column; None if absent. Raises if unreadable."""
+    table = read_run_table(run_dir, name)
+    if table is None:
         return None
-    table = pd.read_parquet(path)
-    table.insert(0, "run", run)
-    return table
+    frame = table.to_pandas()
+    frame.insert(0, "run", run)
+    return frame
 
 
 def tidy_columns(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,5 +1,6 @@
 """What a run writes into its directory, each file atomically (temp file + rename), so a crash
-leaves the previous complete version, never half a file."""
+leaves the previous complete version, never half a file; while it trains, its epochs go to its
+journal (lossbench.runs.journal)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lossbench.runs import arrow_columns
+from lossbench.runs import arrow_columns, journal
 from lossbench.errors import UserError
 from lossbench.runs.owned import PlantedLink, open_nofollow
 from lossbench.training.selection import select_epoch
@@ -32,10 +33,12 @@ PREDICTIONS = "predictions.parquet"
 LOCK = ".lossbench.lock"
 LOG = "lossbench.log"  # Hydra's job log (conf/hydra/job_logging/lossbench.yaml, hydra.job.name)
 TABLES = (METRICS, CALIBRATION, STEPS, PER_CLASS, PREDICTIONS)
-# Written with every finished epoch: a run that finished one and lacks them is incomplete.
+# Written for every finished epoch: a finished run that finished one and lacks them is incomplete.
 EVERY_EPOCH = (METRICS, PREDICTIONS)
+# The tables whose rows each epoch adds to; the others hold the last epoch's.
+APPENDED = (METRICS, STEPS, PER_CLASS)
 # Every name lossbench writes at the top of a run dir: checked for planted links before a write.
-RUN_FILES = (SUMMARY, *TABLES, LOCK, LOG)
+RUN_FILES = (SUMMARY, *TABLES, LOCK, LOG, *journal.FILES)
 # The tables lossbench.collect writes into a sweep directory (named here, for the sweep's link check,
 # without importing collect and pandas with it).
 EPOCHS = "epochs.parquet"
@@ -82,7 +85,7 @@ def write_json(path: Path, data: dict) -> None:
     atomic_write(path, write)
 
 
-def arrow_table(records: list[dict] | dict[str, np.ndarray] | pd.DataFrame) -> pa.Table:
+def arrow_table(records: list[dict] | dict[str, np.ndarray | pa.Array] | pd.DataFrame) -> pa.Table:
     """Rows, columns or a DataFrame as an Arrow table. Rows: a column for every key any row has,
     in first-seen order (null where a row lacks it; pandas reads it back as NaN, as it would a
     DataFrame built from the rows)."""
@@ -105,14 +108,35 @@ def write_table(path: Path, records: list[dict] | dict[str, np.ndarray] | pd.Dat
 def temp_files(run_dir: Path) -> list[Path]:
     """Temp files atomic_write leaves behind when its process is killed mid-write: only those of
     the run's own files, so a user's `.notes.tmp` stays."""
-    return sorted(path for name in (SUMMARY, *TABLES) for path in run_dir.glob(f".{name}.*.tmp*")
-                  if not path.is_symlink())
+    names = (SUMMARY, *TABLES, journal.PREDICTIONS_NOW)
+    return sorted(path for name in names for path in run_dir.glob(f".{name}.*.tmp*") if not path.is_symlink())
+
+
+def leftovers(run_dir: Path) -> list[Path]:
+    """What a killed run left that a new run in its directory replaces: atomic_write's temp files
+    and the journal it had not yet turned into tables."""
+    return temp_files(run_dir) + [run_dir / name for name in journal.FILES if (run_dir / name).exists()]
+
+
+def read_run_table(run_dir: Path, name: str) -> Optional[pa.Table]:
+    """A run's table `name` (one of TABLES): from its journal while it has one (it is training,
+    or was killed before writing its tables), else its parquet file; None if it has neither.
+    Raises if the file is unreadable."""
+    if journal.journaled(run_dir):
+        if name == PREDICTIONS:
+            return journal.read_predictions(run_dir)
+        pieces = journal.read_journal(run_dir).get(name)
+        if not pieces:
+            return None
+        return pa.concat_tables(pieces, promote_options="permissive") if name in APPENDED else pieces[-1]
+    path = run_dir / name
+    return pq.read_table(path) if path.exists() else None
 
 
 def unreadable_files(run_dir: Path, summary: dict) -> list[str]:
     """Why a run's files do not back up its summary: a table missing (metrics.parquet or
     predictions.parquet once an epoch finished) or unreadable. Reads parquet footers only, not the data."""
-    problems = []
+    problems = ["its journal is there: its tables were never written"] if journal.journaled(run_dir) else []
     for name in TABLES:
         path = run_dir / name
         if not path.exists():
@@ -197,8 +221,8 @@ def read_summary(run_dir: Path) -> Optional[dict[str, Any]]:
 
 
 class RunFiles:
-    """The files of one run directory, rewritten as the run goes so a dead run loses at most the
-    epoch it was in."""
+    """The files of one run directory. Each finished epoch goes into the run's journal, so a dead
+    run loses at most the epoch it was in; the run's end (`write_tables`) writes its tables."""
 
     def __init__(self, run_dir: Path, identity: dict[str, Any]):
         self.run_dir = run_dir
@@ -206,23 +230,40 @@ class RunFiles:
         self.metrics: list[dict] = []
         self.steps: list[dict] = []
         self.per_class: list[dict] = []
+        self.calibration: list[dict] = []
+        self.predictions: Optional[dict[str, Any]] = None
+        self.journal = journal.Journal(run_dir)
 
     def add_epoch(self, rows: list[dict], calibration: list[dict], steps: list[dict],
                   per_class: list[dict] = (), predictions: Optional[dict[str, np.ndarray]] = None) -> None:
-        self.metrics += [{**self.identity, **row} for row in rows]
-        write_table(self.run_dir / METRICS, self.metrics)
+        new = {METRICS: [{**self.identity, **row} for row in rows],
+               CALIBRATION: [{**self.identity, **row} for row in calibration],
+               STEPS: [{**self.identity, **row} for row in steps],
+               PER_CLASS: [{**self.identity, **row} for row in per_class]}
+        self.metrics += new[METRICS]
+        self.steps += new[STEPS]
+        self.per_class += new[PER_CLASS]
+        if calibration:
+            self.calibration = new[CALIBRATION]
         if predictions is not None:
             n = len(predictions["example"])
-            identity = {key: [value] * n for key, value in self.identity.items()}
-            write_table(self.run_dir / PREDICTIONS, {**identity, **predictions})
-        if calibration:
-            write_table(self.run_dir / CALIBRATION, [{**self.identity, **row} for row in calibration])
-        if steps:
-            self.steps += [{**self.identity, **row} for row in steps]
-            write_table(self.run_dir / STEPS, self.steps)
-        if per_class:
-            self.per_class += [{**self.identity, **row} for row in per_class]
-            write_table(self.run_dir / PER_CLASS, self.per_class)
+            self.predictions = {**{key: arrow_columns.repeated(value, n) for key, value in self.identity.items()},
+                                **predictions}
+            table = arrow_table(self.predictions)
+            atomic_write(self.run_dir / journal.PREDICTIONS_NOW, lambda tmp: journal.write_predictions(tmp, table))
+        tables = {name: arrow_table(records) for name, records in new.items() if records}
+        if tables:
+            self.journal.add_epoch(tables)
+
+    def write_tables(self) -> None:
+        """The run's tables from its epochs, then its journal removed: once the run has ended."""
+        for name, records in ((METRICS, self.metrics), (CALIBRATION, self.calibration), (STEPS, self.steps),
+                              (PER_CLASS, self.per_class), (PREDICTIONS, self.predictions)):
+            if records:
+                write_table(self.run_dir / name, records)
+        self.journal.close()
+        for name in journal.FILES:
+            (self.run_dir / name).unlink(missing_ok=True)
 
     def final_test_metrics(self) -> dict[str, float]:
         """test_<metric> of the last completed epoch: a fixed budget, nothing selected on test."""

@@ -18,7 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
 
 from lossbench.errors import ConfigError
-from lossbench.runs.results import METRICS, SUMMARY, TUNING, read_summary, write_table
+from lossbench.runs.results import METRICS, SUMMARY, TUNING, read_run_table, read_summary, write_table
 from lossbench.runs.results_schema import TUNING_PARQUET
 from lossbench.training.selection import select_epoch, selection_metric
 
@@ -105,7 +105,10 @@ def read_validation(run_dir: Path) -> Validation:
     if metric is None:
         return Validation(status, None, math.nan, None, f"task {summary.get('task')!r} has no primary metric")
     try:
-        rows = pd.read_parquet(run_dir / METRICS)
+        table = read_run_table(run_dir, METRICS)
+        if table is None:
+            raise FileNotFoundError(run_dir / METRICS)
+        rows = table.to_pandas()
     except Exception as error:  # noqa: BLE001 - absent, torn or not parquet: pyarrow raises several kinds
         return Validation(status, metric, math.nan, None, f"{METRICS} unreadable ({type(error).__name__})")
     missing = [column for column in ("epoch", "split", metric) if column not in rows]

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from lossbench.runs.arrow_columns import column, table
+from lossbench.runs.arrow_columns import column, repeated, table
 
 COLUMNS = {
     "ints": [3, -1, 2**40],
@@ -39,3 +39,10 @@ def test_a_table_keeps_column_order_and_names():
     built = table({"b": [1, 2], "a": np.array(["x", "y"])})
     assert built.column_names == ["b", "a"]
     assert built.to_pylist() == [{"b": 1, "a": "x"}, {"b": 2, "a": "y"}]
+
+
+@pytest.mark.parametrize("value", ["mnist", "", "ünïcode", 3, 2.5, True, None])
+@pytest.mark.parametrize("n", [0, 1, 1000])
+def test_a_repeated_value_is_the_column_of_its_list(value, n):
+    made, listed = repeated(value, n), column([value] * n)
+    assert made.type == listed.type and made.equals(listed)

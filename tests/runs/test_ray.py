@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from conftest import SMALL, run_cli
+from lossbench.runs.journal import JOURNAL
 
 pytest.importorskip("ray", reason="Ray is not installed (pip install 'lossbench[ray]')")
 pytest.importorskip("hydra_plugins.hydra_ray_launcher",
@@ -65,7 +66,7 @@ def kill_the_worker_mid_run(command: tuple[str, ...], run_dir: Path, cwd: Path) 
                                env={**os.environ, "PYTHONHASHSEED": "0"})
     try:
         deadline = time.monotonic() + 180
-        while not (run_dir / "metrics.parquet").exists():
+        while not (run_dir / JOURNAL).exists():  # the run's first epoch is written
             assert process.poll() is None, f"the sweep ended before the run finished an epoch: {process.stdout.read()}"
             assert time.monotonic() < deadline, "the run never finished an epoch"
             time.sleep(0.2)

@@ -24,6 +24,7 @@ import lossbench.runs.run
 from lossbench.config import validate
 from lossbench.errors import ConfigError, DataError
 from lossbench.runs.run import Interrupted, execute
+from lossbench.runs.journal import JOURNAL
 from lossbench.runs.sweep import failure_reason
 
 from conftest import SMALL, compose_config, run_cli
@@ -196,7 +197,7 @@ def run_until(tmp_path, target: str, *args: str) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_sigterm_records_interrupted(tmp_path, signum=signal.SIGTERM):
-    process = run_until(tmp_path, "metrics.parquet", "dataset.source=sample", "trainer.epochs=200",
+    process = run_until(tmp_path, JOURNAL, "dataset.source=sample", "trainer.epochs=200",
                         "model.hidden=[16]")
     process.send_signal(signum)
     out, _ = process.communicate(timeout=60)
@@ -230,7 +231,7 @@ def test_ctrl_c_in_a_sweep_collects_what_finished_and_says_how_to_resume(tmp_pat
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     deadline = time.time() + 120
-    while not list(sweep.glob("*/metrics.parquet")):
+    while not list(sweep.glob(f"*/{JOURNAL}")):  # a run has finished an epoch
         assert process.poll() is None and time.time() < deadline, process.communicate()[0]
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)

@@ -17,6 +17,7 @@ from typing import Callable
 import pandas as pd
 import pytest
 
+from lossbench.runs.journal import JOURNAL
 from lossbench.runs.results import SUMMARY
 from lossbench.signals import STOP_SIGNALS, StopFlag, install, raise_interrupted
 
@@ -168,7 +169,7 @@ def test_a_joblib_sweep_stopped_mid_run_records_the_runs_of_its_killed_workers(t
     # only, as a scheduler's preemption would.
     result = signalled_once(tmp_path, ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1",
                                        "trainer.epochs=200", *TINY_RUN, f"hydra.sweep.dir={sweep}"],
-                            lambda: len(statuses(sweep)) == 2 and bool(list(sweep.glob("*/metrics.parquet"))),
+                            lambda: len(statuses(sweep)) == 2 and bool(list(sweep.glob(f"*/{JOURNAL}"))),
                             signal.SIGTERM)
     assert_stopped(result, signal.SIGTERM)
     errors = [json.loads(path.read_text())["error"] for path in sweep.glob(f"*/{SUMMARY}")]
