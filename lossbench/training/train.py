@@ -97,13 +97,8 @@ class RunningTally:
     """The train row of an epoch from its own steps (trainer.train_metrics=running): the mean
     criterion value (weighted by batch size, as a full pass weights it) and the accuracy
     (multi-label: subset accuracy) of each example at the step that trained on it, before that
-    step's update. Device tensors, one entry per seed for a stack (shape (K,)).
-
-    A step only keeps its tensors; they are tallied in one go on the device when the epoch's row
-    is read (or once PENDING logits wait): a dozen small ops per step cost a sixth of a small
-    model's step. No host sync until the row is read."""
-
-    PENDING = 1 << 22  # logits kept before a tally: 16 MB of float32
+    step's update. Device tensors, one entry per seed for a stack (shape (K,)); no host sync
+    until the epoch's row is read."""
 
     def __init__(self, spec: LossSpec, task: Task, device: torch.device, shape: tuple = ()):
         self.spec, self.task, self.shape, self.device = spec, task, shape, device
@@ -113,25 +108,12 @@ class RunningTally:
         self.loss_sum = torch.zeros(self.shape, dtype=torch.float64, device=self.device)
         self.correct = torch.zeros(self.shape, dtype=torch.long, device=self.device)
         self.seen = 0
-        self.pending: list[tuple[Tensor, Tensor, Tensor]] = []
-        self.pending_logits = 0
 
     def add(self, loss: Tensor, logits: Tensor, labels: Tensor) -> None:
         """One step: its loss (shape `shape`), logits (*shape, B, C) and labels (*shape, B) class
         indices or (*shape, B, C) multi-hot, as the metrics read them."""
-        self.pending.append((loss.detach(), logits.detach(), labels))
-        self.pending_logits += logits.numel()
-        if self.pending_logits >= self.PENDING:
-            self.tally()
-
-    def tally(self) -> None:
-        if not self.pending:
-            return
-        losses, logits, labels = zip(*self.pending)
-        sizes = [batch.shape[-2] for batch in logits]
-        logits = torch.cat(logits, dim=-2)
-        labels = torch.cat(labels, dim=-2 if labels[0].dim() == logits.dim() else -1)
         with torch.no_grad():
+            logits = logits.detach()
             if self.task == Task.multi_label:
                 right = ((torch.sigmoid(logits) >= self.spec.threshold) == (labels == 1)).all(-1)
             elif logits.shape[-1] == 1:  # the binary head: class 1 where sigmoid(z) > 1/2
@@ -139,22 +121,16 @@ class RunningTally:
             else:  # every single-label distribution (softmax, renormalised sigmoids) is monotone in the logits
                 right = logits.argmax(-1) == labels
             self.correct += right.sum(-1)
-            # each step's loss x its batch size in the loss's dtype, summed one by one in float64
-            # (a cumulative sum adds in order): the sum adding them step by step would give
-            weighted = torch.stack(losses) * torch.tensor(sizes, device=self.device).reshape(-1, *[1] * len(self.shape))
-            self.loss_sum = torch.cat([self.loss_sum[None], weighted.to(torch.float64)]).cumsum(0)[-1]
-        self.seen += sum(sizes)
-        self.pending, self.pending_logits = [], 0
+            self.loss_sum += loss.detach() * right.shape[-1]
+            self.seen += right.shape[-1]
 
     def keep(self, positions: Tensor) -> None:
         """A stack's seeds at `positions` go on; the others have ended."""
-        self.tally()
         self.loss_sum, self.correct = self.loss_sum[positions], self.correct[positions]
         self.shape = tuple(self.loss_sum.shape)
 
     def rows(self) -> list[dict]:
         """The epoch's train metrics, one dict per seed (one for a single model); resets."""
-        self.tally()
         main = "acc" if self.task == Task.single_label else "subset_acc"
         loss, correct = (self.loss_sum / self.seen).reshape(-1).tolist(), self.correct.reshape(-1).tolist()
         rows = [{"loss_value": l, main: c / self.seen} for l, c in zip(loss, correct)]
@@ -171,9 +147,9 @@ def total_norm(grads: list[Tensor]) -> Tensor:
 class StabilityWatch:
     """Stability signals, one model's (shape ()) or a stack's (shape (K,), one entry per seed).
 
-    A step only keeps its loss and gradient norm (device tensors) in a window; the window is
+    A step only copies its loss and gradient norm into a window on the device; the window is
     tallied into the non-finite counters when a row is logged (or when it is full), so a step
-    costs no op and no host sync. A logged row is one host read."""
+    costs one small copy and no host sync. A logged row is one host read."""
 
     WINDOW = 256  # steps between tallies at most (a tally is a few device ops, no sync)
 
@@ -191,30 +167,34 @@ class StabilityWatch:
         self.clipped = torch.zeros(shape, dtype=torch.long, device=device)
         self.lr = float("nan")
         self.rows: list[dict] = []
-        # (loss, gradient norm) of the steps since the last tally, the first of them step `window_start`
-        self.window: list[tuple[Tensor, Tensor]] = []
-        self.window_start = 0
+        # (WINDOW, 2, *shape): loss and gradient norm of the steps since the last tally, the
+        # first of them step `window_start`; allocated at the first step in the loss's dtype.
+        self.window: Optional[Tensor] = None
+        self.filled, self.window_start = 0, 0
 
     def observe(self, step: int, loss: Tensor, grad_norm: Tensor) -> None:
-        if len(self.window) == self.WINDOW:
+        if self.filled == self.WINDOW:
             self.tally()
-        if not self.window:
+        if self.window is None:
+            dtype = torch.promote_types(torch.promote_types(loss.dtype, grad_norm.dtype), torch.float32)
+            self.window = torch.empty((self.WINDOW, 2, *loss.shape), dtype=dtype, device=loss.device)
+        if self.filled == 0:
             self.window_start = step
-        self.window.append((loss.detach(), grad_norm))
+        torch.stack((loss.detach(), grad_norm), out=self.window[self.filled])
+        self.filled += 1
 
     def bad_now(self) -> Tensor:
         """Whether the last observed step had a non-finite loss or gradient (on the device). Under
         dynamic loss scaling a non-finite gradient alone is a step the scaler skips, not a bad one."""
-        loss, grad_norm = self.window[-1]
-        bad_loss = ~torch.isfinite(loss)
-        return bad_loss if self.scaler.is_enabled() else bad_loss | ~torch.isfinite(grad_norm)
+        bad = ~torch.isfinite(self.window[self.filled - 1])
+        return bad[0] if self.scaler.is_enabled() else bad.any(0)
 
     def tally(self) -> None:
         """Count the window's non-finite losses and gradients and note the first bad step."""
-        if not self.window:
+        if not self.filled:
             return
-        losses, grad_norms = zip(*self.window)
-        loss_bad, grad_bad = ~torch.isfinite(torch.stack(losses)), ~torch.isfinite(torch.stack(grad_norms))
+        bad = ~torch.isfinite(self.window[: self.filled])
+        loss_bad, grad_bad = bad[:, 0], bad[:, 1]
         if self.scaler.is_enabled():
             self.scaler_skipped += grad_bad.sum(0)
             grad_bad = torch.zeros_like(grad_bad)
@@ -226,7 +206,7 @@ class StabilityWatch:
         first_loss = loss_bad.byte().argmax(0) + self.window_start
         self.first_bad_loss = torch.where((self.first_bad_loss < 0) & loss_bad.any(0), first_loss,
                                           self.first_bad_loss)
-        self.window = []
+        self.filled = 0
 
     def readings(self, loss, grad_norm, logits: Tensor) -> Tensor:
         """What a row reads, stacked (float64, (8, *shape)) so that one host read fetches it all."""
@@ -322,6 +302,7 @@ class SeedStabilityWatch(StabilityWatch):
         self.first_bad, self.skipped_per_seed = self.first_bad[positions], self.skipped_per_seed[positions]
         self.first_bad_loss = self.first_bad_loss[positions]
         self.scaler_skipped, self.clipped = self.scaler_skipped[positions], self.clipped[positions]
+        self.window = None  # its next steps have fewer seeds
 
 
 def encoded_and_checked(model, spec, criterion, data, batch: int, device, precision) -> tuple[Tensor, ...]:

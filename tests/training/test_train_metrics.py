@@ -33,26 +33,6 @@ def test_running_accuracy_is_the_mean_of_each_batchs_correctness(loss):
     assert row["loss_value"] == pytest.approx(sum(losses) / sum(sizes), rel=1e-12)
 
 
-@pytest.mark.parametrize("task, loss", [(Task.single_label, "ce"), (Task.single_label, "bce"),
-                                        (Task.multi_label, "bce_logits")])
-def test_steps_tallied_in_parts_give_the_row_of_one_tally_to_the_last_bit(task, loss):
-    """A step's tensors wait for a tally (at the row, or once PENDING logits wait); where the
-    tallies fall changes nothing."""
-    rng = np.random.default_rng(2)
-    width = 1 if loss == "bce" else 4
-    whole, parts = RunningTally(LOSSES[loss], task, CPU, (2,)), RunningTally(LOSSES[loss], task, CPU, (2,))
-    parts.PENDING = 3 * 2 * 64 * width  # a tally every third step
-    for size in (64, 64, 64, 64, 64, 64, 64, 17):
-        logits = torch.tensor(rng.normal(size=(2, size, width)), dtype=torch.float32)
-        shape = (2, size, width) if task == Task.multi_label else (2, size)
-        labels = torch.tensor(rng.integers(0, 2 if width == 1 else 4, shape))
-        losses = torch.tensor(rng.random(2), dtype=torch.float32)
-        whole.add(losses, logits, labels)
-        parts.add(losses, logits, labels)
-        assert len(parts.pending) < 3
-    assert whole.rows() == parts.rows()
-
-
 def test_a_stacks_running_tallies_are_each_seeds_own():
     rng = np.random.default_rng(1)
     stacked = RunningTally(LOSSES["ce"], Task.multi_label, CPU, (3,))
