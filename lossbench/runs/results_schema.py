@@ -141,7 +141,7 @@ CALIBRATION_PARQUET = RunFile(CALIBRATION, "one per (scheme, bin) of the last ep
     Column("count", "predictions in the bin"),
 ))
 
-PREDICTIONS_PARQUET = RunFile(PREDICTIONS, "one per (view, test example), rewritten every epoch", (
+PREDICTIONS_PARQUET = RunFile(PREDICTIONS, "one per (view, test example), of the last epoch and the selected one", (
     *IDENTITY,
     Column("view", "`last`: the last completed epoch; `selected`: the selected epoch (with a val split)"),
     Column("epoch", "the epoch the row's predictions are from"),
