@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from lossbench.runs.journal import JOURNAL
 from lossbench.runs.run import execute
 
 from conftest import compose_config, run_cli
@@ -79,7 +80,7 @@ def test_ctrl_c_stops_at_a_step_and_keeps_what_was_measured(tmp_path):
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.time() + 120
-    while not (tmp_path / "run" / "metrics.parquet").exists():
+    while not (tmp_path / "run" / JOURNAL).exists():  # the run's first epoch is written
         assert process.poll() is None and time.time() < deadline, "the run never finished an epoch"
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
