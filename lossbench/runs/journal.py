@@ -3,10 +3,11 @@ rewritten whole after every epoch (which cost a sweep of small runs more than it
 
 `.lossbench.journal` takes each epoch's new rows (metrics, steps, per-class) and its calibration
 table, as Arrow IPC streams, each framed by its length, the epoch closed by an end frame, in one
-append. The per-example predictions (the views `last` and `selected`, rewritten every epoch) are
-`.lossbench.predictions`, an Arrow IPC file replaced atomically. A run that ends in any way the
-process lives through writes its parquet tables and removes both (lossbench.runs.results.RunFiles);
-one killed outright (SIGKILL, the OOM killer) leaves them, and every reader of a run's tables
+append (opened in place, O_APPEND | O_NOFOLLOW). The per-example predictions (the views `last` and
+`selected`, new every epoch) are `.lossbench.predictions`, an Arrow IPC file replaced atomically
+after the append. A run that ends in any way the process lives through writes its parquet tables
+and removes both (lossbench.runs.results.RunFiles); one killed outright (SIGKILL, the OOM killer),
+or whose tables could not be written, leaves them, and every reader of a run's tables
 (`read_run_table`) reads them instead: its epochs up to the last closed one, so a kill loses at
 most the epoch in flight, as the rewritten tables did.
 """
@@ -61,8 +62,9 @@ class Journal:
 
 
 def journaled(run_dir: Path) -> bool:
-    """Whether run_dir holds a journal: its run is training, or died before writing its tables."""
-    return any((run_dir / name).exists() for name in FILES)
+    """Whether run_dir holds a journal: its run is training, or died before writing its tables. A
+    symlink at a journal's name is not one (it is never read, and must not hide the tables)."""
+    return any((run_dir / name).exists() and not (run_dir / name).is_symlink() for name in FILES)
 
 
 def read_journal(run_dir: Path) -> dict[str, list[pa.Table]]:

@@ -112,10 +112,10 @@ def temp_files(run_dir: Path) -> list[Path]:
     return sorted(path for name in names for path in run_dir.glob(f".{name}.*.tmp*") if not path.is_symlink())
 
 
-def leftovers(run_dir: Path) -> list[Path]:
-    """What a killed run left that a new run in its directory replaces: atomic_write's temp files
-    and the journal it had not yet turned into tables."""
-    return temp_files(run_dir) + [run_dir / name for name in journal.FILES if (run_dir / name).exists()]
+def remove_journal(run_dir: Path) -> None:
+    """The run's journal, once its tables are written, or when a new run replaces a killed one's."""
+    for name in journal.FILES:
+        (run_dir / name).unlink(missing_ok=True)
 
 
 def read_run_table(run_dir: Path, name: str) -> Optional[pa.Table]:
@@ -233,6 +233,7 @@ class RunFiles:
         self.calibration: list[dict] = []
         self.predictions: Optional[dict[str, Any]] = None
         self.journal = journal.Journal(run_dir)
+        self.recorded = False  # an epoch (or a run's last steps) was handed over: metrics.parquet is written
 
     def add_epoch(self, rows: list[dict], calibration: list[dict], steps: list[dict],
                   per_class: list[dict] = (), predictions: Optional[dict[str, np.ndarray]] = None) -> None:
@@ -245,25 +246,25 @@ class RunFiles:
         self.per_class += new[PER_CLASS]
         if calibration:
             self.calibration = new[CALIBRATION]
-        if predictions is not None:
+        self.recorded = True
+        # metrics always, as a run that ends inside its first epoch has always written an empty table
+        self.journal.add_epoch({name: arrow_table(records) for name, records in new.items()
+                                if records or name == METRICS})
+        if predictions is not None:  # after the journal: a kill between the two leaves them an epoch behind, not ahead
             n = len(predictions["example"])
             self.predictions = {**{key: arrow_columns.repeated(value, n) for key, value in self.identity.items()},
                                 **predictions}
             table = arrow_table(self.predictions)
             atomic_write(self.run_dir / journal.PREDICTIONS_NOW, lambda tmp: journal.write_predictions(tmp, table))
-        tables = {name: arrow_table(records) for name, records in new.items() if records}
-        if tables:
-            self.journal.add_epoch(tables)
 
     def write_tables(self) -> None:
         """The run's tables from its epochs, then its journal removed: once the run has ended."""
+        self.journal.close()
         for name, records in ((METRICS, self.metrics), (CALIBRATION, self.calibration), (STEPS, self.steps),
                               (PER_CLASS, self.per_class), (PREDICTIONS, self.predictions)):
-            if records:
+            if records or (name == METRICS and self.recorded):
                 write_table(self.run_dir / name, records)
-        self.journal.close()
-        for name in journal.FILES:
-            (self.run_dir / name).unlink(missing_ok=True)
+        remove_journal(self.run_dir)
 
     def final_test_metrics(self) -> dict[str, float]:
         """test_<metric> of the last completed epoch: a fixed budget, nothing selected on test."""

@@ -38,7 +38,8 @@ from lossbench.training.model import build_model, describe
 from lossbench.training.optim import build_optimizer
 from lossbench.runs.owned import refuse_planted_links
 from lossbench.training.recipe import Recipe
-from lossbench.runs.results import RUN_FILES, RunDirLock, RunFiles, leftovers, read_summary, unreadable_files
+from lossbench.runs.results import (RUN_FILES, RunDirLock, RunFiles, read_summary, remove_journal, temp_files,
+                                    unreadable_files)
 from lossbench.training.selection import selection_metric
 from lossbench.signals import Interrupted, StopFlag
 from lossbench.runs.trackers import Trackers
@@ -144,7 +145,7 @@ def stages(cfg: Any, run_dir: Path, threads: int, overrides: list[str], stop: Op
     a final status is written, or after the last step, raises Interrupted once it is written."""
     with RunDirLock(run_dir):
         refuse_planted_links(run_dir, RUN_FILES)
-        for leftover in leftovers(run_dir):  # a killed run's; no one else writes here now
+        for leftover in temp_files(run_dir):  # a killed writer's; no one else writes here now
             leftover.unlink(missing_ok=True)
         return (yield from _execute(cfg, run_dir, threads, overrides, stop))
 
@@ -156,6 +157,7 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str], shared
         finished = read_summary(run_dir)
         print(f"skipped: {run_dir} already {finished['status']} with this config (resume=false reruns it)")
         return {**finished, "status": "skipped"}  # on disk it keeps its status
+    remove_journal(run_dir)  # a killed run's (the resume check above read it), which this run replaces
 
     spec_name, dataset_name = cfg.loss.name, cfg.dataset.name
     summary: dict[str, Any] = {
@@ -185,7 +187,8 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str], shared
                 summary["mean_epoch_time_s"] = float(np.mean(times)) if times else None
                 try:
                     files.write_tables()
-                except OSError as write_error:  # a full disk: the journal stays, and readers read it
+                except Exception as write_error:  # noqa: BLE001 - a full disk, a planted link: the journal
+                    # stays, readers read it, and the run's status is still recorded
                     log.error(f"could not write the tables of {run_dir}: {write_error}")
                 try:
                     files.write_summary(summary)

@@ -15,12 +15,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import SMALL
+from conftest import SMALL, compose_config
 from lossbench.runs.collect import collect
-from lossbench.runs.journal import FILES, JOURNAL, PREDICTIONS_NOW
+from lossbench.runs.journal import FILES, JOURNAL, PREDICTIONS_NOW, Journal, read_journal
+from lossbench.runs import results
 from lossbench.runs.owned import PlantedLink
 from lossbench.runs.results import (CALIBRATION, METRICS, PER_CLASS, PREDICTIONS, STEPS, TABLES, RunFiles,
-                                    read_run_table)
+                                    arrow_table, read_run_table)
+from lossbench.runs.run import execute
 
 IDENTITY = {"loss": "ce", "dataset": "mnist", "data_source": "sample", "seed": 0}
 
@@ -54,7 +56,7 @@ def test_a_run_that_ends_turns_its_journal_into_the_tables_the_journal_held(tmp_
     files.write_tables()
     assert {p.name for p in tmp_path.iterdir()} == set(TABLES)
     for name in TABLES:
-        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / name), journaled[name], check_dtype=False)
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / name), journaled[name])
         pd.testing.assert_frame_equal(read_run_table(tmp_path, name).to_pandas(), pd.read_parquet(tmp_path / name))
 
 
@@ -82,6 +84,54 @@ def test_the_journal_is_not_written_through_a_planted_link(tmp_path):
     assert target.read_text() == "yours"
 
 
+def test_a_run_that_ends_inside_its_first_epoch_writes_an_empty_metrics_table_over_an_earlier_runs(tmp_path):
+    earlier = RunFiles(tmp_path, IDENTITY)
+    epoch(earlier, 1)
+    earlier.write_tables()
+    diverged = RunFiles(tmp_path, IDENTITY)  # a rerun in the same dir: its last steps, no epoch
+    diverged.add_epoch([], [], [{"step": 3, "epoch": 1, "grad_norm": float("nan")}])
+    assert len(read_run_table(tmp_path, METRICS)) == 0 and len(read_run_table(tmp_path, STEPS)) == 1
+    diverged.write_tables()
+    assert pq.read_table(tmp_path / METRICS).num_rows == 0
+    assert pq.read_table(tmp_path / STEPS).column("grad_norm").to_pylist() != [1.0]
+
+
+def test_tables_that_cannot_be_written_leave_the_journal_and_the_run_still_records_its_status(tmp_path, monkeypatch,
+                                                                                          capsys):
+    run_dir = tmp_path / "run"
+    cfg = compose_config("dataset.source=sample", *SMALL, "trainer.epochs=2", "trainer.threads=1")
+    write_table = results.write_table
+
+    def planted(path, records):  # a link planted at metrics.parquet while the run trained
+        if path.name == METRICS:
+            raise PlantedLink(path)
+        write_table(path, records)
+
+    monkeypatch.setattr(results, "write_table", planted)
+    summary = execute(cfg, run_dir, threads=1, overrides=[])
+    monkeypatch.undo()
+    assert summary["status"] == "completed"
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+    assert (run_dir / JOURNAL).exists() and not (run_dir / METRICS).exists()
+    assert read_run_table(run_dir, METRICS).column("epoch").to_pylist() == [1, 1, 1, 2, 2, 2]
+
+    # resume=true: a finished run that left its journal is rerun, not skipped, and says why
+    rerun = execute(cfg, run_dir, threads=1, overrides=[])
+    assert rerun["status"] == "completed" and "its journal is there" in capsys.readouterr().out
+    assert not (run_dir / JOURNAL).exists() and pq.read_table(run_dir / METRICS).num_rows == 6
+
+
+def test_a_link_at_the_journals_name_hides_no_table(tmp_path):
+    files = RunFiles(tmp_path, IDENTITY)
+    epoch(files, 1)
+    files.write_tables()
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-journal"
+    elsewhere.mkdir()
+    Journal(elsewhere).add_epoch({METRICS: arrow_table([{"epoch": 9}])})
+    (tmp_path / JOURNAL).symlink_to(elsewhere / JOURNAL)
+    assert read_run_table(tmp_path, METRICS).column("epoch").to_pylist() == [1, 1]
+
+
 @pytest.mark.slow
 def test_a_run_killed_outright_keeps_its_finished_epochs_for_collect_and_a_rerun_replaces_them(tmp_path):
     run_dir = tmp_path / "run"
@@ -90,7 +140,7 @@ def test_a_run_killed_outright_keeps_its_finished_epochs_for_collect_and_a_rerun
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while not (run_dir / JOURNAL).exists() or (run_dir / JOURNAL).stat().st_size < 40_000:
+        while len(read_journal(run_dir).get(METRICS, [])) < 2:  # two epochs closed
             assert process.poll() is None and time.monotonic() < deadline, "the run never finished its epochs"
             time.sleep(0.05)
     finally:
