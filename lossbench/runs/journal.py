@@ -64,7 +64,7 @@ class Journal:
 def journaled(run_dir: Path) -> bool:
     """Whether run_dir holds a journal: its run is training, or died before writing its tables. A
     symlink at a journal's name is not one (it is never read, and must not hide the tables)."""
-    return any((run_dir / name).exists() and not (run_dir / name).is_symlink() for name in FILES)
+    return any(real_file(run_dir / name) for name in FILES)
 
 
 def read_journal(run_dir: Path) -> dict[str, list[pa.Table]]:
@@ -95,8 +95,13 @@ def read_predictions(run_dir: Path) -> Optional[pa.Table]:
     return None if data is None else pa.ipc.open_file(pa.py_buffer(data)).read_all()
 
 
+def real_file(path: Path) -> bool:
+    """A journal file lossbench wrote: there, and not a symlink planted at its name."""
+    return path.exists() and not path.is_symlink()
+
+
 def _read(path: Path) -> Optional[bytes]:
-    return None if path.is_symlink() or not path.exists() else path.read_bytes()
+    return path.read_bytes() if real_file(path) else None
 
 
 def write_predictions(path: Path, table: pa.Table) -> None:

@@ -5,8 +5,8 @@ A directory's files with lossbench's fixed names (a run's summary.json, a sweep'
 are lossbench's. Files whose names vary (figures, tables, event files) are listed, as they are
 written, in the directory's manifest (`.lossbench-manifest.<writer>`), and only a listed file is ever
 removed or replaced. A write opens nothing through a link: the lock and a run's journal with
-O_NOFOLLOW, every other file as a fresh temp file (O_EXCL never follows a link) renamed over the old one (a rename
-replaces a link, never its target), under parents checked to be real directories.
+O_NOFOLLOW, every other file as a fresh temp file (O_EXCL never follows a link) renamed over the
+old one (a rename replaces a link, never its target), under parents checked to be real directories.
 """
 
 from __future__ import annotations

@@ -113,9 +113,11 @@ def temp_files(run_dir: Path) -> list[Path]:
 
 
 def remove_journal(run_dir: Path) -> None:
-    """The run's journal, once its tables are written, or when a new run replaces a killed one's."""
+    """The run's journal, once its tables are written, or when a new run replaces a killed one's.
+    A symlink at its name is not lossbench's and stays (a run refuses to start beside one)."""
     for name in journal.FILES:
-        (run_dir / name).unlink(missing_ok=True)
+        if journal.real_file(run_dir / name):
+            (run_dir / name).unlink()
 
 
 def read_run_table(run_dir: Path, name: str) -> Optional[pa.Table]:
@@ -134,8 +136,9 @@ def read_run_table(run_dir: Path, name: str) -> Optional[pa.Table]:
 
 
 def unreadable_files(run_dir: Path, summary: dict) -> list[str]:
-    """Why a run's files do not back up its summary: a table missing (metrics.parquet or
-    predictions.parquet once an epoch finished) or unreadable. Reads parquet footers only, not the data."""
+    """Why a run's files do not back up its summary: its journal still there (its tables were never
+    written), a table missing (metrics.parquet or predictions.parquet once an epoch finished) or
+    unreadable. Reads parquet footers only, not the data."""
     problems = ["its journal is there: its tables were never written"] if journal.journaled(run_dir) else []
     for name in TABLES:
         path = run_dir / name

@@ -21,7 +21,7 @@ from lossbench.runs.journal import FILES, JOURNAL, PREDICTIONS_NOW, Journal, rea
 from lossbench.runs import results
 from lossbench.runs.owned import PlantedLink
 from lossbench.runs.results import (CALIBRATION, METRICS, PER_CLASS, PREDICTIONS, STEPS, TABLES, RunFiles,
-                                    arrow_table, read_run_table)
+                                    arrow_table, read_run_table, remove_journal)
 from lossbench.runs.run import execute
 
 IDENTITY = {"loss": "ce", "dataset": "mnist", "data_source": "sample", "seed": 0}
@@ -130,6 +130,17 @@ def test_a_link_at_the_journals_name_hides_no_table(tmp_path):
     Journal(elsewhere).add_epoch({METRICS: arrow_table([{"epoch": 9}])})
     (tmp_path / JOURNAL).symlink_to(elsewhere / JOURNAL)
     assert read_run_table(tmp_path, METRICS).column("epoch").to_pylist() == [1, 1]
+
+
+def test_removing_the_journal_leaves_a_link_at_its_name_and_the_links_target(tmp_path):
+    target = tmp_path / "yours"
+    target.write_text("yours")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / JOURNAL).symlink_to(target)
+    (tmp_path / "run" / PREDICTIONS_NOW).write_bytes(b"lossbench's")
+    remove_journal(tmp_path / "run")
+    assert (tmp_path / "run" / JOURNAL).is_symlink() and target.read_text() == "yours"
+    assert not (tmp_path / "run" / PREDICTIONS_NOW).exists()
 
 
 @pytest.mark.slow

@@ -275,6 +275,7 @@ def test_generated_foreign_files_are_never_lost(out_tree, run_tree, prefix, docu
                 leftover.unlink()
             files = RunFiles(run_dir, {"loss": "ce", "seed": 0})
             files.add_epoch([{"epoch": 1, "split": "test", "acc": 0.5}], [], [])
+            files.write_tables()  # and removes the journal
             files.write_summary({"status": "completed"})
     assert not (run_dir / ".summary.json.abc.tmp.json").exists()
     for path, data in planted.items():
