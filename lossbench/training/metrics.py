@@ -117,17 +117,28 @@ def equal_mass_edges(confidence: np.ndarray, n_bins: int = N_BINS) -> np.ndarray
     return np.percentile(confidence, np.linspace(0, 1, n_bins + 1) * 100)
 
 
-def reliability_table(confidence: np.ndarray, correct: np.ndarray, edges: np.ndarray) -> list[dict]:
-    """Bins over `edges`, each (lower, upper] (the first includes its lower edge), as
-    calibration_curve bins: mean confidence, accuracy, count. calibration_curve returns the
-    first two of the non-empty bins only; the report needs every bin's count as well."""
+def binned(confidence: np.ndarray, correct: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Count, mean confidence and accuracy per bin over `edges`, each bin (lower, upper] (the
+    first includes its lower edge); 2-D inputs get one row of bins per row. NaN in empty bins."""
     n_bins = len(edges) - 1
+    confidence, correct = np.atleast_2d(confidence), np.atleast_2d(correct)
     bins = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
-    count = np.bincount(bins, minlength=n_bins)
-    conf_sum = np.bincount(bins, weights=confidence, minlength=n_bins)
-    correct_sum = np.bincount(bins, weights=correct.astype(np.float64), minlength=n_bins)
+    bins = (bins + n_bins * np.arange(len(bins))[:, None]).ravel()
+    size = n_bins * len(confidence)
+    # bincount adds each bin's weights in input order: every row sums as it would alone
+    count = np.bincount(bins, minlength=size)
+    conf_sum = np.bincount(bins, weights=confidence.ravel(), minlength=size)
+    correct_sum = np.bincount(bins, weights=correct.ravel().astype(np.float64), minlength=size)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf, accuracy = conf_sum / count, correct_sum / count
+    return tuple(values.reshape(-1, n_bins) for values in (count, mean_conf, accuracy))
+
+
+def reliability_table(confidence: np.ndarray, correct: np.ndarray, edges: np.ndarray) -> list[dict]:
+    """Bins over `edges` (see binned), as calibration_curve bins: mean confidence, accuracy,
+    count. calibration_curve returns the first two of the non-empty bins only; the report needs
+    every bin's count as well."""
+    (count,), (mean_conf,), (accuracy,) = binned(confidence, correct, edges)
     return [
         {
             "bin": b,
@@ -137,7 +148,7 @@ def reliability_table(confidence: np.ndarray, correct: np.ndarray, edges: np.nda
             "accuracy": float(accuracy[b]),
             "count": int(count[b]),
         }
-        for b in range(n_bins)
+        for b in range(len(edges) - 1)
     ]
 
 
@@ -150,10 +161,13 @@ def expected_calibration_error(table: list[dict]) -> float:
 
 def classwise_ece(probs: np.ndarray, labels: np.ndarray) -> float:
     """Classwise ECE (Kull et al. 2019): the mean over classes k of the equal-width ECE of
-    p_k against the indicator y == k, over every example."""
-    edges = equal_width_edges()
-    return float(np.mean([expected_calibration_error(reliability_table(probs[:, k], labels == k, edges))
-                          for k in range(probs.shape[1])]))
+    p_k against the indicator y == k, over every example. All classes binned at once; each
+    class's ECE sums its non-empty bins in order, as expected_calibration_error does."""
+    classes = np.arange(probs.shape[1])
+    count, mean_conf, accuracy = binned(probs.T, labels == classes[:, None], equal_width_edges())
+    with np.errstate(invalid="ignore"):
+        terms = np.where(count > 0, count / len(labels) * np.abs(accuracy - mean_conf), 0.0)
+    return float(np.mean(np.cumsum(terms, axis=1)[:, -1]))  # cumsum adds in order, as sum() does
 
 
 def calibration_tables(confidence: np.ndarray, correct: np.ndarray) -> list[dict]:
@@ -172,20 +186,39 @@ def single_label(probs: np.ndarray, labels: np.ndarray) -> tuple[dict, list[dict
     """probs (N, C) rows summing to 1; labels (N,) class indices."""
     if not np.isfinite(probs).all():
         return dict.fromkeys(SINGLE_LABEL + CALIBRATION, float("nan")), []
-    probs = probs.astype(np.float64)
-    probs /= probs.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 only within ~1e-7
+    probs = _renormalised(probs)
     predicted = probs.argmax(axis=1)
     tables = calibration_tables(probs.max(axis=1), predicted == labels)
-    onehot = np.eye(probs.shape[1])[labels]
     metrics = {
         "acc": float((predicted == labels).mean()),
         "nll": log_loss(probs, labels),
         "ece": ece_of(tables, "equal_width"),
-        "brier": float(((probs - onehot) ** 2).sum(axis=1).mean()),
+        "brier": brier(probs, labels),
         "ece_adaptive": ece_of(tables, "equal_mass"),
         "ece_classwise": classwise_ece(probs, labels),
     }
     return metrics, tables
+
+
+def nll_ece_brier(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
+    """single_label's nll, ece and brier alone (the temperature-scaled metrics keep no others)."""
+    if not np.isfinite(probs).all():
+        return (float("nan"),) * 3
+    probs = _renormalised(probs)
+    confidence = probs.max(axis=1)
+    table = reliability_table(confidence, probs.argmax(axis=1) == labels, equal_width_edges())
+    return log_loss(probs, labels), expected_calibration_error(table), brier(probs, labels)
+
+
+def _renormalised(probs: np.ndarray) -> np.ndarray:
+    """float64 rows summing to 1: float32 softmax rows sum to 1 only within ~1e-7."""
+    probs = probs.astype(np.float64)
+    probs /= probs.sum(axis=1, keepdims=True)
+    return probs
+
+
+def brier(probs: np.ndarray, labels: np.ndarray) -> float:
+    return float(((probs - np.eye(probs.shape[1])[labels]) ** 2).sum(axis=1).mean())
 
 
 def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:

@@ -59,5 +59,5 @@ def scaled_metrics(spec: LossSpec, val_logits: Optional[torch.Tensor], val_label
         return dict.fromkeys(SCALED, math.nan)
     temperature = fit_temperature(spec, val_logits, torch.from_numpy(val_labels))
     scaled = probabilities(spec, test_logits.detach().to("cpu", torch.float64) / temperature, Task.single_label)
-    values, _ = metrics.single_label(scaled.numpy(), test_labels)
-    return {"temperature": temperature, "nll_ts": values["nll"], "ece_ts": values["ece"], "brier_ts": values["brier"]}
+    nll, ece, brier = metrics.nll_ece_brier(scaled.numpy(), test_labels)
+    return {"temperature": temperature, "nll_ts": nll, "ece_ts": ece, "brier_ts": brier}

@@ -152,6 +152,37 @@ def test_classwise_ece_on_a_hand_computed_case():
     assert metrics.classwise_ece(probs, np.array([0, 0])) == pytest.approx(0.45)
 
 
+
+def _softmax_rows(rng, n: int, c: int, on_edges: bool) -> np.ndarray:
+    z = rng.normal(size=(n, c)) * rng.uniform(0.1, 20)
+    probs = np.exp(z - z.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    return np.round(probs * 15) / 15 if on_edges else probs  # on_edges: many values on bin edges
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_classwise_ece_binned_at_once_is_the_per_class_definition_to_the_bit(seed):
+    """All classes binned in one pass give, bit for bit, the mean of each class's own
+    reliability table's ECE (the definition), with empty bins and values on the edges."""
+    rng = np.random.default_rng(seed)
+    n, c = int(rng.integers(1, 2000)), int(rng.integers(2, 12))
+    probs, labels = _softmax_rows(rng, n, c, on_edges=seed % 2 == 0), rng.integers(0, c, n)
+    edges = metrics.equal_width_edges()
+    per_class = [metrics.expected_calibration_error(metrics.reliability_table(probs[:, k], labels == k, edges))
+                 for k in range(c)]
+    assert metrics.classwise_ece(probs, labels) == float(np.mean(per_class))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_scaled_metrics_trio_is_single_labels_to_the_bit(seed):
+    rng = np.random.default_rng(seed)
+    probs = _softmax_rows(rng, 500, 10, on_edges=seed % 2 == 0).astype(np.float32)
+    labels = rng.integers(0, 10, 500)
+    values, _ = metrics.single_label(probs, labels)
+    assert metrics.nll_ece_brier(probs, labels) == (values["nll"], values["ece"], values["brier"])
+    probs[0, 0] = np.nan
+    assert all(np.isnan(metrics.nll_ece_brier(probs, labels)))
+
 @pytest.mark.parametrize("scheme, strategy", [("equal_width", "uniform"), ("equal_mass", "quantile")])
 def test_reliability_bins_are_sklearns_calibration_curve(scheme, strategy):
     rng = np.random.default_rng(0)
