@@ -265,17 +265,18 @@ def setting_columns(block: pd.DataFrame) -> list[str]:
     return [column for column in columns if text[column].nunique() > 1 and not follows_seed(block, column)]
 
 
-def naming_columns(block: pd.DataFrame, columns: list[str]) -> list[str]:
-    """The setting columns not implied by the ones kept before them (in TITLE_ORDER first)."""
+def naming_columns(block: pd.DataFrame, columns: list[str], given: tuple[str, ...] = ()) -> list[str]:
+    """The setting columns not implied by the ones kept before them (in TITLE_ORDER first), nor
+    by the `given` columns (which name the runs already; not returned)."""
     ordered = sorted(columns, key=lambda c: (TITLE_ORDER.index(c) if c in TITLE_ORDER
                                              else len(TITLE_ORDER), c))
-    text = setting_text(block, ordered)
-    kept: list[str] = []
+    text = setting_text(block, [*given, *ordered])
+    kept: list[str] = list(given)
     for column in ordered:
         implied = kept and (text.groupby([text[k] for k in kept])[column].nunique() <= 1).all()
         if not implied:
             kept.append(column)
-    return kept
+    return kept[len(given):]
 
 
 def find_groups(completed: pd.DataFrame) -> list[Group]:

@@ -19,7 +19,8 @@ import pandas as pd
 
 from lossbench.report import figures
 from lossbench.report.document import Figure, Paragraph, Section, Table, Verbatim
-from lossbench.report.groups import format_value, infer_task, loss_sort_key, value_sort_key
+from lossbench.report.groups import (format_value, infer_task, loss_sort_key, naming_columns, setting_columns,
+                                     value_sort_key)
 from lossbench.report.load import PAIRS, Inputs
 from lossbench.report.stability_verdicts import rule, show_verdicts, verdict_table
 from lossbench.tasks import TASKS, fallback_baseline
@@ -30,11 +31,15 @@ MAX_PANELS = 24  # grad-norm panels per group; more settings than this are liste
 
 
 def with_settings(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Summary rows with a `setting` label built from the stress columns that vary."""
+    """Summary rows with a `setting` label built from the stress columns that vary, then from
+    any other setting column that varies (label noise, imbalance, ...: groups.setting_columns)
+    and is not implied by those before it: runs that differ in more than the loss and the seed
+    are never pooled into one cell, one verdict or one mean."""
     runs = summary.copy()
     runs["task"] = infer_task(runs)
     columns = [c for c in STRESS if c in runs.columns]
     varying = [c for c in columns if runs[c].map(format_value).nunique() > 1] or columns
+    varying += naming_columns(runs, [c for c in setting_columns(runs) if c not in STRESS], tuple(varying))
     if varying:
         text = runs[varying].map(format_value)
         runs["setting"] = text.apply(
@@ -232,10 +237,13 @@ def stability_section(inputs: Inputs, groups: list[StressGroup], varying: list[s
         return None
     section = Section("Stability")
     if groups:
+        conditions = list(dict.fromkeys(c for g in groups for c in g.varying if c not in STRESS))
         section.blocks.append(Paragraph(
             "Every run is included here, diverged ones too; stress settings "
             + ("varied: " + ", ".join(f"`{c.removeprefix('cfg.')}`" for c in varying) if varying
-               else "the same in every run") + "."))
+               else "the same in every run") + "."
+            + (" Other settings varied too, and each of their values is a setting of its own (never pooled): "
+               + ", ".join(f"`{c.removeprefix('cfg.')}`" for c in conditions) + "." if conditions else "")))
     section.subsections += [group_section(group, inputs.steps) for group in groups]
     if probe is not None:
         section.subsections.append(probe_section(probe))

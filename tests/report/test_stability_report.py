@@ -16,7 +16,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from lossbench.report import generate
-from lossbench.report.stability import with_settings
+from lossbench.report.stability import heat_cells, with_settings
 from lossbench.report.stability_verdicts import compare, ended_runs, verdict, verdict_table
 
 from conftest import run_sweep
@@ -94,6 +94,40 @@ def test_verdict_table_on_a_hand_built_sweep():
     # row order does not depend on the input's
     shuffled = verdict_table(hand_built().sample(frac=1, random_state=1), "ce", "acc", {"bce": "bce_logits"})
     pd.testing.assert_frame_equal(shuffled, table)
+
+
+NOISE = "cfg.dataset.label_noise"
+
+
+def noisy_sweep() -> pd.DataFrame:
+    """ce and mae at label noise 0 and 0.4 (the noise kind follows the rate), 4 seeds each, the
+    stress columns the same everywhere: mae is no better clean and far better under noise."""
+    acc = {(0.0, "ce"): [0.97, 0.98, 0.975, 0.972], (0.0, "mae"): [0.971, 0.978, 0.976, 0.97],
+           (0.4, "ce"): [0.70, 0.72, 0.71, 0.73], (0.4, "mae"): [0.95, 0.96, 0.955, 0.97]}
+    return pd.DataFrame([
+        {"run": f"{loss}-{noise}-{seed}", "loss": loss, "seed": seed, "dataset": "mnist",
+         "data_source": "sample", "task": "single_label", "status": "completed", "test_acc": value,
+         P: "32", S: 1.0, "cfg.optim.lr": 0.01, NOISE: noise,
+         "cfg.dataset.noise_kind": "symmetric" if noise else "none", "cfg.dataset.split_seed": seed}
+        for (noise, loss), values in acc.items() for seed, value in enumerate(values)])
+
+
+def test_runs_that_differ_in_label_noise_are_never_pooled_in_the_stability_section():
+    runs, varying = with_settings(noisy_sweep())
+    # the noise rate names the setting; the noise kind it implies and the split seed (the
+    # pairing key) do not
+    assert varying == [P, "cfg.model.logit_scale", "cfg.optim.lr", NOISE]
+    assert set(runs["setting"]) == {"precision=32, logit_scale=1, lr=0.01, label_noise=0",
+                                    "precision=32, logit_scale=1, lr=0.01, label_noise=0.4"}
+    table = verdict_table(runs, "ce", "acc")
+    assert len(table) == 2 and (table["n"] == 4).all()
+    noisy = row(table, "precision=32, logit_scale=1, lr=0.01, label_noise=0.4", "mae", "ce")
+    assert noisy["diff"] == pytest.approx(np.mean([0.95, 0.96, 0.955, 0.97]) - np.mean([0.70, 0.72, 0.71, 0.73]))
+    assert noisy["verdict"] == "higher acc (better)"
+    assert row(table, "precision=32, logit_scale=1, lr=0.01, label_noise=0", "mae", "ce")["verdict"] == \
+        "no difference shown"
+    cells = heat_cells(runs, varying, "acc")
+    assert len(cells) == 4 and (cells["n"] == 4).all() and cells["sd"].max() < 0.02
 
 
 def frame(loss: str, values: list) -> pd.DataFrame:
@@ -200,3 +234,16 @@ def test_a_zero_gradient_stays_in_the_grad_norm_curves():
     curves = grad_curves(runs, steps).set_index(["loss", "step"])
     assert curves.loc[("bce", 10), "median"] == 0.0 and curves.loc[("bce", 20), "median"] == 0.0
     assert ("ce", 20) not in curves.index  # a non-finite norm is left out
+
+
+def test_a_heatmap_of_one_loss_in_one_panel_keeps_its_layout():
+    """One loss at one lr with a long setting label: the figure leaves its cell room, where a
+    figure sized by its cells alone made matplotlib drop the layout (a warning on every report)."""
+    import warnings
+
+    from lossbench.report import figures
+
+    runs, varying = with_settings(noisy_sweep()[lambda d: d["loss"] == "ce"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert figures.heatmap(heat_cells(runs, varying, "acc"), "acc").startswith(b"\x89PNG")
