@@ -19,7 +19,7 @@ import pandas as pd
 
 from lossbench.report import figures
 from lossbench.report.document import Figure, Paragraph, Section, Table, Verbatim
-from lossbench.report.groups import (format_value, infer_task, loss_sort_key, naming_columns, setting_columns,
+from lossbench.report.groups import (infer_task, loss_sort_key, naming_columns, setting_columns, setting_text,
                                      value_sort_key)
 from lossbench.report.load import PAIRS, Inputs
 from lossbench.report.stability_verdicts import rule, show_verdicts, verdict_table
@@ -38,10 +38,10 @@ def with_settings(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     runs = summary.copy()
     runs["task"] = infer_task(runs)
     columns = [c for c in STRESS if c in runs.columns]
-    varying = [c for c in columns if runs[c].map(format_value).nunique() > 1] or columns
+    varying = [c for c in columns if setting_text(runs, [c])[c].nunique() > 1] or columns
     varying += naming_columns(runs, [c for c in setting_columns(runs) if c not in STRESS], tuple(varying))
     if varying:
-        text = runs[varying].map(format_value)
+        text = setting_text(runs, varying)
         runs["setting"] = text.apply(
             lambda r: ", ".join(f"{c.rsplit('.', 1)[-1]}={r[c]}" for c in varying), axis=1)
         runs["setting_key"] = text.apply(lambda r: tuple(value_sort_key(v) for v in r), axis=1)
@@ -115,7 +115,7 @@ def heat_cells(runs: pd.DataFrame, varying: list[str], metric: str) -> pd.DataFr
     """Per (lr panel, other stress settings, loss): runs, completed, diverged, and the mean and
     sd of the final metric over the completed runs."""
     rows_by = [c for c in varying if c != LR]
-    text = runs[varying].map(format_value) if varying else pd.DataFrame(index=runs.index)
+    text = setting_text(runs, varying) if varying else pd.DataFrame(index=runs.index)
     runs = runs.assign(
         panel=text[LR].map(lambda v: f"lr={v}") if LR in varying else "every run",
         row=text[rows_by].apply(lambda r: ", ".join(f"{c.rsplit('.', 1)[-1]}={r[c]}"
@@ -210,7 +210,7 @@ def stress_groups(inputs: Inputs) -> tuple[list[StressGroup], list[str]]:
     groups, anywhere = [], []
     for (dataset, source, task), part in known.groupby(["dataset", "data_source", "task"], sort=True):
         runs, varying = with_settings(part)
-        anywhere += [c for c in varying if c not in anywhere and runs[c].map(format_value).nunique() > 1]
+        anywhere += [c for c in varying if c not in anywhere and setting_text(runs, [c])[c].nunique() > 1]
         kind = TASKS[task]
         losses = sorted(runs["loss"].unique(), key=loss_sort_key)
         verdicts = verdict_table(runs, fallback_baseline(losses, kind.baseline), kind.metric,

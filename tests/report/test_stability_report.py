@@ -247,3 +247,14 @@ def test_a_heatmap_of_one_loss_in_one_panel_keeps_its_layout():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert figures.heatmap(heat_cells(runs, varying, "acc"), "acc").startswith(b"\x89PNG")
+
+
+def test_a_key_tuned_per_loss_is_one_setting_not_one_per_loss():
+    """The comparison runs of a tuned study train each loss at its own chosen lr: the lr reads
+    'tuned' (as in the report's groups), so the losses still meet in one setting."""
+    runs = noisy_sweep()[lambda d: d[NOISE] == 0.0].copy()
+    runs["cfg.optim.lr"] = runs["loss"].map({"ce": 0.01, "mae": 0.1})
+    runs["tuned_keys"] = "optim.lr"
+    runs, varying = with_settings(runs)
+    assert set(runs["setting"]) == {"precision=32, logit_scale=1, lr=tuned"}
+    assert len(verdict_table(runs, "ce", "acc")) == 1
