@@ -34,50 +34,52 @@ def mlp() -> nn.Module:
 
 def formulations(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor) -> dict:
     """name -> a function of the step count that trains that many steps of every seed and returns
-    the first layer's weights, one (256, 784) per seed. Each formulation trains copies of `models`
-    on the same batches (its own generator, seeded alike): the three compute the same steps."""
+    its parameters stacked as nn.Linear holds them: (weight 1, bias 1, weight 2, bias 2), seed
+    first. Each formulation trains copies of `models` on the same batches (its own generator,
+    seeded alike): the three compute the same steps."""
     k, criterion = len(models), nn.CrossEntropyLoss()
 
     def batches(generator: torch.Generator) -> torch.Tensor:
         return torch.randint(0, POOL, (k, BATCH), generator=generator)
 
-    def sequential() -> Callable[[int], torch.Tensor]:
+    def sequential() -> Callable[[int], tuple[torch.Tensor, ...]]:
         own, generator = [copy.deepcopy(m) for m in models], torch.Generator().manual_seed(0)
         optimizers = [torch.optim.Adam(m.parameters(), 1e-3) for m in own]
 
-        def train(steps: int) -> torch.Tensor:
+        def train(steps: int) -> tuple[torch.Tensor, ...]:
             for _ in range(steps):
                 for model, optimizer, index in zip(own, optimizers, batches(generator)):
                     loss = criterion(model(x[index]), y[index])
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
-            return torch.stack([m[0].weight.detach() for m in own])
+            return tuple(torch.stack([m[i].get_parameter(kind).detach() for m in own])
+                         for i in (0, 2) for kind in ("weight", "bias"))
         return train
 
-    def vmapped() -> Callable[[int], torch.Tensor]:
+    def vmapped() -> Callable[[int], tuple[torch.Tensor, ...]]:
         params, buffers = stack_module_state(models)
         base, generator = copy.deepcopy(models[0]).to("meta"), torch.Generator().manual_seed(0)
         logits = vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)))
         losses = vmap(criterion)
         optimizer = torch.optim.Adam(params.values(), 1e-3)
 
-        def train(steps: int) -> torch.Tensor:
+        def train(steps: int) -> tuple[torch.Tensor, ...]:
             for _ in range(steps):
                 index = batches(generator)
                 loss = losses(logits(params, buffers, x[index]), y[index]).sum()
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-            return params["0.weight"].detach()
+            return tuple(params[f"{i}.{kind}"].detach() for i in (0, 2) for kind in ("weight", "bias"))
         return train
 
-    def batched_matmuls() -> Callable[[int], torch.Tensor]:
+    def batched_matmuls() -> Callable[[int], tuple[torch.Tensor, ...]]:
         first, second = (torch.stack([m[i].weight.detach().T for m in models]).requires_grad_() for i in (0, 2))
         bias1, bias2 = (torch.stack([m[i].bias.detach() for m in models])[:, None].requires_grad_() for i in (0, 2))
         optimizer, generator = torch.optim.Adam([first, bias1, second, bias2], 1e-3), torch.Generator().manual_seed(0)
 
-        def train(steps: int) -> torch.Tensor:
+        def train(steps: int) -> tuple[torch.Tensor, ...]:
             for _ in range(steps):
                 index = batches(generator)
                 hidden = torch.baddbmm(bias1, x[index], first).relu_()
@@ -87,7 +89,8 @@ def formulations(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor) -> d
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-            return first.detach().transpose(1, 2)
+            return (first.detach().transpose(1, 2), bias1.detach()[:, 0], second.detach().transpose(1, 2),
+                    bias2.detach()[:, 0])
         return train
 
     return {"sequential": sequential(), "vmap": vmapped(), "bmm": batched_matmuls()}

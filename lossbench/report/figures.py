@@ -347,7 +347,7 @@ def heatmap(cells: pd.DataFrame, metric: str) -> bytes:
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85", under="0.55")
     # Room for the row labels (~0.08 in a character), the colour bar and 1.2 in a cell at least:
     # one loss in one panel would leave its cells none (matplotlib warns and drops the layout)
-    labels = 0.08 * max(len(str(row)) for row in rows)
+    labels = 0.08 * max((len(str(row)) for row in rows), default=0)
     width = min(MAX_WIDTH, max(1.6 + 1.6 * len(losses) * len(panels), labels + 1.6 + 1.2 * len(losses) * len(panels)))
     fig = Figure(figsize=(width, 1.2 + 0.55 * len(rows)), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))

@@ -1,8 +1,9 @@
 """The Stability section: shown when any run logged steps.parquet, or a probe dir is given.
 
 Unlike the comparisons, it looks at every run, diverged ones included: a run that diverged under
-float16 or a large logit scale is the result here. Stress settings are the STRESS columns of
-summary.parquet that vary. Each group opens with its verdict table (stability_verdicts.py), then
+float16 or a large logit scale is the result here. A run's setting is the STRESS columns of
+summary.parquet that vary (all of them when none does), then the other setting columns that vary
+and are not implied by those before them (with_settings). Each group opens with its verdict table (stability_verdicts.py), then
 the heatmap and the gradient norms; the long non-finite event tables and the probe's
 per-threshold explanations go to the appendix (`stability_appendix`).
 """
@@ -43,11 +44,17 @@ def with_settings(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     if varying:
         text = setting_text(runs, varying)
         runs["setting"] = text.apply(
-            lambda r: ", ".join(f"{c.rsplit('.', 1)[-1]}={r[c]}" for c in varying), axis=1)
+            lambda r: ", ".join(f"{key_label(c)}={r[c]}" for c in varying), axis=1)
         runs["setting_key"] = text.apply(lambda r: tuple(value_sort_key(v) for v in r), axis=1)
     else:
         runs["setting"], runs["setting_key"] = "default", [()] * len(runs)
     return runs, varying
+
+
+def key_label(column: str) -> str:
+    """A setting's key as its label shows it: a stress key by its last part (`lr`), any other by
+    its whole key (`dataset.label_noise`: `model.name` and `optim.name` would both read `name`)."""
+    return column.rsplit(".", 1)[-1] if column in STRESS else column.removeprefix("cfg.")
 
 
 def ordered_settings(runs: pd.DataFrame) -> list[str]:
@@ -112,13 +119,13 @@ def divergence_steps(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def heat_cells(runs: pd.DataFrame, varying: list[str], metric: str) -> pd.DataFrame:
-    """Per (lr panel, other stress settings, loss): runs, completed, diverged, and the mean and
+    """Per (lr panel, the setting's other columns, loss): runs, completed, diverged, and the mean and
     sd of the final metric over the completed runs."""
     rows_by = [c for c in varying if c != LR]
     text = setting_text(runs, varying) if varying else pd.DataFrame(index=runs.index)
     runs = runs.assign(
         panel=text[LR].map(lambda v: f"lr={v}") if LR in varying else "every run",
-        row=text[rows_by].apply(lambda r: ", ".join(f"{c.rsplit('.', 1)[-1]}={r[c]}"
+        row=text[rows_by].apply(lambda r: ", ".join(f"{key_label(c)}={r[c]}"
                                                     for c in rows_by), axis=1)
         if rows_by else "default",
         value=pd.to_numeric(runs[f"test_{metric}"], errors="coerce")
@@ -189,8 +196,8 @@ def probe_section(probe: Path) -> Section:
 
 @dataclass
 class StressGroup:
-    """One (dataset, source, task) of the stress runs, each run's `setting` named by the stress
-    columns that vary in it, and its verdict table (made once: the Summary reads it too)."""
+    """One (dataset, source, task) of the stress runs, each run's `setting` named by the columns
+    `varying` (with_settings), and its verdict table (made once: the Summary reads it too)."""
     title: str
     slug: str
     runs: pd.DataFrame
@@ -242,7 +249,8 @@ def stability_section(inputs: Inputs, groups: list[StressGroup], varying: list[s
             "Every run is included here, diverged ones too; stress settings "
             + ("varied: " + ", ".join(f"`{c.removeprefix('cfg.')}`" for c in varying) if varying
                else "the same in every run") + "."
-            + (" Other settings varied too, and each of their values is a setting of its own (never pooled): "
+            + (" Other settings varied" + (" too" if varying else "") + ", and each combination of their "
+               "values is a setting of its own (never pooled): "
                + ", ".join(f"`{c.removeprefix('cfg.')}`" for c in conditions) + "." if conditions else "")))
     section.subsections += [group_section(group, inputs.steps) for group in groups]
     if probe is not None:

@@ -1,7 +1,7 @@
 """The Stability verdict table: in each stress setting, every loss against the baseline.
 
 Input: a stress group's summary rows (every status) with a `setting` column (stability.py builds
-it from the stress columns that vary). Only runs that ended by themselves count: completed or
+it from the stress columns that vary and any other setting column that varies, with_settings). Only runs that ended by themselves count: completed or
 diverged (status, and the summary fields `first_nonfinite_step`, `first_nonfinite`); failed,
 interrupted and unfinished runs have no training outcome and are listed under Excluded runs.
 

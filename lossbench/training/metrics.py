@@ -166,8 +166,10 @@ def classwise_ece(probs: np.ndarray, labels: np.ndarray) -> float:
     classes = np.arange(probs.shape[1])
     count, mean_conf, accuracy = binned(probs.T, labels == classes[:, None], equal_width_edges())
     with np.errstate(invalid="ignore"):
-        terms = np.where(count > 0, count / len(labels) * np.abs(accuracy - mean_conf), 0.0)
-    return float(np.mean(np.cumsum(terms, axis=1)[:, -1]))  # cumsum adds in order, as sum() does
+        terms = count / len(labels) * np.abs(accuracy - mean_conf)
+    # Python's sum() over each class's non-empty bins, as expected_calibration_error adds them
+    # (compensated since Python 3.12, so no numpy reduction matches it on every version)
+    return float(np.mean([sum(row[filled].tolist()) for row, filled in zip(terms, count > 0)]))
 
 
 def calibration_tables(confidence: np.ndarray, correct: np.ndarray) -> list[dict]:

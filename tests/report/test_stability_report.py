@@ -117,14 +117,14 @@ def test_runs_that_differ_in_label_noise_are_never_pooled_in_the_stability_secti
     # the noise rate names the setting; the noise kind it implies and the split seed (the
     # pairing key) do not
     assert varying == [P, "cfg.model.logit_scale", "cfg.optim.lr", NOISE]
-    assert set(runs["setting"]) == {"precision=32, logit_scale=1, lr=0.01, label_noise=0",
-                                    "precision=32, logit_scale=1, lr=0.01, label_noise=0.4"}
+    assert set(runs["setting"]) == {"precision=32, logit_scale=1, lr=0.01, dataset.label_noise=0",
+                                    "precision=32, logit_scale=1, lr=0.01, dataset.label_noise=0.4"}
     table = verdict_table(runs, "ce", "acc")
     assert len(table) == 2 and (table["n"] == 4).all()
-    noisy = row(table, "precision=32, logit_scale=1, lr=0.01, label_noise=0.4", "mae", "ce")
+    noisy = row(table, "precision=32, logit_scale=1, lr=0.01, dataset.label_noise=0.4", "mae", "ce")
     assert noisy["diff"] == pytest.approx(np.mean([0.95, 0.96, 0.955, 0.97]) - np.mean([0.70, 0.72, 0.71, 0.73]))
     assert noisy["verdict"] == "higher acc (better)"
-    assert row(table, "precision=32, logit_scale=1, lr=0.01, label_noise=0", "mae", "ce")["verdict"] == \
+    assert row(table, "precision=32, logit_scale=1, lr=0.01, dataset.label_noise=0", "mae", "ce")["verdict"] == \
         "no difference shown"
     cells = heat_cells(runs, varying, "acc")
     assert len(cells) == 4 and (cells["n"] == 4).all() and cells["sd"].max() < 0.02
