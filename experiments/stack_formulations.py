@@ -3,7 +3,7 @@ batched matmuls to be measured against vmap (what hydra/launcher=batched uses) a
 
     python experiments/stack_formulations.py [--seeds 10] [--steps 100] [--rounds 6] [--threads 2]
 
-K MLPs 784-256-10 (lossbench's default model shape), Adam, batch 128 of random inputs, cross-entropy:
+K of lossbench's MLP 784-256-10 (lossbench.training.model.MLP), Adam, batch 128 of random inputs, cross-entropy:
 - sequential: K models, each its own step (what the basic launcher does K times);
 - vmap: the K models' parameters stacked, torch.func.vmap over functional_call (lossbench.training.batched);
 - bmm: the same stacked weights as explicit batched matmuls (torch.baddbmm), no vmap.
@@ -25,11 +25,13 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from lossbench.training.model import MLP
+
 BATCH, POOL = 128, 4096
 
 
-def mlp() -> nn.Module:
-    return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+def mlp() -> MLP:
+    return MLP(784, [256], 10, 0.0, 1.0)
 
 
 def formulations(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor) -> dict:
@@ -53,7 +55,7 @@ def formulations(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor) -> d
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
-            return tuple(torch.stack([m[i].get_parameter(kind).detach() for m in own])
+            return tuple(torch.stack([m.net[i].get_parameter(kind).detach() for m in own])
                          for i in (0, 2) for kind in ("weight", "bias"))
         return train
 
@@ -71,12 +73,12 @@ def formulations(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor) -> d
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-            return tuple(params[f"{i}.{kind}"].detach() for i in (0, 2) for kind in ("weight", "bias"))
+            return tuple(params[f"net.{i}.{kind}"].detach() for i in (0, 2) for kind in ("weight", "bias"))
         return train
 
     def batched_matmuls() -> Callable[[int], tuple[torch.Tensor, ...]]:
-        first, second = (torch.stack([m[i].weight.detach().T for m in models]).requires_grad_() for i in (0, 2))
-        bias1, bias2 = (torch.stack([m[i].bias.detach() for m in models])[:, None].requires_grad_() for i in (0, 2))
+        first, second = (torch.stack([m.net[i].weight.detach().T for m in models]).requires_grad_() for i in (0, 2))
+        bias1, bias2 = (torch.stack([m.net[i].bias.detach() for m in models])[:, None].requires_grad_() for i in (0, 2))
         optimizer, generator = torch.optim.Adam([first, bias1, second, bias2], 1e-3), torch.Generator().manual_seed(0)
 
         def train(steps: int) -> tuple[torch.Tensor, ...]:

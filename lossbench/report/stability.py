@@ -39,7 +39,8 @@ def with_settings(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     runs = summary.copy()
     runs["task"] = infer_task(runs)
     columns = [c for c in STRESS if c in runs.columns]
-    varying = [c for c in columns if setting_text(runs, [c])[c].nunique() > 1] or columns
+    stress = setting_text(runs, columns)
+    varying = [c for c in columns if stress[c].nunique() > 1] or columns
     varying += naming_columns(runs, [c for c in setting_columns(runs) if c not in STRESS], tuple(varying))
     if varying:
         text = setting_text(runs, varying)
@@ -217,7 +218,8 @@ def stress_groups(inputs: Inputs) -> tuple[list[StressGroup], list[str]]:
     groups, anywhere = [], []
     for (dataset, source, task), part in known.groupby(["dataset", "data_source", "task"], sort=True):
         runs, varying = with_settings(part)
-        anywhere += [c for c in varying if c not in anywhere and setting_text(runs, [c])[c].nunique() > 1]
+        text = setting_text(runs, varying)
+        anywhere += [c for c in varying if c not in anywhere and text[c].nunique() > 1]
         kind = TASKS[task]
         losses = sorted(runs["loss"].unique(), key=loss_sort_key)
         verdicts = verdict_table(runs, fallback_baseline(losses, kind.baseline), kind.metric,

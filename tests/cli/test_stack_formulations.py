@@ -21,7 +21,7 @@ def test_the_three_formulations_train_the_same_parameters():
     y = torch.randint(0, 10, (script["POOL"],), generator=generator)
     torch.manual_seed(0)
     models = [script["mlp"]().double() for _ in range(3)]
-    start = [torch.stack([m[i].get_parameter(kind).detach().clone() for m in models])
+    start = [torch.stack([m.net[i].get_parameter(kind).detach().clone() for m in models])
              for i in (0, 2) for kind in ("weight", "bias")]
     trained = {name: train(3) for name, train in script["formulations"](models, x, y).items()}
     for before, after in zip(start, trained["sequential"]):
