@@ -14,7 +14,9 @@ Printed, each measured in a child process of its own (so each has its own peak R
 - start-up: `python -m lossbench` (defaults, MNIST sample) wall minus its training epochs;
 - sweep: `-m experiment=classic_losses seed=range(10)` with the basic launcher (40 runs;
   --quick: seed=range(1), one epoch): its wall against the sum of its runs' training-step time
-  (each run's epoch_time_s: the step loop alone, no evaluation or files), and the ratio;
+  (each run's epoch_time_s: the step loop alone, no evaluation or files), and the ratio; then
+  its wall split into those steps, the evaluation after each epoch (each run's eval_time_s) and
+  the rest;
 - peak RSS (ru_maxrss) of each child, and of a process that only imports what a run imports.
 The last lines list each target with its measured value.
 
@@ -270,6 +272,12 @@ def training_s(summary: dict) -> float:
     return summary["mean_epoch_time_s"] * summary["epochs_completed"]
 
 
+def evaluation_s(summary: dict) -> float:
+    """A run's evaluation time: its mean eval_time_s (val and test passes, metrics, temperature
+    scaling after each epoch) x its epochs."""
+    return summary["mean_eval_time_s"] * summary["epochs_completed"]
+
+
 def verdict(value: float, target: float, unit: str) -> str:
     if value <= target:
         return f"target <= {target:g}{unit}: met"
@@ -326,9 +334,13 @@ def report(args) -> None:
              f"trainer.threads={args.threads}", *(["trainer.epochs=1"] if args.quick else [])]
     wall, summaries, _ = lossbench_cli(*sweep)
     training = sum(training_s(summary) for summary in summaries)
+    evaluation = sum(evaluation_s(summary) for summary in summaries)
     measured["sweep_ratio"] = wall / training
     print(f"sweep {' '.join(sweep)}, basic launcher ({len(summaries)} runs): {wall:.1f} s wall, "
           f"{training:.1f} s training steps: {wall / training:.2f}x ({verdict(wall / training, TARGETS['sweep_ratio'], 'x')})")
+    print(f"  of its wall: {training:.1f} s training steps, {evaluation:.1f} s evaluation after each epoch, "
+          f"{wall - training - evaluation:.1f} s else (start-up, Hydra, run set-up, files, collect); "
+          f"wall / (training + evaluation): {wall / (training + evaluation):.2f}x")
 
     print("targets:")
     for name, target in TARGETS.items():

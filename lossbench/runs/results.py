@@ -274,7 +274,7 @@ class RunFiles:
         tests = [row for row in self.metrics if row["split"] == "test"]
         if not tests:
             return {}
-        skip = set(self.identity) | {"epoch", "split", "epoch_time_s", "samples_per_s"}
+        skip = set(self.identity) | {"epoch", "split", "epoch_time_s", "samples_per_s", "eval_time_s"}
         return {f"test_{key}": value for key, value in tests[-1].items() if key not in skip}
 
     def selected_epoch(self, metric: Optional[str]) -> Optional[int]:

@@ -96,7 +96,8 @@ SUMMARY_JSON = RunFile(SUMMARY, "the run's record: written at start with status 
     Column("epochs", "epochs planned"),
     Column("epochs_completed", "epochs finished"),
     Column("wall_time_s", "the run's wall time in seconds"),
-    Column("mean_epoch_time_s", "mean wall time of a training epoch"),
+    Column("mean_epoch_time_s", "mean over epochs of `epoch_time_s` (metrics.parquet): the step loop alone"),
+    Column("mean_eval_time_s", "mean over epochs of `eval_time_s` (metrics.parquet): the evaluation after each epoch"),
     Column("stopped_early", "true when `trainer.early_stop_patience` ended the run"),
     Column("selected_epoch", "the first epoch with the best val primary metric "
                              "(lossbench.training.selection); null without a val split"),
@@ -121,8 +122,13 @@ SUMMARY_JSON = RunFile(SUMMARY, "the run's record: written at start with status 
 METRICS_PARQUET = RunFile(METRICS_FILE, "one per (epoch, split)", (
     *IDENTITY, EPOCH,
     Column("split", "`train` | `val` | `test` (`val` only with `dataset.val_fraction` > 0)"),
-    Column("epoch_time_s", "train rows: the epoch's wall time; NaN on val and test rows"),
+    Column("epoch_time_s", "train rows: the wall time of the epoch's training steps (no evaluation, no "
+                           "files); NaN on val and test rows"),
     Column("samples_per_s", "train rows: training throughput; NaN on val and test rows"),
+    Column("eval_time_s", "train rows: the wall time of the evaluation after the epoch: the val and test "
+                          "passes, their metrics and temperature scaling, and the train row's own pass (the "
+                          "flipped examples under label noise; the whole training split with "
+                          "`trainer.train_metrics=full`); NaN on val and test rows"),
     Column("lr", "train rows: the learning rate of the epoch's last step"),
     Column("temperature", "single-label test rows with a val split: the temperature fitted on that "
                           "epoch's val logits (lossbench.training.temperature); NaN elsewhere"),

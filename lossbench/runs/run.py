@@ -183,8 +183,9 @@ def _execute(cfg: Any, run_dir: Path, threads: int, overrides: list[str], shared
                                finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra)
                 summary.update(files.final_test_metrics())
                 summary["selected_epoch"] = files.selected_epoch(selection_metric(summary["task"], cfg.trainer.select_on))
-                times = [r["epoch_time_s"] for r in files.metrics if r["split"] == "train"]
-                summary["mean_epoch_time_s"] = float(np.mean(times)) if times else None
+                for key in ("epoch_time_s", "eval_time_s"):
+                    times = [r[key] for r in files.metrics if r["split"] == "train"]
+                    summary[f"mean_{key}"] = float(np.mean(times)) if times else None
                 try:
                     files.write_tables()
                 except Exception as write_error:  # noqa: BLE001 - a full disk, a planted link: the journal

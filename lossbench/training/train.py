@@ -586,7 +586,8 @@ def epoch_records(model, spec, criterion, data, encoded, inputs, epoch: int, sec
     and selected: `selection` follows the val primary metric and keeps the selected epoch's).
     `encoded` = (x_train, encoded train, test and val targets); `inputs` = per_class_inputs(data).
     `running`: the train row's metrics from the epoch's steps (RunningTally); None evaluates the
-    whole training split again."""
+    whole training split again. The train row's eval_time_s is this call's own wall time."""
+    started = time.perf_counter()
     x, y, y_test, y_val = encoded
 
     def split(x_split, y_encoded, labels) -> tuple[dict, list, np.ndarray, torch.Tensor]:
@@ -617,7 +618,8 @@ def epoch_records(model, spec, criterion, data, encoded, inputs, epoch: int, sec
         selection.observe(val_row[selection.metric], last)
     if data.task == Task.single_label:
         test_row.update(temperature.scaled_metrics(spec, val_logits, inputs.get("val"), test_logits, inputs["test"]))
-    untimed = {"epoch_time_s": float("nan"), "samples_per_s": float("nan")}
+    train_row["eval_time_s"] = time.perf_counter() - started
+    untimed = {"epoch_time_s": float("nan"), "samples_per_s": float("nan"), "eval_time_s": float("nan")}
     rows = [{"epoch": epoch, "split": "train", **train_row}]
     rows += [{"epoch": epoch, "split": "val", **val_row, **untimed}] if val_row is not None else []
     rows += [{"epoch": epoch, "split": "test", **test_row, **untimed}]

@@ -15,7 +15,7 @@ from lossbench.runs.run import execute
 
 from conftest import compose_config, run_cli
 
-TIMING = ["epoch_time_s", "samples_per_s"]
+TIMING = ["epoch_time_s", "samples_per_s", "eval_time_s"]
 
 
 def train_in_process(tmp_path, *overrides):
@@ -39,7 +39,12 @@ def test_each_loss_trains_on_the_mnist_sample_and_writes_its_files(tmp_path, los
     assert len(metrics) == 6 and set(metrics["split"]) == {"train", "val", "test"}
     assert {"loss", "dataset", "data_source", "seed", "epoch", "loss_value", "acc", "nll", "ece", "brier"} <= set(metrics)
     assert (metrics["loss"] == loss).all()
-    assert metrics.loc[metrics.split == "train", "samples_per_s"].gt(0).all()
+    train = metrics.split == "train"
+    assert metrics.loc[train, "samples_per_s"].gt(0).all()
+    # the evaluation after each epoch is timed apart from its steps, on the train row alone
+    assert metrics.loc[train, "eval_time_s"].gt(0).all() and metrics.loc[~train, "eval_time_s"].isna().all()
+    assert summary["mean_eval_time_s"] == pytest.approx(metrics.loc[train, "eval_time_s"].mean(), rel=1e-12)
+    assert "test_eval_time_s" not in summary
     calibration = pd.read_parquet(run_dir / "calibration.parquet")
     assert len(calibration) == 30 and calibration.groupby("scheme")["count"].sum().eq(1000).all()
     assert (run_dir / "predictions.parquet").exists()

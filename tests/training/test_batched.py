@@ -100,7 +100,7 @@ def largest_weight_difference(a: Recorded, b: Recorded) -> float:
     return max((p - q).abs().max().item() for p, q in zip(a.model.parameters(), b.model.parameters()))
 
 
-def assert_rows_match(rows_a, rows_b, tol, relative=False, skip=("epoch_time_s", "samples_per_s")):
+def assert_rows_match(rows_a, rows_b, tol, relative=False, skip=("epoch_time_s", "samples_per_s", "eval_time_s")):
     assert len(rows_a) == len(rows_b)
     for a, b in zip(rows_a, rows_b):
         assert a.keys() == b.keys()
