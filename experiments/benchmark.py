@@ -23,7 +23,7 @@ The last lines list each target with its measured value.
 The images: --fashion-root DIR (the four Fashion-MNIST IDX .gz files) for the real 60,000, else
 the shipped MNIST sample's 4,000 training digits tiled to --images: speed depends on sizes, not
 pixel values.
---quick: 10,000 images, one epoch, one repeat, 3 seeds, no sweep (under a minute). Timings live
+--quick: 10,000 images, one epoch, one repeat, 3 seeds, a 4-run sweep (under a minute). Timings live
 here, never in the tests.
 """
 

@@ -50,6 +50,31 @@ def test_each_loss_trains_on_the_mnist_sample_and_writes_its_files(tmp_path, los
     assert (run_dir / "predictions.parquet").exists()
 
 
+def test_eval_time_counts_the_evaluation_and_epoch_time_only_the_steps(tmp_path, monkeypatch):
+    """Each optimiser step made to take STEP seconds more, and each evaluation pass (val, test)
+    and the temperature fit EVAL more: the train row's epoch_time_s holds the steps' pauses and
+    none of the evaluation's, its eval_time_s the evaluation's three and none of the steps'."""
+    from lossbench.training import temperature, train
+
+    STEP, EVAL = 0.1, 0.6
+    steps = 9  # 3,600 training digits in batches of 400
+
+    def slowed(function, pause):
+        def slow(*args, **kwargs):
+            time.sleep(pause)
+            return function(*args, **kwargs)
+        return slow
+
+    monkeypatch.setattr(train.OneModel, "step", slowed(train.OneModel.step, STEP))
+    monkeypatch.setattr(train, "evaluate", slowed(train.evaluate, EVAL))
+    monkeypatch.setattr(temperature, "scaled_metrics", slowed(temperature.scaled_metrics, EVAL))
+    summary, metrics, _ = train_in_process(tmp_path, "trainer.epochs=1", "trainer.batch_size=400")
+    [row] = metrics[metrics.split == "train"].to_dict("records")
+    assert steps * STEP <= row["epoch_time_s"] < 3 * EVAL
+    assert 3 * EVAL <= row["eval_time_s"] < 3 * EVAL + steps * STEP
+    assert summary["mean_eval_time_s"] == row["eval_time_s"]
+
+
 def test_ce_and_nll_give_identical_metrics(tmp_path):
     _, ce, _ = train_in_process(tmp_path / "ce", "loss=ce", "trainer.epochs=2")
     _, nll, _ = train_in_process(tmp_path / "nll", "loss=nll", "trainer.epochs=2")
