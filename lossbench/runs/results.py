@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from lossbench.runs import arrow_columns, journal
 from lossbench.errors import UserError
 from lossbench.runs.owned import PlantedLink, open_nofollow
+from lossbench.training.metrics import TIMINGS
 from lossbench.training.selection import select_epoch
 
 if TYPE_CHECKING:  # the report writes DataFrames; a run writes rows and columns, without pandas
@@ -274,7 +275,7 @@ class RunFiles:
         tests = [row for row in self.metrics if row["split"] == "test"]
         if not tests:
             return {}
-        skip = set(self.identity) | {"epoch", "split", "epoch_time_s", "samples_per_s", "eval_time_s"}
+        skip = {*self.identity, "epoch", "split", *TIMINGS}
         return {f"test_{key}": value for key, value in tests[-1].items() if key not in skip}
 
     def selected_epoch(self, metric: Optional[str]) -> Optional[int]:

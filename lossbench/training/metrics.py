@@ -35,6 +35,8 @@ CLASS_BALANCE = ("balanced_acc", "f1_macro", "rare_recall")
 MEMORISATION = ("flipped_acc_noisy", "flipped_acc_true")
 # the criterion's own value per split (every loss has one, on its own scale)
 CRITERION = "loss_value"
+# the train rows' timings (NaN on val and test rows): the steps, their throughput, the evaluation after them
+TIMINGS = ("epoch_time_s", "samples_per_s", "eval_time_s")
 # the calibration metrics again after temperature scaling on the val split (lossbench/training/temperature.py)
 TEMPERATURE_SCALED = ("nll_ts", "ece_ts", "brier_ts")
 SINGLE, MULTI, BOTH = frozenset({"single_label"}), frozenset({"multi_label"}), frozenset({"single_label", "multi_label"})

@@ -619,7 +619,7 @@ def epoch_records(model, spec, criterion, data, encoded, inputs, epoch: int, sec
     if data.task == Task.single_label:
         test_row.update(temperature.scaled_metrics(spec, val_logits, inputs.get("val"), test_logits, inputs["test"]))
     train_row["eval_time_s"] = time.perf_counter() - started
-    untimed = {"epoch_time_s": float("nan"), "samples_per_s": float("nan"), "eval_time_s": float("nan")}
+    untimed = dict.fromkeys(metrics.TIMINGS, float("nan"))
     rows = [{"epoch": epoch, "split": "train", **train_row}]
     rows += [{"epoch": epoch, "split": "val", **val_row, **untimed}] if val_row is not None else []
     rows += [{"epoch": epoch, "split": "test", **test_row, **untimed}]

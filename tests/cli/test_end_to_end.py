@@ -12,10 +12,11 @@ import torch
 
 from lossbench.runs.journal import JOURNAL
 from lossbench.runs.run import execute
+from lossbench.training.metrics import TIMINGS
 
 from conftest import compose_config, run_cli
 
-TIMING = ["epoch_time_s", "samples_per_s", "eval_time_s"]
+TIMING = list(TIMINGS)
 
 
 def train_in_process(tmp_path, *overrides):

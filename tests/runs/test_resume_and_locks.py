@@ -15,6 +15,7 @@ import pytest
 
 from lossbench.runs.results import FILE_MODE, LOCK, RunDirBusy, RunDirLock, write_json
 from lossbench.runs.run import already_finished, comparable_config, execute
+from lossbench.training.metrics import TIMINGS
 
 from conftest import SMALL, compose_config, run_cli, run_sweep
 
@@ -22,8 +23,7 @@ CE_0 = "loss=ce,model.hidden=[32],seed=0"
 CE_1 = "loss=ce,model.hidden=[32],seed=1"
 BCE_0 = "loss=bce_logits,model.hidden=[32],seed=0"
 # What a rerun may change: when and how fast it ran.
-TIMING = ["wall_time_s", "finished_at", "mean_epoch_time_s", "mean_eval_time_s", "epoch_time_s",
-          "samples_per_s", "eval_time_s"]
+TIMING = ["wall_time_s", "finished_at", "mean_epoch_time_s", "mean_eval_time_s", *TIMINGS]
 
 
 def test_resume_reruns_completed_runs_whose_tables_are_missing_or_torn(smoke_sweep, tmp_path):

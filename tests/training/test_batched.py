@@ -15,6 +15,7 @@ from hydra_plugins.lossbench_batched_launcher.batched_launcher import seed_group
 from lossbench.training.batched import unstackable
 from lossbench.data import load_dataset
 from lossbench.losses import LOSSES, TrainingLabels, head_width, loss_params
+from lossbench.training.metrics import TIMINGS
 from lossbench.training.model import build_model
 from lossbench.training.optim import build_optimizer
 from lossbench.training.stacked_optim import stacked_optimizer
@@ -100,7 +101,7 @@ def largest_weight_difference(a: Recorded, b: Recorded) -> float:
     return max((p - q).abs().max().item() for p, q in zip(a.model.parameters(), b.model.parameters()))
 
 
-def assert_rows_match(rows_a, rows_b, tol, relative=False, skip=("epoch_time_s", "samples_per_s", "eval_time_s")):
+def assert_rows_match(rows_a, rows_b, tol, relative=False, skip=TIMINGS):
     assert len(rows_a) == len(rows_b)
     for a, b in zip(rows_a, rows_b):
         assert a.keys() == b.keys()
